@@ -1,0 +1,1 @@
+//! Helpers for the integration tests: they run the built binaries for real, as root.

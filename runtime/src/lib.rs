@@ -1,0 +1,1 @@
+//! capsa: a low-level OCI container runtime.
