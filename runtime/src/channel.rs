@@ -105,7 +105,6 @@ impl Channel {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
-    }
 }
 
 #[cfg(test)]
