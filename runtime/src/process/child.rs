@@ -59,6 +59,9 @@ fn run(a: &Args) -> Result<Infallible> {
     // The state dir lock belongs to `capsa create`, not to the init that outlives it.
     let _ = nix::unistd::close(a.lock_fd);
     ch.expect(Msg::Proceed)?; // sync 1
+    if a.plan.new_user && !a.plan.two_stage {
+        become_userns_root()?;
+    }
 
     if a.plan.two_stage {
         a.plan.join_all()?;
@@ -66,6 +69,7 @@ fn run(a: &Args) -> Result<Infallible> {
         if a.plan.new_user {
             ch.send(&Msg::MapIds)?; // sync 1a
             ch.expect(Msg::Proceed)?;
+            become_userns_root()?;
         }
         namespaces::write_time_offsets(spec)?;
         if a.plan.fork_init {
@@ -181,6 +185,15 @@ fn run(a: &Args) -> Result<Infallible> {
     // The parent is gone: stderr is all that is left to tell.
     eprintln!("capsa: exec {:?}: {err}", exe);
     exit_now(127)
+}
+
+/// In a new user namespace our host uid is not mapped: become its root, so what we create
+/// (tmpfs, devices, mount points) is owned by a mapped id.
+fn become_userns_root() -> Result<()> {
+    let root_gid = nix::unistd::Gid::from_raw(0);
+    let root_uid = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).ctx(|| "setgid 0 in the user namespace".into())?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| "setuid 0 in the user namespace".into())
 }
 
 /// hostname, domainname, sysctls: after pivot_root, so /proc is the container's.
