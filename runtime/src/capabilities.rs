@@ -70,19 +70,24 @@ impl Sets {
 
     /// Before the user switch: drop what is not in the bounding set.
     pub fn limit_bounding(&self) -> Result<()> {
-        let supported = caps::runtime::thread_all_supported();
-        for cap in supported.difference(&self.bounding) {
+        let current = caps::read(None, CapSet::Bounding).map_err(|e| cerr("read bounding", e))?;
+        for cap in current.difference(&self.bounding) {
             caps::drop(None, CapSet::Bounding, *cap)
                 .map_err(|e| cerr("drop from bounding set", e))?;
         }
         Ok(())
     }
 
-    /// After the user switch (with PR_SET_KEEPCAPS held across it).
+    /// After the user switch (with PR_SET_KEEPCAPS held across it). A capability the
+    /// runtime itself does not hold (a host that withholds it even from root) cannot be
+    /// given: it is skipped with a warning rather than failing the container.
     pub fn apply(&self) -> Result<()> {
-        let supported = caps::runtime::thread_all_supported();
+        let held = caps::read(None, CapSet::Permitted).map_err(|e| cerr("read permitted", e))?;
+        for missing in self.permitted.union(&self.effective).filter(|c| !held.contains(c)) {
+            tracing::warn!("capability {missing} is not held by the runtime on this host; not granted");
+        }
         let keep = |s: &HashSet<Capability>| -> HashSet<Capability> {
-            s.intersection(&supported).copied().collect()
+            s.intersection(&held).copied().collect()
         };
         // effective ⊆ permitted must hold after each call: shrink effective first.
         let eff = keep(&self.effective);

@@ -95,15 +95,12 @@ pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<()> {
 /// state dir.
 pub fn delete(c: Container, force: bool) -> Result<()> {
     let status = c.status();
-    match status {
-        Status::Stopped | Status::Created => {}
-        _ if force => {}
-        _ => {
-            return Err(Error::Other(format!(
-                "cannot delete container {} that is not stopped: {status}",
-                c.id()
-            )))
-        }
+    // The spec: deleting a container that is not stopped is an error with no effect.
+    if status != Status::Stopped && !force {
+        return Err(Error::Other(format!(
+            "cannot delete container {} that is not stopped: {status}",
+            c.id()
+        )));
     }
     if let Some(pid) = c.live_pid() {
         let cg = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;

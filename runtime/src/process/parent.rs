@@ -155,7 +155,8 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
             Some(Msg::RunCreateRuntimeHooks) => {
                 // sync 2
                 saved.pid = init_pid;
-                let state = state::hook_state_json(&saved, Status::Creating);
+                // runtime-tools expects "created" in the state the create-time hooks read.
+                let state = state::hook_state_json(&saved, Status::Created);
                 if let Some(h) = spec.hooks() {
                     hooks::run_all("prestart", h.prestart().as_ref(), &state)?;
                     hooks::run_all("createRuntime", h.create_runtime().as_ref(), &state)?;

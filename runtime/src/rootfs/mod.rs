@@ -43,9 +43,12 @@ fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
     }
 }
 
-/// Before any mount: stop propagation to the host, make the rootfs a mount point.
+/// Before any mount: stop propagation to the host (rslave whatever the config says; its
+/// rootfsPropagation is applied to the new root after pivot_root), make the rootfs a
+/// mount point.
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
-    let prop = root_propagation(ctx.spec)?.unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    root_propagation(ctx.spec)?;
+    let prop = MsFlags::MS_SLAVE | MsFlags::MS_REC;
     mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
         .ctx(|| "set propagation of /".into())?;
     make_parent_private(ctx.rootfs)?;
