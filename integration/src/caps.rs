@@ -56,8 +56,15 @@ pub fn mask(names: &[&str]) -> u64 {
     })
 }
 
-/// The mask of every capability this kernel knows (/proc/sys/kernel/cap_last_cap).
+/// The mask of every capability a container can get here: known to this
+/// kernel (/proc/sys/kernel/cap_last_cap) and in our own bounding set (a
+/// sandboxed host may lack some, e.g. CAP_SYS_RESOURCE).
 pub fn all_known_mask() -> u64 {
+    let own = status_field(&std::fs::read_to_string("/proc/self/status").expect("read own status"), "CapBnd");
+    own & kernel_mask()
+}
+
+fn kernel_mask() -> u64 {
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .expect("read cap_last_cap")
         .trim()

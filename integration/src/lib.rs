@@ -14,6 +14,7 @@ pub mod console;
 pub mod ctx;
 pub mod image;
 pub mod leftovers;
+pub mod mountinfo;
 pub mod poll;
 pub mod runtime;
 pub mod spec;
