@@ -30,9 +30,9 @@ pub fn unmount_under(dir: &Path) {
     }
 }
 
-/// Processes (other than ourselves) whose command line contains `tag` or whose
-/// cgroup path contains `cgroup_name`: the runtime's init and the container's
-/// processes of one test.
+/// Processes (other than ourselves) whose command line or environment
+/// contains `tag` or whose cgroup path contains `cgroup_name`: the runtime's
+/// init, the container's processes and the hooks of one test.
 pub fn processes(tag: &str, cgroup_name: &str) -> Vec<(i32, String)> {
     let me = std::process::id() as i32;
     let mut out = Vec::new();
@@ -52,7 +52,9 @@ pub fn processes(tag: &str, cgroup_name: &str) -> Vec<(i32, String)> {
         if zombie {
             continue;
         }
-        if cmdline.contains(tag) || cgroup.contains(cgroup_name) {
+        let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let in_env = environ.windows(tag.len()).any(|w| w == tag.as_bytes());
+        if cmdline.contains(tag) || in_env || cgroup.contains(cgroup_name) {
             out.push((pid, cmdline));
         }
     }
