@@ -46,7 +46,16 @@ pub fn make_rootfs(rootfs: &Path) {
     for a in applets() {
         let _ = symlink("busybox", bin.join(a));
     }
-    for d in ["proc", "dev", "sys", "tmp", "etc", "root", "home/tester", "shared"] {
+    for d in [
+        "proc",
+        "dev",
+        "sys",
+        "tmp",
+        "etc",
+        "root",
+        "home/tester",
+        "shared",
+    ] {
         fs::create_dir_all(rootfs.join(d)).expect("mkdir in rootfs");
     }
     fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
@@ -89,7 +98,10 @@ impl Bundle {
     }
 
     pub fn cgroups_path(&self) -> String {
-        self.spec["linux"]["cgroupsPath"].as_str().unwrap_or("").to_string()
+        self.spec["linux"]["cgroupsPath"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 
     /// Any edit of the config.
@@ -108,7 +120,12 @@ impl Bundle {
     }
 
     pub fn env(self, var: &str) -> Bundle {
-        self.with(|s| s["process"]["env"].as_array_mut().expect("env array").push(json!(var)))
+        self.with(|s| {
+            s["process"]["env"]
+                .as_array_mut()
+                .expect("env array")
+                .push(json!(var))
+        })
     }
 
     pub fn cwd(self, cwd: &str) -> Bundle {
@@ -157,7 +174,9 @@ impl Bundle {
     /// Replaces (or adds) the namespace of `ty`, optionally joining `path`.
     pub fn namespace(self, ty: &str, path: Option<&Path>) -> Bundle {
         self.with(|s| {
-            let nss = s["linux"]["namespaces"].as_array_mut().expect("namespaces array");
+            let nss = s["linux"]["namespaces"]
+                .as_array_mut()
+                .expect("namespaces array");
             nss.retain(|n| n["type"] != ty);
             let mut ns = json!({ "type": ty });
             if let Some(p) = path {
@@ -183,7 +202,10 @@ impl Bundle {
             if s["hooks"][kind].is_null() {
                 s["hooks"][kind] = json!([]);
             }
-            s["hooks"][kind].as_array_mut().expect("hooks array").push(hook)
+            s["hooks"][kind]
+                .as_array_mut()
+                .expect("hooks array")
+                .push(hook)
         })
     }
 
@@ -194,7 +216,9 @@ impl Bundle {
 
     pub fn rlimit(self, ty: &str, soft: u64, hard: u64) -> Bundle {
         self.with(|s| {
-            let rl = s["process"]["rlimits"].as_array_mut().expect("rlimits array");
+            let rl = s["process"]["rlimits"]
+                .as_array_mut()
+                .expect("rlimits array");
             rl.retain(|r| r["type"] != ty);
             rl.push(json!({ "type": ty, "soft": soft, "hard": hard }));
         })

@@ -60,7 +60,10 @@ pub fn mask(names: &[&str]) -> u64 {
 /// kernel (/proc/sys/kernel/cap_last_cap) and in our own bounding set (a
 /// sandboxed host may lack some, e.g. CAP_SYS_RESOURCE).
 pub fn all_known_mask() -> u64 {
-    let own = status_field(&std::fs::read_to_string("/proc/self/status").expect("read own status"), "CapBnd");
+    let own = status_field(
+        &std::fs::read_to_string("/proc/self/status").expect("read own status"),
+        "CapBnd",
+    );
     own & kernel_mask()
 }
 

@@ -23,20 +23,38 @@ pub fn hierarchies() -> Vec<Hierarchy> {
     let info = fs::read_to_string("/proc/self/mountinfo").expect("read mountinfo");
     let mut out: Vec<Hierarchy> = Vec::new();
     for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut r = right.split_whitespace();
         let fstype = r.next().unwrap_or("");
         let _source = r.next();
         let opts = r.next().unwrap_or("");
         let mount = PathBuf::from(left.split_whitespace().nth(4).unwrap_or(""));
         let h = match fstype {
-            "cgroup2" => Hierarchy { mount, controllers: vec![], v2: true },
+            "cgroup2" => Hierarchy {
+                mount,
+                controllers: vec![],
+                v2: true,
+            },
             "cgroup" => Hierarchy {
                 mount,
                 controllers: opts
                     .split(',')
                     .filter(|o| !matches!(*o, "rw" | "ro") && !o.starts_with("release_agent"))
-                    .filter(|o| !["nosuid", "nodev", "noexec", "relatime", "clone_children", "noprefix", "xattr", "cpuset_v2_mode"].contains(o))
+                    .filter(|o| {
+                        ![
+                            "nosuid",
+                            "nodev",
+                            "noexec",
+                            "relatime",
+                            "clone_children",
+                            "noprefix",
+                            "xattr",
+                            "cpuset_v2_mode",
+                        ]
+                        .contains(o)
+                    })
                     .map(str::to_string)
                     .collect(),
                 v2: false,
@@ -52,7 +70,9 @@ pub fn hierarchies() -> Vec<Hierarchy> {
 
 /// Whether /sys/fs/cgroup itself is cgroup v2 (a pure v2 host).
 pub fn is_unified() -> bool {
-    hierarchies().iter().any(|h| h.v2 && h.mount == Path::new("/sys/fs/cgroup"))
+    hierarchies()
+        .iter()
+        .any(|h| h.v2 && h.mount == Path::new("/sys/fs/cgroup"))
 }
 
 /// The directory of `cgroups_path` for controller `ctrl` (e.g. "memory",

@@ -19,15 +19,25 @@ pub struct ConsoleSocket {
 impl ConsoleSocket {
     /// Listens on `path` and receives one fd in the background.
     pub fn listen(path: &Path) -> ConsoleSocket {
-        let listener = UnixListener::bind(path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
-        listener.set_nonblocking(true).expect("nonblocking listener");
+        let listener =
+            UnixListener::bind(path).unwrap_or_else(|e| panic!("bind {}: {e}", path.display()));
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let receiver = std::thread::spawn(move || receive(listener));
-        ConsoleSocket { path: path.to_path_buf(), receiver }
+        ConsoleSocket {
+            path: path.to_path_buf(),
+            receiver,
+        }
     }
 
     /// The pty master the runtime sent; panics if none came.
     pub fn master(self) -> std::fs::File {
-        let fd = self.receiver.join().expect("console receiver thread").unwrap_or_else(|e| panic!("console socket: {e}"));
+        let fd = self
+            .receiver
+            .join()
+            .expect("console receiver thread")
+            .unwrap_or_else(|e| panic!("console socket: {e}"));
         std::fs::File::from(fd)
     }
 }
@@ -47,12 +57,18 @@ fn receive(listener: UnixListener) -> Result<OwnedFd, String> {
         _ => return Err("the runtime never connected".into()),
     };
     conn.set_nonblocking(false).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(HANG_GUARD)).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(HANG_GUARD))
+        .map_err(|e| e.to_string())?;
     let mut buf = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| format!("recvmsg: {e}"))?;
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(|e| format!("recvmsg: {e}"))?;
     for c in msg.cmsgs().map_err(|e| format!("cmsgs: {e}"))? {
         if let ControlMessageOwned::ScmRights(fds) = c {
             if let Some(&fd) = fds.first() {
@@ -94,5 +110,6 @@ pub fn read_master(mut master: std::fs::File, until: Option<&str>) -> String {
         }
         let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
     });
-    rx.recv_timeout(HANG_GUARD).expect("reading the pty master hung")
+    rx.recv_timeout(HANG_GUARD)
+        .expect("reading the pty master hung")
 }

@@ -36,7 +36,8 @@ impl Ctx {
     /// A fresh context; panics unless running as root.
     pub fn new() -> Ctx {
         // SAFETY: geteuid(2) has no preconditions.
-        assert_eq!(unsafe { libc::geteuid() }, 0, "the integration tests must run as root");
+        let euid = unsafe { libc::geteuid() };
+        assert_eq!(euid, 0, "the integration tests must run as root");
         let rt = Runtime::from_env();
         let pid = std::process::id();
         let n = NEXT_CTX.fetch_add(1, Ordering::SeqCst);
@@ -137,24 +138,32 @@ impl Ctx {
     #[track_caller]
     pub fn state(&self, id: &str) -> Value {
         let out = self.rt(&["state", id]).ok();
-        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("state is not JSON ({e}): {out}"))
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("state is not JSON ({e}): {out}"))
     }
 
     #[track_caller]
     pub fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().expect("state.status is a string").to_string()
+        self.state(id)["status"]
+            .as_str()
+            .expect("state.status is a string")
+            .to_string()
     }
 
     /// The container's init pid from its state.
     #[track_caller]
     pub fn pid(&self, id: &str) -> i32 {
-        self.state(id)["pid"].as_i64().expect("state.pid is a number") as i32
+        self.state(id)["pid"]
+            .as_i64()
+            .expect("state.pid is a number") as i32
     }
 
     /// Polls `state` until the status is `want`.
     #[track_caller]
     pub fn wait_status(&self, id: &str, want: &str) {
-        wait_until(&format!("container {id} to be {want}"), || self.status(id) == want);
+        wait_until(&format!("container {id} to be {want}"), || {
+            self.status(id) == want
+        });
     }
 
     /// create + start, asserting both succeed.
@@ -199,7 +208,10 @@ impl Ctx {
     #[track_caller]
     pub fn assert_not_exist(&self, out: Out, id: &str) {
         let out = out.fails();
-        assert!(out.all().contains("does not exist"), "expected a does-not-exist error: {out}");
+        assert!(
+            out.all().contains("does not exist"),
+            "expected a does-not-exist error: {out}"
+        );
         if self.rt.is_capsa() {
             let want = format!("container \"{id}\" does not exist");
             assert!(out.stderr.contains(&want), "expected `{want}`: {out}");
@@ -211,10 +223,17 @@ impl Ctx {
     #[track_caller]
     pub fn assert_nothing_left(&self, id: &str, b: &Bundle) {
         let state_dir = self.root.join(id);
-        assert!(!state_dir.exists(), "state dir {} left behind", state_dir.display());
+        assert!(
+            !state_dir.exists(),
+            "state dir {} left behind",
+            state_dir.display()
+        );
         let list = self.rt(&["list", "-q"]);
         if list.success() {
-            assert!(!list.stdout.lines().any(|l| l.trim() == id), "{id} still listed: {list}");
+            assert!(
+                !list.stdout.lines().any(|l| l.trim() == id),
+                "{id} still listed: {list}"
+            );
         }
         let cg = cgroup::existing_dirs(&b.cgroups_path());
         assert!(cg.is_empty(), "cgroup left behind: {cg:?}");

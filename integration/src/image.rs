@@ -12,7 +12,11 @@ use crate::runtime::run_cmd;
 
 fn sha256(path: &Path) -> String {
     let out = run_cmd(Command::new("sha256sum").arg(path)).ok();
-    out.stdout.split_whitespace().next().expect("sha256sum output").to_string()
+    out.stdout
+        .split_whitespace()
+        .next()
+        .expect("sha256sum output")
+        .to_string()
 }
 
 /// Builds `<work>/image.tar`, a docker-archive tagged `reference`.
@@ -22,7 +26,16 @@ pub fn busybox_docker_archive(work: &Path, reference: &str) -> std::path::PathBu
     let archive = work.join("archive");
     fs::create_dir_all(&archive).expect("mkdir archive");
     let layer_tmp = work.join("layer.tar");
-    run_cmd(Command::new("tar").arg("-C").arg(&rootfs).arg("--numeric-owner").arg("-cf").arg(&layer_tmp).arg(".")).ok();
+    run_cmd(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("--numeric-owner")
+            .arg("-cf")
+            .arg(&layer_tmp)
+            .arg("."),
+    )
+    .ok();
     let diff_id = sha256(&layer_tmp);
     fs::create_dir_all(archive.join(&diff_id)).expect("mkdir layer dir");
     fs::rename(&layer_tmp, archive.join(&diff_id).join("layer.tar")).expect("move layer");
@@ -42,8 +55,20 @@ pub fn busybox_docker_archive(work: &Path, reference: &str) -> std::path::PathBu
         "RepoTags": [reference],
         "Layers": [format!("{diff_id}/layer.tar")]
     }]);
-    fs::write(archive.join("manifest.json"), serde_json::to_vec(&manifest).expect("manifest json")).expect("write manifest");
+    fs::write(
+        archive.join("manifest.json"),
+        serde_json::to_vec(&manifest).expect("manifest json"),
+    )
+    .expect("write manifest");
     let tar = work.join("image.tar");
-    run_cmd(Command::new("tar").arg("-C").arg(&archive).arg("-cf").arg(&tar).arg(".")).ok();
+    run_cmd(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&archive)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )
+    .ok();
     tar
 }

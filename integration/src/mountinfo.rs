@@ -51,5 +51,8 @@ pub fn parse(text: &str) -> Vec<Mount> {
 
 /// The last (topmost) mount at `point`.
 pub fn find(text: &str, point: &str) -> Option<Mount> {
-    parse(text).into_iter().rev().find(|m| m.mount_point == point)
+    parse(text)
+        .into_iter()
+        .rev()
+        .find(|m| m.mount_point == point)
 }

@@ -35,7 +35,11 @@ impl Runtime {
             "runtime binary {} not found: build it (cargo build --release) or set CAPSA_RUNTIME",
             path.display()
         );
-        let name = path.file_name().and_then(OsStr::to_str).unwrap_or("").to_string();
+        let name = path
+            .file_name()
+            .and_then(OsStr::to_str)
+            .unwrap_or("")
+            .to_string();
         let kind = if name.starts_with("capsa") {
             Kind::Capsa
         } else if name.starts_with("runc") {
@@ -148,7 +152,9 @@ pub fn run_cmd(cmd: &mut Command) -> Out {
     cmd.stdin(Stdio::null())
         .stdout(out_f.try_clone().expect("dup stdout file"))
         .stderr(err_f.try_clone().expect("dup stderr file"));
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn `{desc}`: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn `{desc}`: {e}"));
     let pid = child.id() as i32;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -164,7 +170,12 @@ pub fn run_cmd(cmd: &mut Command) -> Out {
             panic!("`{desc}` hung (killed after {HANG_GUARD:?})");
         }
     };
-    Out { cmd: desc, status, stdout: read_all(&mut out_f), stderr: read_all(&mut err_f) }
+    Out {
+        cmd: desc,
+        status,
+        stdout: read_all(&mut out_f),
+        stderr: read_all(&mut err_f),
+    }
 }
 
 fn read_all(f: &mut std::fs::File) -> String {

@@ -17,7 +17,11 @@ fn default_capability_sets() {
     assert_eq!(status_field(&st, "CapEff"), m, "CapEff");
     assert_eq!(status_field(&st, "CapPrm"), m, "CapPrm");
     assert_eq!(status_field(&st, "CapBnd"), m, "CapBnd");
-    assert_eq!(status_field(&st, "CapInh"), 0, "CapInh stays empty unless asked");
+    assert_eq!(
+        status_field(&st, "CapInh"),
+        0,
+        "CapInh stays empty unless asked"
+    );
     assert_eq!(status_field(&st, "CapAmb"), 0, "CapAmb");
 }
 
@@ -36,10 +40,28 @@ fn each_of_the_five_sets() {
             "ambient": ["CAP_KILL"]
         }))
     });
-    assert_eq!(status_field(&st, "CapBnd"), mask(&["CAP_KILL", "CAP_CHOWN", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_SETPCAP"]));
-    assert_eq!(status_field(&st, "CapPrm"), mask(&["CAP_KILL", "CAP_CHOWN", "CAP_NET_ADMIN"]));
-    assert_eq!(status_field(&st, "CapEff"), mask(&["CAP_KILL", "CAP_CHOWN", "CAP_NET_ADMIN"]));
-    assert_eq!(status_field(&st, "CapInh"), mask(&["CAP_KILL", "CAP_CHOWN"]));
+    assert_eq!(
+        status_field(&st, "CapBnd"),
+        mask(&[
+            "CAP_KILL",
+            "CAP_CHOWN",
+            "CAP_NET_ADMIN",
+            "CAP_SYS_ADMIN",
+            "CAP_SETPCAP"
+        ])
+    );
+    assert_eq!(
+        status_field(&st, "CapPrm"),
+        mask(&["CAP_KILL", "CAP_CHOWN", "CAP_NET_ADMIN"])
+    );
+    assert_eq!(
+        status_field(&st, "CapEff"),
+        mask(&["CAP_KILL", "CAP_CHOWN", "CAP_NET_ADMIN"])
+    );
+    assert_eq!(
+        status_field(&st, "CapInh"),
+        mask(&["CAP_KILL", "CAP_CHOWN"])
+    );
     assert_eq!(status_field(&st, "CapAmb"), mask(&["CAP_KILL"]));
 }
 
@@ -47,8 +69,15 @@ fn each_of_the_five_sets() {
 fn every_capability() {
     let ctx = Ctx::new();
     let known = all_known_mask();
-    let names: Vec<&str> = NAMES.iter().enumerate().filter(|(i, _)| known & (1 << i) != 0).map(|(_, n)| *n).collect();
-    let st = status(&ctx, |b| b.caps(json!({ "bounding": names, "permitted": names, "effective": names })));
+    let names: Vec<&str> = NAMES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| known & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    let st = status(&ctx, |b| {
+        b.caps(json!({ "bounding": names, "permitted": names, "effective": names }))
+    });
     assert_eq!(status_field(&st, "CapBnd"), known);
     assert_eq!(status_field(&st, "CapEff"), known);
 }
@@ -76,11 +105,16 @@ fn capabilities_of_a_non_root_user() {
     assert_eq!(status_field(&st, "CapEff"), mask(&set));
     assert_eq!(status_field(&st, "CapPrm"), mask(&set));
     assert_eq!(status_field(&st, "CapAmb"), mask(&set));
-    assert!(st.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("1000")), "{st}");
+    assert!(
+        st.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("1000")),
+        "{st}"
+    );
 
     // without ambient: nothing effective after execve
     let st = status(&ctx, |b| {
-        b.user(json!({ "uid": 1000, "gid": 1000 })).caps(json!({ "bounding": set, "permitted": set, "effective": set }))
+        b.user(json!({ "uid": 1000, "gid": 1000 }))
+            .caps(json!({ "bounding": set, "permitted": set, "effective": set }))
     });
     assert_eq!(status_field(&st, "CapEff"), 0);
     assert_eq!(status_field(&st, "CapBnd"), mask(&set));
@@ -91,7 +125,9 @@ fn dropped_capability_is_enforced() {
     let ctx = Ctx::new();
     // Without CAP_CHOWN (and DAC/FOWNER) root cannot chown a file.
     let caps = ["CAP_KILL"];
-    let out = ctx.sh_in("touch /tmp/f && chown 1000 /tmp/f", |b| b.caps(json!({ "bounding": caps, "permitted": caps, "effective": caps })));
+    let out = ctx.sh_in("touch /tmp/f && chown 1000 /tmp/f", |b| {
+        b.caps(json!({ "bounding": caps, "permitted": caps, "effective": caps }))
+    });
     assert!(!out.success(), "chown without CAP_CHOWN: {out}");
     assert!(out.stderr.contains("not permitted"), "{out}");
     ctx.sh("touch /tmp/f && chown 1000 /tmp/f");
@@ -100,9 +136,17 @@ fn dropped_capability_is_enforced() {
 #[test]
 fn no_new_privileges() {
     let ctx = Ctx::new();
-    let on = status(&ctx, |b| b.with(|s| s["process"]["noNewPrivileges"] = json!(true)));
-    let off = status(&ctx, |b| b.with(|s| s["process"]["noNewPrivileges"] = json!(false)));
-    let nnp = |st: &str| st.lines().find(|l| l.starts_with("NoNewPrivs:")).map(|l| l.split_whitespace().nth(1).unwrap().to_string());
+    let on = status(&ctx, |b| {
+        b.with(|s| s["process"]["noNewPrivileges"] = json!(true))
+    });
+    let off = status(&ctx, |b| {
+        b.with(|s| s["process"]["noNewPrivileges"] = json!(false))
+    });
+    let nnp = |st: &str| {
+        st.lines()
+            .find(|l| l.starts_with("NoNewPrivs:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+    };
     assert_eq!(nnp(&on).as_deref(), Some("1"));
     assert_eq!(nnp(&off).as_deref(), Some("0"));
 }
@@ -115,11 +159,17 @@ fn unknown_capability_fails_and_leaves_nothing() {
     let out = ctx.create(&id, &b);
     if out.success() {
         // runc 1.1 ignores unknown capabilities with a warning.
-        assert!(!ctx.rt.is_capsa(), "capsa must refuse an unknown capability: {out}");
+        assert!(
+            !ctx.rt.is_capsa(),
+            "capsa must refuse an unknown capability: {out}"
+        );
         integration::skip("runc ignores unknown capability names");
         return;
     }
     let out = out.fails();
-    assert!(out.all().contains("CAP_BOGUS"), "the error names the capability: {out}");
+    assert!(
+        out.all().contains("CAP_BOGUS"),
+        "the error names the capability: {out}"
+    );
     ctx.assert_nothing_left(&id, &b);
 }

@@ -20,7 +20,10 @@ fn race(ctx: &Ctx, n: usize, args: impl Fn(usize) -> Vec<String>) -> Vec<Out> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("racer thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("racer thread"))
+            .collect()
     })
 }
 
@@ -28,14 +31,26 @@ fn race(ctx: &Ctx, n: usize, args: impl Fn(usize) -> Vec<String>) -> Vec<Out> {
 fn racing_creates_of_one_id_have_one_winner() {
     let ctx = Ctx::new();
     let id = ctx.id();
-    let bundles: Vec<_> = (0..6).map(|_| ctx.bundle().args(&["/bin/sleep", "1000"])).collect();
+    let bundles: Vec<_> = (0..6)
+        .map(|_| ctx.bundle().args(&["/bin/sleep", "1000"]))
+        .collect();
     for b in &bundles {
         b.write();
     }
     let outs = race(&ctx, bundles.len(), |i| {
-        vec!["create".into(), "--bundle".into(), bundles[i].dir.to_string_lossy().into_owned(), id.clone()]
+        vec![
+            "create".into(),
+            "--bundle".into(),
+            bundles[i].dir.to_string_lossy().into_owned(),
+            id.clone(),
+        ]
     });
-    let winners: Vec<usize> = outs.iter().enumerate().filter(|(_, o)| o.success()).map(|(i, _)| i).collect();
+    let winners: Vec<usize> = outs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.success())
+        .map(|(i, _)| i)
+        .collect();
     if winners.len() != 1
         && ctx.rt.runc_deviation("racing creates of one id are not serialised (all may fail: `exec fifo already exists`, `unable to store init state`)")
     {
@@ -45,12 +60,18 @@ fn racing_creates_of_one_id_have_one_winner() {
     for (i, o) in outs.iter().enumerate() {
         if i != winners[0] {
             assert_eq!(o.code(), Some(1), "{o}");
-            assert!(integration::cgroup::existing_dirs(&bundles[i].cgroups_path()).is_empty(), "loser {i} left a cgroup");
+            assert!(
+                integration::cgroup::existing_dirs(&bundles[i].cgroups_path()).is_empty(),
+                "loser {i} left a cgroup"
+            );
         }
     }
     let st = ctx.state(&id);
     assert_eq!(st["status"], "created");
-    assert_eq!(st["bundle"].as_str(), Some(bundles[winners[0]].dir.to_str().unwrap()));
+    assert_eq!(
+        st["bundle"].as_str(),
+        Some(bundles[winners[0]].dir.to_str().unwrap())
+    );
     ctx.delete_force(&id).ok();
     ctx.assert_nothing_left(&id, &bundles[winners[0]]);
 }
@@ -59,7 +80,10 @@ fn racing_creates_of_one_id_have_one_winner() {
 fn racing_starts_run_the_process_once() {
     let ctx = Ctx::new();
     let out = ctx.mkdir("out");
-    let b = ctx.bundle().bind(&out, "/out").sh("echo ran >> /out/log; sleep 1000");
+    let b = ctx
+        .bundle()
+        .bind(&out, "/out")
+        .sh("echo ran >> /out/log; sleep 1000");
     let id = ctx.id();
     ctx.create(&id, &b).ok();
     let outs = race(&ctx, 4, |_| vec!["start".into(), id.clone()]);
@@ -76,10 +100,15 @@ fn racing_force_deletes_all_return_and_remove_it() {
     let b = ctx.bundle().sh("sleep 1000 & sleep 1000");
     let id = ctx.id();
     ctx.create_start(&id, &b);
-    let outs = race(&ctx, 5, |_| vec!["delete".into(), "--force".into(), id.clone()]);
+    let outs = race(&ctx, 5, |_| {
+        vec!["delete".into(), "--force".into(), id.clone()]
+    });
     assert!(outs.iter().any(|o| o.success()), "{outs:#?}");
     for o in &outs {
-        assert!(o.success() || o.all().contains("does not exist"), "a losing delete says the container is gone: {o}");
+        assert!(
+            o.success() || o.all().contains("does not exist"),
+            "a losing delete says the container is gone: {o}"
+        );
     }
     ctx.assert_nothing_left(&id, &b);
 }
@@ -97,8 +126,12 @@ fn state_during_racing_kill_and_delete_is_consistent() {
     });
     for (i, o) in outs.iter().enumerate() {
         if i % 3 == 2 && o.success() {
-            let st: serde_json::Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("state during a race is whole JSON ({e}): {o}"));
-            assert!(["running", "stopped"].contains(&st["status"].as_str().unwrap_or("")), "{o}");
+            let st: serde_json::Value = serde_json::from_str(&o.stdout)
+                .unwrap_or_else(|e| panic!("state during a race is whole JSON ({e}): {o}"));
+            assert!(
+                ["running", "stopped"].contains(&st["status"].as_str().unwrap_or("")),
+                "{o}"
+            );
         }
     }
     ctx.assert_nothing_left(&id, &b);
@@ -108,11 +141,21 @@ fn state_during_racing_kill_and_delete_is_consistent() {
 fn many_containers_at_once() {
     let ctx = Ctx::new();
     let ids: Vec<String> = (0..8).map(|_| ctx.id()).collect();
-    let bundles: Vec<_> = (0..8).map(|_| ctx.bundle().args(&["/bin/sleep", "1000"])).collect();
+    let bundles: Vec<_> = (0..8)
+        .map(|_| ctx.bundle().args(&["/bin/sleep", "1000"]))
+        .collect();
     for b in &bundles {
         b.write();
     }
-    let outs = race(&ctx, 8, |i| vec!["run".into(), "-d".into(), "--bundle".into(), bundles[i].dir.to_string_lossy().into_owned(), ids[i].clone()]);
+    let outs = race(&ctx, 8, |i| {
+        vec![
+            "run".into(),
+            "-d".into(),
+            "--bundle".into(),
+            bundles[i].dir.to_string_lossy().into_owned(),
+            ids[i].clone(),
+        ]
+    });
     for o in &outs {
         assert!(o.success(), "{o}");
     }

@@ -27,7 +27,11 @@ fn delete_of_a_running_container_needs_force() {
     ctx.assert_nothing_left(&id, &b);
     integration::wait_until("the init to be gone", || {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.is_empty() || stat.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with('Z')).unwrap_or(true)
+        stat.is_empty()
+            || stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(true)
     });
 }
 

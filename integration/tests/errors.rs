@@ -19,7 +19,12 @@ fn rejected(ctx: &Ctx, id: &str, b: &Bundle, out: Out, what: &str) {
 fn unknown_id_for_every_command() {
     let ctx = Ctx::new();
     let id = ctx.id();
-    for args in [vec!["state", &id], vec!["start", &id], vec!["kill", &id, "KILL"], vec!["delete", &id]] {
+    for args in [
+        vec!["state", &id],
+        vec!["start", &id],
+        vec!["kill", &id, "KILL"],
+        vec!["delete", &id],
+    ] {
         ctx.assert_not_exist(ctx.rt(&args), &id);
     }
 }
@@ -43,7 +48,10 @@ fn taken_id() {
     assert_eq!(st["status"], "created");
     assert_eq!(st["pid"].as_i64(), Some(pid as i64));
     assert_eq!(st["bundle"].as_str(), Some(b.dir.to_str().unwrap()));
-    assert!(integration::cgroup::existing_dirs(&b2.cgroups_path()).is_empty(), "no cgroup for the refused create");
+    assert!(
+        integration::cgroup::existing_dirs(&b2.cgroups_path()).is_empty(),
+        "no cgroup for the refused create"
+    );
 }
 
 #[test]
@@ -51,10 +59,18 @@ fn invalid_config_json() {
     let ctx = Ctx::new();
     let b = ctx.bundle();
     let id = ctx.id();
-    std::fs::write(b.config_path(), "{ \"ociVersion\": \"1.2.0\", \"process\": ").unwrap();
+    std::fs::write(
+        b.config_path(),
+        "{ \"ociVersion\": \"1.2.0\", \"process\": ",
+    )
+    .unwrap();
     let dir = b.dir.to_str().unwrap().to_string();
     let out = ctx.rt(&["create", "--bundle", &dir, &id]);
-    if !out.all().contains("config.json") && ctx.rt.runc_deviation("a truncated config.json gives `unexpected EOF`, not naming the file") {
+    if !out.all().contains("config.json")
+        && ctx
+            .rt
+            .runc_deviation("a truncated config.json gives `unexpected EOF`, not naming the file")
+    {
         out.fails();
         ctx.assert_nothing_left(&id, &b);
         return;
@@ -72,7 +88,10 @@ fn config_json_of_the_wrong_shape() {
     std::fs::write(b.config_path(), serde_json::to_string(&spec).unwrap()).unwrap();
     let dir = b.dir.to_str().unwrap().to_string();
     let out = ctx.rt(&["create", "--bundle", &dir, &id]).fails();
-    assert!(out.all().contains("config.json") || out.all().contains("args"), "{out}");
+    assert!(
+        out.all().contains("config.json") || out.all().contains("args"),
+        "{out}"
+    );
     ctx.assert_nothing_left(&id, &b);
 }
 
@@ -108,7 +127,9 @@ fn empty_args() {
 #[test]
 fn missing_rootfs() {
     let ctx = Ctx::new();
-    let b = ctx.bundle().with(|s| s["root"]["path"] = json!("no-such-rootfs"));
+    let b = ctx
+        .bundle()
+        .with(|s| s["root"]["path"] = json!("no-such-rootfs"));
     let id = ctx.id();
     let out = ctx.create(&id, &b);
     rejected(&ctx, &id, &b, out, "no-such-rootfs");
@@ -145,11 +166,20 @@ fn invalid_container_id() {
     let b = ctx.bundle();
     b.write();
     for bad in ["../escape", "with/slash", ""] {
-        let out = ctx.rt(&["create", "--bundle", b.dir.to_str().unwrap(), bad]).fails();
+        let out = ctx
+            .rt(&["create", "--bundle", b.dir.to_str().unwrap(), bad])
+            .fails();
         assert!(!out.all().contains("panicked"), "{out}");
     }
-    assert!(!ctx.dir.join("escape").exists(), "nothing created outside the root");
-    let entries: Vec<_> = std::fs::read_dir(&ctx.root).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(
+        !ctx.dir.join("escape").exists(),
+        "nothing created outside the root"
+    );
+    let entries: Vec<_> = std::fs::read_dir(&ctx.root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert!(entries.is_empty(), "nothing in the root: {entries:?}");
 }
 

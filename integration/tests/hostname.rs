@@ -5,7 +5,11 @@ use integration::Ctx;
 #[test]
 fn hostname_is_set() {
     let ctx = Ctx::new();
-    let out = ctx.sh_in("hostname; cat /proc/sys/kernel/hostname", |b| b.hostname("capsa-box")).ok();
+    let out = ctx
+        .sh_in("hostname; cat /proc/sys/kernel/hostname", |b| {
+            b.hostname("capsa-box")
+        })
+        .ok();
     assert_eq!(out.stdout, "capsa-box\ncapsa-box\n");
 }
 
@@ -13,7 +17,9 @@ fn hostname_is_set() {
 fn domainname_is_set() {
     let ctx = Ctx::new();
     let out = ctx
-        .sh_in("cat /proc/sys/kernel/domainname", |b| b.with(|s| s["domainname"] = serde_json::json!("capsa.example")))
+        .sh_in("cat /proc/sys/kernel/domainname", |b| {
+            b.with(|s| s["domainname"] = serde_json::json!("capsa.example"))
+        })
         .ok();
     assert_eq!(out.out(), "capsa.example");
 }
@@ -23,5 +29,8 @@ fn host_hostname_is_untouched() {
     let ctx = Ctx::new();
     let before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     ctx.sh_in("true", |b| b.hostname("not-the-host")).ok();
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        before
+    );
 }

@@ -18,7 +18,10 @@ fn kill_delivers_the_signal() {
     wait_until("trap installed", || out.join("ready").exists());
     ctx.kill(&id, "TERM").ok();
     ctx.wait_status(&id, "stopped");
-    assert_eq!(std::fs::read_to_string(out.join("sig")).unwrap().trim(), "TERM");
+    assert_eq!(
+        std::fs::read_to_string(out.join("sig")).unwrap().trim(),
+        "TERM"
+    );
 }
 
 #[test]
@@ -32,7 +35,11 @@ fn kill_accepts_names_and_numbers() {
         wait_until("trap installed", || out.join("ready").exists());
         ctx.kill(&id, sig).ok();
         ctx.wait_status(&id, "stopped");
-        assert_eq!(std::fs::read_to_string(out.join("sig")).unwrap().trim(), "TERM", "signal {sig}");
+        assert_eq!(
+            std::fs::read_to_string(out.join("sig")).unwrap().trim(),
+            "TERM",
+            "signal {sig}"
+        );
     }
 }
 
@@ -46,7 +53,10 @@ fn default_signal_is_sigterm() {
     wait_until("trap installed", || out.join("ready").exists());
     ctx.rt(&["kill", &id]).ok();
     ctx.wait_status(&id, "stopped");
-    assert_eq!(std::fs::read_to_string(out.join("sig")).unwrap().trim(), "TERM");
+    assert_eq!(
+        std::fs::read_to_string(out.join("sig")).unwrap().trim(),
+        "TERM"
+    );
 }
 
 #[test]
@@ -56,10 +66,14 @@ fn kill_all_reaches_every_process() {
     let id = ctx.id();
     ctx.create_start(&id, &b);
     let cg = integration::cgroup::controller_dir("pids", &b.cgroups_path());
-    wait_until("three sleeps and the shell", || integration::cgroup::procs(&cg).len() >= 3);
+    wait_until("three sleeps and the shell", || {
+        integration::cgroup::procs(&cg).len() >= 3
+    });
     ctx.rt(&["kill", "--all", &id, "KILL"]).ok();
     ctx.wait_status(&id, "stopped");
-    wait_until("the cgroup to empty", || integration::cgroup::procs(&cg).is_empty());
+    wait_until("the cgroup to empty", || {
+        integration::cgroup::procs(&cg).is_empty()
+    });
 }
 
 #[test]

@@ -20,11 +20,19 @@ fn default_mounts_are_present() {
         assert_eq!(m.fstype, fstype, "{point}");
     }
     let sys = mountinfo::find(&out, "/sys").unwrap();
-    assert!(sys.has_opt("ro") && sys.has_opt("nosuid") && sys.has_opt("nodev") && sys.has_opt("noexec"), "{sys:?}");
-    let shm = mountinfo::find(&out, "/dev/shm").unwrap();
-    assert!(shm.has_opt("nodev") && shm.has_opt("noexec") && shm.has_opt("size=65536k"), "{shm:?}");
     assert!(
-        mountinfo::parse(&out).iter().any(|m| m.mount_point.starts_with("/sys/fs/cgroup")),
+        sys.has_opt("ro") && sys.has_opt("nosuid") && sys.has_opt("nodev") && sys.has_opt("noexec"),
+        "{sys:?}"
+    );
+    let shm = mountinfo::find(&out, "/dev/shm").unwrap();
+    assert!(
+        shm.has_opt("nodev") && shm.has_opt("noexec") && shm.has_opt("size=65536k"),
+        "{shm:?}"
+    );
+    assert!(
+        mountinfo::parse(&out)
+            .iter()
+            .any(|m| m.mount_point.starts_with("/sys/fs/cgroup")),
         "cgroup filesystem mounted:\n{out}"
     );
 }
@@ -33,10 +41,15 @@ fn default_mounts_are_present() {
 fn tmpfs_with_options() {
     let ctx = Ctx::new();
     let out = ctx
-        .sh_in("grep ' /scratch ' /proc/self/mountinfo; stat -c %a /scratch", |b| {
-            b.mount(json!({ "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
-                            "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=700"] }))
-        })
+        .sh_in(
+            "grep ' /scratch ' /proc/self/mountinfo; stat -c %a /scratch",
+            |b| {
+                b.mount(
+                    json!({ "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=700"] }),
+                )
+            },
+        )
         .ok();
     let m = &mountinfo::parse(&out.stdout)[0];
     assert_eq!(m.fstype, "tmpfs");
@@ -65,8 +78,12 @@ fn bind_mount_read_only() {
 fn bind_mount_read_write() {
     let ctx = Ctx::new();
     let data = ctx.mkdir("data");
-    ctx.sh_in("echo written > /data/new", |b| b.bind(&data, "/data")).ok();
-    assert_eq!(std::fs::read_to_string(data.join("new")).unwrap(), "written\n");
+    ctx.sh_in("echo written > /data/new", |b| b.bind(&data, "/data"))
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(data.join("new")).unwrap(),
+        "written\n"
+    );
 }
 
 #[test]
@@ -91,7 +108,10 @@ fn mounts_are_made_in_order_and_destinations_created() {
                 .mount(json!({ "destination": "/a/b/c", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"] }))
         })
         .ok();
-    assert_eq!(out.stdout, "/a\n/a/b/c\n", "the second mount is inside the first: {out}");
+    assert_eq!(
+        out.stdout, "/a\n/a/b/c\n",
+        "the second mount is inside the first: {out}"
+    );
 }
 
 #[test]
@@ -99,8 +119,10 @@ fn mount_flags() {
     let ctx = Ctx::new();
     let out = ctx
         .sh_in("grep ' /m ' /proc/self/mountinfo", |b| {
-            b.mount(json!({ "destination": "/m", "type": "tmpfs", "source": "tmpfs",
-                            "options": ["ro", "nosuid", "nodev", "noexec", "noatime"] }))
+            b.mount(
+                json!({ "destination": "/m", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["ro", "nosuid", "nodev", "noexec", "noatime"] }),
+            )
         })
         .ok();
     let m = &mountinfo::parse(&out.stdout)[0];
@@ -117,7 +139,14 @@ fn recursive_read_only_bind() {
     }
     let data = ctx.mkdir("data");
     std::fs::create_dir(data.join("sub")).unwrap();
-    nix::mount::mount(Some("tmpfs"), &data.join("sub"), Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &data.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
     let out = ctx
         .sh_in("touch /data/x 2>/dev/null || echo ro-top; touch /data/sub/x 2>/dev/null || echo ro-sub", |b| {
             b.mount(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rro"] }))

@@ -15,15 +15,27 @@ const KINDS: &[(&str, &str)] = &[
 ];
 
 fn host_ns(proc_name: &str) -> String {
-    std::fs::read_link(format!("/proc/self/ns/{proc_name}")).unwrap().to_string_lossy().into_owned()
+    std::fs::read_link(format!("/proc/self/ns/{proc_name}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
 }
 
-fn container_ns(ctx: &Ctx, edit: impl FnOnce(integration::Bundle) -> integration::Bundle) -> Vec<(String, String)> {
-    let script = KINDS.iter().map(|(_, p)| format!("echo {p} $(readlink /proc/self/ns/{p});")).collect::<String>();
+fn container_ns(
+    ctx: &Ctx,
+    edit: impl FnOnce(integration::Bundle) -> integration::Bundle,
+) -> Vec<(String, String)> {
+    let script = KINDS
+        .iter()
+        .map(|(_, p)| format!("echo {p} $(readlink /proc/self/ns/{p});"))
+        .collect::<String>();
     let out = ctx.sh_in(&script, edit).ok();
     out.stdout
         .lines()
-        .filter_map(|l| l.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
         .collect()
 }
 
@@ -43,7 +55,13 @@ fn omitted_namespaces_are_shared_with_the_host() {
         b.without_namespace("network")
             .without_namespace("ipc")
             .without_namespace("uts")
-            .with(|s| s.as_object_mut().unwrap().remove("hostname").map(|_| ()).unwrap_or(()))
+            .with(|s| {
+                s.as_object_mut()
+                    .unwrap()
+                    .remove("hostname")
+                    .map(|_| ())
+                    .unwrap_or(())
+            })
     });
     for (p, ns) in seen {
         if ["net", "ipc", "uts"].contains(&p.as_str()) {
@@ -58,14 +76,30 @@ fn omitted_namespaces_are_shared_with_the_host() {
 fn namespace_path_joins_an_existing_namespace() {
     let ctx = Ctx::new();
     // A holder process in new net, ipc and uts namespaces.
-    let holder = ctx.spawn_helper(Command::new("unshare").args(["--net", "--ipc", "--uts", "sleep", "1000"]));
-    let ns_of = |p: &str| std::fs::read_link(format!("/proc/{holder}/ns/{p}")).map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
-    wait_until("the holder to unshare", || !ns_of("net").is_empty() && ns_of("net") != host_ns("net") && ns_of("uts") != host_ns("uts"));
+    let holder = ctx
+        .spawn_helper(Command::new("unshare").args(["--net", "--ipc", "--uts", "sleep", "1000"]));
+    let ns_of = |p: &str| {
+        std::fs::read_link(format!("/proc/{holder}/ns/{p}"))
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    wait_until("the holder to unshare", || {
+        !ns_of("net").is_empty() && ns_of("net") != host_ns("net") && ns_of("uts") != host_ns("uts")
+    });
     let seen = container_ns(&ctx, |b| {
-        b.namespace("network", Some(Path::new(&format!("/proc/{holder}/ns/net"))))
-            .namespace("ipc", Some(Path::new(&format!("/proc/{holder}/ns/ipc"))))
-            .namespace("uts", Some(Path::new(&format!("/proc/{holder}/ns/uts"))))
-            .with(|s| s.as_object_mut().unwrap().remove("hostname").map(|_| ()).unwrap_or(()))
+        b.namespace(
+            "network",
+            Some(Path::new(&format!("/proc/{holder}/ns/net"))),
+        )
+        .namespace("ipc", Some(Path::new(&format!("/proc/{holder}/ns/ipc"))))
+        .namespace("uts", Some(Path::new(&format!("/proc/{holder}/ns/uts"))))
+        .with(|s| {
+            s.as_object_mut()
+                .unwrap()
+                .remove("hostname")
+                .map(|_| ())
+                .unwrap_or(())
+        })
     });
     for (p, ns) in seen {
         if ["net", "ipc", "uts"].contains(&p.as_str()) {
@@ -86,7 +120,10 @@ fn joining_another_containers_namespaces() {
             .namespace("network", Some(Path::new(&format!("/proc/{pid}/ns/net"))))
     });
     for (p, ns) in seen {
-        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{p}")).unwrap().to_string_lossy().into_owned();
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{p}"))
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         match p.as_str() {
             "ipc" | "net" => assert_eq!(ns, theirs, "{p} joined"),
             "pid" | "uts" | "mnt" => assert_ne!(ns, theirs, "{p} own"),
@@ -98,17 +135,24 @@ fn joining_another_containers_namespaces() {
 #[test]
 fn bad_namespace_path_fails_and_leaves_nothing() {
     let ctx = Ctx::new();
-    let b = ctx.bundle().namespace("network", Some(Path::new("/proc/self/no-such-ns")));
+    let b = ctx
+        .bundle()
+        .namespace("network", Some(Path::new("/proc/self/no-such-ns")));
     let id = ctx.id();
     let out = ctx.create(&id, &b).fails();
-    assert!(out.all().contains("no-such-ns"), "the error names the path: {out}");
+    assert!(
+        out.all().contains("no-such-ns"),
+        "the error names the path: {out}"
+    );
     ctx.assert_nothing_left(&id, &b);
 }
 
 fn userns_bundle(ctx: &Ctx) -> integration::Bundle {
     ctx.bundle().namespace("user", None).with(|s| {
-        s["linux"]["uidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
-        s["linux"]["gidMappings"] = serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        s["linux"]["uidMappings"] =
+            serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
+        s["linux"]["gidMappings"] =
+            serde_json::json!([{ "containerID": 0, "hostID": 100000, "size": 65536 }]);
     })
 }
 
@@ -126,7 +170,10 @@ fn user_namespace_mappings() {
     assert_eq!(norm(&gid_map), "0 100000 65536");
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "100000"), "host sees uid 100000: {uid_line}");
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "100000"),
+        "host sees uid 100000: {uid_line}"
+    );
     assert_ne!(
         std::fs::read_link(format!("/proc/{pid}/ns/user")).unwrap(),
         std::fs::read_link("/proc/self/ns/user").unwrap()
@@ -136,9 +183,15 @@ fn user_namespace_mappings() {
 #[test]
 fn user_namespace_root_inside() {
     let ctx = Ctx::new();
-    let out = ctx.run(&userns_bundle(&ctx).sh("cat /proc/self/uid_map; id -u; id -g")).ok();
+    let out = ctx
+        .run(&userns_bundle(&ctx).sh("cat /proc/self/uid_map; id -u; id -g"))
+        .ok();
     let lines: Vec<&str> = out.stdout.lines().map(str::trim).collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"], "{out}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"],
+        "{out}"
+    );
     assert_eq!(lines[1], "0");
     assert_eq!(lines[2], "0");
 }
@@ -157,9 +210,17 @@ fn time_namespace_offsets() {
             )
         })
         .ok();
-    assert!(out.stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["monotonic", "86400000", "0"]), "{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["monotonic", "86400000", "0"]),
+        "{out}"
+    );
     let uptime: u64 = out.stdout.lines().last().unwrap().trim().parse().unwrap();
-    assert!(uptime >= 86400000, "uptime shows the boottime offset: {out}");
+    assert!(
+        uptime >= 86400000,
+        "uptime shows the boottime offset: {out}"
+    );
 }
 
 #[test]
@@ -167,6 +228,9 @@ fn cgroup_namespace_root_is_the_container_cgroup() {
     let ctx = Ctx::new();
     let out = ctx.sh("cat /proc/self/cgroup");
     for l in out.lines() {
-        assert!(l.ends_with(":/"), "every hierarchy rooted at the container's cgroup: {out}");
+        assert!(
+            l.ends_with(":/"),
+            "every hierarchy rooted at the container's cgroup: {out}"
+        );
     }
 }

@@ -22,7 +22,10 @@ fn default_masked_paths_read_empty() {
         }
         checked.push(*p);
     }
-    assert!(checked.len() >= 3, "enough masked paths exist here: {checked:?}");
+    assert!(
+        checked.len() >= 3,
+        "enough masked paths exist here: {checked:?}"
+    );
     let out = ctx.sh(&script);
     let want: String = checked.iter().map(|p| format!("{p} 0\n")).collect();
     assert_eq!(out, want);
@@ -46,7 +49,10 @@ fn masked_file_and_directory_of_the_rootfs() {
     let out = ctx.run(&b).ok();
     assert_eq!(out.stdout, "end-file\nend-dir\nunreadable\n", "{out}");
     // the host's files are untouched
-    assert_eq!(std::fs::read_to_string(b.rootfs().join("secret")).unwrap(), "top secret\n");
+    assert_eq!(
+        std::fs::read_to_string(b.rootfs().join("secret")).unwrap(),
+        "top secret\n"
+    );
 }
 
 #[test]
@@ -69,9 +75,17 @@ fn readonly_paths_are_not_writable() {
 fn readonly_root() {
     let ctx = Ctx::new();
     let out = ctx
-        .sh_in("touch /x 2>&1 || echo ro-root; touch /dev/shm/ok && echo rw-shm", |b| b.readonly_root(true))
+        .sh_in(
+            "touch /x 2>&1 || echo ro-root; touch /dev/shm/ok && echo rw-shm",
+            |b| b.readonly_root(true),
+        )
         .ok();
-    assert!(out.stdout.contains("Read-only file system") && out.stdout.contains("ro-root\nrw-shm"), "{out}");
-    let out = ctx.sh_in("touch /x && echo rw-root", |b| b.readonly_root(false)).ok();
+    assert!(
+        out.stdout.contains("Read-only file system") && out.stdout.contains("ro-root\nrw-shm"),
+        "{out}"
+    );
+    let out = ctx
+        .sh_in("touch /x && echo rw-root", |b| b.readonly_root(false))
+        .ok();
     assert_eq!(out.out(), "rw-root");
 }

@@ -16,7 +16,9 @@ fn field<'a>(status: &'a str, name: &str) -> Vec<&'a str> {
 fn user_uid_gid_additional_gids() {
     let ctx = Ctx::new();
     let out = ctx
-        .sh_in("cat /proc/self/status; echo; id -un", |b| b.user(json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 10] })))
+        .sh_in("cat /proc/self/status; echo; id -un", |b| {
+            b.user(json!({ "uid": 1000, "gid": 1000, "additionalGids": [5, 10] }))
+        })
         .ok();
     let st = &out.stdout;
     assert_eq!(field(st, "Uid"), ["1000"; 4], "{st}");
@@ -30,7 +32,11 @@ fn user_uid_gid_additional_gids() {
 #[test]
 fn id_reports_the_user() {
     let ctx = Ctx::new();
-    let out = ctx.sh_in("id -u; id -g", |b| b.user(json!({ "uid": 1000, "gid": 1000 }))).ok();
+    let out = ctx
+        .sh_in("id -u; id -g", |b| {
+            b.user(json!({ "uid": 1000, "gid": 1000 }))
+        })
+        .ok();
     assert_eq!(out.stdout, "1000\n1000\n");
     let out = ctx.sh("id -u; id -g");
     assert_eq!(out, "0\n0\n");
@@ -40,7 +46,9 @@ fn id_reports_the_user() {
 fn umask() {
     let ctx = Ctx::new();
     let out = ctx
-        .sh_in("umask; touch /tmp/f; stat -c %a /tmp/f", |b| b.with(|s| s["process"]["user"]["umask"] = json!(0o077)))
+        .sh_in("umask; touch /tmp/f; stat -c %a /tmp/f", |b| {
+            b.with(|s| s["process"]["user"]["umask"] = json!(0o077))
+        })
         .ok();
     assert_eq!(out.stdout, "0077\n600\n");
 }
@@ -55,7 +63,9 @@ fn cwd() {
 #[test]
 fn env() {
     let ctx = Ctx::new();
-    let out = ctx.sh_in("env", |b| b.env("CAPSA_VAR=with spaces=and equals")).ok();
+    let out = ctx
+        .sh_in("env", |b| b.env("CAPSA_VAR=with spaces=and equals"))
+        .ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert!(lines.contains(&"CAPSA_VAR=with spaces=and equals"), "{out}");
     assert!(lines.iter().any(|l| l.starts_with("PATH=")), "{out}");
@@ -65,14 +75,30 @@ fn env() {
 #[test]
 fn args_are_passed_verbatim() {
     let ctx = Ctx::new();
-    let out = ctx.sh_in("", |b| b.args(&["/bin/sh", "-c", "printf '[%s]' \"$@\"", "sh", "a b", "", "*"])).ok();
+    let out = ctx
+        .sh_in("", |b| {
+            b.args(&[
+                "/bin/sh",
+                "-c",
+                "printf '[%s]' \"$@\"",
+                "sh",
+                "a b",
+                "",
+                "*",
+            ])
+        })
+        .ok();
     assert_eq!(out.stdout, "[a b][][*]");
 }
 
 #[test]
 fn oom_score_adj() {
     let ctx = Ctx::new();
-    let out = ctx.sh_in("cat /proc/self/oom_score_adj", |b| b.with(|s| s["process"]["oomScoreAdj"] = json!(432))).ok();
+    let out = ctx
+        .sh_in("cat /proc/self/oom_score_adj", |b| {
+            b.with(|s| s["process"]["oomScoreAdj"] = json!(432))
+        })
+        .ok();
     assert_eq!(out.out(), "432");
 }
 

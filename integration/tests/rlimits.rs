@@ -16,7 +16,11 @@ fn rlimits_are_applied() {
     assert_eq!(l[2], "0", "{out}");
     // busybox ulimit -c counts 1024-byte blocks
     assert_eq!(l[3], "4096", "{out}");
-    assert_eq!(l[4].split_whitespace().collect::<Vec<_>>()[2..4], ["77", "88"], "{out}");
+    assert_eq!(
+        l[4].split_whitespace().collect::<Vec<_>>()[2..4],
+        ["77", "88"],
+        "{out}"
+    );
 }
 
 #[test]
@@ -25,6 +29,9 @@ fn unknown_rlimit_fails_and_leaves_nothing() {
     let b = ctx.bundle().rlimit("RLIMIT_BOGUS", 1, 1);
     let id = ctx.id();
     let out = ctx.create(&id, &b).fails();
-    assert!(out.all().contains("RLIMIT_BOGUS"), "the error names the rlimit: {out}");
+    assert!(
+        out.all().contains("RLIMIT_BOGUS"),
+        "the error names the rlimit: {out}"
+    );
     ctx.assert_nothing_left(&id, &b);
 }

@@ -49,8 +49,16 @@ fn rootfs_propagation_unbindable() {
 /// unmounts it.
 fn shared_host_dir(dir: &Path) {
     use nix::mount::{mount, MsFlags};
-    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).expect("bind dir on itself");
-    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED, None::<&str>).expect("make it shared");
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .expect("bind dir on itself");
+    mount(
+        None::<&str>,
+        dir,
+        None::<&str>,
+        MsFlags::MS_SHARED,
+        None::<&str>,
+    )
+    .expect("make it shared");
 }
 
 fn propagation_seen(ctx: &Ctx, option: &str) -> bool {
@@ -66,8 +74,14 @@ fn propagation_seen(ctx: &Ctx, option: &str) -> bool {
     let id = ctx.id();
     ctx.create_start(&id, &b);
     wait_until("container ready", || out.join("ready").exists());
-    nix::mount::mount(Some("tmpfs"), &vol.join("sub"), Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>)
-        .expect("mount tmpfs on the host");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &vol.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount tmpfs on the host");
     if option == "rprivate" {
         // Nothing must arrive; stop the watcher and check what it saw. (No
         // timed wait: a private mount cannot receive it later either.)
@@ -101,5 +115,8 @@ fn container_mounts_do_not_leak_to_the_host() {
     let id = ctx.id();
     ctx.create_start(&id, &b);
     let leaked = integration::leftovers::mounts_under(&ctx.dir);
-    assert!(leaked.is_empty(), "container mounts visible on the host: {leaked:?}");
+    assert!(
+        leaked.is_empty(),
+        "container mounts visible on the host: {leaked:?}"
+    );
 }

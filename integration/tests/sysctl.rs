@@ -15,18 +15,32 @@ fn namespaced_sysctls_are_set_inside_only() {
         })
         .ok();
     assert_eq!(out.stdout, format!("{want_fwd}\n{want_shm}\n"));
-    assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), host_fwd);
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap(), host_shm);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+        host_fwd
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/shm_rmid_forced").unwrap(),
+        host_shm
+    );
 }
 
 #[test]
 fn non_namespaced_sysctl_is_refused() {
     let ctx = Ctx::new();
     let host = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
-    let b = ctx.bundle().linux("sysctl", serde_json::json!({ "vm.swappiness": "7" }));
+    let b = ctx
+        .bundle()
+        .linux("sysctl", serde_json::json!({ "vm.swappiness": "7" }));
     let id = ctx.id();
     let out = ctx.create(&id, &b).fails();
-    assert!(out.all().contains("vm.swappiness"), "the error names the sysctl: {out}");
+    assert!(
+        out.all().contains("vm.swappiness"),
+        "the error names the sysctl: {out}"
+    );
     ctx.assert_nothing_left(&id, &b);
-    assert_eq!(std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap(), host);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap(),
+        host
+    );
 }
