@@ -83,8 +83,14 @@ impl Sets {
     /// given: it is skipped with a warning rather than failing the container.
     pub fn apply(&self) -> Result<()> {
         let held = caps::read(None, CapSet::Permitted).map_err(|e| cerr("read permitted", e))?;
-        for missing in self.permitted.union(&self.effective).filter(|c| !held.contains(c)) {
-            tracing::warn!("capability {missing} is not held by the runtime on this host; not granted");
+        for missing in self
+            .permitted
+            .union(&self.effective)
+            .filter(|c| !held.contains(c))
+        {
+            tracing::warn!(
+                "capability {missing} is not held by the runtime on this host; not granted"
+            );
         }
         let keep = |s: &HashSet<Capability>| -> HashSet<Capability> {
             s.intersection(&held).copied().collect()

@@ -192,8 +192,10 @@ fn run(a: &Args) -> Result<Infallible> {
 fn become_userns_root() -> Result<()> {
     let root_gid = nix::unistd::Gid::from_raw(0);
     let root_uid = nix::unistd::Uid::from_raw(0);
-    nix::unistd::setresgid(root_gid, root_gid, root_gid).ctx(|| "setgid 0 in the user namespace".into())?;
-    nix::unistd::setresuid(root_uid, root_uid, root_uid).ctx(|| "setuid 0 in the user namespace".into())
+    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+        .ctx(|| "setgid 0 in the user namespace".into())?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+        .ctx(|| "setuid 0 in the user namespace".into())
 }
 
 /// hostname, domainname, sysctls: after pivot_root, so /proc is the container's.

@@ -13,6 +13,8 @@ use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::{Error, Result};
 
+mod hybrid_hugetlb;
+
 const ROOT: &str = "/sys/fs/cgroup";
 
 /// The cgroup path of a container: `linux.cgroupsPath`, else `/<id>` (as runc).
@@ -58,8 +60,14 @@ impl Cgroup {
             .add_task(Pid::from_raw(pid))
             .map_err(|e| err("add init to", path, e))?;
         if let Some(resources) = resources {
+            let mut resources = resources.clone();
+            let hugepages = resources.hugepage_limits().clone().unwrap_or_default();
+            if !hugepages.is_empty() && !is_unified() && hybrid_hugetlb::applies() {
+                hybrid_hugetlb::apply(path, pid, &hugepages)?;
+                resources.set_hugepage_limits(None);
+            }
             let opt = ControllerOpt {
-                resources,
+                resources: &resources,
                 disable_oom_killer: resources
                     .memory()
                     .as_ref()
@@ -110,7 +118,12 @@ impl Cgroup {
                 }
             }
             match self.manager.remove() {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    if !is_unified() {
+                        hybrid_hugetlb::remove(path);
+                    }
+                    return Ok(());
+                }
                 Err(e) => last = Some(e.to_string()),
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
