@@ -14,8 +14,8 @@ fn rlimits_are_applied() {
     assert_eq!(l[0], "512", "{out}");
     assert_eq!(l[1], "1024", "{out}");
     assert_eq!(l[2], "0", "{out}");
-    // busybox ulimit -c counts 1024-byte blocks
-    assert_eq!(l[3], "4096", "{out}");
+    // busybox ulimit -c counts 512-byte blocks: 4 MiB = 8192 blocks
+    assert_eq!(l[3], "8192", "{out}");
     assert_eq!(
         l[4].split_whitespace().collect::<Vec<_>>()[2..4],
         ["77", "88"],

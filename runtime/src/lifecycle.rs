@@ -21,8 +21,8 @@ fn bad_status(c: &Container, status: Status, what: &str) -> Error {
     }
 }
 
-/// Release the init: one byte into the exec fifo, then remove the fifo (the container now
-/// counts as running), then the poststart hooks.
+/// Release the init: one byte into the exec fifo, wait for the exec, remove the fifo (the
+/// container now counts as running), then the poststart hooks.
 pub fn start(c: &Container) -> Result<()> {
     let status = c.status();
     if status != Status::Created {
@@ -40,25 +40,28 @@ pub fn start(c: &Container) -> Result<()> {
         .map_err(|e| Error::io("open exec fifo", &fifo, e))?;
     f.write_all(&[0])
         .map_err(|e| Error::io("write exec fifo", &fifo, e))?;
-    wait_consumed(&f);
+    wait_exec(&f);
     let _ = std::fs::remove_file(&fifo);
     let state = c.hook_state(Status::Running);
     if let Some(h) = c.saved.config.hooks() {
-        if let Err(e) = hooks::run_all("poststart", h.poststart().as_ref(), &state) {
-            tracing::warn!("{e}");
-        }
+        hooks::run_all_warn("poststart", h.poststart().as_ref(), &state);
     }
     Ok(())
 }
 
-/// Until the init has read the byte (or died): a few ms at most.
-fn wait_consumed(f: &std::fs::File) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Until the init has exec'd the container's process (or died): its exec.fifo descriptor
+/// is close-on-exec, and a fifo writer sees POLLERR once no reader is left. So poststart
+/// hooks run only after the process really started.
+fn wait_exec(f: &std::fs::File) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if crate::syscall::bytes_unread(f.as_fd()).map_or(true, |n| n == 0) {
-            return;
+        let mut fds = [PollFd::new(f.as_fd(), PollFlags::empty())];
+        match poll(&mut fds, PollTimeout::from(1000u16)) {
+            Ok(n) if n > 0 => return,
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
         }
-        std::thread::sleep(Duration::from_micros(200));
     }
 }
 
@@ -112,9 +115,7 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
     cg.destroy(&c.saved.cgroup_path)?;
     let state = c.hook_state(Status::Stopped);
     if let Some(h) = c.saved.config.hooks() {
-        if let Err(e) = hooks::run_all("poststop", h.poststop().as_ref(), &state) {
-            tracing::warn!("{e}");
-        }
+        hooks::run_all_warn("poststop", h.poststop().as_ref(), &state);
     }
     c.dir.remove()
 }

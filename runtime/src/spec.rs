@@ -109,20 +109,40 @@ pub fn validate(spec: &Spec, rootfs: &Path) -> Result<()> {
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
-            if key.contains("..") || key.contains('/') && key.contains('.') {
-                return cfg(format!("linux.sysctl {key:?}: invalid name"));
-            }
-            let ipc = key.starts_with("kernel.shm")
-                || key.starts_with("kernel.msg")
-                || key.starts_with("kernel.sem")
-                || key.starts_with("fs.mqueue.");
-            if ipc && !has(LinuxNamespaceType::Ipc) {
-                return cfg(format!("linux.sysctl {key:?} needs an ipc namespace"));
-            }
-            if key.starts_with("net.") && !has(LinuxNamespaceType::Network) {
-                return cfg(format!("linux.sysctl {key:?} needs a network namespace"));
-            }
+            check_sysctl(key, &has)?;
         }
+    }
+    Ok(())
+}
+
+/// Only sysctls that live in one of the container's own namespaces may be set: anything
+/// else would change the host (runc's rules).
+fn check_sysctl(key: &str, has: &dyn Fn(LinuxNamespaceType) -> bool) -> Result<()> {
+    let refuse = |why: &str| Err(Error::Config(format!("linux.sysctl {key:?}: {why}")));
+    if key.is_empty() || key.contains("..") || key.contains('/') {
+        return refuse("invalid name");
+    }
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (ns, name) = if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        (LinuxNamespaceType::Ipc, "ipc")
+    } else if key.starts_with("net.") {
+        (LinuxNamespaceType::Network, "network")
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        (LinuxNamespaceType::Uts, "uts")
+    } else {
+        return refuse("not namespaced: setting it would change the host");
+    };
+    if !has(ns) {
+        return refuse(&format!("needs a {name} namespace"));
     }
     Ok(())
 }

@@ -103,10 +103,9 @@ pub fn set_domainname(name: &str) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
-/// Join a new anonymous session keyring, so the container does not share the host's.
-pub fn join_new_session_keyring() -> nix::Result<()> {
+/// Join a new session keyring named `name`, so the container does not share the host's.
+pub fn join_new_session_keyring(name: &std::ffi::CStr) -> nix::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_ulong = 1;
-    let name = c"_ses";
     // SAFETY: keyctl reads a valid NUL-terminated name; other arguments are unused.
     let ret = unsafe {
         libc::syscall(
@@ -184,14 +183,4 @@ pub fn own(fd: RawFd) -> OwnedFd {
     // SAFETY: callers pass a descriptor just returned by open(2) or similar, owned by no
     // other object, so wrapping it cannot lead to a double close.
     unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
-
-/// FIONREAD: bytes waiting to be read on a pipe or fifo.
-pub fn bytes_unread(fd: BorrowedFd<'_>) -> nix::Result<i32> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int into `n`, valid for the duration of the call.
-    unsafe { fionread(fd.as_raw_fd(), &mut n) }?;
-    Ok(n)
 }

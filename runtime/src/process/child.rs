@@ -89,7 +89,9 @@ fn run(a: &Args) -> Result<Infallible> {
     }
     if !a.opts.no_new_keyring {
         // Not fatal where keyrings are unavailable (e.g. blocked by a host seccomp policy).
-        if let Err(e) = crate::syscall::join_new_session_keyring() {
+        // Named after the container, as runc does.
+        let name = CString::new(a.opts.id.as_str()).unwrap_or_default();
+        if let Err(e) = crate::syscall::join_new_session_keyring(&name) {
             tracing::debug!("new session keyring: {e}");
         }
     }
