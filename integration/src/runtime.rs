@@ -54,6 +54,16 @@ impl Runtime {
         self.kind == Kind::Capsa
     }
 
+    /// True (and prints why the test is skipped) when the runtime is runc and
+    /// `feature` is one runc 1.1 lacks without saying so in `features`.
+    pub fn runc_lacks(&self, feature: &str) -> bool {
+        if self.kind == Kind::Runc {
+            crate::skip(&format!("runc 1.1 lacks {feature}"));
+            return true;
+        }
+        false
+    }
+
     /// True when the runtime is runc, whose 1.1 releases deviate from the
     /// spec on the point `what` names: the test then tolerates runc's
     /// behaviour (printing the deviation) and holds every other runtime to
