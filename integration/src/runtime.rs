@@ -188,6 +188,32 @@ pub fn run_cmd(cmd: &mut Command) -> Out {
     }
 }
 
+/// Runs `cmd` with all stdio on /dev/null for its effect only, never
+/// panicking: for cleanup in Drop guards. A command still running after
+/// [`HANG_GUARD`] is killed. Returns whether it exited 0.
+pub fn run_quiet(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let mut status = None;
+    crate::poll::try_wait_until(HANG_GUARD, || match child.try_wait() {
+        Ok(Some(st)) => {
+            status = Some(st);
+            true
+        }
+        Ok(None) => false,
+        Err(_) => true,
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status.map(|s| s.success()).unwrap_or(false)
+}
+
 fn read_all(f: &mut std::fs::File) -> String {
     let mut buf = Vec::new();
     let _ = f.seek(SeekFrom::Start(0));
