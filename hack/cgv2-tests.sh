@@ -30,12 +30,21 @@ done
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh
 
+# The guest hides the host's /tmp, /run and /var/tmp behind fresh tmpfs: copy the
+# runtime and the test binaries into the shared dir (same basenames: the tests
+# tell capsa from runc by the runtime's name).
+stage="$ROOT/target/cgv2-vm"
+rm -rf "$stage" && mkdir -p "$stage/bin"
+cp "$RT" "$stage/$(basename "$RT")"
+RT="$stage/$(basename "$RT")"
+
 bins=()
 for t in "${tests[@]}"; do
   b=$(cargo test -j2 -p integration --test "$t" --no-run --message-format=json 2>/dev/null |
     jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t and .executable != null) | .executable' | tail -1)
   [ -n "$b" ] && [ -x "$b" ] || { echo "cgv2-tests: could not build test $t" >&2; exit 1; }
-  bins+=("$b")
+  cp "$b" "$stage/bin/$t"
+  bins+=("$stage/bin/$t")
 done
 
 # One guest command: every binary, serially (the VM has few vCPUs), rc = worst.

@@ -12,7 +12,7 @@ use crate::bundle::Bundle;
 use crate::cgroup;
 use crate::leftovers;
 use crate::poll::wait_until;
-use crate::runtime::{run_cmd, Out, Runtime};
+use crate::runtime::{run_cmd, run_quiet, Out, Runtime};
 
 static NEXT_CTX: AtomicUsize = AtomicUsize::new(0);
 
@@ -275,14 +275,11 @@ impl Drop for Ctx {
         // unwinding from a failed assertion).
         let ids = std::mem::take(&mut *self.ids.lock().unwrap_or_else(|e| e.into_inner()));
         for id in ids.iter().rev() {
-            let _ = Command::new(&self.rt.path)
-                .arg("--root")
+            let mut cmd = Command::new(&self.rt.path);
+            cmd.arg("--root")
                 .arg(&self.root)
-                .args(["delete", "--force", id])
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
+                .args(["delete", "--force", id]);
+            run_quiet(&mut cmd);
         }
         for mut h in std::mem::take(&mut *self.helpers.lock().unwrap_or_else(|e| e.into_inner())) {
             let _ = h.kill();

@@ -54,6 +54,16 @@ impl Runtime {
         self.kind == Kind::Capsa
     }
 
+    /// True (and prints why the test is skipped) when the runtime is runc and
+    /// `feature` is one runc 1.1 lacks without saying so in `features`.
+    pub fn runc_lacks(&self, feature: &str) -> bool {
+        if self.kind == Kind::Runc {
+            crate::skip(&format!("runc 1.1 lacks {feature}"));
+            return true;
+        }
+        false
+    }
+
     /// True when the runtime is runc, whose 1.1 releases deviate from the
     /// spec on the point `what` names: the test then tolerates runc's
     /// behaviour (printing the deviation) and holds every other runtime to
@@ -176,6 +186,32 @@ pub fn run_cmd(cmd: &mut Command) -> Out {
         stdout: read_all(&mut out_f),
         stderr: read_all(&mut err_f),
     }
+}
+
+/// Runs `cmd` with all stdio on /dev/null for its effect only, never
+/// panicking: for cleanup in Drop guards. A command still running after
+/// [`HANG_GUARD`] is killed. Returns whether it exited 0.
+pub fn run_quiet(cmd: &mut Command) -> bool {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let mut status = None;
+    crate::poll::try_wait_until(HANG_GUARD, || match child.try_wait() {
+        Ok(Some(st)) => {
+            status = Some(st);
+            true
+        }
+        Ok(None) => false,
+        Err(_) => true,
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    status.map(|s| s.success()).unwrap_or(false)
 }
 
 fn read_all(f: &mut std::fs::File) -> String {

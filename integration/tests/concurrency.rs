@@ -79,6 +79,11 @@ fn racing_creates_of_one_id_have_one_winner() {
 #[test]
 fn racing_starts_run_the_process_once() {
     let ctx = Ctx::new();
+    if ctx.rt.runc_deviation(
+        "racing starts of one id hang: a losing `runc start` blocks on exec.fifo forever",
+    ) {
+        return;
+    }
     let out = ctx.mkdir("out");
     let b = ctx
         .bundle()

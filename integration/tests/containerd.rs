@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use integration::runtime::{run_cmd, workspace_dir, Out};
+use integration::runtime::{run_cmd, run_quiet, workspace_dir, Out};
 use integration::{image, Ctx};
 
 fn tools_dir() -> PathBuf {
@@ -59,14 +59,13 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .env("CTRD_DIR", &self.dir)
-            .env("SKIP_APT", "1")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+        run_quiet(
+            Command::new("bash")
+                .arg(&self.script)
+                .arg("stop")
+                .env("CTRD_DIR", &self.dir)
+                .env("SKIP_APT", "1"),
+        );
     }
 }
 

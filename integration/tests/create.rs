@@ -51,9 +51,34 @@ fn create_with_no_pivot() {
     );
 }
 
-fn session_keyrings(ctx: &Ctx, extra: &[&str]) -> (String, String) {
+/// Puts this thread (and so the runtime it spawns) in a new session keyring
+/// named `name` that only its possessors can see.
+fn join_private_session_keyring(name: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    const POSSESSOR_ALL: libc::c_long = 0x3f00_0000;
+    let cname = std::ffi::CString::new(name).unwrap();
+    // SAFETY: keyctl(2) JOIN_SESSION_KEYRING reads a NUL-terminated name.
+    let serial = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            cname.as_ptr(),
+        )
+    };
+    assert!(
+        serial > 0,
+        "join session keyring: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: keyctl(2) SETPERM takes two integers.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, serial, POSSESSOR_ALL) };
+    assert_eq!(r, 0, "setperm: {}", std::io::Error::last_os_error());
+}
+
+/// /proc/keys as the container sees it (unmasked), created with `extra` flags.
+fn keys_inside(ctx: &Ctx, extra: &[&str]) -> String {
     let out_dir = ctx.mkdir(&format!("keys{}", extra.len()));
-    // /proc/keys is masked by default; unmask it to see the session keyring.
     let b = ctx
         .bundle()
         .bind(&out_dir, "/out")
@@ -63,25 +88,25 @@ fn session_keyrings(ctx: &Ctx, extra: &[&str]) -> (String, String) {
     ctx.create_with(&id, &b, extra).ok();
     ctx.start(&id).ok();
     ctx.wait_status(&id, "stopped");
-    (
-        id,
-        std::fs::read_to_string(out_dir.join("keys")).expect("keys"),
-    )
+    std::fs::read_to_string(out_dir.join("keys")).expect("keys")
 }
 
 #[test]
 fn new_session_keyring_unless_no_new_keyring() {
     let ctx = Ctx::new();
-    // By default the container joins a new session keyring named after its id.
-    let (id, keys) = session_keyrings(&ctx, &[]);
+    // The caller's session keyring, visible only to who possesses it.
+    let name = format!("capsa-it-{}", ctx.tag);
+    join_private_session_keyring(&name);
+    let keys = keys_inside(&ctx, &["--no-new-keyring"]);
     assert!(
-        keys.lines()
-            .any(|l| l.contains("keyring") && l.contains(&id)),
-        "a keyring named {id}:\n{keys}"
+        keys.contains(&name),
+        "--no-new-keyring keeps the caller's session keyring:\n{keys}"
     );
-    // --no-new-keyring: no keyring of the container's own.
-    let (id, keys) = session_keyrings(&ctx, &["--no-new-keyring"]);
-    assert!(!keys.contains(&id), "no keyring named {id}:\n{keys}");
+    let keys = keys_inside(&ctx, &[]);
+    assert!(
+        !keys.contains(&name),
+        "by default the container gets a session keyring of its own:\n{keys}"
+    );
 }
 
 #[test]

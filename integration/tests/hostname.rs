@@ -16,6 +16,9 @@ fn hostname_is_set() {
 #[test]
 fn domainname_is_set() {
     let ctx = Ctx::new();
+    if ctx.rt.runc_lacks("domainname (added in runc 1.2)") {
+        return;
+    }
     let out = ctx
         .sh_in("cat /proc/sys/kernel/domainname", |b| {
             b.with(|s| s["domainname"] = serde_json::json!("capsa.example"))

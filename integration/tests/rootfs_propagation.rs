@@ -6,42 +6,80 @@ use std::path::Path;
 use integration::{mountinfo, wait_until, Ctx};
 use serde_json::json;
 
-fn root_mount(ctx: &Ctx, prop: Option<&str>) -> mountinfo::Mount {
-    let out = ctx
-        .sh_in("cat /proc/self/mountinfo", |b| match prop {
-            Some(p) => b.linux("rootfsPropagation", json!(p)),
-            None => b,
-        })
-        .ok();
-    mountinfo::find(&out.stdout, "/").unwrap_or_else(|| panic!("no / in {out}"))
+/// The container's "/" with `rootfsPropagation: prop`, its rootfs on a
+/// shared mount of the host (this host's / is private, which would make
+/// slave and private look alike).
+fn root_mount(ctx: &Ctx, prop: &str) -> Result<mountinfo::Mount, integration::Out> {
+    let b = ctx
+        .bundle()
+        .linux("rootfsPropagation", json!(prop))
+        .sh("cat /proc/self/mountinfo");
+    shared_host_dir(&b.dir);
+    let out = ctx.run(&b);
+    if !out.success() {
+        return Err(out);
+    }
+    Ok(mountinfo::find(&out.stdout, "/").unwrap_or_else(|| panic!("no / in {out}")))
 }
 
 #[test]
 fn rootfs_propagation_shared() {
     let ctx = Ctx::new();
-    let m = root_mount(&ctx, Some("shared"));
-    assert!(m.shared(), "{m:?}");
+    for prop in ["shared", "rshared"] {
+        let m = root_mount(&ctx, prop).unwrap_or_else(|o| panic!("{o}"));
+        assert!(
+            m.shared()
+                || ctx.rt.runc_deviation(&format!(
+                    "rootfsPropagation {prop} leaves / not shared inside the container"
+                )),
+            "{prop}: {m:?}"
+        );
+    }
 }
 
 #[test]
 fn rootfs_propagation_slave() {
     let ctx = Ctx::new();
-    let m = root_mount(&ctx, Some("slave"));
-    assert!(!m.shared(), "{m:?}");
+    for prop in ["rslave", "slave"] {
+        let m = root_mount(&ctx, prop).unwrap_or_else(|o| panic!("{o}"));
+        let ok = m.slave() && !m.shared();
+        assert!(
+            ok || prop == "slave"
+                && ctx
+                    .rt
+                    .runc_deviation("rootfsPropagation slave (not rslave) leaves / private"),
+            "{prop}: {m:?}"
+        );
+    }
 }
 
 #[test]
 fn rootfs_propagation_private() {
     let ctx = Ctx::new();
-    let m = root_mount(&ctx, Some("private"));
-    assert!(!m.shared() && !m.slave(), "{m:?}");
+    for prop in ["private", "rprivate"] {
+        let m = root_mount(&ctx, prop).unwrap_or_else(|o| panic!("{o}"));
+        assert!(!m.shared() && !m.slave(), "{prop}: {m:?}");
+    }
 }
 
 #[test]
 fn rootfs_propagation_unbindable() {
     let ctx = Ctx::new();
-    let m = root_mount(&ctx, Some("unbindable"));
-    assert!(m.optional.iter().any(|o| o == "unbindable"), "{m:?}");
+    match root_mount(&ctx, "unbindable") {
+        Ok(m) => assert!(
+            m.optional.iter().any(|o| o == "unbindable")
+                || ctx
+                    .rt
+                    .runc_deviation("rootfsPropagation unbindable is not applied to /"),
+            "{m:?}"
+        ),
+        Err(out) => assert!(
+            ctx.rt.runc_deviation(
+                "rootfsPropagation unbindable fails create (EINVAL binding the rootfs)"
+            ),
+            "{out}"
+        ),
+    }
 }
 
 /// Makes `dir` a shared mount point of its own on the host (so mounts under

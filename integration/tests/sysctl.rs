@@ -31,7 +31,12 @@ fn non_namespaced_sysctl_is_refused() {
     let host = std::fs::read_to_string("/proc/sys/vm/swappiness").unwrap();
     let b = ctx
         .bundle()
-        .linux("sysctl", serde_json::json!({ "vm.swappiness": "7" }));
+        // The host's own value: a runtime that wrongly applies it leaves the
+        // host as it was (the test still fails on the missing refusal).
+        .linux(
+            "sysctl",
+            serde_json::json!({ "vm.swappiness": host.trim() }),
+        );
     let id = ctx.id();
     let out = ctx.create(&id, &b).fails();
     assert!(

@@ -1,0 +1,125 @@
+//! The command line beyond the lifecycle: `features`, `spec`, `--version`,
+//! `--help` (what containerd, podman and users call).
+
+use integration::Ctx;
+use serde_json::Value;
+
+#[test]
+fn features_is_the_oci_features_json() {
+    let ctx = Ctx::new();
+    let out = ctx.rt(&["features"]).ok();
+    let f: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("features is JSON ({e}): {out}"));
+    assert!(
+        f["ociVersionMin"].is_string() && f["ociVersionMax"].is_string(),
+        "{f}"
+    );
+    let hooks: Vec<&str> = f["hooks"]
+        .as_array()
+        .expect("hooks array")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for h in [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ] {
+        assert!(hooks.contains(&h), "hook {h} in {hooks:?}");
+    }
+    let opts: Vec<&str> = f["mountOptions"]
+        .as_array()
+        .expect("mountOptions array")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for o in [
+        "ro", "rbind", "nosuid", "nodev", "noexec", "rprivate", "rslave", "rshared",
+    ] {
+        assert!(opts.contains(&o), "mount option {o} in {opts:?}");
+    }
+    let ns: Vec<&str> = f["linux"]["namespaces"]
+        .as_array()
+        .expect("linux.namespaces")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for n in ["pid", "network", "ipc", "uts", "mount", "cgroup", "user"] {
+        assert!(ns.contains(&n), "namespace {n} in {ns:?}");
+    }
+    if ctx.rt.is_capsa() {
+        assert!(
+            ns.contains(&"time"),
+            "capsa supports the time namespace: {ns:?}"
+        );
+        assert!(opts.contains(&"rro"), "capsa supports rro: {opts:?}");
+    }
+    assert!(
+        f["linux"]["capabilities"]
+            .as_array()
+            .map(|c| c.len() >= 38)
+            .unwrap_or(false),
+        "capabilities listed: {f}"
+    );
+    assert!(
+        f["linux"]["cgroup"]["v1"].is_boolean() && f["linux"]["cgroup"]["v2"].is_boolean(),
+        "cgroup: {f}"
+    );
+}
+
+#[test]
+fn spec_writes_a_config_that_runs() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle();
+    let dir = b.dir.to_str().unwrap().to_string();
+    ctx.rt(&["spec", "--bundle", &dir]).ok();
+    let text = std::fs::read_to_string(b.config_path()).expect("spec wrote config.json");
+    let mut spec: Value = serde_json::from_str(&text).expect("config.json is JSON");
+    assert!(
+        spec["ociVersion"].is_string()
+            && spec["process"]["args"].is_array()
+            && spec["mounts"].is_array(),
+        "{spec}"
+    );
+    assert_eq!(spec["root"]["path"], "rootfs");
+    // as generated, except: no terminal, a command that prints, and our cgroup
+    spec["process"]["terminal"] = Value::Bool(false);
+    spec["process"]["args"] = serde_json::json!(["/bin/echo", "spec-ok"]);
+    spec["linux"]["cgroupsPath"] = Value::String(b.cgroups_path());
+    std::fs::write(b.config_path(), spec.to_string()).unwrap();
+    let id = ctx.id();
+    let out = ctx.rt(&["run", "--bundle", &dir, &id]).ok();
+    assert_eq!(out.out(), "spec-ok");
+}
+
+#[test]
+fn spec_refuses_to_overwrite() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle();
+    b.write();
+    let before = std::fs::read_to_string(b.config_path()).unwrap();
+    let out = ctx.rt(&["spec", "--bundle", b.dir.to_str().unwrap()]);
+    assert!(!out.success(), "{out}");
+    assert!(out.all().contains("config.json"), "{out}");
+    assert_eq!(std::fs::read_to_string(b.config_path()).unwrap(), before);
+}
+
+#[test]
+fn version_names_the_spec() {
+    let ctx = Ctx::new();
+    let out = ctx.rt(&["--version"]).ok();
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("spec: ")),
+        "runc's shape (a `spec:` line): {out}"
+    );
+}
+
+#[test]
+fn unknown_command_fails() {
+    let ctx = Ctx::new();
+    let out = ctx.rt(&["no-such-command"]);
+    assert!(!out.success(), "{out}");
+}
