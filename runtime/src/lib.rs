@@ -1,1 +1,2 @@
 //! capsa: a low-level OCI container runtime.
+pub mod seccomp;
