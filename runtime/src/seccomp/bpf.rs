@@ -5,7 +5,8 @@
 
 use seccompiler::sock_filter;
 
-pub(super) const BPF_LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
+/// BPF_LD | BPF_W | BPF_ABS (the first two are 0).
+pub(super) const BPF_LD_W_ABS: u16 = 0x20;
 pub(super) const BPF_JMP: u16 = 0x05;
 pub(super) const BPF_JA: u16 = BPF_JMP;
 pub(super) const BPF_JEQ: u16 = BPF_JMP | 0x10;

@@ -56,20 +56,21 @@ fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SeccompError 
 
 /// The SECCOMP_RET_* value of an action; `errno_ret` only for ERRNO and TRACE (default EPERM).
 fn action_ret(action: Action, errno_ret: Option<u32>, field: &str) -> Result<u32, SeccompError> {
-    let data =
-        match (action, errno_ret) {
-            (Action::ScmpActErrno | Action::ScmpActTrace, Some(e)) if e > RET_DATA => {
-                return Err(invalid(field, format!("{e} does not fit in 16 bits")));
-            }
-            (Action::ScmpActErrno | Action::ScmpActTrace, e) => e.unwrap_or(libc::EPERM as u32),
-            (_, Some(_)) => return Err(invalid(
+    let data = match (action, errno_ret) {
+        (Action::ScmpActErrno | Action::ScmpActTrace, Some(e)) if e > RET_DATA => {
+            return Err(invalid(field, format!("{e} does not fit in 16 bits")));
+        }
+        (Action::ScmpActErrno | Action::ScmpActTrace, e) => e.unwrap_or(libc::EPERM as u32),
+        (_, Some(_)) => {
+            return Err(invalid(
                 field,
                 format!(
                     "errnoRet is only allowed with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, not {action}"
                 ),
-            )),
-            (_, None) => 0,
-        };
+            ))
+        }
+        (_, None) => 0,
+    };
     Ok(match action {
         Action::ScmpActAllow => RET_ALLOW,
         Action::ScmpActErrno => RET_ERRNO | data,

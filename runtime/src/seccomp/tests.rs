@@ -127,7 +127,8 @@ mod x86_64_host {
     #[test]
     fn every_operator_on_64_bits() {
         let hi = 0x1_0000_0005u64; // differs from 5 only in the high half
-        let cases: [(&str, u64, &[(u64, bool)]); 6] = [
+        type Case<'a> = (&'a str, u64, &'a [(u64, bool)]);
+        let cases: [Case; 6] = [
             (
                 "SCMP_CMP_EQ",
                 hi,
