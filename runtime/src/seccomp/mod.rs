@@ -84,6 +84,15 @@ pub enum SeccompError {
     },
 }
 
+/// The syscall names capsa resolves on the native ABI (empty where seccomp is unsupported).
+pub fn syscall_names() -> impl Iterator<Item = &'static str> {
+    arch::native()
+        .map(arch::Abi::table)
+        .unwrap_or_default()
+        .iter()
+        .map(|(name, _)| *name)
+}
+
 /// A validated, compiled filter, ready to load after fork without allocating.
 #[derive(Clone, Debug)]
 pub struct CompiledFilter {
