@@ -30,7 +30,8 @@
 //!   the first whose arguments match decides. (runc turns repeated conditions on one argument
 //!   index into an OR; capsa keeps AND, as the spec and crun.)
 //! - On 32-bit ABIs (x86) conditions compare the low 32 bits.
-//! - ERRNO and TRACE default to EPERM; errnoRet with another action is an error.
+//! - ERRNO and TRACE default to EPERM; errnoRet with another action is ignored with a warning
+//!   (as runc).
 //! - Flags: TSYNC, LOG, SPEC_ALLOW, WAIT_KILLABLE_RECV (with a listener only); NEW_LISTENER is
 //!   added for NOTIFY (and TSYNC_ESRCH when TSYNC is also asked, which the kernel requires).
 

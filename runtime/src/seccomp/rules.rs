@@ -62,12 +62,9 @@ fn action_ret(action: Action, errno_ret: Option<u32>, field: &str) -> Result<u32
         }
         (Action::ScmpActErrno | Action::ScmpActTrace, e) => e.unwrap_or(libc::EPERM as u32),
         (_, Some(_)) => {
-            return Err(invalid(
-                field,
-                format!(
-                    "errnoRet is only allowed with SCMP_ACT_ERRNO and SCMP_ACT_TRACE, not {action}"
-                ),
-            ))
+            // runc ignores it; so do we, loudly.
+            tracing::warn!("{field}: ignored, {action} takes no errno");
+            0
         }
         (_, None) => 0,
     };
