@@ -314,7 +314,9 @@ fn audit_records(
             return (first, records);
         }
     }
-    panic!("no seccomp audit record in /dev/kmsg after 3 tries (audit disabled?)");
+    panic!(
+        "no seccomp audit record in /dev/kmsg after 3 tries (with auditd running they go to its log)"
+    );
 }
 
 #[test]

@@ -13,7 +13,8 @@
 //! one program (x86_64 with i386 and x32) and Docker's ~370-syscall profile under the kernel's
 //! 4096-instruction limit (seccompiler spends 5 instructions on an argument-less syscall; three
 //! ABIs of that do not fit). So capsa writes the outer program itself (arch dispatch, one
-//! segment per `syscalls[]` entry, first match wins, see program.rs) and uses seccompiler for what
+//! segment per `syscalls[]` entry, first match wins, a binary search over the syscalls of an
+//! entry without arguments; see program.rs) and uses seccompiler for what
 //! it does well: the argument conditions (64-bit comparisons split into 32-bit halves, masked
 //! equality), compiled with stand-in actions whose `ret` instructions are rewritten in place.
 //! Syscall names are resolved with tables generated from the kernel UAPI headers
@@ -28,7 +29,7 @@
 //! - Unknown syscall names (in every covered ABI) are skipped with a warning, as runc does.
 //! - `args` of one entry are ANDed; several entries for one syscall are tried in config order,
 //!   the first whose arguments match decides. (runc turns repeated conditions on one argument
-//!   index into an OR; capsa keeps AND, as the spec and crun.)
+//!   index into an OR; capsa keeps AND, as the spec reads.)
 //! - On 32-bit ABIs (x86) conditions compare the low 32 bits.
 //! - ERRNO and TRACE default to EPERM; errnoRet with another action is ignored with a warning
 //!   (as runc).
