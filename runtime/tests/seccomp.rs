@@ -729,3 +729,29 @@ fn real_programs_run_under_a_docker_sized_allowlist() {
     let s = exec(&["/bin/sh", "-c", "echo ok >/dev/null && exit 3"]);
     assert!(exited(3)(s), "a shell runs: {s:?}");
 }
+
+#[test]
+fn notify_loads_with_tsync_and_wait_killable_recv() {
+    // The kernel refuses TSYNC with NEW_LISTENER unless TSYNC_ESRCH is added too.
+    let f = filter(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","listenerPath":"/nonexistent/agent.sock",
+            "flags":["SECCOMP_FILTER_FLAG_TSYNC","SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls":[{"names":["mkdirat"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+    );
+    let (_, s) = in_child(|| match f.load() {
+        Ok(Some(fd)) if fd.as_raw_fd() > 2 => {
+            // With the listener closed, a notified syscall fails with ENOSYS instead of waiting.
+            drop(fd);
+            // SAFETY: a valid C string.
+            let rc = unsafe { libc::mkdirat(libc::AT_FDCWD, c"/nonexistent-capsa/x".as_ptr(), 0) };
+            if rc < 0 {
+                errno()
+            } else {
+                OK
+            }
+        }
+        Ok(_) => 1,
+        Err(_) => 2,
+    });
+    assert!(exited(libc::ENOSYS)(s), "{s:?}");
+}
