@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# cgv2-tests.sh: runs the cgroup integration tests (and any others named) inside a
+# throw-away QEMU VM with a pure cgroup v2 hierarchy (../shared/tools/cgv2-vm.sh).
+#
+# Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
+#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups)
+# Environment:
+#   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
+#                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
+#   CAPSA_SHARED_TOOLS  the shared tools dir (default <repo>/../shared/tools)
+#   CGV2VM_TIMEOUT      seconds before the VM is killed (default here 2400)
+# The test binaries are built on the host (the VM is software-emulated and slow);
+# the guest sees the host's root read-only, so it runs them and the runtime in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS=${CAPSA_SHARED_TOOLS:-$ROOT/../shared/tools}
+RT=${CAPSA_RUNTIME:-$ROOT/target/release/capsa}
+export CGV2VM_TIMEOUT=${CGV2VM_TIMEOUT:-2400}
+
+tests=() extra=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --) shift; extra=("$@"); break ;;
+    *) tests+=("$1"); shift ;;
+  esac
+done
+[ ${#tests[@]} -gt 0 ] || tests=(cgroups)
+
+[ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
+bash hack/test-deps.sh
+
+bins=()
+for t in "${tests[@]}"; do
+  b=$(cargo test -j2 -p integration --test "$t" --no-run --message-format=json 2>/dev/null |
+    jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t and .executable != null) | .executable' | tail -1)
+  [ -n "$b" ] && [ -x "$b" ] || { echo "cgv2-tests: could not build test $t" >&2; exit 1; }
+  bins+=("$b")
+done
+
+# One guest command: every binary, serially (the VM has few vCPUs), rc = worst.
+guest='rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $CGV2_EXTRA || rc=1; done; exit $rc'
+echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM" >&2
+exec bash "$TOOLS/cgv2-vm.sh" "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
+  bash -c "$guest" cgv2 "${bins[@]}"

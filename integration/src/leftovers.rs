@@ -1,0 +1,80 @@
+//! What a container can leave behind on the host (mounts, processes), found
+//! and removed by the test guard, and asserted absent after a failed create.
+
+use std::fs;
+use std::path::Path;
+
+/// Mount points in our mount namespace at or under `dir`, deepest first.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut out: Vec<String> = info
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .map(unescape)
+        .filter(|m| m == &prefix || m.starts_with(&format!("{prefix}/")))
+        .collect();
+    out.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Lazily unmounts everything under `dir`. Best effort.
+pub fn unmount_under(dir: &Path) {
+    for m in mounts_under(dir) {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Processes (other than ourselves) whose command line or environment
+/// contains `tag` or whose cgroup path contains `cgroup_name`: the runtime's
+/// init, the container's processes and the hooks of one test.
+pub fn processes(tag: &str, cgroup_name: &str) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // A zombie has left its cgroup and memory behind already; it only waits to be reaped.
+        let zombie = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.trim_start().starts_with('Z'))
+            .unwrap_or(true);
+        if zombie {
+            continue;
+        }
+        let environ = fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+        let in_env = environ.windows(tag.len()).any(|w| w == tag.as_bytes());
+        if cmdline.contains(tag) || in_env || cgroup.contains(cgroup_name) {
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
+
+/// SIGKILLs the processes [`processes`] finds. Best effort.
+pub fn kill_processes(tag: &str, cgroup_name: &str) {
+    for (pid, _) in processes(tag, cgroup_name) {
+        // SAFETY: kill(2) of a process that belongs to this test (by tag or cgroup).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}

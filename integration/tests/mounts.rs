@@ -1,0 +1,163 @@
+//! Mounts (runtime-tools: mounts, linux_mounts_*): types, options, order,
+//! destinations created, bind ro, recursive read-only.
+
+use integration::{mountinfo, Ctx};
+use serde_json::json;
+
+#[test]
+fn default_mounts_are_present() {
+    let ctx = Ctx::new();
+    let out = ctx.sh("cat /proc/self/mountinfo");
+    for (point, fstype) in [
+        ("/proc", "proc"),
+        ("/dev", "tmpfs"),
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+        ("/sys", "sysfs"),
+    ] {
+        let m = mountinfo::find(&out, point).unwrap_or_else(|| panic!("{point} mounted:\n{out}"));
+        assert_eq!(m.fstype, fstype, "{point}");
+    }
+    let sys = mountinfo::find(&out, "/sys").unwrap();
+    assert!(
+        sys.has_opt("ro") && sys.has_opt("nosuid") && sys.has_opt("nodev") && sys.has_opt("noexec"),
+        "{sys:?}"
+    );
+    let shm = mountinfo::find(&out, "/dev/shm").unwrap();
+    assert!(
+        shm.has_opt("nodev") && shm.has_opt("noexec") && shm.has_opt("size=65536k"),
+        "{shm:?}"
+    );
+    assert!(
+        mountinfo::parse(&out)
+            .iter()
+            .any(|m| m.mount_point.starts_with("/sys/fs/cgroup")),
+        "cgroup filesystem mounted:\n{out}"
+    );
+}
+
+#[test]
+fn tmpfs_with_options() {
+    let ctx = Ctx::new();
+    let out = ctx
+        .sh_in(
+            "grep ' /scratch ' /proc/self/mountinfo; stat -c %a /scratch",
+            |b| {
+                b.mount(
+                    json!({ "destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["nosuid", "nodev", "noexec", "size=1m", "mode=700"] }),
+                )
+            },
+        )
+        .ok();
+    let m = &mountinfo::parse(&out.stdout)[0];
+    assert_eq!(m.fstype, "tmpfs");
+    for o in ["nosuid", "nodev", "noexec", "size=1024k", "mode=700"] {
+        assert!(m.has_opt(o), "{o} in {m:?}");
+    }
+    assert_eq!(out.stdout.lines().last(), Some("700"));
+}
+
+#[test]
+fn bind_mount_read_only() {
+    let ctx = Ctx::new();
+    let data = ctx.mkdir("data");
+    std::fs::write(data.join("file"), "from the host\n").unwrap();
+    let out = ctx
+        .sh_in("cat /data/file; touch /data/new 2>/dev/null || echo ro; grep ' /data ' /proc/self/mountinfo", |b| {
+            b.mount(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["bind", "ro"] }))
+        })
+        .ok();
+    assert!(out.stdout.starts_with("from the host\nro\n"), "{out}");
+    assert!(mountinfo::parse(&out.stdout)[0].has_opt("ro"), "{out}");
+    assert!(!data.join("new").exists());
+}
+
+#[test]
+fn bind_mount_read_write() {
+    let ctx = Ctx::new();
+    let data = ctx.mkdir("data");
+    ctx.sh_in("echo written > /data/new", |b| b.bind(&data, "/data"))
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(data.join("new")).unwrap(),
+        "written\n"
+    );
+}
+
+#[test]
+fn bind_mount_of_a_file() {
+    let ctx = Ctx::new();
+    let f = ctx.path("single-file");
+    std::fs::write(&f, "one file\n").unwrap();
+    let out = ctx
+        .sh_in("cat /etc/single", |b| {
+            b.mount(json!({ "destination": "/etc/single", "type": "bind", "source": f, "options": ["bind", "ro"] }))
+        })
+        .ok();
+    assert_eq!(out.stdout, "one file\n");
+}
+
+#[test]
+fn mounts_are_made_in_order_and_destinations_created() {
+    let ctx = Ctx::new();
+    let out = ctx
+        .sh_in("grep -E ' /(a|a/b/c) ' /proc/self/mountinfo | cut -d' ' -f5", |b| {
+            b.mount(json!({ "destination": "/a", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"] }))
+                .mount(json!({ "destination": "/a/b/c", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m"] }))
+        })
+        .ok();
+    assert_eq!(
+        out.stdout, "/a\n/a/b/c\n",
+        "the second mount is inside the first: {out}"
+    );
+}
+
+#[test]
+fn mount_flags() {
+    let ctx = Ctx::new();
+    let out = ctx
+        .sh_in("grep ' /m ' /proc/self/mountinfo", |b| {
+            b.mount(
+                json!({ "destination": "/m", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["ro", "nosuid", "nodev", "noexec", "noatime"] }),
+            )
+        })
+        .ok();
+    let m = &mountinfo::parse(&out.stdout)[0];
+    for o in ["ro", "nosuid", "nodev", "noexec", "noatime"] {
+        assert!(m.has_opt(o), "{o} in {m:?}");
+    }
+}
+
+#[test]
+fn recursive_read_only_bind() {
+    let ctx = Ctx::new();
+    if !ctx.requires("rro") {
+        return; // runc 1.1 has no rro (mount_setattr) support
+    }
+    let data = ctx.mkdir("data");
+    std::fs::create_dir(data.join("sub")).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &data.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+    let out = ctx
+        .sh_in("touch /data/x 2>/dev/null || echo ro-top; touch /data/sub/x 2>/dev/null || echo ro-sub", |b| {
+            b.mount(json!({ "destination": "/data", "type": "bind", "source": data, "options": ["rbind", "rro"] }))
+        })
+        .ok();
+    assert_eq!(out.stdout, "ro-top\nro-sub\n");
+}
+
+#[test]
+fn mqueue_and_devpts_work() {
+    let ctx = Ctx::new();
+    let out = ctx.sh("ls /dev/pts/ptmx && readlink /dev/ptmx");
+    assert_eq!(out, "/dev/pts/ptmx\npts/ptmx\n");
+}

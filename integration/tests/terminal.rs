@@ -1,0 +1,107 @@
+//! process.terminal with --console-socket (runtime-tools: process terminal,
+//! console socket): the pty master arrives by SCM_RIGHTS and carries the
+//! container's terminal.
+
+use std::io::Write;
+
+use integration::console::{read_master, ConsoleSocket};
+use integration::Ctx;
+
+#[test]
+fn console_socket_receives_the_pty_master() {
+    let ctx = Ctx::new();
+    let sock = ConsoleSocket::listen(&ctx.path("console.sock"));
+    let b = ctx
+        .bundle()
+        .terminal(true)
+        .sh("tty; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-ttys; stty size; read line; echo got:$line");
+    let id = ctx.id();
+    ctx.create_with(&id, &b, &["--console-socket", sock.path.to_str().unwrap()])
+        .ok();
+    let mut master = sock.master();
+    // The fd is a pty master: the ioctl TIOCGPTN answers on it.
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one unsigned int through the pointer.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&master),
+            libc::TIOCGPTN,
+            &mut n,
+        )
+    };
+    assert_eq!(r, 0, "the received fd is a pty master");
+    ctx.start(&id).ok();
+    master.write_all(b"hello-through-pty\n").unwrap();
+    let text = read_master(master, Some("got:hello-through-pty"));
+    assert!(
+        text.contains("/dev/pts/") || text.contains("/dev/console"),
+        "tty name: {text:?}"
+    );
+    assert!(text.contains("all-ttys"), "stdio is the terminal: {text:?}");
+    assert!(
+        text.contains("got:hello-through-pty"),
+        "input reaches the process: {text:?}"
+    );
+    ctx.wait_status(&id, "stopped");
+}
+
+#[test]
+fn console_size_is_applied() {
+    let ctx = Ctx::new();
+    let sock = ConsoleSocket::listen(&ctx.path("console.sock"));
+    let b = ctx
+        .bundle()
+        .terminal(true)
+        .with(|s| s["process"]["consoleSize"] = serde_json::json!({ "height": 33, "width": 111 }))
+        .sh("stty size");
+    let id = ctx.id();
+    ctx.create_with(&id, &b, &["--console-socket", sock.path.to_str().unwrap()])
+        .ok();
+    let master = sock.master();
+    ctx.start(&id).ok();
+    let text = read_master(master, Some("33 111"));
+    assert!(text.contains("33 111"), "{text:?}");
+}
+
+#[test]
+fn terminal_without_console_socket_fails_and_leaves_nothing() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().terminal(true).args(&["/bin/sh"]);
+    let id = ctx.id();
+    let out = ctx.create(&id, &b).fails();
+    assert!(
+        out.all().contains("console"),
+        "the error names the console socket: {out}"
+    );
+    ctx.assert_nothing_left(&id, &b);
+}
+
+#[test]
+fn console_socket_without_terminal_fails_and_leaves_nothing() {
+    let ctx = Ctx::new();
+    let _sock = ConsoleSocket::listen(&ctx.path("console.sock"));
+    let b = ctx.bundle().terminal(false).args(&["/bin/true"]);
+    let id = ctx.id();
+    let out = ctx
+        .create_with(
+            &id,
+            &b,
+            &[
+                "--console-socket",
+                ctx.path("console.sock").to_str().unwrap(),
+            ],
+        )
+        .fails();
+    assert!(
+        out.all().contains("terminal") || out.all().contains("console"),
+        "{out}"
+    );
+    ctx.assert_nothing_left(&id, &b);
+}
+
+#[test]
+fn no_terminal_means_no_controlling_tty() {
+    let ctx = Ctx::new();
+    let out = ctx.sh("[ -t 0 ] || echo stdin-not-a-tty; [ -t 1 ] || echo stdout-not-a-tty");
+    assert_eq!(out, "stdin-not-a-tty\nstdout-not-a-tty\n");
+}

@@ -1,0 +1,127 @@
+//! The parent/child sync protocol: one SEQPACKET socketpair, one message per packet.
+//!
+//! | # | from   | message                 | meaning / answer                                  |
+//! |---|--------|-------------------------|---------------------------------------------------|
+//! | 1 | parent | `Proceed`               | cgroup joined, ids mapped, oom_score_adj written  |
+//! | 1a| child  | `MapIds`                | (two-stage) user ns unshared: map it → `Proceed`  |
+//! | 1b| child  | `InitPid(pid)`          | (two-stage) the init is this grandchild           |
+//! | 2 | child  | `RunCreateRuntimeHooks` | mounts done: run prestart/createRuntime → `HooksDone(state)` |
+//! | 3 | child  | `Created`               | init waits for start → `Ack` (state saved)        |
+//! | * | child  | `Error(chain)`          | init failed; it exits                             |
+//!
+//! After `Ack` the child clears its parent-death signal and closes its end; the parent
+//! waits for that EOF before it exits, so the init never dies with `capsa create`.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub enum Msg {
+    Proceed,
+    MapIds,
+    InitPid(i32),
+    RunCreateRuntimeHooks,
+    HooksDone(String),
+    Created,
+    Ack,
+    Error(String),
+}
+
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Largest packet: an error chain longer than this is cut, never a deadlock (runc#2530).
+const MAX_PACKET: usize = 60 * 1024;
+
+pub fn pair() -> Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::sys("socketpair", e))?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> Result<()> {
+        let mut data = serde_json::to_vec(msg).map_err(|e| Error::Other(e.to_string()))?;
+        if data.len() > MAX_PACKET {
+            let Msg::Error(s) = msg else {
+                return Err(Error::Other("sync message too large".into()));
+            };
+            let mut cut = s.clone();
+            cut.truncate(MAX_PACKET - 64);
+            data = serde_json::to_vec(&Msg::Error(cut + " [...]")).unwrap_or_default();
+        }
+        nix::sys::socket::send(
+            self.fd.as_raw_fd(),
+            &data,
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .map_err(|e| Error::sys("sync send", e))?;
+        Ok(())
+    }
+
+    /// Receive one message; `None` at EOF (the peer closed or died).
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; MAX_PACKET];
+        let n = loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut buf,
+                nix::sys::socket::MsgFlags::empty(),
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r.map_err(|e| Error::sys("sync recv", e))?,
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(|e| Error::Other(format!("sync: bad message: {e}")))
+    }
+
+    /// Receive and check it is `want`; an `Error` from the peer becomes our error.
+    pub fn expect(&self, want: Msg) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == want => Ok(()),
+            Some(Msg::Error(e)) => Err(Error::Init(e)),
+            Some(m) => Err(Error::Other(format!("sync: expected {want:?}, got {m:?}"))),
+            None => Err(Error::Other(format!(
+                "sync: peer closed while waiting for {want:?}"
+            ))),
+        }
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_eof() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::InitPid(42)).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
+        a.send(&Msg::Error("x".repeat(200_000))).unwrap();
+        match b.recv().unwrap() {
+            Some(Msg::Error(s)) => assert!(s.len() < MAX_PACKET && s.ends_with("[...]")),
+            m => panic!("{m:?}"),
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,141 @@
+//! `create` and `run`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::SignalFd;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::Cli;
+use crate::process::{parent, CreateOptions};
+use crate::state::Container;
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Container id
+    id: String,
+    /// Bundle directory (default: the current directory)
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// File to write the init's pid to
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Unix socket that receives the pty master (process.terminal)
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N extra fds (3..3+N) to the container
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    create: CreateArgs,
+    /// Return once the container has started
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// Keep the container's state after it exits
+    #[arg(long)]
+    keep: bool,
+    /// Accepted for runc compatibility; capsa only reaps its own init
+    #[arg(long = "no-subreaper")]
+    no_subreaper: bool,
+}
+
+fn options(cli: &Cli, a: &CreateArgs, foreground: bool) -> anyhow::Result<CreateOptions> {
+    if a.preserve_fds < 0 {
+        anyhow::bail!("--preserve-fds must not be negative");
+    }
+    Ok(CreateOptions {
+        id: a.id.clone(),
+        bundle: a.bundle.clone(),
+        root: cli.root.clone(),
+        pid_file: a.pid_file.as_ref().map(absolute),
+        console_socket: a.console_socket.clone(),
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+        systemd_cgroup: cli.systemd_cgroup,
+        foreground,
+    })
+}
+
+fn absolute(p: &PathBuf) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.clone())
+}
+
+pub fn create(cli: &Cli, a: &CreateArgs) -> anyhow::Result<()> {
+    parent::create(&options(cli, a, false)?)?;
+    Ok(())
+}
+
+pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
+    let opts = options(cli, &a.create, !a.detach)?;
+    // Signals are blocked (to be forwarded) only after the init is forked: it must start
+    // with a clean signal mask.
+    let pid = parent::create(&opts)?;
+    let c = Container::load(&cli.root, &a.create.id, true)?;
+    if let Err(e) = crate::lifecycle::start(&c) {
+        let _ = crate::lifecycle::delete(c, true);
+        return Err(e.into());
+    }
+    drop(c);
+    if a.detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(pid)?;
+    if !a.keep {
+        let c = Container::load(&cli.root, &a.create.id, true)?;
+        crate::lifecycle::delete(c, true)?;
+    }
+    Ok(code)
+}
+
+/// Wait for the init, forwarding the usual signals to it; its exit status is ours.
+fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    set.thread_block()?;
+    let sfd = SignalFd::new(&set)?;
+    loop {
+        // Reap first: the init may have exited before the mask was set.
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
+                Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
+                    return Ok(128 + sig as i32)
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        if let Some(info) = sfd.read_signal()? {
+            let sig = info.ssi_signo as i32;
+            if sig != libc::SIGCHLD {
+                if let Ok(s) = Signal::try_from(sig) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), s);
+                }
+            }
+        }
+    }
+}

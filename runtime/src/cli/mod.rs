@@ -1,0 +1,141 @@
+//! The runc-compatible command line. Global flags may come before or after the
+//! subcommand; every flag is either wired or rejected, never silently ignored.
+
+mod create;
+mod delete;
+mod features;
+mod kill;
+mod pause;
+mod spec;
+mod start;
+mod state;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::logging::{self, LogFormat};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "capsa",
+    about = "capsa: a low-level OCI container runtime",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// Root directory for container state
+    #[arg(long, global = true, default_value = "/run/capsa")]
+    root: PathBuf,
+    /// Log file (default: stderr)
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json
+    #[arg(long = "log-format", global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Debug logging
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd to manage cgroups (cgroupsPath "slice:prefix:name")
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility: auto, true or false
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    /// Print the version
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    cmd: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a container (its init waits for `start`)
+    Create(create::CreateArgs),
+    /// Start a created container
+    Start(start::StartArgs),
+    /// Create and start a container; without -d, wait for it and return its exit status
+    Run(create::RunArgs),
+    /// Print the state of a container as JSON
+    State(state::StateArgs),
+    /// List containers
+    #[command(alias = "ls")]
+    List(state::ListArgs),
+    /// Send a signal to a container's init (or, with --all, to all its processes)
+    Kill(kill::KillArgs),
+    /// Delete a container
+    Delete(delete::DeleteArgs),
+    /// Suspend all processes of a container
+    Pause(pause::PauseArgs),
+    /// Resume a paused container
+    Resume(pause::PauseArgs),
+    /// Print the runtime's features as JSON
+    Features,
+    /// Write a default config.json
+    Spec(spec::SpecArgs),
+}
+
+const VERSION_TEXT: &str = concat!(
+    "capsa version ",
+    env!("CARGO_PKG_VERSION"),
+    "\nspec: ",
+    "1.2.0",
+    "\nlibseccomp: none (seccompiler)\n"
+);
+
+/// Entry point: returns the process exit status.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    if cli.version {
+        print!("{VERSION_TEXT}");
+        return 0;
+    }
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
+        eprintln!(
+            "capsa: open log {}: {e}",
+            cli.log
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        return 1;
+    }
+    let Some(cmd) = cli.cmd.as_ref() else {
+        eprintln!("capsa: no command given; see capsa --help");
+        return 1;
+    };
+    match dispatch(&cli, cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            if logging::logs_to_file(cli.log.as_deref()) {
+                tracing::error!("{msg}");
+            }
+            eprintln!("capsa: {msg}");
+            1
+        }
+    }
+}
+
+fn dispatch(cli: &Cli, cmd: &Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Create(a) => create::create(cli, a).map(|_| 0),
+        Command::Run(a) => create::run(cli, a),
+        Command::Start(a) => start::run(cli, a).map(|_| 0),
+        Command::State(a) => state::state(cli, a).map(|_| 0),
+        Command::List(a) => state::list(cli, a).map(|_| 0),
+        Command::Kill(a) => kill::run(cli, a).map(|_| 0),
+        Command::Delete(a) => delete::run(cli, a).map(|_| 0),
+        Command::Pause(a) => pause::pause(cli, a, true).map(|_| 0),
+        Command::Resume(a) => pause::pause(cli, a, false).map(|_| 0),
+        Command::Features => features::run().map(|_| 0),
+        Command::Spec(a) => spec::run(a).map(|_| 0),
+    }
+}

@@ -1,0 +1,130 @@
+//! `spec [--bundle DIR] [--rootless]`: write a default config.json, as `runc spec` does.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde_json::{json, Value};
+
+#[derive(Args, Debug)]
+pub struct SpecArgs {
+    /// Where to write config.json (default: the current directory)
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// A config for running as an unprivileged user
+    #[arg(long)]
+    rootless: bool,
+}
+
+pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
+    let path = a.bundle.join("config.json");
+    if path.exists() {
+        anyhow::bail!("File {} exists. Remove it first", path.display());
+    }
+    let mut spec = default_spec();
+    if a.rootless {
+        make_rootless(
+            &mut spec,
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
+    }
+    crate::utils::write_atomic(&path, serde_json::to_string_pretty(&spec)?.as_bytes())?;
+    Ok(())
+}
+
+const DEFAULT_CAPS: [&str; 3] = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+pub fn default_spec() -> Value {
+    json!({
+        "ociVersion": crate::state::OCI_VERSION,
+        "process": {
+            "terminal": true,
+            "user": { "uid": 0, "gid": 0 },
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS
+            },
+            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
+            "noNewPrivileges": true
+        },
+        "root": { "path": "rootfs", "readonly": true },
+        "hostname": "capsa",
+        "mounts": [
+            { "destination": "/proc", "type": "proc", "source": "proc" },
+            { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+            { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+            { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+            { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+              "options": ["nosuid", "noexec", "nodev"] },
+            { "destination": "/sys", "type": "sysfs", "source": "sysfs",
+              "options": ["nosuid", "noexec", "nodev", "ro"] },
+            { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+              "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] }
+        ],
+        "linux": {
+            "resources": { "devices": [{ "allow": false, "access": "rwm" }] },
+            "namespaces": [
+                { "type": "pid" }, { "type": "network" }, { "type": "ipc" },
+                { "type": "uts" }, { "type": "mount" }, { "type": "cgroup" }
+            ],
+            "maskedPaths": [
+                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                "/proc/scsi"
+            ],
+            "readonlyPaths": [
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
+            ]
+        }
+    })
+}
+
+/// runc's rootless changes: a user namespace mapping our own ids, no network namespace,
+/// /sys bound from the host, no cgroup limits or cgroup mount.
+pub fn make_rootless(spec: &mut Value, uid: u32, gid: u32) {
+    let linux = &mut spec["linux"];
+    linux["resources"] = json!({});
+    linux["uidMappings"] = json!([{ "containerID": 0, "hostID": uid, "size": 1 }]);
+    linux["gidMappings"] = json!([{ "containerID": 0, "hostID": gid, "size": 1 }]);
+    linux["namespaces"] = json!([
+        { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" },
+        { "type": "cgroup" }, { "type": "user" }
+    ]);
+    if let Some(mounts) = spec["mounts"].as_array_mut() {
+        mounts.retain(|m| m["type"] != "cgroup" && m["destination"] != "/dev/mqueue");
+        for m in mounts.iter_mut() {
+            if m["destination"] == "/sys" {
+                *m = json!({ "destination": "/sys", "type": "none", "source": "/sys",
+                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
+            }
+            if m["destination"] == "/dev/pts" {
+                if let Some(opts) = m["options"].as_array_mut() {
+                    opts.retain(|o| o != "gid=5");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_parses_with_oci_spec() {
+        let s: oci_spec::runtime::Spec = serde_json::from_value(default_spec()).unwrap();
+        assert_eq!(
+            s.process().as_ref().unwrap().args().as_ref().unwrap()[0],
+            "sh"
+        );
+        let mut r = default_spec();
+        make_rootless(&mut r, 1000, 1000);
+        let s: oci_spec::runtime::Spec = serde_json::from_value(r).unwrap();
+        assert!(s.linux().as_ref().unwrap().uid_mappings().is_some());
+    }
+}

@@ -1,0 +1,95 @@
+//! OCI hooks: each runs with the container state JSON on stdin, its own args and env, and
+//! an optional timeout. A hook that fails or times out fails the operation (except
+//! poststart/poststop, whose failures are logged, as the spec says).
+
+use std::io::{Read, Seek, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::Hook;
+
+use crate::{Error, Result};
+
+pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Result<()> {
+    for (i, h) in hooks
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        run_one(kind, i, h, state_json)?;
+    }
+    Ok(())
+}
+
+fn run_one(kind: &str, index: usize, hook: &Hook, state_json: &str) -> Result<()> {
+    let path = hook.path().display().to_string();
+    let fail = |msg: String| Error::Hook {
+        kind: kind.into(),
+        index,
+        path: path.clone(),
+        msg,
+    };
+    // Output goes to an anonymous file: a hook that writes a lot can never block us.
+    let out =
+        nix::sys::memfd::memfd_create(c"capsa-hook", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| fail(format!("memfd: {e}")))?;
+    let mut out = std::fs::File::from(out);
+    let mut cmd = Command::new(hook.path());
+    let args = hook.args().as_deref().unwrap_or_default();
+    if let Some(arg0) = args.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(args.iter().skip(1))
+        .env_clear()
+        .envs(
+            hook.env()
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|kv| kv.split_once('=')),
+        )
+        .stdin(Stdio::piped())
+        .stdout(out.try_clone().map_err(|e| fail(e.to_string()))?)
+        .stderr(out.try_clone().map_err(|e| fail(e.to_string()))?);
+    let mut child = cmd.spawn().map_err(|e| fail(format!("start: {e}")))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may exit without reading its stdin: EPIPE is not an error.
+        let _ = stdin.write_all(state_json.as_bytes());
+    }
+    let deadline = hook
+        .timeout()
+        .map(|t| Instant::now() + Duration::from_secs(t.max(0) as u64));
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break s,
+            Ok(None) => {}
+            Err(e) => return Err(fail(format!("wait: {e}"))),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!(
+                "timed out after {}s",
+                hook.timeout().unwrap_or(0)
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    let _ = out.rewind();
+    let _ = out.read_to_string(&mut text);
+    let tail: String = text
+        .chars()
+        .rev()
+        .take(4096)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    Err(fail(format!("{status}: {}", tail.trim())))
+}

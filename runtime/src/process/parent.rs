@@ -1,0 +1,215 @@
+//! `capsa create`, the parent's side. One function, one step per line; `// sync N` marks
+//! the points that match `child::init`.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use nix::sys::stat::Mode;
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::{child, idmap, CreateOptions};
+use crate::cgroups::{self, Cgroup};
+use crate::channel::{self, Msg};
+use crate::namespaces::Plan;
+use crate::spec::Bundle;
+use crate::state::{self, ContainerDir, Saved, Status};
+use crate::syscall::{clone_process, Forked};
+use crate::utils::write_atomic;
+use crate::{hooks, rlimits, Error, Result};
+
+/// Undo a half-made container on any error: no process, cgroup or state dir is left.
+struct Cleanup {
+    dir: Option<ContainerDir>,
+    cgroup: Option<(Cgroup, PathBuf)>,
+    pids: Vec<i32>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for &pid in &self.pids {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some((cg, path)) = self.cgroup.take() {
+            if let Err(e) = cg.destroy(&path) {
+                tracing::warn!("cleanup: {e}");
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
+        }
+    }
+}
+
+/// Create the container; returns the init's pid with the init waiting for `start`.
+pub fn create(opts: &CreateOptions) -> Result<i32> {
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let plan = Plan::from_spec(spec)?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::Config("process: missing".into()))?;
+    check_terminal(process.terminal().unwrap_or(false), opts)?;
+    rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
+    let caps = process
+        .capabilities()
+        .as_ref()
+        .map(crate::capabilities::Sets::from_spec)
+        .transpose()?;
+
+    let dir = ContainerDir::create(&opts.root, &opts.id)?;
+    let mut cleanup = Cleanup {
+        dir: None,
+        cgroup: None,
+        pids: Vec::new(),
+    };
+    let fifo_path = dir.fifo_path();
+    let lock_fd = dir.lock_fd();
+    cleanup.dir = Some(dir);
+    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::sys(format!("mkfifo {}", fifo_path.display()), e))?;
+    let fifo: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&fifo_path)
+        .map_err(|e| Error::io("open", &fifo_path, e))?
+        .into();
+    let console = opts
+        .console_socket
+        .as_deref()
+        .map(crate::console::connect)
+        .transpose()?;
+    let cgroup_path = cgroups::path_for(spec, &opts.id);
+    let cgroup = Cgroup::open(&cgroup_path, opts.systemd_cgroup, &opts.id)?;
+    if opts.foreground && plan.two_stage {
+        // The init will be a grandchild: let it be reparented to us, so `run` can wait.
+        nix::sys::prctl::set_child_subreaper(true)
+            .map_err(|e| Error::sys("set child subreaper", e))?;
+    }
+    let (parent_ch, child_ch) = channel::pair()?;
+
+    let pid =
+        match clone_process(plan.clone_flags).map_err(|e| Error::sys("clone container init", e))? {
+            Forked::Child => {
+                drop(parent_ch);
+                child::init(child::Args {
+                    spec,
+                    rootfs: &bundle.rootfs,
+                    bundle: &bundle.dir,
+                    plan: &plan,
+                    caps: caps.as_ref(),
+                    channel: child_ch,
+                    fifo,
+                    console,
+                    lock_fd,
+                    opts,
+                })
+            }
+            Forked::Parent(pid) => pid.as_raw(),
+        };
+    drop(child_ch);
+    drop(fifo);
+    drop(console);
+    cleanup.pids.push(pid);
+
+    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    cgroup.enter_and_limit(&cgroup_path, pid, resources)?;
+    cleanup.cgroup = Some((cgroup, cgroup_path.clone()));
+    if let Some(adj) = process.oom_score_adj() {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .map_err(|e| Error::Other(format!("process.oomScoreAdj {adj}: {e}")))?;
+    }
+    if plan.new_user && !plan.two_stage {
+        idmap::write(pid, spec)?;
+    }
+    parent_ch.send(&Msg::Proceed)?; // sync 1
+
+    let mut init_pid = pid;
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        pid,
+        pid_start: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: crate::logging::rfc3339_now(),
+        owner: crate::user::name_of(nix::unistd::geteuid().as_raw()),
+        cgroup_path: cgroup_path.clone(),
+        config: spec.clone(),
+    };
+    loop {
+        match parent_ch.recv()? {
+            Some(Msg::MapIds) => {
+                // sync 1a
+                idmap::write(pid, spec)?;
+                parent_ch.send(&Msg::Proceed)?;
+            }
+            Some(Msg::InitPid(p)) => {
+                // sync 1b: the first stage exits; the init is its child.
+                init_pid = p;
+                cleanup.pids.insert(0, p);
+                let _ = waitpid(Pid::from_raw(pid), None);
+                cleanup.pids.retain(|&x| x != pid);
+            }
+            Some(Msg::RunCreateRuntimeHooks) => {
+                // sync 2
+                saved.pid = init_pid;
+                // runtime-tools expects "created" in the state the create-time hooks read.
+                let state = state::hook_state_json(&saved, Status::Created);
+                if let Some(h) = spec.hooks() {
+                    hooks::run_all("prestart", h.prestart().as_ref(), &state)?;
+                    hooks::run_all("createRuntime", h.create_runtime().as_ref(), &state)?;
+                }
+                parent_ch.send(&Msg::HooksDone(state))?;
+            }
+            Some(Msg::Created) => break, // sync 3
+            Some(Msg::Error(e)) => return Err(Error::Init(e)),
+            Some(m) => return Err(Error::Other(format!("sync: unexpected {m:?} from init"))),
+            None => return Err(Error::Other(init_death(pid))),
+        }
+    }
+
+    saved.pid = init_pid;
+    saved.pid_start = state::proc_stat(init_pid)
+        .map(|(_, s)| s)
+        .ok_or_else(|| Error::Other("container init died during create".into()))?;
+    let dir = cleanup
+        .dir
+        .as_ref()
+        .ok_or_else(|| Error::Other("state dir lost".into()))?;
+    dir.save(&saved)?;
+    if let Some(p) = &opts.pid_file {
+        write_atomic(p, init_pid.to_string().as_bytes())?;
+    }
+    parent_ch.send(&Msg::Ack)?; // sync 3 answer
+                                // The init clears its parent-death signal, then closes its end.
+    while parent_ch.recv()?.is_some() {}
+
+    cleanup.pids.clear();
+    cleanup.cgroup = None;
+    if let Some(dir) = cleanup.dir.take() {
+        drop(dir); // releases the lock
+    }
+    Ok(init_pid)
+}
+
+fn check_terminal(terminal: bool, opts: &CreateOptions) -> Result<()> {
+    match (terminal, opts.console_socket.is_some()) {
+        (true, false) => Err(Error::Config(
+            "process.terminal is true: --console-socket is required".into(),
+        )),
+        (false, true) => Err(Error::Config(
+            "--console-socket was given but process.terminal is false".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Why the init went away without a word: its exit status.
+fn init_death(pid: i32) -> String {
+    match waitpid(Pid::from_raw(pid), None) {
+        Ok(s) => format!("container init exited during create: {s:?}"),
+        Err(e) => format!("container init went away during create: {e}"),
+    }
+}

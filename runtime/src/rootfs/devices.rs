@@ -1,0 +1,172 @@
+//! /dev inside the container: the default devices, the config's `linux.devices`, and the
+//! standard symlinks. In a user namespace mknod is not allowed, so devices are bind
+//! mounted from the host instead.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use nix::sys::stat::{makedev, Mode, SFlag};
+use pathrs::Root;
+
+use super::RootfsContext;
+use crate::{Error, Result};
+
+struct Dev {
+    path: PathBuf,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+fn defaults() -> Vec<Dev> {
+    [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ]
+    .into_iter()
+    .map(|(n, major, minor)| Dev {
+        path: PathBuf::from("/dev").join(n),
+        kind: SFlag::S_IFCHR,
+        major,
+        minor,
+        mode: 0o666,
+        uid: None,
+        gid: None,
+    })
+    .collect()
+}
+
+fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("linux.devices ({}): {what}: {e}", path.display()))
+}
+
+pub fn populate(ctx: &RootfsContext, root: &Root, dev_mounted: bool) -> Result<()> {
+    let mut devs = if dev_mounted { defaults() } else { Vec::new() };
+    for d in ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+    {
+        use oci_spec::runtime::LinuxDeviceType as T;
+        let kind = match d.typ() {
+            T::C | T::U => SFlag::S_IFCHR,
+            T::B => SFlag::S_IFBLK,
+            T::P => SFlag::S_IFIFO,
+            T::A => return Err(err(d.path(), "type", "\"a\" is not a device type")),
+        };
+        devs.retain(|x| x.path != *d.path());
+        devs.push(Dev {
+            path: d.path().clone(),
+            kind,
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            uid: d.uid(),
+            gid: d.gid(),
+        });
+    }
+    for d in &devs {
+        create(ctx, root, d)?;
+    }
+    if dev_mounted {
+        symlinks(root)?;
+    }
+    Ok(())
+}
+
+fn create(ctx: &RootfsContext, root: &Root, d: &Dev) -> Result<()> {
+    let perm = std::fs::Permissions::from_mode(0o755);
+    let parent = d.path.parent().unwrap_or(Path::new("/dev"));
+    let dir = root
+        .mkdir_all(parent, &perm)
+        .map_err(|e| err(&d.path, "mkdir", e))?;
+    let name = d
+        .path
+        .file_name()
+        .ok_or_else(|| err(&d.path, "path", "no file name"))?;
+    if ctx.in_userns {
+        // Bind the host's node over an empty file.
+        let _ = nix::sys::stat::mknodat(
+            Some(dir.as_fd().as_raw_fd()),
+            name,
+            SFlag::S_IFREG,
+            Mode::from_bits_truncate(0o600),
+            0,
+        );
+        let target = root
+            .resolve(&d.path)
+            .map_err(|e| err(&d.path, "resolve", e))?;
+        let target_path = format!("/proc/self/fd/{}", target.as_fd().as_raw_fd());
+        return mount(
+            Some(&d.path),
+            target_path.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| err(&d.path, "bind from host", e));
+    }
+    let _ = nix::unistd::unlinkat(
+        Some(dir.as_fd().as_raw_fd()),
+        name,
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
+    let old = nix::sys::stat::umask(Mode::empty());
+    let res = nix::sys::stat::mknodat(
+        Some(dir.as_fd().as_raw_fd()),
+        name,
+        d.kind,
+        Mode::from_bits_truncate(d.mode & 0o7777),
+        makedev(d.major, d.minor),
+    );
+    nix::sys::stat::umask(old);
+    res.map_err(|e| err(&d.path, "mknod", e))?;
+    if d.uid.is_some() || d.gid.is_some() {
+        nix::unistd::fchownat(
+            Some(dir.as_fd().as_raw_fd()),
+            name,
+            d.uid.map(nix::unistd::Uid::from_raw),
+            d.gid.map(nix::unistd::Gid::from_raw),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| err(&d.path, "chown", e))?;
+    }
+    Ok(())
+}
+
+fn symlinks(root: &Root) -> Result<()> {
+    let mut links = vec![
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+    ];
+    if root.resolve("/dev/pts/ptmx").is_ok() {
+        links.push(("pts/ptmx", "/dev/ptmx"));
+    }
+    if Path::new("/proc/kcore").exists() {
+        links.push(("/proc/kcore", "/dev/core"));
+    }
+    for (target, link) in links {
+        if root.resolve_nofollow(link).is_ok() {
+            if link != "/dev/ptmx" {
+                continue;
+            }
+            let _ = root.remove_file(link);
+        }
+        root.create(link, &pathrs::InodeType::Symlink(target.into()))
+            .map_err(|e| Error::Other(format!("symlink {link} -> {target}: {e}")))?;
+    }
+    Ok(())
+}

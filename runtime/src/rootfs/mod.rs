@@ -1,0 +1,148 @@
+//! The container's filesystem view: propagation, the rootfs bind, the config's mounts in
+//! order, /dev, pivot_root, then masked/readonly paths and a read-only root.
+//!
+//! Every mount target is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT) (through
+//! pathrs) and mounted through its descriptor (/proc/self/fd/N), so a symlink planted in
+//! the image, or swapped during set-up, cannot send a mount outside the container
+//! (CVE-2021-30465, CVE-2024-45310, CVE-2025-52565 class).
+
+pub mod devices;
+pub mod mountinfo;
+pub mod mounts;
+pub mod options;
+pub mod paths;
+
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use oci_spec::runtime::Spec;
+
+use crate::error::SysContext;
+use crate::{Error, Result};
+
+/// What the mount set-up needs to know beyond the spec.
+pub struct RootfsContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub in_userns: bool,
+    pub new_cgroupns: bool,
+}
+
+fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
+    match spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().clone())
+    {
+        None => Ok(None),
+        Some(p) => options::propagation(&p)
+            .map(Some)
+            .ok_or_else(|| Error::Config(format!("linux.rootfsPropagation {p:?} is not valid"))),
+    }
+}
+
+/// Before any mount: stop propagation to the host (rslave whatever the config says; its
+/// rootfsPropagation is applied to the new root after pivot_root), make the rootfs a
+/// mount point.
+pub fn prepare(ctx: &RootfsContext) -> Result<()> {
+    root_propagation(ctx.spec)?;
+    let prop = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+        .ctx(|| "set propagation of /".into())?;
+    make_parent_private(ctx.rootfs)?;
+    mount(
+        Some(ctx.rootfs),
+        ctx.rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("bind rootfs {}", ctx.rootfs.display()))
+}
+
+/// pivot_root refuses a new root whose parent mount is shared.
+fn make_parent_private(rootfs: &Path) -> Result<()> {
+    let parent = rootfs.parent().unwrap_or(Path::new("/"));
+    let entries = mountinfo::read();
+    let best = entries
+        .iter()
+        .filter(|m| parent.starts_with(&m.mount_point))
+        .max_by_key(|m| m.mount_point.len());
+    if let Some(m) = best {
+        if m.optional.contains("shared:") {
+            mount(
+                None::<&str>,
+                m.mount_point.as_str(),
+                None::<&str>,
+                MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+            .ctx(|| format!("make {} private", m.mount_point))?;
+        }
+    }
+    Ok(())
+}
+
+/// Mount the config's mounts, in order, then populate /dev.
+pub fn mount_all(ctx: &RootfsContext) -> Result<()> {
+    let root = pathrs::Root::open(ctx.rootfs)
+        .map_err(|e| Error::Other(format!("open rootfs {}: {e}", ctx.rootfs.display())))?;
+    let list = ctx.spec.mounts().as_deref().unwrap_or_default();
+    for (i, m) in list.iter().enumerate() {
+        mounts::mount_one(ctx, &root, i, m)?;
+    }
+    let dev_mounted = list.iter().any(|m| m.destination() == Path::new("/dev"));
+    devices::populate(ctx, &root, dev_mounted)
+}
+
+/// Switch the root: pivot_root(".", ".") then detach the old root, the sequence runc uses,
+/// or (--no-pivot) move the rootfs over / and chroot.
+pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let dir = std::fs::File::open(rootfs).map_err(|e| Error::io("open", rootfs, e))?;
+    nix::unistd::fchdir(dir.as_raw_fd()).ctx(|| "chdir to rootfs".into())?;
+    if no_pivot {
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .ctx(|| "move rootfs to /".into())?;
+        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+    } else {
+        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        // The old root is now stacked under "."; keep its unmount from reaching the host.
+        mount(
+            None::<&str>,
+            ".",
+            None::<&str>,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "make old root slave".into())?;
+        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
+    }
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+}
+
+/// After pivot: masked and readonly paths, propagation, read-only root.
+pub fn finalize(spec: &Spec) -> Result<()> {
+    if let Some(linux) = spec.linux() {
+        for p in linux.masked_paths().as_deref().unwrap_or_default() {
+            paths::mask(Path::new(p))?;
+        }
+        for p in linux.readonly_paths().as_deref().unwrap_or_default() {
+            paths::make_readonly(Path::new(p))?;
+        }
+    }
+    if let Some(prop) = root_propagation(spec)? {
+        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+            .ctx(|| "set linux.rootfsPropagation".into())?;
+    }
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
+        paths::remount_readonly(Path::new("/"))?;
+    }
+    Ok(())
+}

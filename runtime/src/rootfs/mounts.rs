@@ -1,0 +1,369 @@
+//! One entry of config.json `mounts`: resolve its target inside the rootfs, mount through
+//! the target's descriptor, then apply what a bind mount only takes on a remount.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Mount;
+use pathrs::flags::OpenFlags;
+use pathrs::Root;
+
+use super::mountinfo;
+use super::options::{MountOptions, REMOUNT_FLAGS};
+use super::RootfsContext;
+use crate::syscall::mount_setattr_recursive;
+use crate::{Error, Result};
+
+fn fd_path(fd: &impl AsFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+}
+
+fn merr(i: usize, dest: &Path, what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Other(format!("mounts[{i}] ({}): {what}: {e}", dest.display()))
+}
+
+pub fn mount_one(ctx: &RootfsContext, root: &Root, i: usize, m: &Mount) -> Result<()> {
+    let dest = m.destination();
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
+    let typ = m.typ().as_deref().unwrap_or("none");
+    if opts.idmap {
+        return Err(merr(
+            i,
+            dest,
+            "options",
+            "idmap mounts are not supported yet",
+        ));
+    }
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, root, i, dest, &opts);
+    }
+    let source = m.source().as_ref().map(|s| {
+        if opts.is_bind() && s.is_relative() {
+            ctx.bundle.join(s)
+        } else {
+            s.clone()
+        }
+    });
+    let target = make_target(root, i, dest, &opts, source.as_deref(), typ)?;
+    let mut flags = opts.flags;
+    if !opts.is_bind() {
+        flags.remove(MsFlags::MS_REC);
+    }
+    let data = opts.data();
+    let res = mount(
+        source.as_deref(),
+        fd_path(&target).as_str(),
+        Some(typ),
+        flags,
+        data.as_deref(),
+    );
+    match res {
+        Ok(()) => {}
+        // Without its own network namespace a user namespace may not mount sysfs: bind it.
+        Err(nix::errno::Errno::EPERM) if typ == "sysfs" && ctx.in_userns => {
+            mount(
+                Some("/sys"),
+                fd_path(&target).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| merr(i, dest, "bind /sys", e))?;
+        }
+        Err(e) => {
+            let src = source
+                .as_deref()
+                .map(|s| s.display().to_string())
+                .unwrap_or_default();
+            return Err(merr(i, dest, &format!("mount {typ} from {src:?}"), e));
+        }
+    }
+    drop(target);
+    let needs_remount = opts.is_bind() && flags.intersects(REMOUNT_FLAGS);
+    if needs_remount || !opts.propagation.is_empty() || opts.rec_set | opts.rec_clr != 0 {
+        let top = root
+            .resolve(dest)
+            .map_err(|e| merr(i, dest, "resolve", e))?;
+        if needs_remount {
+            remount_bind(&top, flags & REMOUNT_FLAGS).map_err(|e| merr(i, dest, "remount", e))?;
+        }
+        for p in &opts.propagation {
+            mount(
+                None::<&str>,
+                fd_path(&top).as_str(),
+                None::<&str>,
+                *p,
+                None::<&str>,
+            )
+            .map_err(|e| merr(i, dest, "set propagation", e))?;
+        }
+        if opts.rec_set | opts.rec_clr != 0 {
+            mount_setattr_recursive(top.as_fd(), opts.rec_set, opts.rec_clr)
+                .map_err(|e| merr(i, dest, "mount_setattr", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user
+/// namespace (nosuid, nodev, noexec, atime) that a remount may not clear.
+pub fn remount_bind(target: &impl AsFd, flags: MsFlags) -> nix::Result<()> {
+    let path = fd_path(target);
+    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    match mount(
+        None::<&str>,
+        path.as_str(),
+        None::<&str>,
+        base | flags,
+        None::<&str>,
+    ) {
+        Err(nix::errno::Errno::EPERM) => {
+            let st = nix::sys::statvfs::statvfs(path.as_str())?;
+            let mut locked = MsFlags::empty();
+            let f = st.flags();
+            use nix::sys::statvfs::FsFlags as V;
+            for (v, m) in [
+                (V::ST_NOSUID, MsFlags::MS_NOSUID),
+                (V::ST_NODEV, MsFlags::MS_NODEV),
+                (V::ST_NOEXEC, MsFlags::MS_NOEXEC),
+                (V::ST_NOATIME, MsFlags::MS_NOATIME),
+                (V::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+                (V::ST_RELATIME, MsFlags::MS_RELATIME),
+            ] {
+                if f.contains(v) {
+                    locked |= m;
+                }
+            }
+            mount(
+                None::<&str>,
+                path.as_str(),
+                None::<&str>,
+                base | flags | locked,
+                None::<&str>,
+            )
+        }
+        r => r,
+    }
+}
+
+/// Create the mount point inside the rootfs (a file for a file bind mount) and return an
+/// O_PATH descriptor of it.
+fn make_target(
+    root: &Root,
+    i: usize,
+    dest: &Path,
+    opts: &MountOptions,
+    source: Option<&Path>,
+    typ: &str,
+) -> Result<pathrs::Handle> {
+    let perm = std::fs::Permissions::from_mode(0o755);
+    let source_is_file = opts.is_bind()
+        && source
+            .map(|s| std::fs::metadata(s).map(|m| !m.is_dir()))
+            .transpose()
+            .map_err(|e| {
+                merr(
+                    i,
+                    dest,
+                    &format!("bind source {:?}", source.unwrap_or(Path::new(""))),
+                    e,
+                )
+            })?
+            .unwrap_or(false);
+    if matches!(typ, "proc" | "sysfs") {
+        // procfs/sysfs over a symlink or a file is an escape attempt (CVE-2019-19921,
+        // CVE-2023-27561, CVE-2025-54867): refuse it.
+        if let Ok(h) = root.resolve_nofollow(dest) {
+            let st = nix::sys::stat::fstat(h.as_fd().as_raw_fd())
+                .map_err(|e| merr(i, dest, "stat", e))?;
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFDIR => {}
+                libc::S_IFLNK => return Err(merr(i, dest, typ, "mount point is a symlink")),
+                _ => return Err(merr(i, dest, typ, "mount point is not a directory")),
+            }
+        }
+    }
+    if source_is_file {
+        let parent = dest.parent().unwrap_or(Path::new("/"));
+        root.mkdir_all(parent, &perm)
+            .map_err(|e| merr(i, dest, "mkdir", e))?;
+        if root.resolve(dest).is_err() {
+            match root.create_file(
+                dest,
+                OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC,
+                &std::fs::Permissions::from_mode(0o644),
+            ) {
+                Ok(_) => {}
+                Err(e) if root.resolve(dest).is_ok() => drop(e),
+                Err(e) => return Err(merr(i, dest, "create file mount point", e)),
+            }
+        }
+        return root.resolve(dest).map_err(|e| merr(i, dest, "resolve", e));
+    }
+    root.mkdir_all(dest, &perm)
+        .map_err(|e| merr(i, dest, "mkdir", e))
+}
+
+/// `type: cgroup`: on cgroup v2 the cgroup2 fs (its own view with a cgroup namespace, else
+/// the container's cgroup bound); on v1/hybrid a tmpfs with one directory per hierarchy.
+fn mount_cgroup(
+    ctx: &RootfsContext,
+    root: &Root,
+    i: usize,
+    dest: &Path,
+    opts: &MountOptions,
+) -> Result<()> {
+    let perm = std::fs::Permissions::from_mode(0o755);
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+    let base = opts.flags
+        & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+    let target = root
+        .mkdir_all(dest, &perm)
+        .map_err(|e| merr(i, dest, "mkdir", e))?;
+    let own = own_cgroups();
+    let entries = mountinfo::read();
+    let unified_host = entries
+        .iter()
+        .any(|m| m.mount_point == "/sys/fs/cgroup" && m.fstype == "cgroup2");
+    if unified_host {
+        mount_hierarchy(
+            ctx,
+            i,
+            dest,
+            &target,
+            "cgroup2",
+            "",
+            "/sys/fs/cgroup",
+            own.get("").map(String::as_str),
+            base,
+        )?;
+        if ro {
+            let top = root
+                .resolve(dest)
+                .map_err(|e| merr(i, dest, "resolve", e))?;
+            remount_bind(&top, MsFlags::MS_RDONLY | base)
+                .map_err(|e| merr(i, dest, "remount ro", e))?;
+        }
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        fd_path(&target).as_str(),
+        Some("tmpfs"),
+        base,
+        Some("mode=755"),
+    )
+    .map_err(|e| merr(i, dest, "mount tmpfs", e))?;
+    drop(target);
+    for m in entries
+        .iter()
+        .filter(|m| m.mount_point.starts_with("/sys/fs/cgroup/"))
+    {
+        let name = m.mount_point.trim_start_matches("/sys/fs/cgroup/");
+        if name.contains('/') || !(m.fstype == "cgroup" || m.fstype == "cgroup2") {
+            continue;
+        }
+        let sub = dest.join(name);
+        let t = root
+            .mkdir_all(&sub, &perm)
+            .map_err(|e| merr(i, &sub, "mkdir", e))?;
+        // The hierarchy's options name its controllers: "rw,cpu", "rw,name=systemd".
+        let ctrl: Vec<&str> = m
+            .super_options
+            .split(',')
+            .filter(|o| *o != "rw" && *o != "ro")
+            .collect();
+        let key = if m.fstype == "cgroup2" {
+            String::new()
+        } else {
+            ctrl.join(",")
+        };
+        mount_hierarchy(
+            ctx,
+            i,
+            &sub,
+            &t,
+            &m.fstype,
+            &ctrl.join(","),
+            &m.mount_point,
+            own.get(&key).map(String::as_str),
+            base,
+        )?;
+        drop(t);
+        if ro {
+            let top = root
+                .resolve(&sub)
+                .map_err(|e| merr(i, &sub, "resolve", e))?;
+            remount_bind(&top, MsFlags::MS_RDONLY | base)
+                .map_err(|e| merr(i, &sub, "remount ro", e))?;
+        }
+    }
+    if ro {
+        let top = root
+            .resolve(dest)
+            .map_err(|e| merr(i, dest, "resolve", e))?;
+        mount(
+            None::<&str>,
+            fd_path(&top).as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+            Some("mode=755"),
+        )
+        .map_err(|e| merr(i, dest, "remount tmpfs ro", e))?;
+    }
+    Ok(())
+}
+
+/// Mount one hierarchy: a fresh mount in a new cgroup namespace (it shows the namespace's
+/// root), else a bind of the container's own cgroup directory.
+#[allow(clippy::too_many_arguments)]
+fn mount_hierarchy(
+    ctx: &RootfsContext,
+    i: usize,
+    dest: &Path,
+    target: &impl AsFd,
+    fstype: &str,
+    data: &str,
+    host_mount: &str,
+    own_path: Option<&str>,
+    base: MsFlags,
+) -> Result<()> {
+    if ctx.new_cgroupns {
+        let d = (!data.is_empty()).then_some(data);
+        if mount(
+            Some("cgroup"),
+            fd_path(target).as_str(),
+            Some(fstype),
+            base,
+            d,
+        )
+        .is_ok()
+        {
+            return Ok(());
+        }
+    }
+    let src: PathBuf = Path::new(host_mount).join(own_path.unwrap_or("/").trim_start_matches('/'));
+    mount(
+        Some(&src),
+        fd_path(target).as_str(),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|e| merr(i, dest, &format!("bind {}", src.display()), e))
+}
+
+/// This process' cgroup per hierarchy, keyed by controller list ("" for cgroup2).
+fn own_cgroups() -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
+}
