@@ -241,18 +241,32 @@ fn conditional(
 
 /// A name no covered ABI knows is skipped with a warning, as runc does.
 fn warn_unknown(v: &Validated) {
+    let unknown = unknown_names(v);
+    if !unknown.is_empty() {
+        // One line: profiles list syscalls of other architectures (ppc's `recv`, …).
+        tracing::warn!(
+            "linux.seccomp: unknown syscalls skipped: {}",
+            unknown.join(" ")
+        );
+    }
+}
+
+/// The names no covered ABI knows, each once, as `name (syscalls[i])`.
+pub(super) fn unknown_names(v: &Validated) -> Vec<String> {
     let abis: Vec<Abi> = std::iter::once(v.native)
         .chain(v.compat.iter().copied())
         .collect();
-    let mut warned = HashSet::new();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
     for (i, rule) in v.rules.iter().enumerate() {
         for name in &rule.names {
             let known = abis
                 .iter()
                 .any(|abi| syscalls::lookup(abi.table(), name).is_some());
-            if !known && warned.insert(name.as_str()) {
-                tracing::warn!("linux.seccomp.syscalls[{i}]: unknown syscall {name:?} skipped");
+            if !known && seen.insert(name.as_str()) {
+                out.push(format!("{name} (syscalls[{i}])"));
             }
         }
     }
+    out
 }

@@ -366,6 +366,16 @@ fn unknown_names_are_skipped() {
              "args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
     );
     assert_eq!(x86_64(&f, 0, A0), RET_ALLOW);
+    let v = super::rules::validate(&parse(
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
+            {"names":["read","no_such_syscall"],"action":"SCMP_ACT_KILL"},
+            {"names":["no_such_syscall","recv"],"action":"SCMP_ACT_KILL"}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        super::program::unknown_names(&v),
+        ["no_such_syscall (syscalls[0])", "recv (syscalls[1])"]
+    );
 }
 
 #[test]
