@@ -41,7 +41,7 @@ use super::SeccompError;
 /// What an ABI the filter does not cover gets (libseccomp's bad-arch action, process-wide).
 const BAD_ARCH: u32 = RET_KILL_PROCESS;
 /// Syscalls compared one by one at the leaves of the search tree.
-const LEAF: usize = 8;
+const LEAF: usize = 16;
 
 pub(super) fn build(v: &Validated) -> Result<Vec<sock_filter>, SeccompError> {
     warn_unknown(v);
@@ -143,7 +143,7 @@ fn section(
 }
 
 /// `ret action` when nr (in A) is one of `nrs` (sorted), else falls through: a binary search
-/// (`jge` on the middle number) down to leaves of a few `jeq`, about 2·log2(n/8) + 8
+/// (`jge` on the middle number) down to leaves of a few `jeq`, about 2·log2(n/16) + 16
 /// instructions per syscall instead of n. Within one rule the order does not matter.
 fn match_any(asm: &mut Asm, nrs: &[u32], action: u32) {
     let miss = asm.label();
@@ -152,6 +152,7 @@ fn match_any(asm: &mut Asm, nrs: &[u32], action: u32) {
 }
 
 fn search(asm: &mut Asm, nrs: &[u32], action: u32, miss: Label) {
+    let start = asm.len();
     if nrs.len() <= LEAF {
         for (j, &nr) in nrs.iter().enumerate() {
             // To this leaf's `ret`, after the remaining `jeq`s and the `ja`.
@@ -160,14 +161,35 @@ fn search(asm: &mut Asm, nrs: &[u32], action: u32, miss: Label) {
         }
         asm.ja(miss);
         asm.ret(action);
-        return;
+    } else {
+        let (low, high) = nrs.split_at(nrs.len() / 2);
+        // The low half's code is skipped with a short jump when it is close enough.
+        match u8::try_from(search_len(low.len())) {
+            Ok(skip) => asm.push(bpf::jump(BPF_JGE, high[0], skip, 0)),
+            Err(_) => {
+                let right = asm.label();
+                asm.jump_if(BPF_JGE, high[0], right);
+                search(asm, low, action, miss);
+                asm.bind(right);
+                search(asm, high, action, miss);
+                debug_assert_eq!(asm.len() - start, search_len(nrs.len()));
+                return;
+            }
+        }
+        search(asm, low, action, miss);
+        search(asm, high, action, miss);
     }
-    let (low, high) = nrs.split_at(nrs.len() / 2);
-    let right = asm.label();
-    asm.jump_if(BPF_JGE, high[0], right);
-    search(asm, low, action, miss);
-    asm.bind(right);
-    search(asm, high, action, miss);
+    debug_assert_eq!(asm.len() - start, search_len(nrs.len()));
+}
+
+/// The number of instructions `search` emits for `n` syscalls.
+fn search_len(n: usize) -> usize {
+    if n <= LEAF {
+        return n + 2;
+    }
+    let low = search_len(n / 2);
+    let node = if low <= usize::from(u8::MAX) { 1 } else { 2 };
+    node + low + search_len(n - n / 2)
 }
 
 /// seccompiler's architecture check, which every program it compiles starts with.
