@@ -6,6 +6,18 @@
 //! execve, so the runtime's own syscalls are not filtered. When a rule uses SCMP_ACT_NOTIFY, load
 //! returns the listener fd; the runtime hands it to the agent with [`send_listener`].
 //!
+//! # Where the init loads it (as runc's standard_init)
+//!
+//! - `process.noNewPrivileges` true: set no_new_privs, then `load()` after the capabilities
+//!   are applied, while the sync channel is still open.
+//! - false: loading needs CAP_SYS_ADMIN, so `load()` before the capabilities are dropped.
+//! - With a listener fd: send it to the parent over the channel before the "created" sync; the
+//!   parent calls [`send_listener`] (state with status "creating", the init's pid,
+//!   `listenerMetadata`) and closes its copy; the init closes its own. The syscalls the init
+//!   makes between `load()` and execve are filtered: a notified one waits for the agent, which
+//!   is why NOTIFY on `write` is refused (as runc) and the fd must leave first.
+//! - `capsa exec` applies the container's filter to the new process the same way.
+//!
 //! # How the program is built, and why not with seccompiler alone
 //!
 //! seccompiler (0.5) compiles a filter of one ABI where every rule shares one match action. OCI
