@@ -41,6 +41,7 @@ fn run(f: &CompiledFilter, arch: u32, nr: u32, args: [u64; 6]) -> u32 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 fn x86_64(f: &CompiledFilter, nr: i64, args: [u64; 6]) -> u32 {
     run(f, AUDIT_ARCH_X86_64, nr as u32, args)
 }
