@@ -6,15 +6,20 @@
 //! | 1a| child  | `MapIds`                | (two-stage) user ns unshared: map it → `Proceed`  |
 //! | 1b| child  | `InitPid(pid)`          | (two-stage) the init is this grandchild           |
 //! | 2 | child  | `RunCreateRuntimeHooks` | mounts done: run prestart/createRuntime → `HooksDone(state)` |
+//! | 2a| child  | `SeccompListener` + fd  | (NOTIFY rules) the parent hands the fd to listenerPath |
 //! | 3 | child  | `Created`               | init waits for start → `Ack` (state saved)        |
 //! | * | child  | `Error(chain)`          | init failed; it exits                             |
 //!
 //! After `Ack` the child clears its parent-death signal and closes its end; the parent
 //! waits for that EOF before it exits, so the init never dies with `capsa create`.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -26,6 +31,7 @@ pub enum Msg {
     InitPid(i32),
     RunCreateRuntimeHooks,
     HooksDone(String),
+    SeccompListener,
     Created,
     Ack,
     Error(String),
@@ -69,24 +75,58 @@ impl Channel {
         Ok(())
     }
 
+    /// Send a message with a descriptor attached (SCM_RIGHTS).
+    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<()> {
+        let data = serde_json::to_vec(msg).map_err(|e| Error::Other(e.to_string()))?;
+        let fds = [fd.as_raw_fd()];
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &[IoSlice::new(&data)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| Error::sys("sync send fd", e))?;
+        Ok(())
+    }
+
     /// Receive one message; `None` at EOF (the peer closed or died).
     pub fn recv(&self) -> Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// Receive one message and the descriptor sent with it, if any.
+    pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_PACKET];
-        let n = loop {
-            match nix::sys::socket::recv(
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
                 self.fd.as_raw_fd(),
-                &mut buf,
-                nix::sys::socket::MsgFlags::empty(),
+                &mut iov,
+                Some(&mut cmsg),
+                MsgFlags::MSG_CMSG_CLOEXEC,
             ) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                r => break r.map_err(|e| Error::sys("sync recv", e))?,
+                Err(e) => return Err(Error::sys("sync recv", e)),
+                Ok(r) => {
+                    let fd = r.cmsgs().ok().and_then(|mut c| {
+                        c.find_map(|m| match m {
+                            ControlMessageOwned::ScmRights(fds) => {
+                                fds.first().map(|f| crate::syscall::own(*f))
+                            }
+                            _ => None,
+                        })
+                    });
+                    break (r.bytes, fd);
+                }
             }
         };
         if n == 0 {
             return Ok(None);
         }
         serde_json::from_slice(&buf[..n])
-            .map(Some)
+            .map(|m| Some((m, fd)))
             .map_err(|e| Error::Other(format!("sync: bad message: {e}")))
     }
 

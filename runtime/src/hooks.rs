@@ -26,7 +26,12 @@ pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Resul
 /// poststart and poststop: a failing hook only logs a warning, and the next ones still
 /// run (runtime spec, lifecycle steps 8 and 12).
 pub fn run_all_warn(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) {
-    for (i, h) in hooks.map(Vec::as_slice).unwrap_or_default().iter().enumerate() {
+    for (i, h) in hooks
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         if let Err(e) = run_one(kind, i, h, state_json) {
             tracing::warn!("{e}");
         }

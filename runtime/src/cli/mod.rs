@@ -38,9 +38,6 @@ pub struct Cli {
     /// Use systemd to manage cgroups (cgroupsPath "slice:prefix:name")
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility: auto, true or false
-    #[arg(long, global = true, hide = true)]
-    rootless: Option<String>,
     /// Print the version
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -80,7 +77,7 @@ const VERSION_TEXT: &str = concat!(
     env!("CARGO_PKG_VERSION"),
     "\nspec: ",
     "1.2.0",
-    "\nlibseccomp: none (seccompiler)\n"
+    "\nseccomp: built in (no libseccomp)\n"
 );
 
 /// Entry point: returns the process exit status.

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use crate::channel::{Channel, Msg};
 use crate::error::SysContext;
 use crate::namespaces::{self, Plan};
 use crate::rootfs::{self, paths, RootfsContext};
+use crate::seccomp::CompiledFilter;
 use crate::syscall::{clone_process, exit_now, Forked};
 use crate::{console, hooks, rlimits, user, Error, Result};
 
@@ -27,6 +28,7 @@ pub struct Args<'a> {
     pub bundle: &'a Path,
     pub plan: &'a Plan,
     pub caps: Option<&'a Sets>,
+    pub seccomp: Option<&'a CompiledFilter>,
     pub channel: Channel,
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
@@ -158,7 +160,7 @@ fn run(a: &Args) -> Result<Infallible> {
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
-    switch_user(process, a.caps)?;
+    let late_seccomp = switch_user(process, a.caps, a.seccomp, ch)?;
     let env = environment(process);
     let (exe, argv) = resolve_command(process, &env)?;
 
@@ -183,6 +185,12 @@ fn run(a: &Args) -> Result<Infallible> {
         .into_iter()
         .filter_map(|e| CString::new(e).ok())
         .collect();
+    if let Some(filter) = late_seccomp {
+        // Last thing before execve: nothing of ours runs filtered but the exec itself.
+        filter
+            .load()
+            .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
+    }
     let err = crate::syscall::execve(&exe, &argv, &env);
     // The parent is gone: stderr is all that is left to tell.
     eprintln!("capsa: exec {:?}: {err}", exe);
@@ -218,19 +226,51 @@ fn set_identity(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn switch_user(process: &Process, caps: Option<&Sets>) -> Result<()> {
+/// Capabilities, user, no_new_privs, and seccomp where it must come early. Returns the
+/// filter to load right before execve when it can wait that long.
+///
+/// seccomp needs CAP_SYS_ADMIN or no_new_privs: without noNewPrivileges it is loaded while
+/// the capabilities are still ours; with it, at the very end. A filter with NOTIFY rules is
+/// loaded before `Created`, so its listener fd can still reach the parent.
+fn switch_user<'f>(
+    process: &Process,
+    caps: Option<&Sets>,
+    seccomp: Option<&'f CompiledFilter>,
+    ch: &Channel,
+) -> Result<Option<&'f CompiledFilter>> {
     if let Some(c) = caps {
         c.limit_bounding()?;
     }
     prctl::set_keepcaps(true).ctx(|| "keep capabilities".into())?;
     user::switch(process.user())?;
     prctl::set_keepcaps(false).ctx(|| "drop keepcaps".into())?;
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        if let Some(f) = seccomp {
+            load_seccomp(f, ch)?;
+        }
+    }
     match caps {
         Some(c) => c.apply()?,
         None => Sets::empty().apply()?,
     }
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges".into())?;
+        match seccomp {
+            Some(f) if f.has_notify() => load_seccomp(f, ch)?,
+            Some(f) => return Ok(Some(f)),
+            None => {}
+        }
+    }
+    Ok(None)
+}
+
+fn load_seccomp(filter: &CompiledFilter, ch: &Channel) -> Result<()> {
+    let listener = filter
+        .load()
+        .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
+    if let Some(fd) = listener {
+        ch.send_fd(&Msg::SeccompListener, fd.as_fd())?; // sync 2a
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `capsa create`, the parent's side. One function, one step per line; `// sync N` marks
 //! the points that match `child::init`.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sys::stat::Mode;
@@ -58,6 +58,11 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         .as_ref()
         .map(crate::capabilities::Sets::from_spec)
         .transpose()?;
+    let seccomp_cfg = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = seccomp_cfg
+        .map(crate::seccomp::compile)
+        .transpose()
+        .map_err(|e| Error::Config(e.to_string()))?;
 
     let dir = ContainerDir::create(&opts.root, &opts.id)?;
     let mut cleanup = Cleanup {
@@ -100,6 +105,7 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
                     bundle: &bundle.dir,
                     plan: &plan,
                     caps: caps.as_ref(),
+                    seccomp: seccomp.as_ref(),
                     channel: child_ch,
                     fifo,
                     console,
@@ -139,7 +145,11 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         config: spec.clone(),
     };
     loop {
-        match parent_ch.recv()? {
+        let (msg, fd) = match parent_ch.recv_with_fd()? {
+            Some((m, fd)) => (Some(m), fd),
+            None => (None, None),
+        };
+        match msg {
             Some(Msg::MapIds) => {
                 // sync 1a
                 idmap::write(pid, spec)?;
@@ -162,6 +172,13 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
                     hooks::run_all("createRuntime", h.create_runtime().as_ref(), &state)?;
                 }
                 parent_ch.send(&Msg::HooksDone(state))?;
+            }
+            Some(Msg::SeccompListener) => {
+                // sync 2a
+                let fd =
+                    fd.ok_or_else(|| Error::Other("sync: seccomp listener without fd".into()))?;
+                saved.pid = init_pid;
+                send_seccomp_listener(seccomp_cfg, &saved, init_pid, fd)?;
             }
             Some(Msg::Created) => break, // sync 3
             Some(Msg::Error(e)) => return Err(Error::Init(e)),
@@ -192,6 +209,30 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         drop(dir); // releases the lock
     }
     Ok(init_pid)
+}
+
+/// Hand the notify listener to `linux.seccomp.listenerPath` with the container's state.
+fn send_seccomp_listener(
+    cfg: Option<&oci_spec::runtime::LinuxSeccomp>,
+    saved: &Saved,
+    pid: i32,
+    fd: OwnedFd,
+) -> Result<()> {
+    let cfg = cfg.ok_or_else(|| Error::Other("seccomp listener without linux.seccomp".into()))?;
+    let path = cfg.listener_path().as_ref().ok_or_else(|| {
+        Error::Config("linux.seccomp.listenerPath: required with SCMP_ACT_NOTIFY".into())
+    })?;
+    let state: oci_spec::runtime::State =
+        serde_json::from_str(&state::hook_state_json(saved, Status::Creating))
+            .map_err(|e| Error::Other(format!("seccomp listener state: {e}")))?;
+    crate::seccomp::send_listener(
+        path,
+        &state,
+        pid,
+        cfg.listener_metadata().as_deref(),
+        fd.as_fd(),
+    )
+    .map_err(|e| Error::Other(format!("linux.seccomp.listenerPath: {e}")))
 }
 
 fn check_terminal(terminal: bool, opts: &CreateOptions) -> Result<()> {
