@@ -1,5 +1,47 @@
 #!/usr/bin/env bash
-# The project's test command (README.md): installs what the tests need, builds, runs every test tier.
-set -euo pipefail
+# The project's test command (README.md). Run as root on a fresh Debian 12 machine: it
+# installs what the tests need, builds, and runs every tier, going on after a failing tier
+# so one run shows every failure; the exit status is non-zero if any tier failed.
+#
+#   1. packages          hack/test-deps.sh (apt-get update first; only what is missing)
+#   2. build             cargo build --release --workspace
+#   3. unit tests        every crate's own tests (no root needed)
+#   4. runtime kernel    seccomp filters loaded in forked children (runtime/tests)
+#   5. integration       integration/: the built capsa against the real kernel, containerd
+#   6. image             hack/image-test.sh, when the image crate has tests
+#   7. shim              hack/shim-test.sh, when the shim crate has tests
+#   8. cgroup v2         the cgroup tests inside a pure cgroup v2 VM (hack/cgv2-tests.sh);
+#                        SKIP_CGV2=1 skips it
+set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo test --workspace
+export CARGO_TERM_COLOR=never
+failed=()
+tier() {
+  local name=$1; shift
+  printf '\n===== %s: %s\n' "$name" "$*"
+  local t0=$SECONDS
+  if "$@"; then
+    printf '===== %s: ok (%ss)\n' "$name" $((SECONDS - t0))
+  else
+    printf '===== %s: FAILED (%ss)\n' "$name" $((SECONDS - t0))
+    failed+=("$name")
+  fi
+}
+
+tier packages bash hack/test-deps.sh || true
+[ ${#failed[@]} -eq 0 ] || { echo "cannot install the test packages"; exit 1; }
+tier build cargo build --release --workspace --locked
+[ ${#failed[@]} -eq 0 ] || { echo "build failed"; exit 1; }
+tier unit cargo test --release --workspace --locked --lib --bins
+tier runtime-kernel cargo test --release --locked -p capsa --test seccomp
+tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
+  cargo test --release --locked -p integration --no-fail-fast
+[ -f hack/image-test.sh ] && tier image bash hack/image-test.sh
+[ -f hack/shim-test.sh ] && tier shim bash hack/shim-test.sh
+[ "${SKIP_CGV2:-0}" = 1 ] || tier cgroup-v2 bash hack/cgv2-tests.sh
+
+if [ ${#failed[@]} -gt 0 ]; then
+  printf '\nFAILED tiers: %s\n' "${failed[*]}"
+  exit 1
+fi
+printf '\nall tiers passed\n'
