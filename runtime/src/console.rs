@@ -21,8 +21,9 @@ pub fn connect(path: &Path) -> Result<UnixStream> {
     UnixStream::connect(path).map_err(|e| Error::io("connect to --console-socket", path, e))
 }
 
-/// In the init, after pivot_root: make the pty, send the master, return the peer.
-pub fn setup(socket: UnixStream, size: Option<(u16, u16)>) -> Result<OwnedFd> {
+/// In the container's mount namespace (the init after pivot_root, or an exec'd process):
+/// make the pty, send the master, return the peer; the init also binds it to /dev/console.
+pub fn setup(socket: UnixStream, size: Option<(u16, u16)>, as_console: bool) -> Result<OwnedFd> {
     let fd = open(
         "/dev/ptmx",
         OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
@@ -50,7 +51,9 @@ pub fn setup(socket: UnixStream, size: Option<(u16, u16)>) -> Result<OwnedFd> {
     )
     .map_err(|e| Error::sys("send pty master to --console-socket", e))?;
     drop(master);
-    bind_console(&peer)?;
+    if as_console {
+        bind_console(&peer)?;
+    }
     Ok(peer)
 }
 

@@ -3,10 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
 
 use super::Cli;
 use crate::process::{parent, CreateOptions};
@@ -92,7 +88,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    let code = wait_forwarding(pid)?;
+    let code = crate::process::wait::wait_forwarding(pid)?;
     if !a.keep {
         let c = Container::load(&cli.root, &a.create.id, true)?;
         crate::lifecycle::delete(c, true)?;
@@ -100,42 +96,3 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     Ok(code)
 }
 
-/// Wait for the init, forwarding the usual signals to it; its exit status is ours.
-fn wait_forwarding(pid: i32) -> anyhow::Result<i32> {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-        Signal::SIGUSR1,
-        Signal::SIGUSR2,
-        Signal::SIGWINCH,
-    ] {
-        set.add(s);
-    }
-    set.thread_block()?;
-    let sfd = SignalFd::new(&set)?;
-    loop {
-        // Reap first: the init may have exited before the mask was set.
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Ok(code),
-                Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => {
-                    return Ok(128 + sig as i32)
-                }
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
-        }
-        if let Some(info) = sfd.read_signal()? {
-            let sig = info.ssi_signo as i32;
-            if sig != libc::SIGCHLD {
-                if let Ok(s) = Signal::try_from(sig) {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(pid), s);
-                }
-            }
-        }
-    }
-}

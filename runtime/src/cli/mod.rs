@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod exec;
 mod features;
 mod kill;
 mod pause;
@@ -62,6 +63,8 @@ enum Command {
     Kill(kill::KillArgs),
     /// Delete a container
     Delete(delete::DeleteArgs),
+    /// Run a new process inside a container
+    Exec(exec::ExecArgs),
     /// Suspend all processes of a container
     Pause(pause::PauseArgs),
     /// Resume a paused container
@@ -130,6 +133,7 @@ fn dispatch(cli: &Cli, cmd: &Command) -> anyhow::Result<i32> {
         Command::List(a) => state::list(cli, a).map(|_| 0),
         Command::Kill(a) => kill::run(cli, a).map(|_| 0),
         Command::Delete(a) => delete::run(cli, a).map(|_| 0),
+        Command::Exec(a) => exec::run(cli, a),
         Command::Pause(a) => pause::pause(cli, a, true).map(|_| 0),
         Command::Resume(a) => pause::pause(cli, a, false).map(|_| 0),
         Command::Features => features::run().map(|_| 0),

@@ -147,7 +147,7 @@ fn run(a: &Args) -> Result<Infallible> {
             let sock = sock
                 .try_clone()
                 .map_err(|e| Error::Other(format!("console socket: {e}")))?;
-            Some(console::setup(sock, size)?)
+            Some(console::setup(sock, size, true)?)
         }
         None => None,
     };
@@ -232,7 +232,7 @@ fn set_identity(spec: &Spec) -> Result<()> {
 /// seccomp needs CAP_SYS_ADMIN or no_new_privs: without noNewPrivileges it is loaded while
 /// the capabilities are still ours; with it, at the very end. A filter with NOTIFY rules is
 /// loaded before `Created`, so its listener fd can still reach the parent.
-fn switch_user<'f>(
+pub(super) fn switch_user<'f>(
     process: &Process,
     caps: Option<&Sets>,
     seccomp: Option<&'f CompiledFilter>,
@@ -275,7 +275,7 @@ fn load_seccomp(filter: &CompiledFilter, ch: &Channel) -> Result<()> {
     Ok(())
 }
 
-fn environment(process: &Process) -> Vec<String> {
+pub(super) fn environment(process: &Process) -> Vec<String> {
     let mut env = process.env().clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", user::home_of(process.user().uid())));
@@ -284,7 +284,7 @@ fn environment(process: &Process) -> Vec<String> {
 }
 
 /// args[0] through the container's PATH, checked now so a typo fails `create`.
-fn resolve_command(process: &Process, env: &[String]) -> Result<(CString, Vec<CString>)> {
+pub(super) fn resolve_command(process: &Process, env: &[String]) -> Result<(CString, Vec<CString>)> {
     let args = process.args().as_deref().unwrap_or_default();
     let arg0 = args
         .first()

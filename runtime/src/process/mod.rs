@@ -3,8 +3,10 @@
 //! comments match, and `channel` documents the messages.
 
 pub mod child;
+pub mod exec;
 pub mod idmap;
 pub mod parent;
+pub mod wait;
 
 use std::path::PathBuf;
 
