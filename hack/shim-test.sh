@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# shim-test.sh - the containerd shim's tests against a real, private containerd 1.6.
+#
+# Usage (as root):  bash hack/shim-test.sh [cargo test args...]
+#
+# Installs what the tests need (apt: containerd runc busybox-static util-linux),
+# builds containerd-shim-capsa-v2, starts a private containerd (../shared/tools/
+# containerd-env.sh with its own CTRD_DIR), imports a busybox docker-archive built
+# here from busybox-static (no registry), runs shim/tests (ignored by a plain
+# `cargo test`), then stops containerd and removes the test cgroup parents.
+#
+# Environment:
+#   SHIM_TEST_RUNTIME   runtime binary the shim drives (BinaryName), default: runc
+#   SHIM_CTRD_DIR       containerd dir (default /tmp/capsa-shim-test/containerd)
+#   SKIP_APT=1          do not apt-get
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS=$(realpath -m "$ROOT/../shared/tools")
+[ -d "$TOOLS" ] || TOOLS=/work/shared/tools
+WORK=${SHIM_TEST_WORK:-/tmp/capsa-shim-test}
+export CTRD_DIR=${SHIM_CTRD_DIR:-$WORK/containerd}
+export SHIM_TEST_NAMESPACE=capsa-shim-test
+log() { printf '[shim-test] %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
+
+if [ "${SKIP_APT:-0}" != 1 ]; then
+  missing=()
+  for p in containerd runc busybox-static util-linux; do
+    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=1200 update -qq
+    apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
+  fi
+fi
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+cargo build -j2 -p containerd-shim-capsa-v2 >&2
+SHIM_BIN=$CARGO_TARGET_DIR/debug/containerd-shim-capsa-v2
+
+# A one-layer busybox image as a docker-archive, built from busybox-static.
+build_image() {
+  local out=$1 d; d=$(mktemp -d "$WORK/img.XXXXXX")
+  mkdir -p "$d/rootfs/bin" "$d/rootfs/etc" "$d/rootfs/tmp" "$d/rootfs/proc" "$d/rootfs/sys" "$d/rootfs/dev"
+  cp /bin/busybox "$d/rootfs/bin/busybox"
+  local a
+  for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -s busybox "$d/rootfs/bin/$a"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$d/rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' > "$d/rootfs/etc/group"
+  tar --numeric-owner --owner=0 --group=0 -C "$d/rootfs" -cf "$d/layer.tar" .
+  local diff; diff=$(sha256sum "$d/layer.tar" | cut -d' ' -f1)
+  mkdir -p "$d/arch/$diff"; mv "$d/layer.tar" "$d/arch/$diff/layer.tar"
+  printf '{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["sh"]},"rootfs":{"type":"layers","diff_ids":["sha256:%s"]}}' \
+    "$diff" > "$d/config.json"
+  local cfg; cfg=$(sha256sum "$d/config.json" | cut -d' ' -f1)
+  mv "$d/config.json" "$d/arch/$cfg.json"
+  printf '[{"Config":"%s.json","RepoTags":["localhost/shim-busybox:latest"],"Layers":["%s/layer.tar"]}]' \
+    "$cfg" "$diff" > "$d/arch/manifest.json"
+  tar -C "$d/arch" -cf "$out.tmp" . && mv "$out.tmp" "$out"
+  rm -rf "$d"
+}
+
+mkdir -p "$WORK" "$CTRD_DIR/bin"
+IMAGE_TAR=$WORK/shim-busybox.docker.tar
+[ -s "$IMAGE_TAR" ] || build_image "$IMAGE_TAR"
+ln -sf "$SHIM_BIN" "$CTRD_DIR/bin/containerd-shim-capsa-v2"
+
+cleanup() {
+  SKIP_APT=1 bash "$TOOLS/containerd-env.sh" stop || true
+  # the runtime leaves the namespace's parent cgroup: remove our parents only
+  for d in /sys/fs/cgroup/*/"$SHIM_TEST_NAMESPACE" /sys/fs/cgroup/"$SHIM_TEST_NAMESPACE"; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+SOCK=$(SKIP_APT=1 bash "$TOOLS/containerd-env.sh" start)
+export CONTAINERD_ADDRESS=$SOCK
+ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE" images import "$IMAGE_TAR" >&2
+export SHIM_TEST_IMAGE=localhost/shim-busybox:latest
+export SHIM_TEST_RUNTIME=${SHIM_TEST_RUNTIME:-runc}
+log "runtime: $SHIM_TEST_RUNTIME, containerd: $SOCK"
+cargo test -j2 -p containerd-shim-capsa-v2 --test ctr -- --ignored --test-threads=1 "$@"
