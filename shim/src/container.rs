@@ -27,6 +27,8 @@ pub struct Container {
     pub runtime: Runtime,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    /// Found once the init exists; stats and OOM events read it.
+    pub cgroup: Option<crate::cgroup::Cgroup>,
     rootfs_mounted: bool,
 }
 
@@ -130,7 +132,12 @@ impl Container {
             });
         }
         guard.0 = None;
+        let pid = init.lock().pid;
+        let cgroup = crate::cgroup::of_pid(pid)
+            .inspect_err(|e| tracing::warn!("cgroup of {}: {e}", req.id))
+            .ok();
         Ok(Arc::new(Container {
+            cgroup,
             id: req.id.to_string(),
             namespace: req.namespace.to_string(),
             bundle: req.bundle.to_path_buf(),

@@ -3,6 +3,7 @@
 //! command line: capsa by default, or any runc-compatible binary named by the
 //! runtime option BinaryName.
 
+mod cgroup;
 mod console;
 mod container;
 mod error;

@@ -110,7 +110,9 @@ impl TaskService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req.id.clone(), c.clone());
-        crate::oom::watch(&c, &self.events);
+        if let Some(cg) = &c.cgroup {
+            crate::oom::watch(&c.id, cg, &self.events);
+        }
         self.events.send(
             TASK_CREATE_EVENT_TOPIC,
             TaskCreate {
@@ -382,8 +384,10 @@ impl containerd_shim::Task for TaskService {
 
     fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
         let c = self.container(&req.id)?;
-        let pid = c.init.lock().pid;
-        let stats = crate::metrics::collect(pid)?;
+        let cg = c.cgroup.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(format!("cgroup of container {} is unknown", c.id))
+        })?;
+        let stats = crate::metrics::collect(cg)?;
         Ok(api::StatsResponse {
             stats: MessageField::some(stats),
             ..Default::default()
