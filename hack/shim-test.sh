@@ -83,7 +83,7 @@ trap cleanup EXIT
 SOCK=$(SKIP_APT=1 bash "$TOOLS/containerd-env.sh" start)
 export CONTAINERD_ADDRESS=$SOCK
 ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE" images import "$IMAGE_TAR" >&2
-export SHIM_TEST_IMAGE=localhost/shim-busybox:latest
+export SHIM_TEST_IMAGE=localhost/shim-busybox:latest SHIM_TEST_CTRD_DIR=$CTRD_DIR
 export SHIM_TEST_RUNTIME=${SHIM_TEST_RUNTIME:-runc}
 log "runtime: $SHIM_TEST_RUNTIME, containerd: $SOCK"
 cargo test -j2 -p containerd-shim-capsa-v2 --test ctr -- --ignored --test-threads=1 "$@"

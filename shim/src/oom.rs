@@ -54,7 +54,8 @@ fn watch_v1(id: &str, dir: PathBuf, events: Events) -> Result<()> {
         .write(true)
         .open(dir.join("cgroup.event_control"))
         .map_err(Error::io("open cgroup.event_control"))?;
-    write!(ctl, "{} {}", efd.as_raw_fd(), oom.as_raw_fd())
+    // One write: the kernel parses each write(2) on its own.
+    ctl.write_all(format!("{} {}", efd.as_raw_fd(), oom.as_raw_fd()).as_bytes())
         .map_err(Error::io("register oom eventfd"))?;
     let (id, efd) = (id.to_string(), OwnedFd::from(efd));
     spawn(move || {

@@ -6,7 +6,10 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::types::task::Status;
 
+use crate::events::Events;
 use crate::io::{ProcessIo, StdioSpec};
+use containerd_shim::protos::events::task::TaskExit;
+use containerd_shim::protos::topics::TASK_EXIT_EVENT_TOPIC;
 
 #[derive(Default)]
 pub struct ProcState {
@@ -15,6 +18,10 @@ pub struct ProcState {
     pub exit_status: u32,
     pub exited_at: Option<Timestamp>,
     pub io: Option<ProcessIo>,
+    /// While set, an exit is held back: containerd must see TaskCreate /
+    /// TaskStart / TaskExecStarted before the TaskExit of the same process.
+    pub holding: bool,
+    pub held_exit: Option<TaskExit>,
 }
 
 pub struct Process {
@@ -35,6 +42,7 @@ impl Process {
             exec_spec,
             state: Mutex::new(ProcState {
                 status: Status::CREATED,
+                holding: true,
                 ..Default::default()
             }),
             exited: Condvar::new(),
@@ -52,6 +60,20 @@ impl Process {
         s.exited_at = Some(crate::util::now());
         drop(s);
         self.exited.notify_all();
+    }
+
+    /// Holds exit events back until `release` (around a start).
+    pub fn hold(&self) {
+        self.lock().holding = true;
+    }
+
+    /// Lets exit events through, sending one that was held back.
+    pub fn release(&self, events: &Events) {
+        let mut s = self.lock();
+        s.holding = false;
+        if let Some(ev) = s.held_exit.take() {
+            events.send(TASK_EXIT_EVENT_TOPIC, ev);
+        }
     }
 
     /// Blocks until the process has exited.

@@ -55,19 +55,21 @@ impl TaskService {
         let (cid, p, events) = (cid.to_string(), p.clone(), self.events.clone());
         move |status| {
             p.set_exited(status);
-            let st = p.lock();
+            let mut st = p.lock();
             let id = if p.exec_id.is_empty() { cid.clone() } else { p.exec_id.clone() };
-            events.send(
-                TASK_EXIT_EVENT_TOPIC,
-                TaskExit {
-                    container_id: cid,
-                    id,
-                    pid: st.pid,
-                    exit_status: st.exit_status,
-                    exited_at: MessageField::from_option(st.exited_at.clone()),
-                    ..Default::default()
-                },
-            );
+            let ev = TaskExit {
+                container_id: cid,
+                id,
+                pid: st.pid,
+                exit_status: st.exit_status,
+                exited_at: MessageField::from_option(st.exited_at.clone()),
+                ..Default::default()
+            };
+            if st.holding {
+                st.held_exit = Some(ev);
+            } else {
+                events.send(TASK_EXIT_EVENT_TOPIC, ev);
+            }
         }
     }
 
@@ -131,6 +133,7 @@ impl TaskService {
                 ..Default::default()
             },
         );
+        c.init.release(&self.events);
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()
@@ -169,7 +172,8 @@ impl containerd_shim::Task for TaskService {
     fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
         let c = self.container(&req.id)?;
         let pid = if req.exec_id.is_empty() {
-            let pid = c.start_init()?;
+            c.init.hold();
+            let pid = c.start_init().inspect_err(|_| c.init.release(&self.events))?;
             self.events.send(
                 TASK_START_EVENT_TOPIC,
                 TaskStart {
@@ -178,10 +182,13 @@ impl containerd_shim::Task for TaskService {
                     ..Default::default()
                 },
             );
+            c.init.release(&self.events);
             pid
         } else {
             let p = c.process(&req.exec_id)?;
-            let pid = c.start_exec(&p, self.on_exit(&c.id, &p))?;
+            let pid = c
+                .start_exec(&p, self.on_exit(&c.id, &p))
+                .inspect_err(|_| p.release(&self.events))?;
             self.events.send(
                 TASK_EXEC_STARTED_EVENT_TOPIC,
                 TaskExecStarted {
@@ -191,6 +198,7 @@ impl containerd_shim::Task for TaskService {
                     ..Default::default()
                 },
             );
+            p.release(&self.events);
             pid
         };
         Ok(api::StartResponse {
