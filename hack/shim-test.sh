@@ -2,6 +2,8 @@
 # shim-test.sh - the containerd shim's tests against a real, private containerd 1.6.
 #
 # Usage (as root):  bash hack/shim-test.sh [cargo test args...]
+#                   bash hack/shim-test.sh --rss   (benchmark: idle shim memory, ours vs
+#                                                   containerd-shim-runc-v2, release build)
 #
 # Installs what the tests need (apt: containerd runc busybox-static util-linux),
 # builds containerd-shim-capsa-v2, starts a private containerd (../shared/tools/
@@ -38,9 +40,16 @@ if [ "${SKIP_APT:-0}" != 1 ]; then
   fi
 fi
 
+MODE=test
+[ "${1:-}" = --rss ] && { MODE=rss; shift; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo build -j2 -p containerd-shim-capsa-v2 >&2
-SHIM_BIN=$CARGO_TARGET_DIR/debug/containerd-shim-capsa-v2
+if [ $MODE = rss ]; then
+  cargo build -j2 --release -p containerd-shim-capsa-v2 >&2
+  SHIM_BIN=$CARGO_TARGET_DIR/release/containerd-shim-capsa-v2
+else
+  cargo build -j2 -p containerd-shim-capsa-v2 >&2
+  SHIM_BIN=$CARGO_TARGET_DIR/debug/containerd-shim-capsa-v2
+fi
 
 # A one-layer busybox image as a docker-archive, built from busybox-static.
 build_image() {
@@ -86,4 +95,34 @@ ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE" images import "$IMAGE_TAR" >&2
 export SHIM_TEST_IMAGE=localhost/shim-busybox:latest SHIM_TEST_CTRD_DIR=$CTRD_DIR
 export SHIM_TEST_RUNTIME=${SHIM_TEST_RUNTIME:-runc}
 log "runtime: $SHIM_TEST_RUNTIME, containerd: $SOCK"
+
+# Idle resident memory of a shim holding one `sleep` container, 3 of each kind.
+rss_bench() {
+  local C=(ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE") cfg=$WORK/rss-runtime.toml i kind pid
+  echo "BinaryName = \"$(command -v "$SHIM_TEST_RUNTIME")\"" > "$cfg"
+  for i in 1 2 3; do
+    "${C[@]}" run -d --runtime io.containerd.capsa.v2 --runtime-config-path "$cfg" \
+      "$SHIM_TEST_IMAGE" "rss-capsa-$i" sleep 1000 </dev/null
+    "${C[@]}" run -d --runtime io.containerd.runc.v2 --runc-binary "$SHIM_TEST_RUNTIME" \
+      "$SHIM_TEST_IMAGE" "rss-runc-$i" sleep 1000 </dev/null
+  done
+  sleep 2 # idle
+  printf '%-28s %-8s %10s %10s\n' shim container VmRSS_kB RssAnon_kB
+  for kind in capsa runc; do
+    for i in 1 2 3; do
+      pid=$(pgrep -f -- "containerd-shim-$kind-v2 .*-id rss-$kind-$i( |\$)" | head -1)
+      printf '%-28s %-8s %10s %10s\n' "containerd-shim-$kind-v2" "rss-$kind-$i" \
+        "$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")" "$(awk '/^RssAnon/{print $2}' "/proc/$pid/status")"
+    done
+  done
+  for kind in capsa runc; do for i in 1 2 3; do
+    "${C[@]}" task kill -s SIGKILL "rss-$kind-$i" >/dev/null 2>&1 || true
+  done; done
+  for kind in capsa runc; do for i in 1 2 3; do
+    for _ in $(seq 1 50); do "${C[@]}" task delete "rss-$kind-$i" >/dev/null 2>&1 && break; sleep 0.1; done
+    "${C[@]}" container delete "rss-$kind-$i" >/dev/null 2>&1 || true
+  done; done
+}
+if [ $MODE = rss ]; then rss_bench; exit 0; fi
+
 cargo test -j2 -p containerd-shim-capsa-v2 --test ctr -- --ignored --test-threads=1 "$@"

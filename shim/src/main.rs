@@ -21,7 +21,15 @@ mod task;
 mod util;
 
 fn main() {
+    // One malloc arena: the shim's threads mostly sleep, and glibc's
+    // per-thread arenas would each keep pages resident.
+    // SAFETY: mallopt only tunes the allocator; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
     if let Err(e) = shim::run() {
+        // Once serving, stderr is containerd's log pipe or /dev/null: log too.
+        tracing::error!("{e}");
         eprintln!("containerd-shim-capsa-v2: {e}");
         std::process::exit(1);
     }

@@ -7,17 +7,22 @@ use std::path::Path;
 use containerd_shim::protos::cgroups::metrics as v1;
 use containerd_shim::protos::cgroups_v2::metrics as v2;
 use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::{MessageDyn, MessageField};
+use containerd_shim::protos::protobuf::{Message, MessageField};
 
 use crate::cgroup::{read_kv, read_string, read_u64, Cgroup};
 use crate::error::{Error, Result};
 
 pub fn collect(cg: &Cgroup) -> Result<Any> {
-    let msg: Box<dyn MessageDyn> = match cg {
-        Cgroup::V1(_) => Box::new(collect_v1(cg)),
-        Cgroup::V2(dir) => Box::new(collect_v2(dir)),
+    // Type URLs written out: no protobuf reflection (see events.rs).
+    let (type_url, value) = match cg {
+        Cgroup::V1(_) => ("io.containerd.cgroups.v1.Metrics", collect_v1(cg).write_to_bytes()),
+        Cgroup::V2(dir) => ("io.containerd.cgroups.v2.Metrics", collect_v2(dir).write_to_bytes()),
     };
-    containerd_shim::util::convert_to_any(msg).map_err(|e| Error::Other(e.to_string()))
+    Ok(Any {
+        type_url: type_url.into(),
+        value: value.map_err(|e| Error::Other(format!("encode metrics: {e}")))?,
+        ..Default::default()
+    })
 }
 
 /// USER_HZ ticks (cpuacct.stat) in nanoseconds.

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::shim::shim_ttrpc::create_task;
 use containerd_shim::protos::ttrpc::{MethodHandler, Server};
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::{api, ExitSignal, Flags, StartOpts};
 
 use crate::error::{Error, Result};
@@ -158,9 +157,8 @@ fn serve(flags: &Flags) -> Result<()> {
     containerd_shim::logger::init(flags.debug, "info", &flags.namespace, &flags.id)?;
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
-    let publisher = RemotePublisher::new(&ttrpc_address)?;
     let exit = Arc::new(ExitSignal::default());
-    let events = Events::start(publisher, flags.namespace.clone());
+    let events = Events::start(&ttrpc_address, flags.namespace.clone())?;
     let task = Arc::new(TaskService::new(flags.namespace.clone(), events, exit.clone()));
 
     let path = socket_path(&flags.socket);
@@ -171,7 +169,12 @@ fn serve(flags: &Flags) -> Result<()> {
     let listener = UnixListener::bind(path).map_err(Error::io(format!("bind {path}")))?;
     let mut methods = task_methods(task.clone());
     methods.extend(create_task(task));
+    // Few idle workers per connection (ttrpc wants min < default < max);
+    // busy ones are added on demand, so blocked Waits never starve others.
     let mut server = Server::new()
+        .set_thread_count_default(2)
+        .set_thread_count_min(1)
+        .set_thread_count_max(3)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| Error::Other(format!("ttrpc listener: {e}")))?
         .register_service(methods);

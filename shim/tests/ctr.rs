@@ -207,21 +207,37 @@ impl Drop for Container {
     }
 }
 
-/// Runs `script` so that ctr has a terminal of `rows`x`cols`.
-fn in_terminal(rows: u32, cols: u32, ctr_args: &[&str]) -> Output {
-    let e = env();
-    let mut line = format!(
-        "stty rows {rows} cols {cols}; exec ctr -a '{}' -n '{}'",
-        e.address, e.namespace
-    );
-    for a in ctr_args {
-        line.push_str(&format!(" '{}'", a.replace('\'', r"'\''")));
-    }
-    Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .stdin(Stdio::piped())
-        .output()
-        .expect("run script")
+/// Runs ctr on a pty of `rows`x`cols` made here (as a user's terminal);
+/// returns ctr's exit code and everything it wrote to the terminal.
+fn in_terminal(rows: u16, cols: u16, ctr_args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+    let mut cmd = ctr_cmd(ctr_args);
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave);
+    let mut child = cmd.spawn().expect("run ctr");
+    drop(cmd); // our copies of the slave: the master reads EIO once ctr is gone
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    let status = child.wait().unwrap();
+    (status.code(), text(&reader.join().unwrap()))
 }
 
 #[test]
@@ -275,9 +291,8 @@ fn terminal_and_resize() {
     // Polls inside the container until ctr's resize has arrived.
     let script = "until s=$(stty size 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != '0 0' ]; do sleep 0.05; done; \
                   echo $s; tty";
-    let o = in_terminal(37, 101, &run_args(&["--rm", "-t"], &c.id, &["sh", "-c", script]));
-    let out = text(&o.stdout);
-    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    let (code, out) = in_terminal(37, 101, &run_args(&["--rm", "-t"], &c.id, &["sh", "-c", script]));
+    assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("37 101"), "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
     c.finish();
@@ -291,13 +306,13 @@ fn exec_with_and_without_terminal() {
     let o = ctr(&["task", "exec", "--exec-id", "e1", &c.id, "sh", "-c", "echo in-exec; exit 5"]);
     assert_eq!(o.status.code(), Some(5));
     assert_eq!(text(&o.stdout), "in-exec\n");
-    let o = in_terminal(
+    let (code, out) = in_terminal(
         20,
         70,
-        &["task", "exec", "-t", "--exec-id", "e2", &c.id, "sh", "-c", "tty; exit 4"],
+        &["task", "exec", "-t", "--exec-id", "e2", &c.id, "sh", "-c", "tty; stty size; exit 4"],
     );
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stdout));
-    assert!(text(&o.stdout).contains("/dev/pts/"), "{}", text(&o.stdout));
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
     // An exec id in use is refused.
     ok(&["task", "exec", "-d", "--exec-id", "e3", &c.id, "sleep", "1000"]);
     let o = ctr(&["task", "exec", "-d", "--exec-id", "e3", &c.id, "true"]);
@@ -361,18 +376,25 @@ fn kill_and_kill_all() {
     c.finish();
 
     let c = Container::new("killall");
-    // No pid namespace: killing the init leaves the exec running, so only
-    // --all stops both.
+    // The init (pid 1 of its namespace) ignores SIGTERM it has no handler
+    // for; an exec does not: only --all reaches the exec.
     c.run_detached(&[], &["sleep", "1000"]);
     ok(&["task", "exec", "-d", "--exec-id", "k1", &c.id, "sleep", "997"]);
     let ps = ok(&["task", "ps", &c.id]);
-    let pids: Vec<u32> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
-    assert_eq!(pids.len(), 2, "{ps}");
+    let exec_pid = ps
+        .lines()
+        .find(|l| l.contains("k1"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("exec in ps")
+        .to_string();
+    let alive = || Path::new(&format!("/proc/{exec_pid}")).exists();
+    ok(&["task", "kill", "-s", "SIGTERM", &c.id]);
+    assert!(alive(), "a kill without --all reached the exec");
+    ok(&["task", "kill", "-a", "-s", "SIGTERM", &c.id]);
+    eventually("exec killed by --all", || !alive());
+    assert_eq!(c.status(), "RUNNING");
     ok(&["task", "kill", "-a", "-s", "SIGKILL", &c.id]);
     eventually("task stopped", || c.status() == "STOPPED");
-    for pid in pids {
-        eventually("process gone", || !Path::new(&format!("/proc/{pid}")).exists());
-    }
     c.finish();
 }
 
