@@ -269,7 +269,9 @@ impl Container {
             }
             return Ok(p);
         }
-        match self.runtime.delete(&self.id, false) {
+        // A created (never started) container is deleted like runc's shim
+        // does: its waiting init is killed; --force says so to any runtime.
+        match self.runtime.delete(&self.id, status == Status::CREATED) {
             Ok(()) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(Error::Runtime(format!("OCI runtime delete failed: {e}"))),
         }
