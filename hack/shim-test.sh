@@ -14,7 +14,11 @@
 # Environment:
 #   SHIM_TEST_RUNTIME   runtime binary the shim drives (BinaryName), default: runc
 #   SHIM_CTRD_DIR       containerd dir (default /tmp/capsa-shim-test/containerd)
+#   SHIM_TEST_SHIM_BIN  use this shim binary instead of building one
 #   SKIP_APT=1          do not apt-get
+#
+#   bash hack/shim-test.sh --cgv2 [args...]   the same tests inside ../shared/tools/
+#       cgv2-vm.sh (pure cgroup v2 guest; software emulation: about 5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -43,9 +47,22 @@ fi
 MODE=test
 [ "${1:-}" = --rss ] && { MODE=rss; shift; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ $MODE = rss ]; then
-  cargo build -j2 --release -p containerd-shim-capsa-v2 >&2
-  SHIM_BIN=$CARGO_TARGET_DIR/release/containerd-shim-capsa-v2
+if [ "${1:-}" = --cgv2 ]; then
+  shift
+  # Build here: compiling inside the emulated guest would take ages.
+  cargo build -j2 -p containerd-shim-capsa-v2 >&2
+  cargo test -j2 -p containerd-shim-capsa-v2 --test ctr --no-run >&2
+  exec bash "$TOOLS/cgv2-vm.sh" "$ROOT" -- env SKIP_APT=1 SHIM_TEST_WORK=/tmp/capsa-shim-test \
+    bash "$ROOT/hack/shim-test.sh" "$@"
+fi
+if [ -n "${SHIM_TEST_SHIM_BIN:-}" ]; then
+  SHIM_BIN=$SHIM_TEST_SHIM_BIN
+elif [ $MODE = rss ]; then
+  # Statically linked (glibc crt-static): only the libc code used is mapped,
+  # not the whole shared libc. --target keeps the flag off proc-macros.
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+    cargo build -j2 --release --target x86_64-unknown-linux-gnu -p containerd-shim-capsa-v2 >&2
+  SHIM_BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/containerd-shim-capsa-v2
 else
   cargo build -j2 -p containerd-shim-capsa-v2 >&2
   SHIM_BIN=$CARGO_TARGET_DIR/debug/containerd-shim-capsa-v2

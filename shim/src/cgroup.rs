@@ -56,7 +56,10 @@ pub fn of_pid(pid: u32) -> Result<Cgroup> {
         let (Some(_), Some(ctrls), Some(path)) = (f.next(), f.next(), f.next()) else {
             continue;
         };
-        for ctrl in ctrls.split(',').filter(|c| !c.is_empty() && !c.starts_with("name=")) {
+        for ctrl in ctrls
+            .split(',')
+            .filter(|c| !c.is_empty() && !c.starts_with("name="))
+        {
             let Some((_, root, mnt)) = mounts.iter().find(|(c, _, _)| c.iter().any(|x| x == ctrl))
             else {
                 continue;

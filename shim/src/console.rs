@@ -44,7 +44,9 @@ impl ConsoleSocket {
             .set_nonblocking(true)
             .map_err(Error::io("console socket"))?;
         let (conn, _) = self.listener.accept().map_err(|e| {
-            Error::Runtime(format!("runtime did not connect to the console socket: {e}"))
+            Error::Runtime(format!(
+                "runtime did not connect to the console socket: {e}"
+            ))
         })?;
         let mut buf = [0u8; 4096];
         let mut iov = [IoSliceMut::new(&mut buf)];

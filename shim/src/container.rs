@@ -114,13 +114,20 @@ impl Container {
             no_pivot: req.options.no_pivot_root,
             no_new_keyring: req.options.no_new_keyring,
         };
-        let res = launch(&init, req.id, req.namespace, &pid_file, on_exit, |sock, io| {
-            let opts = CreateOpts {
-                console_socket: sock,
-                ..opts
-            };
-            runtime.create(req.id, &opts, io)
-        });
+        let res = launch(
+            &init,
+            req.id,
+            req.namespace,
+            &pid_file,
+            on_exit,
+            |sock, io| {
+                let opts = CreateOpts {
+                    console_socket: sock,
+                    ..opts
+                };
+                runtime.create(req.id, &opts, io)
+            },
+        );
         if let Err(e) = res {
             // Leave no half-created container behind.
             let _ = runtime.delete(req.id, true);
@@ -191,7 +198,10 @@ impl Container {
                 self.id
             )));
         }
-        execs.insert(exec_id.to_string(), Arc::new(Process::new(exec_id, stdio, spec)));
+        execs.insert(
+            exec_id.to_string(),
+            Arc::new(Process::new(exec_id, stdio, spec)),
+        );
         Ok(())
     }
 
@@ -209,9 +219,14 @@ impl Container {
         let spec_file = self.bundle.join(format!(".exec-{}.json", exec.exec_id));
         let pid_file = self.bundle.join(format!(".exec-{}.pid", exec.exec_id));
         crate::util::write_atomic(&spec_file, &exec.exec_spec)?;
-        let res = launch(exec, &self.id, &self.namespace, &pid_file, on_exit, |sock, io| {
-            self.runtime.exec(&self.id, &spec_file, &pid_file, sock, io)
-        });
+        let res = launch(
+            exec,
+            &self.id,
+            &self.namespace,
+            &pid_file,
+            on_exit,
+            |sock, io| self.runtime.exec(&self.id, &spec_file, &pid_file, sock, io),
+        );
         let _ = std::fs::remove_file(&spec_file);
         let _ = std::fs::remove_file(&pid_file);
         let pid = res.map_err(|e| match e {
@@ -234,11 +249,14 @@ impl Container {
                 return Err(finished());
             }
             drop(st);
-            return self.runtime.kill(&self.id, signal, all).map_err(|e| match e {
-                Error::NotFound(_) => finished(),
-                Error::Runtime(m) if m.contains("not running") => finished(),
-                e => e,
-            });
+            return self
+                .runtime
+                .kill(&self.id, signal, all)
+                .map_err(|e| match e {
+                    Error::NotFound(_) => finished(),
+                    Error::Runtime(m) if m.contains("not running") => finished(),
+                    e => e,
+                });
         }
         if st.status != Status::RUNNING || st.pid == 0 {
             return Err(finished());
@@ -256,7 +274,11 @@ impl Container {
         if matches!(status, Status::RUNNING | Status::PAUSED) {
             return Err(Error::FailedPrecondition(format!(
                 "cannot delete a running process {}",
-                if exec_id.is_empty() { &self.id } else { exec_id }
+                if exec_id.is_empty() {
+                    &self.id
+                } else {
+                    exec_id
+                }
             )));
         }
         if !exec_id.is_empty() {

@@ -344,7 +344,11 @@ impl ProcessIo {
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -403,8 +407,12 @@ mod tests {
     #[test]
     fn uris_are_parsed() {
         assert!(matches!(parse_uri("").unwrap(), Sink::Null));
-        assert!(matches!(parse_uri("/run/x/stdout").unwrap(), Sink::Fifo(p) if p == Path::new("/run/x/stdout")));
-        assert!(matches!(parse_uri("file:///var/log/a%20b.log").unwrap(), Sink::File(p) if p == Path::new("/var/log/a b.log")));
+        assert!(
+            matches!(parse_uri("/run/x/stdout").unwrap(), Sink::Fifo(p) if p == Path::new("/run/x/stdout"))
+        );
+        assert!(
+            matches!(parse_uri("file:///var/log/a%20b.log").unwrap(), Sink::File(p) if p == Path::new("/var/log/a b.log"))
+        );
         match parse_uri("binary:///usr/bin/logger?b=2&a=&c=x%2Fy").unwrap() {
             Sink::Binary(p, args) => {
                 assert_eq!(p, Path::new("/usr/bin/logger"));

@@ -15,8 +15,14 @@ use crate::error::{Error, Result};
 pub fn collect(cg: &Cgroup) -> Result<Any> {
     // Type URLs written out: no protobuf reflection (see events.rs).
     let (type_url, value) = match cg {
-        Cgroup::V1(_) => ("io.containerd.cgroups.v1.Metrics", collect_v1(cg).write_to_bytes()),
-        Cgroup::V2(dir) => ("io.containerd.cgroups.v2.Metrics", collect_v2(dir).write_to_bytes()),
+        Cgroup::V1(_) => (
+            "io.containerd.cgroups.v1.Metrics",
+            collect_v1(cg).write_to_bytes(),
+        ),
+        Cgroup::V2(dir) => (
+            "io.containerd.cgroups.v2.Metrics",
+            collect_v2(dir).write_to_bytes(),
+        ),
     };
     Ok(Any {
         type_url: type_url.into(),

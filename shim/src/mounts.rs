@@ -112,7 +112,10 @@ pub fn unmount_all(target: &Path) -> Result<()> {
             Err(e) => return Err(Error::nix(format!("unmount {}", target.display()))(e)),
         }
     }
-    Err(Error::Other(format!("{} is still mounted", target.display())))
+    Err(Error::Other(format!(
+        "{} is still mounted",
+        target.display()
+    )))
 }
 
 #[cfg(test)]

@@ -48,8 +48,10 @@ fn oom_event(id: &str) -> TaskOOM {
 
 fn watch_v1(id: &str, dir: PathBuf, events: Events) -> Result<()> {
     let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC).map_err(Error::nix("eventfd"))?;
-    let oom = File::open(dir.join("memory.oom_control"))
-        .map_err(Error::io(format!("open {}/memory.oom_control", dir.display())))?;
+    let oom = File::open(dir.join("memory.oom_control")).map_err(Error::io(format!(
+        "open {}/memory.oom_control",
+        dir.display()
+    )))?;
     let mut ctl = std::fs::OpenOptions::new()
         .write(true)
         .open(dir.join("cgroup.event_control"))
@@ -79,7 +81,10 @@ fn watch_v2(id: &str, dir: PathBuf, events: Events) -> Result<()> {
         let count = |d: &Path| read_kv(d, "memory.events").get("oom_kill").copied();
         let mut seen = count(&dir).unwrap_or(0);
         while let Ok(evs) = ino.read_events() {
-            if evs.iter().any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED)) {
+            if evs
+                .iter()
+                .any(|e| e.mask.contains(AddWatchFlags::IN_IGNORED))
+            {
                 break; // the cgroup is gone
             }
             let Some(now) = count(&dir) else { break };

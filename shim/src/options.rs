@@ -133,7 +133,9 @@ fn lookup(name: &str) -> Result<PathBuf> {
         return if is_executable(&p) {
             Ok(p)
         } else {
-            Err(Error::NotFound(format!("runtime binary {name} not found or not executable")))
+            Err(Error::NotFound(format!(
+                "runtime binary {name} not found or not executable"
+            )))
         };
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -158,13 +160,17 @@ fn config_path(mut buf: &[u8]) -> Result<Option<String>> {
                 return Ok(v);
             }
         }
-        Err(Error::InvalidArgument("bad varint in runtime options".into()))
+        Err(Error::InvalidArgument(
+            "bad varint in runtime options".into(),
+        ))
     }
     let mut found = None;
     while !buf.is_empty() {
         let tag = varint(&mut buf)?;
         if tag & 7 != 2 {
-            return Err(Error::InvalidArgument("unexpected field in runtime options".into()));
+            return Err(Error::InvalidArgument(
+                "unexpected field in runtime options".into(),
+            ));
         }
         let len = usize::try_from(varint(&mut buf)?).unwrap_or(usize::MAX);
         if len > buf.len() {
@@ -196,7 +202,11 @@ mod tests {
     fn toml_keys_are_read() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("r.toml");
-        std::fs::write(&f, "# c\nBinaryName = \"/usr/bin/runc\"\nSystemdCgroup = true\n").unwrap();
+        std::fs::write(
+            &f,
+            "# c\nBinaryName = \"/usr/bin/runc\"\nSystemdCgroup = true\n",
+        )
+        .unwrap();
         let o = RuntimeOptions::from_toml_file(&f).unwrap();
         assert_eq!(o.binary_name, "/usr/bin/runc");
         assert!(o.systemd_cgroup);

@@ -89,7 +89,12 @@ fn record(pid: i32, status: i32) {
     }
     inner.exits.insert(pid, (status, seq));
     if inner.exits.len() > MAX_UNCLAIMED {
-        if let Some(oldest) = inner.exits.iter().min_by_key(|(_, (_, s))| *s).map(|(p, _)| *p) {
+        if let Some(oldest) = inner
+            .exits
+            .iter()
+            .min_by_key(|(_, (_, s))| *s)
+            .map(|(p, _)| *p)
+        {
             inner.exits.remove(&oldest);
         }
     }

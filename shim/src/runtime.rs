@@ -65,10 +65,10 @@ impl Runtime {
         let mut text = String::new();
         f.read_to_string(&mut text).ok()?;
         text.lines()
+            .rev()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["level"] == "error")
-            .filter_map(|v| v["msg"].as_str().map(str::to_string))
-            .last()
+            .find_map(|v| v["msg"].as_str().map(str::to_string))
     }
 
     /// Runs `cmd` to completion through the reaper; returns its stdout.

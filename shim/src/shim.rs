@@ -3,6 +3,7 @@
 //!   address (plain, as containerd 1.6+ reads it) and exit;
 //! - `delete`: clean up after a shim that died (force-delete, unmount);
 //! - no action: serve the Task API until Shutdown.
+//!
 //! The task service is registered as both `containerd.task.v2.Task` (what
 //! containerd 1.x calls) and `v3` (containerd 2.x); the messages are the same.
 
@@ -36,7 +37,9 @@ pub fn run() -> Result<()> {
         return Ok(());
     }
     if flags.namespace.is_empty() {
-        return Err(Error::InvalidArgument("shim namespace cannot be empty".into()));
+        return Err(Error::InvalidArgument(
+            "shim namespace cannot be empty".into(),
+        ));
     }
     // SIGTERM/SIGINT are containerd's business: a shim outlives them; only
     // Shutdown ends it. (Handlers, unlike SIG_IGN, do not pass to children.)
@@ -159,7 +162,11 @@ fn serve(flags: &Flags) -> Result<()> {
         .map_err(|_| Error::InvalidArgument("TTRPC_ADDRESS is not set".into()))?;
     let exit = Arc::new(ExitSignal::default());
     let events = Events::start(&ttrpc_address, flags.namespace.clone())?;
-    let task = Arc::new(TaskService::new(flags.namespace.clone(), events, exit.clone()));
+    let task = Arc::new(TaskService::new(
+        flags.namespace.clone(),
+        events,
+        exit.clone(),
+    ));
 
     let path = socket_path(&flags.socket);
     if let Some(dir) = Path::new(path).parent() {

@@ -14,7 +14,7 @@ use containerd_shim::protos::protobuf::well_known_types::any::Any;
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::shim::oci::ProcessDetails;
 use containerd_shim::protos::topics::*;
-use containerd_shim::protos::types::task::{ProcessInfo, Status};
+use containerd_shim::protos::types::task::ProcessInfo;
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 
 use crate::container::{Container, CreateRequest};
@@ -56,7 +56,11 @@ impl TaskService {
         move |status| {
             p.set_exited(status);
             let mut st = p.lock();
-            let id = if p.exec_id.is_empty() { cid.clone() } else { p.exec_id.clone() };
+            let id = if p.exec_id.is_empty() {
+                cid.clone()
+            } else {
+                p.exec_id.clone()
+            };
             let ev = TaskExit {
                 container_id: cid,
                 id,
@@ -85,7 +89,10 @@ impl TaskService {
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(&req.id)
         {
-            return Err(Error::AlreadyExists(format!("container {} already exists", req.id)));
+            return Err(Error::AlreadyExists(format!(
+                "container {} already exists",
+                req.id
+            )));
         }
         let options = RuntimeOptions::from_any(req.options.as_ref())?;
         let stdio = StdioSpec {
@@ -144,7 +151,11 @@ impl TaskService {
 fn state_response(c: &Container, p: &Process) -> api::StateResponse {
     let st = p.lock();
     api::StateResponse {
-        id: if p.exec_id.is_empty() { c.id.clone() } else { p.exec_id.clone() },
+        id: if p.exec_id.is_empty() {
+            c.id.clone()
+        } else {
+            p.exec_id.clone()
+        },
         bundle: c.bundle.display().to_string(),
         pid: st.pid,
         status: st.status.into(),
@@ -169,11 +180,17 @@ impl containerd_shim::Task for TaskService {
         Ok(self.do_create(req)?)
     }
 
-    fn start(&self, _ctx: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
+    fn start(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> TtrpcResult<api::StartResponse> {
         let c = self.container(&req.id)?;
         let pid = if req.exec_id.is_empty() {
             c.init.hold();
-            let pid = c.start_init().inspect_err(|_| c.init.release(&self.events))?;
+            let pid = c
+                .start_init()
+                .inspect_err(|_| c.init.release(&self.events))?;
             self.events.send(
                 TASK_START_EVENT_TOPIC,
                 TaskStart {
@@ -207,7 +224,11 @@ impl containerd_shim::Task for TaskService {
         })
     }
 
-    fn state(&self, _ctx: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
+    fn state(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> TtrpcResult<api::StateResponse> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         Ok(state_response(&c, &p))
@@ -266,7 +287,11 @@ impl containerd_shim::Task for TaskService {
 
     fn exec(&self, _ctx: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
         let c = self.container(&req.id)?;
-        let spec = req.spec.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
         if spec.is_empty() {
             return Err(Error::InvalidArgument("exec without a process spec".into()).into());
         }
@@ -288,7 +313,11 @@ impl containerd_shim::Task for TaskService {
         Ok(api::Empty::default())
     }
 
-    fn resize_pty(&self, _ctx: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
+    fn resize_pty(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> TtrpcResult<api::Empty> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         let st = p.lock();
@@ -390,7 +419,11 @@ impl containerd_shim::Task for TaskService {
         Ok(api::Empty::default())
     }
 
-    fn stats(&self, _ctx: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
+    fn stats(
+        &self,
+        _ctx: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> TtrpcResult<api::StatsResponse> {
         let c = self.container(&req.id)?;
         let cg = c.cgroup.as_ref().ok_or_else(|| {
             Error::FailedPrecondition(format!("cgroup of container {} is unknown", c.id))
@@ -407,7 +440,10 @@ impl containerd_shim::Task for TaskService {
         _ctx: &TtrpcContext,
         req: api::ConnectRequest,
     ) -> TtrpcResult<api::ConnectResponse> {
-        let task_pid = self.container(&req.id).map(|c| c.init.lock().pid).unwrap_or(0);
+        let task_pid = self
+            .container(&req.id)
+            .map(|c| c.init.lock().pid)
+            .unwrap_or(0);
         Ok(api::ConnectResponse {
             shim_pid: std::process::id(),
             task_pid,
@@ -427,10 +463,4 @@ impl containerd_shim::Task for TaskService {
         }
         Ok(api::Empty::default())
     }
-}
-
-// Status is used in state responses through `.into()`.
-#[allow(dead_code)]
-fn _status(s: Status) -> Status {
-    s
 }

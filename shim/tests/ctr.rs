@@ -117,7 +117,9 @@ fn shim_pids(id: &str) -> Vec<u32> {
         let is_shim = args
             .first()
             .is_some_and(|a| a.ends_with(b"containerd-shim-capsa-v2"));
-        let for_id = args.windows(2).any(|w| w[0] == b"-id" && w[1] == id.as_bytes());
+        let for_id = args
+            .windows(2)
+            .any(|w| w[0] == b"-id" && w[1] == id.as_bytes());
         if is_shim && for_id {
             pids.push(pid);
         }
@@ -129,7 +131,10 @@ fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let ns = &env().namespace;
     let mut found = Vec::new();
     for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-        for p in [e.path().join(ns).join(id), Path::new("/sys/fs/cgroup").join(ns).join(id)] {
+        for p in [
+            e.path().join(ns).join(id),
+            Path::new("/sys/fs/cgroup").join(ns).join(id),
+        ] {
             if p.exists() {
                 found.push(p);
             }
@@ -162,7 +167,11 @@ impl Container {
         let id = self.id.clone();
         drop(self);
         eventually("shim process gone", || shim_pids(&id).is_empty());
-        assert!(mounts_of(&id).is_empty(), "mounts left: {:?}", mounts_of(&id));
+        assert!(
+            mounts_of(&id).is_empty(),
+            "mounts left: {:?}",
+            mounts_of(&id)
+        );
         eventually("cgroup removed", || cgroup_dirs(&id).is_empty());
     }
 
@@ -259,11 +268,15 @@ fn run_prints_output_and_returns_exit_status() {
 #[ignore = "needs root and containerd: run hack/shim-test.sh"]
 fn stdin_reaches_the_container() {
     let c = Container::new("stdin");
-    let mut child = ctr_cmd(&run_args(&["--rm"], &c.id, &["sh", "-c", "read l; echo got:$l"]))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ctr_cmd(&run_args(
+        &["--rm"],
+        &c.id,
+        &["sh", "-c", "read l; echo got:$l"],
+    ))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
     child.stdin.take().unwrap().write_all(b"ping\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
@@ -291,7 +304,11 @@ fn terminal_and_resize() {
     // Polls inside the container until ctr's resize has arrived.
     let script = "until s=$(stty size 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != '0 0' ]; do sleep 0.05; done; \
                   echo $s; tty";
-    let (code, out) = in_terminal(37, 101, &run_args(&["--rm", "-t"], &c.id, &["sh", "-c", script]));
+    let (code, out) = in_terminal(
+        37,
+        101,
+        &run_args(&["--rm", "-t"], &c.id, &["sh", "-c", script]),
+    );
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("37 101"), "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
@@ -303,18 +320,46 @@ fn terminal_and_resize() {
 fn exec_with_and_without_terminal() {
     let c = Container::new("exec");
     c.run_detached(&[], &["sleep", "1000"]);
-    let o = ctr(&["task", "exec", "--exec-id", "e1", &c.id, "sh", "-c", "echo in-exec; exit 5"]);
+    let o = ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &c.id,
+        "sh",
+        "-c",
+        "echo in-exec; exit 5",
+    ]);
     assert_eq!(o.status.code(), Some(5));
     assert_eq!(text(&o.stdout), "in-exec\n");
     let (code, out) = in_terminal(
         20,
         70,
-        &["task", "exec", "-t", "--exec-id", "e2", &c.id, "sh", "-c", "tty; stty size; exit 4"],
+        &[
+            "task",
+            "exec",
+            "-t",
+            "--exec-id",
+            "e2",
+            &c.id,
+            "sh",
+            "-c",
+            "tty; stty size; exit 4",
+        ],
     );
     assert_eq!(code, Some(4), "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
     // An exec id in use is refused.
-    ok(&["task", "exec", "-d", "--exec-id", "e3", &c.id, "sleep", "1000"]);
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "e3",
+        &c.id,
+        "sleep",
+        "1000",
+    ]);
     let o = ctr(&["task", "exec", "-d", "--exec-id", "e3", &c.id, "true"]);
     assert!(!o.status.success());
     c.finish();
@@ -325,7 +370,16 @@ fn exec_with_and_without_terminal() {
 fn pause_resume_and_ps() {
     let c = Container::new("pause");
     c.run_detached(&[], &["sleep", "1000"]);
-    ok(&["task", "exec", "-d", "--exec-id", "x1", &c.id, "sleep", "999"]);
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "x1",
+        &c.id,
+        "sleep",
+        "999",
+    ]);
     let ps = ok(&["task", "ps", &c.id]);
     assert!(ps.contains(&c.pid().to_string()), "{ps}");
     assert!(ps.contains("x1"), "exec id shown for the exec's pid: {ps}");
@@ -333,7 +387,10 @@ fn pause_resume_and_ps() {
     ok(&["task", "pause", &c.id]);
     assert_eq!(c.status(), "PAUSED");
     let state = std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap();
-    assert!(state.contains("State:\tD") || state.contains("State:\tS"), "{state}");
+    assert!(
+        state.contains("State:\tD") || state.contains("State:\tS"),
+        "{state}"
+    );
     ok(&["task", "resume", &c.id]);
     assert_eq!(c.status(), "RUNNING");
     c.finish();
@@ -348,10 +405,19 @@ fn metrics_of_a_running_task() {
     // ctr prints v1 metrics with the v1 file names, v2 metrics with v2 names.
     if m.contains("memory.usage_limit") {
         assert_eq!(metric(&m, "memory.usage_limit"), "67108864", "{m}");
-        assert!(metric(&m, "memory.usage").parse::<u64>().unwrap_or(0) > 0, "{m}");
+        assert!(
+            metric(&m, "memory.usage").parse::<u64>().unwrap_or(0) > 0,
+            "{m}"
+        );
     } else {
         assert_eq!(metric(&m, "memory.limit_in_bytes"), "67108864", "{m}");
-        assert!(metric(&m, "memory.usage_in_bytes").parse::<u64>().unwrap_or(0) > 0, "{m}");
+        assert!(
+            metric(&m, "memory.usage_in_bytes")
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0,
+            "{m}"
+        );
     }
     assert_eq!(metric(&m, "pids.current"), "1", "{m}");
     c.finish();
@@ -370,7 +436,16 @@ fn kill_and_kill_all() {
     // The init (pid 1 of its namespace) ignores SIGTERM it has no handler
     // for; an exec does not: only --all reaches the exec.
     c.run_detached(&[], &["sleep", "1000"]);
-    ok(&["task", "exec", "-d", "--exec-id", "k1", &c.id, "sleep", "997"]);
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "k1",
+        &c.id,
+        "sleep",
+        "997",
+    ]);
     let ps = ok(&["task", "ps", &c.id]);
     let exec_pid = ps
         .lines()
@@ -448,16 +523,21 @@ fn oom_gives_a_task_oom_event() {
     let o = ctr(&run_args(
         &["--rm", "--memory-limit", "16777216"],
         &c.id,
-        &["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\000' a); echo survived"],
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 67108864 /dev/zero | tr '\\000' a); echo survived",
+        ],
     ));
     assert!(!text(&o.stdout).contains("survived"));
     c.finish();
     let _ = events.kill();
     let out = events.wait_with_output().unwrap();
     let out = text(&out.stdout);
-    let oom = format!("/tasks/oom");
+    let oom = "/tasks/oom";
     assert!(
-        out.lines().any(|l| l.contains(&oom) && l.contains(&c_id("oom"))),
+        out.lines()
+            .any(|l| l.contains(oom) && l.contains(&c_id("oom"))),
         "no TaskOOM for the container in:\n{out}"
     );
 }
@@ -500,7 +580,11 @@ fn events_follow_the_lifecycle() {
             at += 1;
         }
     }
-    assert_eq!(at, order.len(), "events out of order or missing: {topics:?}\n{out}");
+    assert_eq!(
+        at,
+        order.len(),
+        "events out of order or missing: {topics:?}\n{out}"
+    );
 }
 
 #[test]
@@ -535,7 +619,11 @@ fn log_uri_binary() {
          cat <&3 > \"$2/out\" & cat <&4 > \"$2/err\" & wait\n",
     )
     .unwrap();
-    std::process::Command::new("chmod").arg("+x").arg(&logger).status().unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&logger)
+        .status()
+        .unwrap();
     let uri = format!("binary://{}?dir={}", logger.display(), dir.display());
     let o = ctr(&run_args(
         &["--rm", "--log-uri", &uri],
@@ -545,8 +633,13 @@ fn log_uri_binary() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     c.finish();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    eventually("logger wrote", || read("out") == "bin-out\n" && read("err") == "bin-err\n");
+    eventually("logger wrote", || {
+        read("out") == "bin-out\n" && read("err") == "bin-err\n"
+    });
     let args = read("args");
-    assert!(args.contains(&format!("{}/{}", env().namespace, c_id("logbin"))), "{args}");
+    assert!(
+        args.contains(&format!("{}/{}", env().namespace, c_id("logbin"))),
+        "{args}"
+    );
     assert!(args.contains(&format!("dir {}", dir.display())), "{args}");
 }
