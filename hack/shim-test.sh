@@ -17,6 +17,9 @@
 #   SHIM_TEST_SHIM_BIN  use this shim binary instead of building one
 #   SKIP_APT=1          do not apt-get
 #
+#   bash hack/shim-test.sh --bench (benchmark: `ctr run --rm IMAGE true`, mean ms of
+#       SHIM_BENCH_N (20) runs, interleaved: our shim and the Go runc shim, each
+#       driving runc and SHIM_BENCH_CAPSA (default: capsa on PATH); release build)
 #   bash hack/shim-test.sh --cgv2 [args...]   the same tests inside ../shared/tools/
 #       cgv2-vm.sh (pure cgroup v2 guest; software emulation: about 5 minutes)
 set -euo pipefail
@@ -46,6 +49,7 @@ fi
 
 MODE=test
 [ "${1:-}" = --rss ] && { MODE=rss; shift; }
+[ "${1:-}" = --bench ] && { MODE=bench; shift; }
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "${1:-}" = --cgv2 ]; then
   shift
@@ -57,7 +61,7 @@ if [ "${1:-}" = --cgv2 ]; then
 fi
 if [ -n "${SHIM_TEST_SHIM_BIN:-}" ]; then
   SHIM_BIN=$SHIM_TEST_SHIM_BIN
-elif [ $MODE = rss ]; then
+elif [ $MODE != test ]; then
   # Statically linked (glibc crt-static): only the libc code used is mapped,
   # not the whole shared libc. --target keeps the flag off proc-macros.
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
@@ -140,6 +144,36 @@ rss_bench() {
     "${C[@]}" container delete "rss-$kind-$i" >/dev/null 2>&1 || true
   done; done
 }
+# Mean wall time of `ctr run --rm IMAGE true` per shim+runtime pair.
+run_bench() {
+  local n=${SHIM_BENCH_N:-20} capsa i k t0 t1
+  capsa=$(command -v "${SHIM_BENCH_CAPSA:-capsa}") || { log "no capsa binary"; exit 1; }
+  local runc; runc=$(command -v runc)
+  echo "BinaryName = \"$capsa\"" > "$WORK/bench-capsa.toml"
+  echo "BinaryName = \"$runc\"" > "$WORK/bench-runc.toml"
+  local names=("capsa-shim+capsa" "capsa-shim+runc" "runc-shim+capsa" "runc-shim+runc")
+  local args=("--runtime io.containerd.capsa.v2 --runtime-config-path $WORK/bench-capsa.toml"
+              "--runtime io.containerd.capsa.v2 --runtime-config-path $WORK/bench-runc.toml"
+              "--runtime io.containerd.runc.v2 --runc-binary $capsa"
+              "--runtime io.containerd.runc.v2 --runc-binary $runc")
+  local total=(0 0 0 0)
+  for i in $(seq 0 "$n"); do
+    for k in 0 1 2 3; do
+      t0=$(date +%s%N)
+      # shellcheck disable=SC2086
+      ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE" run --rm ${args[$k]} "$SHIM_TEST_IMAGE" \
+        "bench-$k-$i" true </dev/null >/dev/null || { log "run failed: ${names[$k]}"; exit 1; }
+      t1=$(date +%s%N)
+      [ "$i" = 0 ] || total[$k]=$(( ${total[$k]} + t1 - t0 ))  # run 0 warms up
+    done
+  done
+  printf '%-20s %8s %8s\n' pair mean_ms vs_runc
+  for k in 0 1 2 3; do
+    awk -v n="${names[$k]}" -v t="${total[$k]}" -v b="${total[3]}" -v c="$n" \
+      'BEGIN{printf "%-20s %8.1f %8.2f\n", n, t/c/1e6, t/b}'
+  done
+}
 if [ $MODE = rss ]; then rss_bench; exit 0; fi
+if [ $MODE = bench ]; then run_bench; exit 0; fi
 
 cargo test -j2 -p containerd-shim-capsa-v2 --test ctr -- --ignored --test-threads=1 "$@"
