@@ -229,6 +229,10 @@ impl Container {
         );
         let _ = std::fs::remove_file(&spec_file);
         let _ = std::fs::remove_file(&pid_file);
+        if res.is_err() {
+            // It will never run: release its waiters (as the Go shim does).
+            exec.set_exited(255);
+        }
         let pid = res.map_err(|e| match e {
             Error::Runtime(m) => Error::Runtime(format!("OCI runtime exec failed: {m}")),
             e => e,
@@ -286,6 +290,9 @@ impl Container {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(exec_id);
+            if status == Status::CREATED {
+                p.set_exited(255); // never started: release its waiters
+            }
             if let Some(io) = &p.lock().io {
                 io.wait_output(DRAIN);
             }

@@ -140,3 +140,41 @@ pub fn watch(pid: i32, since: u64, cb: impl FnOnce(i32) + Send + 'static) {
     }
     inner.watchers.insert(pid, (since, Box::new(cb)));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+    use std::sync::mpsc::channel;
+
+    fn spawn(script: &str) -> (i32, u64) {
+        let since = mark();
+        // The reaper, not std's Child, collects it.
+        #[allow(clippy::zombie_processes)]
+        let child = Command::new("sh").args(["-c", script]).spawn().unwrap();
+        (child.id() as i32, since)
+    }
+
+    #[test]
+    fn exits_are_collected_for_their_waiters() {
+        start().unwrap();
+        let (pid, since) = spawn("exit 7");
+        assert_eq!(wait(pid, since), 7);
+        let (pid, since) = spawn("kill -9 $$");
+        assert_eq!(wait(pid, since), 128 + 9);
+        // A watcher registered after the exit still hears of it.
+        let (pid, since) = spawn("exit 3");
+        while !lock().exits.contains_key(&pid) {
+            std::thread::yield_now();
+        }
+        let (tx, rx) = channel();
+        watch(pid, since, move |s| tx.send(s).unwrap());
+        assert_eq!(rx.recv().unwrap(), 3);
+        // An exit older than the mark is not taken for a newer process's.
+        lock().exits.insert(99_999_999, (5, 0));
+        let (tx, rx) = channel();
+        watch(99_999_999, mark(), move |s| tx.send(s).unwrap());
+        assert!(rx.try_recv().is_err());
+        lock().watchers.remove(&99_999_999);
+    }
+}

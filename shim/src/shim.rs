@@ -193,8 +193,10 @@ fn serve(flags: &Flags) -> Result<()> {
     nix::unistd::dup2_stdout(std::io::stderr()).map_err(Error::nix("dup2"))?;
     tracing::info!("shim serving on {path}");
     exit.wait();
-    server.shutdown();
+    // Not server.shutdown(): it joins the connection threads, and a worker may
+    // sit in a Wait that will never return. Exiting ends them all.
     remove_socket(path);
+    std::mem::forget(server);
     Ok(())
 }
 

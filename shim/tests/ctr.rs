@@ -127,6 +127,25 @@ fn shim_pids(id: &str) -> Vec<u32> {
     pids
 }
 
+/// Zombie children of `parent`.
+fn zombies_of(parent: u32) -> Vec<u32> {
+    let mut z = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1).and_then(|p| p.parse().ok()) == Some(parent) {
+            z.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    z
+}
+
 fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let ns = &env().namespace;
     let mut found = Vec::new();
@@ -349,6 +368,20 @@ fn exec_with_and_without_terminal() {
     );
     assert_eq!(code, Some(4), "{out}");
     assert!(out.contains("/dev/pts/"), "{out}");
+    // A failing exec reports the runtime's own message.
+    let o = ctr(&["task", "exec", "--exec-id", "bad", &c.id, "/no/such/exec"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("OCI runtime exec failed") && err.contains("/no/such/exec"),
+        "{err}"
+    );
+    // The shim reaped every exec: it has no zombie child.
+    let shim = shim_pids(&c.id);
+    assert_eq!(shim.len(), 1, "one shim for the container");
+    eventually("no zombie children of the shim", || {
+        zombies_of(shim[0]).is_empty()
+    });
     // An exec id in use is refused.
     ok(&[
         "task",
