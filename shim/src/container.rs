@@ -89,17 +89,28 @@ fn launch(
     Ok(pid as u32)
 }
 
+/// Whether the container shares a pid namespace (none of its own, or one
+/// joined by path): then its processes outlive its init unless killed.
+pub fn shares_pid_ns(bundle: &Path) -> bool {
+    let spec: Option<serde_json::Value> = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|d| serde_json::from_slice(&d).ok());
+    let Some(nss) = spec
+        .as_ref()
+        .and_then(|s| s["linux"]["namespaces"].as_array())
+    else {
+        return true;
+    };
+    !nss.iter()
+        .any(|n| n["type"] == "pid" && n["path"].as_str().is_none_or(str::is_empty))
+}
+
 impl Container {
     pub fn create(
         req: CreateRequest,
         on_exit: impl FnOnce(i32) + Send + 'static,
     ) -> Result<Arc<Container>> {
-        let runtime = Runtime {
-            binary: req.options.binary()?,
-            root: req.options.root(req.namespace),
-            log: req.bundle.join("log.json"),
-            systemd_cgroup: req.options.systemd_cgroup,
-        };
+        let runtime = Runtime::for_bundle(&req.options, req.namespace, req.bundle)?;
         req.options.save(req.bundle)?;
         let rootfs = req.bundle.join("rootfs");
         crate::mounts::mount_rootfs(req.rootfs, &rootfs)?;

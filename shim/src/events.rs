@@ -42,8 +42,14 @@ events!(
     TaskDelete
 );
 
+enum Msg {
+    Publish(&'static str, Any),
+    /// Acknowledged once everything queued before it has been sent.
+    Flush(Sender<()>),
+}
+
 #[derive(Clone)]
-pub struct Events(Sender<(&'static str, Any)>);
+pub struct Events(Sender<Msg>);
 
 impl Events {
     /// Connects to containerd's ttrpc socket and starts the publishing thread.
@@ -52,12 +58,19 @@ impl Events {
         let client = EventsClient::new(
             Client::new(fd).map_err(|e| Error::Other(format!("events client: {e}")))?,
         );
-        let (tx, rx) = channel::<(&'static str, Any)>();
+        let (tx, rx) = channel::<Msg>();
         std::thread::Builder::new()
             .name("events".into())
             .stack_size(128 * 1024)
             .spawn(move || {
-                for (topic, event) in rx {
+                for msg in rx {
+                    let (topic, event) = match msg {
+                        Msg::Publish(topic, event) => (topic, event),
+                        Msg::Flush(done) => {
+                            let _ = done.send(());
+                            continue;
+                        }
+                    };
                     let req = ForwardRequest {
                         envelope: MessageField::some(Envelope {
                             timestamp: MessageField::some(crate::util::now()),
@@ -77,6 +90,15 @@ impl Events {
         Ok(Events(tx))
     }
 
+    /// Waits (at most `timeout`) until the events queued so far are sent:
+    /// the shim must not exit with TaskDelete still in its queue.
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let (tx, rx) = channel();
+        if self.0.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(timeout);
+        }
+    }
+
     pub fn send<E: Event>(&self, topic: &'static str, ev: E) {
         match ev.write_to_bytes() {
             Ok(value) => {
@@ -85,7 +107,7 @@ impl Events {
                     value,
                     ..Default::default()
                 };
-                let _ = self.0.send((topic, any));
+                let _ = self.0.send(Msg::Publish(topic, any));
             }
             Err(e) => tracing::error!("encode {}: {e}", E::TYPE_URL),
         }

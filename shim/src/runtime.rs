@@ -40,6 +40,20 @@ pub struct CreateOpts<'a> {
 }
 
 impl Runtime {
+    /// The runtime for a container of `bundle`, as the options choose it.
+    pub fn for_bundle(
+        opts: &crate::options::RuntimeOptions,
+        namespace: &str,
+        bundle: &Path,
+    ) -> Result<Self> {
+        Ok(Runtime {
+            binary: opts.binary()?,
+            root: opts.root(namespace),
+            log: bundle.join("log.json"),
+            systemd_cgroup: opts.systemd_cgroup,
+        })
+    }
+
     fn command(&self) -> Command {
         let mut c = Command::new(&self.binary);
         c.arg("--root")

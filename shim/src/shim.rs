@@ -164,7 +164,7 @@ fn serve(flags: &Flags) -> Result<()> {
     let events = Events::start(&ttrpc_address, flags.namespace.clone())?;
     let task = Arc::new(TaskService::new(
         flags.namespace.clone(),
-        events,
+        events.clone(),
         exit.clone(),
     ));
 
@@ -193,6 +193,7 @@ fn serve(flags: &Flags) -> Result<()> {
     nix::unistd::dup2_stdout(std::io::stderr()).map_err(Error::nix("dup2"))?;
     tracing::info!("shim serving on {path}");
     exit.wait();
+    events.flush(std::time::Duration::from_secs(5));
     // Not server.shutdown(): it joins the connection threads, and a worker may
     // sit in a Wait that will never return. Exiting ends them all.
     remove_socket(path);

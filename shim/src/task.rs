@@ -23,6 +23,7 @@ use crate::events::Events;
 use crate::io::StdioSpec;
 use crate::options::RuntimeOptions;
 use crate::process::Process;
+use crate::runtime::Runtime;
 
 pub struct TaskService {
     pub namespace: String,
@@ -103,6 +104,28 @@ impl TaskService {
         };
         let bundle = Path::new(&req.bundle);
         let init = Arc::new(Process::new("", stdio, Vec::new()));
+        let mut on_exit: Box<dyn FnOnce(i32) + Send> = Box::new(self.on_exit(&req.id, &init));
+        if crate::container::shares_pid_ns(bundle) {
+            // As the Go shim: the init's exit takes the container's other
+            // processes with it (the kernel only does so for a pid namespace
+            // of its own). Not on the reaper thread: the kill runs the runtime.
+            let rt = Runtime::for_bundle(&options, &self.namespace, bundle)?;
+            let (id, inner) = (req.id.clone(), on_exit);
+            on_exit = Box::new(move |status| {
+                let spawned = std::thread::Builder::new()
+                    .name("kill-all".into())
+                    .stack_size(128 * 1024)
+                    .spawn(move || {
+                        if let Err(e) = rt.kill(&id, libc::SIGKILL as u32, true) {
+                            tracing::warn!("kill --all {id} after its init exited: {e}");
+                        }
+                        inner(status);
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!("kill-all thread: {e}");
+                }
+            });
+        }
         let c = Container::create(
             CreateRequest {
                 id: &req.id,
@@ -112,7 +135,7 @@ impl TaskService {
                 init: init.clone(),
                 options,
             },
-            self.on_exit(&req.id, &init),
+            on_exit,
         )?;
         let pid = c.init.lock().pid;
         self.containers
