@@ -3,7 +3,7 @@
 #
 # Usage (as root):  bash hack/shim-test.sh [cargo test args...]
 #                   bash hack/shim-test.sh --rss   (benchmark: idle shim memory, ours vs
-#                                                   containerd-shim-runc-v2, release build)
+#                                                   containerd-shim-runc-v2, static release build)
 #
 # Installs what the tests need (apt: containerd runc busybox-static util-linux),
 # builds containerd-shim-capsa-v2, starts a private containerd (../shared/tools/
