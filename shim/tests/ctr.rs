@@ -1,0 +1,719 @@
+//! containerd-shim-capsa-v2 through a real containerd 1.6 and `ctr`, as root.
+//! Run by hack/shim-test.sh, which starts a private containerd and imports a
+//! busybox image; plain `cargo test` skips them (`#[ignore]`).
+//!
+//! The runtime the shim drives is SHIM_TEST_RUNTIME (default `runc`), passed
+//! as BinaryName through `ctr run --runtime-config-path`, so the same tests
+//! check the shim with runc and with capsa. After every test: no shim
+//! process, no mount and no cgroup of the container is left.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const RUNTIME_TYPE: &str = "io.containerd.capsa.v2";
+
+struct Env {
+    address: String,
+    namespace: String,
+    image: String,
+    config: PathBuf,
+    dir: PathBuf,
+}
+
+fn env() -> &'static Env {
+    static ENV: OnceLock<Env> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let var = |k: &str| {
+            std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run hack/shim-test.sh"))
+        };
+        let dir = std::env::temp_dir().join(format!("capsa-shim-tests-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runtime = std::env::var("SHIM_TEST_RUNTIME").unwrap_or_else(|_| "runc".into());
+        let config = dir.join("runtime.toml");
+        std::fs::write(&config, format!("BinaryName = \"{runtime}\"\n")).unwrap();
+        Env {
+            address: var("CONTAINERD_ADDRESS"),
+            namespace: std::env::var("SHIM_TEST_NAMESPACE")
+                .unwrap_or_else(|_| "capsa-shim-test".into()),
+            image: var("SHIM_TEST_IMAGE"),
+            config,
+            dir,
+        }
+    })
+}
+
+fn ctr_cmd(args: &[&str]) -> Command {
+    let e = env();
+    let mut c = Command::new("ctr");
+    c.args(["-a", &e.address, "-n", &e.namespace]).args(args);
+    c.stdin(Stdio::null());
+    c
+}
+
+fn ctr(args: &[&str]) -> Output {
+    ctr_cmd(args).output().expect("run ctr")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = ctr(args);
+    assert!(
+        o.status.success(),
+        "ctr {args:?} failed: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+/// `ctr run` arguments choosing our shim and the runtime under test.
+fn run_args<'a>(extra: &[&'a str], id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+    let e = env();
+    let mut a = vec![
+        "run",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        e.config.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    a.push(e.image.as_str());
+    a.push(id);
+    a.extend_from_slice(cmd);
+    a
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+/// Polls `cond` (up to ~20 s) instead of sleeping a fixed time.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+fn shim_pids(id: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let is_shim = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"containerd-shim-capsa-v2"));
+        let for_id = args
+            .windows(2)
+            .any(|w| w[0] == b"-id" && w[1] == id.as_bytes());
+        if is_shim && for_id {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Zombie children of `parent`.
+fn zombies_of(parent: u32) -> Vec<u32> {
+    let mut z = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1).and_then(|p| p.parse().ok()) == Some(parent) {
+            z.push(e.file_name().to_string_lossy().parse().unwrap_or(0));
+        }
+    }
+    z
+}
+
+fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let ns = &env().namespace;
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        for p in [
+            e.path().join(ns).join(id),
+            Path::new("/sys/fs/cgroup").join(ns).join(id),
+        ] {
+            if p.exists() {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+fn mounts_of(id: &str) -> Vec<String> {
+    let pat = format!("/{id}/");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&pat))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Removes the container whatever happened; `finish` checks nothing is left.
+struct Container {
+    id: String,
+}
+
+impl Container {
+    fn new(name: &str) -> Self {
+        Container { id: unique(name) }
+    }
+
+    fn finish(self) {
+        let id = self.id.clone();
+        drop(self);
+        eventually("shim process gone", || shim_pids(&id).is_empty());
+        assert!(
+            mounts_of(&id).is_empty(),
+            "mounts left: {:?}",
+            mounts_of(&id)
+        );
+        eventually("cgroup removed", || cgroup_dirs(&id).is_empty());
+    }
+
+    fn status(&self) -> String {
+        let out = ok(&["task", "ls"]);
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(self.id.as_str()))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .unwrap_or("")
+            .to_string()
+    }
+
+    fn pid(&self) -> u32 {
+        let out = ok(&["task", "ls"]);
+        out.lines()
+            .find(|l| l.split_whitespace().next() == Some(self.id.as_str()))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok())
+            .expect("task pid")
+    }
+
+    fn run_detached(&self, extra: &[&str], cmd: &[&str]) {
+        let mut a = vec!["-d"];
+        a.extend_from_slice(extra);
+        ok(&run_args(&a, &self.id, cmd));
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let id = self.id.as_str();
+        let _ = ctr(&["task", "kill", "-a", "-s", "SIGKILL", id]);
+        for _ in 0..100 {
+            let o = ctr(&["task", "delete", id]);
+            let err = text(&o.stderr);
+            if o.status.success() || err.contains("not found") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = ctr(&["container", "delete", id]);
+    }
+}
+
+/// Runs ctr on a pty of `rows`x`cols` made here (as a user's terminal);
+/// returns ctr's exit code and everything it wrote to the terminal.
+fn in_terminal(rows: u16, cols: u16, ctr_args: &[&str]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let ws = nix::pty::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+    let mut cmd = ctr_cmd(ctr_args);
+    cmd.stdin(pty.slave.try_clone().unwrap())
+        .stdout(pty.slave.try_clone().unwrap())
+        .stderr(pty.slave);
+    let mut child = cmd.spawn().expect("run ctr");
+    drop(cmd); // our copies of the slave: the master reads EIO once ctr is gone
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        out
+    });
+    let status = child.wait().unwrap();
+    (status.code(), text(&reader.join().unwrap()))
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn run_prints_output_and_returns_exit_status() {
+    let c = Container::new("run");
+    let o = ctr(&run_args(
+        &["--rm"],
+        &c.id,
+        &["sh", "-c", "echo hello-out; echo hello-err >&2; exit 3"],
+    ));
+    assert_eq!(o.status.code(), Some(3), "stderr: {}", text(&o.stderr));
+    assert_eq!(text(&o.stdout), "hello-out\n");
+    assert!(text(&o.stderr).contains("hello-err"), "{}", text(&o.stderr));
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn stdin_reaches_the_container() {
+    let c = Container::new("stdin");
+    let mut child = ctr_cmd(&run_args(
+        &["--rm"],
+        &c.id,
+        &["sh", "-c", "read l; echo got:$l"],
+    ))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
+    child.stdin.take().unwrap().write_all(b"ping\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success());
+    assert_eq!(text(&o.stdout), "got:ping\n");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn runtime_error_reaches_the_user() {
+    let c = Container::new("err");
+    let o = ctr(&run_args(&["--rm"], &c.id, &["/no/such/binary"]));
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    // The runtime's own words (runc/capsa: "...no such file or directory").
+    assert!(err.contains("OCI runtime"), "{err}");
+    assert!(err.contains("/no/such/binary"), "{err}");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn terminal_and_resize() {
+    let c = Container::new("tty");
+    // Polls inside the container until ctr's resize has arrived.
+    let script = "until s=$(stty size 2>/dev/null); [ -n \"$s\" ] && [ \"$s\" != '0 0' ]; do sleep 0.05; done; \
+                  echo $s; tty";
+    let (code, out) = in_terminal(
+        37,
+        101,
+        &run_args(&["--rm", "-t"], &c.id, &["sh", "-c", script]),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("37 101"), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn exec_with_and_without_terminal() {
+    let c = Container::new("exec");
+    c.run_detached(&[], &["sleep", "1000"]);
+    let o = ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        &c.id,
+        "sh",
+        "-c",
+        "echo in-exec; exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(text(&o.stdout), "in-exec\n");
+    let (code, out) = in_terminal(
+        20,
+        70,
+        &[
+            "task",
+            "exec",
+            "-t",
+            "--exec-id",
+            "e2",
+            &c.id,
+            "sh",
+            "-c",
+            "tty; stty size; exit 4",
+        ],
+    );
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    // A failing exec reports the runtime's own message.
+    let o = ctr(&["task", "exec", "--exec-id", "bad", &c.id, "/no/such/exec"]);
+    assert!(!o.status.success());
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("OCI runtime exec failed") && err.contains("/no/such/exec"),
+        "{err}"
+    );
+    // The shim reaped every exec: it has no zombie child.
+    let shim = shim_pids(&c.id);
+    assert_eq!(shim.len(), 1, "one shim for the container");
+    eventually("no zombie children of the shim", || {
+        zombies_of(shim[0]).is_empty()
+    });
+    // An exec id in use is refused.
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "e3",
+        &c.id,
+        "sleep",
+        "1000",
+    ]);
+    let o = ctr(&["task", "exec", "-d", "--exec-id", "e3", &c.id, "true"]);
+    assert!(!o.status.success());
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn pause_resume_and_ps() {
+    let c = Container::new("pause");
+    c.run_detached(&[], &["sleep", "1000"]);
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "x1",
+        &c.id,
+        "sleep",
+        "999",
+    ]);
+    let ps = ok(&["task", "ps", &c.id]);
+    assert!(ps.contains(&c.pid().to_string()), "{ps}");
+    assert!(ps.contains("x1"), "exec id shown for the exec's pid: {ps}");
+    assert_eq!(ps.lines().count(), 3, "{ps}");
+    ok(&["task", "pause", &c.id]);
+    assert_eq!(c.status(), "PAUSED");
+    let state = std::fs::read_to_string(format!("/proc/{}/status", c.pid())).unwrap();
+    assert!(
+        state.contains("State:\tD") || state.contains("State:\tS"),
+        "{state}"
+    );
+    ok(&["task", "resume", &c.id]);
+    assert_eq!(c.status(), "RUNNING");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn metrics_of_a_running_task() {
+    let c = Container::new("metrics");
+    c.run_detached(&["--memory-limit", "67108864"], &["sleep", "1000"]);
+    let m = ok(&["task", "metrics", &c.id]);
+    // ctr prints v1 metrics with the v1 file names, v2 metrics with v2 names.
+    if m.contains("memory.usage_limit") {
+        assert_eq!(metric(&m, "memory.usage_limit"), "67108864", "{m}");
+        assert!(
+            metric(&m, "memory.usage").parse::<u64>().unwrap_or(0) > 0,
+            "{m}"
+        );
+    } else {
+        assert_eq!(metric(&m, "memory.limit_in_bytes"), "67108864", "{m}");
+        assert!(
+            metric(&m, "memory.usage_in_bytes")
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0,
+            "{m}"
+        );
+    }
+    // The runtime's init may still be on its way to exec `sleep` (runc's
+    // Go threads count as pids): poll for the steady state.
+    eventually("pids.current = 1", || {
+        metric(&ok(&["task", "metrics", &c.id]), "pids.current") == "1"
+    });
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn kill_and_kill_all() {
+    let c = Container::new("kill");
+    c.run_detached(&[], &["sleep", "1000"]);
+    ok(&["task", "kill", "-s", "SIGKILL", &c.id]);
+    eventually("task stopped", || c.status() == "STOPPED");
+    c.finish();
+
+    let c = Container::new("killall");
+    // The init (pid 1 of its namespace) ignores SIGTERM it has no handler
+    // for; an exec does not: only --all reaches the exec.
+    c.run_detached(&[], &["sleep", "1000"]);
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "k1",
+        &c.id,
+        "sleep",
+        "997",
+    ]);
+    let ps = ok(&["task", "ps", &c.id]);
+    let exec_pid = ps
+        .lines()
+        .find(|l| l.contains("k1"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("exec in ps")
+        .to_string();
+    let alive = || Path::new(&format!("/proc/{exec_pid}")).exists();
+    ok(&["task", "kill", "-s", "SIGTERM", &c.id]);
+    assert!(alive(), "a kill without --all reached the exec");
+    ok(&["task", "kill", "-a", "-s", "SIGTERM", &c.id]);
+    eventually("exec killed by --all", || !alive());
+    assert_eq!(c.status(), "RUNNING");
+    ok(&["task", "kill", "-a", "-s", "SIGKILL", &c.id]);
+    eventually("task stopped", || c.status() == "STOPPED");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn init_exit_kills_the_rest_of_a_shared_pid_namespace() {
+    let host = Container::new("pidhost");
+    host.run_detached(&[], &["sleep", "1000"]);
+    let ns = format!("pid:/proc/{}/ns/pid", host.pid());
+    let c = Container::new("pidguest");
+    c.run_detached(&["--with-ns", &ns], &["sleep", "1000"]);
+    ok(&[
+        "task",
+        "exec",
+        "-d",
+        "--exec-id",
+        "g1",
+        &c.id,
+        "sleep",
+        "996",
+    ]);
+    let ps = ok(&["task", "ps", &c.id]);
+    let exec_pid = ps
+        .lines()
+        .find(|l| l.contains("g1"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("exec in ps")
+        .to_string();
+    // Kill the init only: the exec, in the same (borrowed) pid namespace,
+    // must not outlive it.
+    ok(&["task", "kill", "-s", "SIGKILL", &c.id]);
+    eventually("task stopped", || c.status() == "STOPPED");
+    // Killed with the init, then reaped by the shim.
+    eventually("exec gone with the init", || {
+        !Path::new(&format!("/proc/{exec_pid}")).exists()
+    });
+    c.finish();
+    host.finish();
+}
+
+/// The shim's own ttrpc socket, from the `address` file in the task's bundle.
+fn shim_client(id: &str) -> containerd_shim::protos::TaskClient {
+    let state = std::env::var("SHIM_TEST_CTRD_DIR").expect("SHIM_TEST_CTRD_DIR");
+    let bundle = Path::new(&state)
+        .join("state/io.containerd.runtime.v2.task")
+        .join(&env().namespace)
+        .join(id);
+    let address = std::fs::read_to_string(bundle.join("address")).expect("shim address file");
+    let client = containerd_shim::protos::ttrpc::Client::connect(address.trim()).expect("connect");
+    containerd_shim::protos::TaskClient::new(client)
+}
+
+fn metric(m: &str, name: &str) -> String {
+    m.lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn update_changes_the_memory_limit() {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::shim::shim::UpdateTaskRequest;
+    let c = Container::new("update");
+    c.run_detached(&["--memory-limit", "67108864"], &["sleep", "1000"]);
+    // ctr 1.6 has no `task update`: call the shim's Update as containerd would.
+    let req = UpdateTaskRequest {
+        id: c.id.clone(),
+        resources: Some(Any {
+            type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+            value: br#"{"memory":{"limit":33554432},"pids":{"limit":64}}"#.to_vec(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    let ctx = containerd_shim::protos::ttrpc::context::with_timeout(10_000_000_000);
+    shim_client(&c.id).update(ctx, &req).expect("update");
+    let m = ok(&["task", "metrics", &c.id]);
+    if m.contains("memory.usage_limit") {
+        assert_eq!(metric(&m, "memory.usage_limit"), "33554432", "{m}");
+    } else {
+        assert_eq!(metric(&m, "memory.limit_in_bytes"), "33554432", "{m}");
+    }
+    assert_eq!(metric(&m, "pids.limit"), "64", "{m}");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn oom_gives_a_task_oom_event() {
+    let c = Container::new("oom");
+    let mut events = ctr_cmd(&["events"]).stdout(Stdio::piped()).spawn().unwrap();
+    // sh holds 64 MiB of output in a variable under a 16 MiB limit.
+    let o = ctr(&run_args(
+        &["--rm", "--memory-limit", "16777216"],
+        &c.id,
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 67108864 /dev/zero | tr '\\000' a); echo survived",
+        ],
+    ));
+    assert!(!text(&o.stdout).contains("survived"));
+    c.finish();
+    let _ = events.kill();
+    let out = events.wait_with_output().unwrap();
+    let out = text(&out.stdout);
+    let oom = "/tasks/oom";
+    assert!(
+        out.lines()
+            .any(|l| l.contains(oom) && l.contains(&c_id("oom"))),
+        "no TaskOOM for the container in:\n{out}"
+    );
+}
+
+fn c_id(name: &str) -> String {
+    unique(name)
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn events_follow_the_lifecycle() {
+    let c = Container::new("events");
+    let mut events = ctr_cmd(&["events"]).stdout(Stdio::piped()).spawn().unwrap();
+    c.run_detached(&[], &["sleep", "1000"]);
+    ok(&["task", "exec", "--exec-id", "ev1", &c.id, "true"]);
+    ok(&["task", "pause", &c.id]);
+    ok(&["task", "resume", &c.id]);
+    let id = c.id.clone();
+    c.finish();
+    let _ = events.kill();
+    let out = text(&events.wait_with_output().unwrap().stdout);
+    let mine: Vec<&str> = out.lines().filter(|l| l.contains(&id)).collect();
+    let topics: Vec<&str> = mine
+        .iter()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("/tasks/")))
+        .collect();
+    let order = [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/exec-added",
+        "/tasks/exec-started",
+        "/tasks/paused",
+        "/tasks/resumed",
+        "/tasks/exit",
+        "/tasks/delete",
+    ];
+    let mut at = 0;
+    for t in &topics {
+        if at < order.len() && *t == order[at] {
+            at += 1;
+        }
+    }
+    assert_eq!(
+        at,
+        order.len(),
+        "events out of order or missing: {topics:?}\n{out}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn log_uri_file() {
+    let c = Container::new("logfile");
+    let log = env().dir.join(format!("{}.log", c.id));
+    let uri = format!("file://{}", log.display());
+    let o = ctr(&run_args(
+        &["--rm", "--log-uri", &uri],
+        &c.id,
+        &["sh", "-c", "echo to-out; echo to-err >&2"],
+    ));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let got = std::fs::read_to_string(&log).unwrap();
+    assert!(got.contains("to-out") && got.contains("to-err"), "{got}");
+    c.finish();
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn log_uri_binary() {
+    let c = Container::new("logbin");
+    let dir = env().dir.join(&c.id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let logger = dir.join("logger.sh");
+    std::fs::write(
+        &logger,
+        "#!/bin/sh\n# fd 3: stdout, fd 4: stderr, fd 5: closed when ready\n\
+         exec 5>&-\n\
+         echo \"$CONTAINER_NAMESPACE/$CONTAINER_ID $*\" > \"$2/args\"\n\
+         cat <&3 > \"$2/out\" & cat <&4 > \"$2/err\" & wait\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&logger)
+        .status()
+        .unwrap();
+    let uri = format!("binary://{}?dir={}", logger.display(), dir.display());
+    let o = ctr(&run_args(
+        &["--rm", "--log-uri", &uri],
+        &c.id,
+        &["sh", "-c", "echo bin-out; echo bin-err >&2"],
+    ));
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    c.finish();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    eventually("logger wrote", || {
+        read("out") == "bin-out\n" && read("err") == "bin-err\n"
+    });
+    let args = read("args");
+    assert!(
+        args.contains(&format!("{}/{}", env().namespace, c_id("logbin"))),
+        "{args}"
+    );
+    assert!(args.contains(&format!("dir {}", dir.display())), "{args}");
+}
