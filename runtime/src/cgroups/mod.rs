@@ -83,6 +83,19 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `capsa update`: apply new resources to the existing cgroup.
+    pub fn update(&self, path: &Path, resources: &LinuxResources) -> Result<()> {
+        let opt = ControllerOpt {
+            resources,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
+        self.manager
+            .apply(&opt)
+            .map_err(|e| err("update resources of", path, e))
+    }
+
     pub fn pids(&self) -> Result<Vec<i32>> {
         Ok(self
             .manager

@@ -95,4 +95,3 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     }
     Ok(code)
 }
-

@@ -64,7 +64,10 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
     match c.status() {
         Status::Created | Status::Running => {}
         Status::Paused if a.ignore_paused => {}
-        Status::Paused => anyhow::bail!("container \"{}\" is paused: exec needs --ignore-paused", a.id),
+        Status::Paused => anyhow::bail!(
+            "container \"{}\" is paused: exec needs --ignore-paused",
+            a.id
+        ),
         s => anyhow::bail!("container \"{}\" is {s}: cannot exec in it", a.id),
     }
     if a.apparmor.is_some() {
@@ -82,7 +85,10 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
     let process = build_process(&c, a)?;
     let opts = ExecOptions {
         process,
-        pid_file: a.pid_file.as_ref().map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+        pid_file: a
+            .pid_file
+            .as_ref()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         foreground: !a.detach,
@@ -101,7 +107,8 @@ fn build_process(c: &Container, a: &ExecArgs) -> anyhow::Result<Process> {
     let mut p = match &a.process {
         Some(f) => {
             let data = std::fs::read(f).map_err(|e| Error::io("read --process", f, e))?;
-            serde_json::from_slice::<Process>(&data).map_err(|e| anyhow::anyhow!("--process {}: {e}", f.display()))?
+            serde_json::from_slice::<Process>(&data)
+                .map_err(|e| anyhow::anyhow!("--process {}: {e}", f.display()))?
         }
         None => {
             if a.command.is_empty() {
@@ -134,9 +141,15 @@ fn build_process(c: &Container, a: &ExecArgs) -> anyhow::Result<Process> {
             Some((u, g)) => (u, Some(g)),
             None => (u.as_str(), None),
         };
-        user.set_uid(uid.parse().map_err(|_| anyhow::anyhow!("--user {u:?}: want uid[:gid]"))?);
+        user.set_uid(
+            uid.parse()
+                .map_err(|_| anyhow::anyhow!("--user {u:?}: want uid[:gid]"))?,
+        );
         if let Some(g) = gid {
-            user.set_gid(g.parse().map_err(|_| anyhow::anyhow!("--user {u:?}: want uid[:gid]"))?);
+            user.set_gid(
+                g.parse()
+                    .map_err(|_| anyhow::anyhow!("--user {u:?}: want uid[:gid]"))?,
+            );
         }
         p.set_user(user);
     }
@@ -149,14 +162,23 @@ fn build_process(c: &Container, a: &ExecArgs) -> anyhow::Result<Process> {
         // CVE-2022-29162: --cap never reaches the inheritable set.
         let mut caps = p.capabilities().clone().unwrap_or_else(empty_caps);
         for name in &a.cap {
-            let full = if name.starts_with("CAP_") { name.clone() } else { format!("CAP_{name}") };
-            let cap: Capability = full.parse().map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
+            let full = if name.starts_with("CAP_") {
+                name.clone()
+            } else {
+                format!("CAP_{name}")
+            };
+            let cap: Capability = serde_json::from_value(serde_json::Value::String(full))
+                .map_err(|_| anyhow::anyhow!("--cap {name}: unknown capability"))?;
             let add = |set: &Option<oci_spec::runtime::Capabilities>| {
                 let mut s = set.clone().unwrap_or_default();
                 s.insert(cap);
                 Some(s)
             };
-            let (b, e, pm) = (add(caps.bounding()), add(caps.effective()), add(caps.permitted()));
+            let (b, e, pm) = (
+                add(caps.bounding()),
+                add(caps.effective()),
+                add(caps.permitted()),
+            );
             caps.set_bounding(b);
             caps.set_effective(e);
             caps.set_permitted(pm);

@@ -7,9 +7,11 @@ mod exec;
 mod features;
 mod kill;
 mod pause;
+mod ps;
 mod spec;
 mod start;
 mod state;
+mod update;
 
 use std::path::PathBuf;
 
@@ -69,6 +71,10 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Resume a paused container
     Resume(pause::PauseArgs),
+    /// List the processes of a container
+    Ps(ps::PsArgs),
+    /// Update a container's resource limits
+    Update(update::UpdateArgs),
     /// Print the runtime's features as JSON
     Features,
     /// Write a default config.json
@@ -136,6 +142,8 @@ fn dispatch(cli: &Cli, cmd: &Command) -> anyhow::Result<i32> {
         Command::Exec(a) => exec::run(cli, a),
         Command::Pause(a) => pause::pause(cli, a, true).map(|_| 0),
         Command::Resume(a) => pause::pause(cli, a, false).map(|_| 0),
+        Command::Ps(a) => ps::run(cli, a).map(|_| 0),
+        Command::Update(a) => update::run(cli, a).map(|_| 0),
         Command::Features => features::run().map(|_| 0),
         Command::Spec(a) => spec::run(a).map(|_| 0),
     }

@@ -284,7 +284,10 @@ pub(super) fn environment(process: &Process) -> Vec<String> {
 }
 
 /// args[0] through the container's PATH, checked now so a typo fails `create`.
-pub(super) fn resolve_command(process: &Process, env: &[String]) -> Result<(CString, Vec<CString>)> {
+pub(super) fn resolve_command(
+    process: &Process,
+    env: &[String],
+) -> Result<(CString, Vec<CString>)> {
     let args = process.args().as_deref().unwrap_or_default();
     let arg0 = args
         .first()

@@ -81,13 +81,28 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
         what: "cannot exec in a stopped container".into(),
     })?;
     let process = &opts.process;
-    match (process.terminal().unwrap_or(false), opts.console_socket.is_some()) {
-        (true, false) => return Err(Error::Config("exec: a terminal needs --console-socket".into())),
-        (false, true) => return Err(Error::Config("exec: --console-socket given without --tty".into())),
+    match (
+        process.terminal().unwrap_or(false),
+        opts.console_socket.is_some(),
+    ) {
+        (true, false) => {
+            return Err(Error::Config(
+                "exec: a terminal needs --console-socket".into(),
+            ))
+        }
+        (false, true) => {
+            return Err(Error::Config(
+                "exec: --console-socket given without --tty".into(),
+            ))
+        }
         _ => {}
     }
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
-    let caps = process.capabilities().as_ref().map(Sets::from_spec).transpose()?;
+    let caps = process
+        .capabilities()
+        .as_ref()
+        .map(Sets::from_spec)
+        .transpose()?;
     let seccomp = c
         .saved
         .config
@@ -98,7 +113,11 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
         .transpose()
         .map_err(|e| Error::Config(e.to_string()))?;
     let namespaces = open_namespaces(c, init)?;
-    let console = opts.console_socket.as_deref().map(console::connect).transpose()?;
+    let console = opts
+        .console_socket
+        .as_deref()
+        .map(console::connect)
+        .transpose()?;
     let cgroup = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
     if opts.foreground {
         prctl::set_child_subreaper(true).ctx(|| "set child subreaper".into())?;
@@ -107,7 +126,15 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
     let first = match clone_process(0).ctx(|| "fork exec process".into())? {
         Forked::Child => {
             drop(parent_ch);
-            let res = first_stage(&child_ch, &namespaces, process, caps.as_ref(), seccomp.as_ref(), console, opts);
+            let res = first_stage(
+                &child_ch,
+                &namespaces,
+                process,
+                caps.as_ref(),
+                seccomp.as_ref(),
+                console,
+                opts,
+            );
             if let Err(e) = res {
                 let _ = child_ch.send(&Msg::Error(e.to_string()));
             }
@@ -142,7 +169,9 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
             Some(m) => return Err(Error::Other(format!("exec sync: unexpected {m:?}"))),
             None => {
                 let _ = waitpid(first, None);
-                return Err(Error::Other("exec: the process went away while starting".into()));
+                return Err(Error::Other(
+                    "exec: the process went away while starting".into(),
+                ));
             }
         }
     }
@@ -172,7 +201,8 @@ fn first_stage(
     prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())?;
     ch.expect(Msg::Proceed)?; // sync 1
     for (t, fd) in namespaces {
-        setns(fd, CloneFlags::from_bits_retain(*t as libc::c_int)).ctx(|| format!("join the container's {t} namespace"))?;
+        setns(fd, CloneFlags::from_bits_retain(*t as libc::c_int))
+            .ctx(|| format!("join the container's {t} namespace"))?;
     }
     match clone_process(0).ctx(|| "fork exec process".into())? {
         Forked::Parent(p) => {
@@ -200,7 +230,10 @@ fn run_process(
 ) -> Result<std::convert::Infallible> {
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     if let Some(sock) = console {
-        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        let size = process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16));
         let peer = console::setup(sock, size, false)?;
         console::attach(peer)?;
     }
@@ -215,9 +248,14 @@ fn run_process(
     let _ = nix::unistd::close(ch.raw_fd());
     // CVE-2024-21626: only stdio and --preserve-fds reach the process.
     crate::syscall::cloexec_from(3 + opts.preserve_fds).ctx(|| "close_range".into())?;
-    let env: Vec<std::ffi::CString> = env.into_iter().filter_map(|e| std::ffi::CString::new(e).ok()).collect();
+    let env: Vec<std::ffi::CString> = env
+        .into_iter()
+        .filter_map(|e| std::ffi::CString::new(e).ok())
+        .collect();
     if let Some(filter) = late_seccomp {
-        filter.load().map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
+        filter
+            .load()
+            .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
     }
     let err = crate::syscall::execve(&exe, &argv, &env);
     eprintln!("capsa exec: {exe:?}: {err}");

@@ -23,7 +23,8 @@ pub fn wait_forwarding(pid: i32) -> Result<i32> {
     ] {
         set.add(s);
     }
-    set.thread_block().map_err(|e| Error::sys("block signals", e))?;
+    set.thread_block()
+        .map_err(|e| Error::sys("block signals", e))?;
     let sfd = SignalFd::new(&set).map_err(|e| Error::sys("signalfd", e))?;
     loop {
         // Reap first: the init may have exited before the mask was set.
@@ -37,7 +38,10 @@ pub fn wait_forwarding(pid: i32) -> Result<i32> {
                 Ok(_) => continue,
             }
         }
-        if let Some(info) = sfd.read_signal().map_err(|e| Error::sys("read signalfd", e))? {
+        if let Some(info) = sfd
+            .read_signal()
+            .map_err(|e| Error::sys("read signalfd", e))?
+        {
             let sig = info.ssi_signo as i32;
             if sig != libc::SIGCHLD {
                 if let Ok(s) = Signal::try_from(sig) {
