@@ -35,6 +35,18 @@ fn applets() -> &'static Vec<String> {
     })
 }
 
+/// Copy busybox in a separate `cp` process: if this (multi-threaded) test process held
+/// the write fd, a sibling test's fork could inherit it until its exec, and exec of
+/// this file inside the container would then fail with ETXTBSY.
+fn copy_busybox(dest: &Path) {
+    let st = std::process::Command::new("cp")
+        .arg(BUSYBOX)
+        .arg(dest)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "cp busybox into the rootfs");
+}
+
 /// Makes `rootfs` a busybox-static root: /bin/busybox (a copy, never a
 /// hardlink: the container must not be able to change the host's binary),
 /// a symlink per applet, the usual directories and a passwd/group with root
@@ -42,7 +54,7 @@ fn applets() -> &'static Vec<String> {
 pub fn make_rootfs(rootfs: &Path) {
     let bin = rootfs.join("bin");
     fs::create_dir_all(&bin).expect("mkdir rootfs/bin");
-    fs::copy(BUSYBOX, bin.join("busybox")).expect("copy busybox into the rootfs");
+    copy_busybox(&bin.join("busybox"));
     for a in applets() {
         let _ = symlink("busybox", bin.join(a));
     }

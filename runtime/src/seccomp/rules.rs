@@ -147,12 +147,8 @@ pub(super) fn validate(seccomp: &LinuxSeccomp) -> Result<Validated, SeccompError
                         format!("{} is not a syscall argument (0 to 5)", arg.index()),
                     )
                 })?;
-            if arg.op() == Op::ScmpCmpMaskedEq && arg.value_two().is_none() {
-                return Err(invalid(
-                    format!("{field}.args[{j}].valueTwo"),
-                    "SCMP_CMP_MASKED_EQ needs valueTwo (value is the mask)",
-                ));
-            }
+            // MASKED_EQ without valueTwo compares with 0, as runc and libseccomp read it
+            // (Docker's default profile omits it in its clone rule).
             args.push(Cond {
                 index,
                 op: arg.op(),
