@@ -71,7 +71,8 @@ pub fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64, clr: u64) -> nix::R
     Errno::result(ret).map(drop)
 }
 
-/// close_range(first, ~0, CLOSE_RANGE_CLOEXEC): mark every fd from `first` on close-on-exec.
+/// Mark every fd from `first` on close-on-exec: close_range(CLOSE_RANGE_CLOEXEC), or, where
+/// the kernel or a seccomp policy refuses it, FD_CLOEXEC on each fd in /proc/self/fd.
 pub fn cloexec_from(first: RawFd) -> nix::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes descriptor flags; no memory is passed.
@@ -83,7 +84,22 @@ pub fn cloexec_from(first: RawFd) -> nix::Result<()> {
             CLOSE_RANGE_CLOEXEC,
         )
     };
-    Errno::result(ret).map(drop)
+    if Errno::result(ret).is_ok() {
+        return Ok(());
+    }
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|_| Errno::EBADF)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in fds {
+        // The directory's own fd is gone by now: EBADF is expected for it.
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    Ok(())
 }
 
 /// setrlimit for any resource number (nix's enum lacks some).

@@ -160,6 +160,11 @@ fn run(a: &Args) -> Result<Infallible> {
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    // CVE-2024-21626: no descriptor of the runtime may reach the container. Everything
+    // above stdio and the --preserve-fds ones is closed on exec (set now, before a seccomp
+    // filter could forbid close_range; whatever we open later is close-on-exec already).
+    crate::syscall::cloexec_from(3 + a.opts.preserve_fds)
+        .ctx(|| "mark fds close-on-exec".into())?;
     let late_seccomp = switch_user(process, a.caps, a.seccomp, ch)?;
     let env = environment(process);
     let (exe, argv) = resolve_command(process, &env)?;
@@ -178,9 +183,6 @@ fn run(a: &Args) -> Result<Infallible> {
             &state,
         )?;
     }
-    // CVE-2024-21626: no descriptor of the runtime may reach the container. Everything
-    // above stdio and the --preserve-fds ones is closed on exec.
-    crate::syscall::cloexec_from(3 + a.opts.preserve_fds).ctx(|| "close_range".into())?;
     let env: Vec<CString> = env
         .into_iter()
         .filter_map(|e| CString::new(e).ok())
@@ -229,8 +231,8 @@ fn set_identity(spec: &Spec) -> Result<()> {
 /// Capabilities, user, no_new_privs, and seccomp where it must come early. Returns the
 /// filter to load right before execve when it can wait that long.
 ///
-/// seccomp needs CAP_SYS_ADMIN or no_new_privs: without noNewPrivileges it is loaded while
-/// the capabilities are still ours; with it, at the very end. A filter with NOTIFY rules is
+/// seccomp needs CAP_SYS_ADMIN or no_new_privs: without noNewPrivileges it is loaded
+/// before the user switch, while we are root; with it, at the very end. A filter with NOTIFY rules is
 /// loaded before `Created`, so its listener fd can still reach the parent.
 pub(super) fn switch_user<'f>(
     process: &Process,
@@ -238,18 +240,19 @@ pub(super) fn switch_user<'f>(
     seccomp: Option<&'f CompiledFilter>,
     ch: &Channel,
 ) -> Result<Option<&'f CompiledFilter>> {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we are root.
+        if let Some(f) = seccomp {
+            load_seccomp(f, ch)?;
+        }
+    }
     if let Some(c) = caps {
         c.limit_bounding()?;
     }
     prctl::set_keepcaps(true).ctx(|| "keep capabilities".into())?;
     user::switch(process.user())?;
     prctl::set_keepcaps(false).ctx(|| "drop keepcaps".into())?;
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        if let Some(f) = seccomp {
-            load_seccomp(f, ch)?;
-        }
-    }
     match caps {
         Some(c) => c.apply()?,
         None => Sets::empty().apply()?,

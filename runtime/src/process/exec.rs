@@ -240,14 +240,14 @@ fn run_process(
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     let cwd = process.cwd();
     nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
+    // CVE-2024-21626: only stdio and --preserve-fds reach the process.
+    crate::syscall::cloexec_from(3 + opts.preserve_fds).ctx(|| "mark fds close-on-exec".into())?;
     let late_seccomp = switch_user(process, caps, seccomp, ch)?;
     let env = environment(process);
     let (exe, argv) = resolve_command(process, &env)?;
     ch.send(&Msg::Created)?; // sync 3
     ch.expect(Msg::Ack)?;
     let _ = nix::unistd::close(ch.raw_fd());
-    // CVE-2024-21626: only stdio and --preserve-fds reach the process.
-    crate::syscall::cloexec_from(3 + opts.preserve_fds).ctx(|| "close_range".into())?;
     let env: Vec<std::ffi::CString> = env
         .into_iter()
         .filter_map(|e| std::ffi::CString::new(e).ok())
