@@ -10,6 +10,7 @@ pub mod error;
 pub mod export;
 pub mod gc;
 pub mod import;
+pub mod info;
 pub mod oci;
 pub mod runtime_spec;
 pub mod size;

@@ -1,6 +1,6 @@
 //! capsa-image command line.
 use anyhow::{Context, Result};
-use capsa_image::{bundle, import, size::human, store::Store};
+use capsa_image::{bundle, commit, export, gc, import, info, size::human, store::Store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -53,11 +53,23 @@ enum Cmd {
         message: Option<String>,
     },
     /// List images: ref, id, created, size, shared size
-    Images,
+    Images {
+        /// JSON output (sizes in bytes)
+        #[arg(long)]
+        json: bool,
+    },
     /// List bundles: size (writable layer) and virtual size (plus the image)
-    Ls,
+    Ls {
+        /// JSON output (sizes in bytes)
+        #[arg(long)]
+        json: bool,
+    },
     /// Show an image's history
-    History { image: String },
+    History {
+        image: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove image refs
     Rmi {
         images: Vec<String>,
@@ -128,11 +140,113 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", c.bundle.display());
             }
         }
-        Cmd::Images => {
-            let _ = human(0);
-            anyhow::bail!("not implemented yet");
+        Cmd::Commit {
+            bundle,
+            new_ref,
+            message,
+        } => {
+            let c = commit::commit(&store, &bundle, &new_ref, message.as_deref())
+                .with_context(|| format!("commit {bundle}"))?;
+            println!("{}\t{}", c.name, c.config);
         }
-        _ => anyhow::bail!("not implemented yet"),
+        Cmd::Images { json } => {
+            let imgs = info::images(&store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&imgs)?);
+            } else {
+                println!(
+                    "{:<40} {:<12} {:<20} {:>10} {:>12}",
+                    "REF", "ID", "CREATED", "SIZE", "SHARED SIZE"
+                );
+                for i in imgs {
+                    println!(
+                        "{:<40} {:<12} {:<20} {:>10} {:>12}",
+                        i.name,
+                        i.id.short(),
+                        i.created.get(..19).unwrap_or(&i.created),
+                        human(i.size),
+                        human(i.shared_size)
+                    );
+                }
+            }
+        }
+        Cmd::Ls { json } => {
+            let bs = info::bundles(&store)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&bs)?);
+            } else {
+                println!(
+                    "{:<16} {:<30} {:<30} {:>10} {:>13}",
+                    "ID", "BUNDLE", "IMAGE", "SIZE", "VIRTUAL SIZE"
+                );
+                for b in bs {
+                    println!(
+                        "{:<16} {:<30} {:<30} {:>10} {:>13}",
+                        b.id,
+                        b.bundle,
+                        b.image,
+                        human(b.size),
+                        human(b.virtual_size)
+                    );
+                }
+            }
+        }
+        Cmd::History { image, json } => {
+            let rows = info::history(&store, &image)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<20} {:>10}  {:<60} COMMENT",
+                    "CREATED", "SIZE", "CREATED BY"
+                );
+                for r in rows {
+                    let by: String = r.created_by.chars().take(60).collect();
+                    println!(
+                        "{:<20} {:>10}  {:<60} {}",
+                        r.created.get(..19).unwrap_or(&r.created),
+                        if r.empty_layer {
+                            "0 B".to_string()
+                        } else {
+                            human(r.size)
+                        },
+                        by,
+                        r.comment
+                    );
+                }
+            }
+        }
+        Cmd::Rmi { images, force } => {
+            let (removed, r) = gc::rmi(&store, &images, force)?;
+            for n in removed {
+                println!("untagged {n}");
+            }
+            println!(
+                "deleted {} blobs, {} layers ({})",
+                r.blobs,
+                r.layers,
+                human(r.bytes)
+            );
+        }
+        Cmd::Gc => {
+            let r = gc::gc(&store)?;
+            println!(
+                "deleted {} blobs, {} layers ({})",
+                r.blobs,
+                r.layers,
+                human(r.bytes)
+            );
+        }
+        Cmd::Export { image, out, format } => {
+            let format: export::Format = match format {
+                Some(f) => f.parse()?,
+                None if out.extension().is_some_and(|e| e == "tar") => export::Format::OciArchive,
+                None => export::Format::OciDir,
+            };
+            export::export(&store, &image, &out, format)
+                .with_context(|| format!("export {image} to {}", out.display()))?;
+            println!("{}", out.display());
+        }
     }
     Ok(())
 }
