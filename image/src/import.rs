@@ -469,7 +469,24 @@ fn commit_import(
                         r
                     } else {
                         unpack_layer(&mut hr, &fs_dir, &name, Some(diff_id), &lowers)
-                    }?;
+                    };
+                    let res = match res {
+                        Ok(r) => r,
+                        Err(e) => {
+                            // a corrupt blob shows first as a bad tar or gzip stream: when the
+                            // blob's digest is wrong, say so, it is the cause
+                            let (got, _) =
+                                hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
+                            if got != desc.digest {
+                                return Err(Error::DigestMismatch {
+                                    what: format!("layer blob in {}", source.name),
+                                    expected: desc.digest.to_string(),
+                                    actual: got.to_string(),
+                                });
+                            }
+                            return Err(e);
+                        }
+                    };
                     tracing::debug!(layer = %desc.digest, compression = ?res.compression, "unpacked");
                     let size =
                         disk_usage(&fs_dir).ctx(|| format!("size of {}", fs_dir.display()))?;
