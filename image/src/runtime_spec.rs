@@ -86,16 +86,6 @@ pub fn generate(cfg: &ImageConfig, rootfs: &Path, opts: &Options) -> Result<Valu
     spec["process"]["args"] = json!(args);
     spec["process"]["terminal"] = json!(opts.tty);
 
-    // env: the image's, with a default PATH when it has none
-    let mut env = ec.env.clone().unwrap_or_default();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.to_string());
-    }
-    if opts.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
-        env.push("TERM=xterm".into());
-    }
-    spec["process"]["env"] = json!(env);
-
     if let Some(wd) = ec.working_dir.as_deref().filter(|w| !w.is_empty()) {
         if !wd.starts_with('/') {
             return Err(Error::Invalid(format!(
@@ -111,6 +101,27 @@ pub fn generate(cfg: &ImageConfig, rootfs: &Path, opts: &Options) -> Result<Valu
         uj["additionalGids"] = json!(u.additional_gids);
     }
     spec["process"]["user"] = uj;
+
+    // env: runc's defaults (PATH, TERM), overridden or extended by the image's Env; HOME from
+    // /etc/passwd when the image does not set it
+    let mut env: Vec<String> = vec![DEFAULT_PATH.to_string(), "TERM=xterm".to_string()];
+    for e in ec.env.clone().unwrap_or_default() {
+        let key = e.split('=').next().unwrap_or("").to_string();
+        match env
+            .iter_mut()
+            .find(|x| x.split('=').next() == Some(key.as_str()))
+        {
+            Some(x) => *x = e,
+            None => env.push(e),
+        }
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!(
+            "HOME={}",
+            u.home.as_deref().filter(|h| !h.is_empty()).unwrap_or("/")
+        ));
+    }
+    spec["process"]["env"] = json!(env);
 
     // annotations: converted fields first; Labels may not override them (conversion.md)
     let mut ann: BTreeMap<String, String> = BTreeMap::new();
@@ -190,7 +201,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s["process"]["args"], json!(["/bin/ep", "a", "b"]));
-        assert_eq!(s["process"]["env"], json!([DEFAULT_PATH, "FOO=1"]));
+        assert_eq!(
+            s["process"]["env"],
+            json!([DEFAULT_PATH, "TERM=xterm", "FOO=1", "HOME=/"])
+        );
         assert_eq!(s["process"]["cwd"], json!("/srv"));
         assert_eq!(
             s["annotations"]["org.opencontainers.image.stopSignal"],

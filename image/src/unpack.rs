@@ -66,6 +66,9 @@ pub fn xattr_allowed(name: &[u8]) -> bool {
         || name.starts_with(b"user.overlay."))
 }
 
+/// A directory's path and (atime, mtime), applied after the layer's last entry.
+type DirTimes = (Vec<OsString>, (i64, i64), (i64, i64));
+
 struct Attrs {
     mode: u32,
     uid: u32,
@@ -81,7 +84,7 @@ struct Unpacker<'a> {
     lowers: &'a [PathBuf],
     /// the last parent dir resolved, by path (entries come grouped by directory)
     cached_parent: Option<(OsString, OwnedFd)>,
-    dir_times: Vec<(Vec<OsString>, (i64, i64), (i64, i64))>,
+    dir_times: Vec<DirTimes>,
     deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
 }
 

@@ -12,6 +12,8 @@ pub struct User {
     pub uid: u32,
     pub gid: u32,
     pub additional_gids: Vec<u32>,
+    /// home directory from /etc/passwd, if the user has an entry
+    pub home: Option<String>,
 }
 
 fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
@@ -43,10 +45,16 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
 pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User> {
     let spec = spec.trim();
     if spec.is_empty() {
+        let home = parse(passwd)
+            .iter()
+            .find(|f| f[2] == "0")
+            .and_then(|f| f.get(5))
+            .map(|h| h.to_string());
         return Ok(User {
             uid: 0,
             gid: 0,
             additional_gids: Vec::new(),
+            home,
         });
     }
     let (u, g) = match spec.split_once(':') {
@@ -97,10 +105,12 @@ pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User> {
             }
         }
     }
+    let home = entry.and_then(|f| f.get(5)).map(|h| h.to_string());
     Ok(User {
         uid,
         gid,
         additional_gids,
+        home,
     })
 }
 
@@ -116,7 +126,8 @@ mod tests {
             User {
                 uid: 33,
                 gid: 33,
-                additional_gids: vec![4]
+                additional_gids: vec![4],
+                home: Some("/var/www".into())
             }
         );
         assert_eq!(
@@ -124,7 +135,8 @@ mod tests {
             User {
                 uid: 33,
                 gid: 33,
-                additional_gids: vec![4]
+                additional_gids: vec![4],
+                home: Some("/var/www".into())
             }
         );
         assert_eq!(
@@ -132,7 +144,8 @@ mod tests {
             User {
                 uid: 33,
                 gid: 50,
-                additional_gids: vec![]
+                additional_gids: vec![],
+                home: Some("/var/www".into())
             }
         );
         assert_eq!(
@@ -140,7 +153,8 @@ mod tests {
             User {
                 uid: 1000,
                 gid: 1000,
-                additional_gids: vec![]
+                additional_gids: vec![],
+                home: None
             }
         );
         assert_eq!(resolve_with("1000", PW, GR).unwrap().gid, 0);

@@ -359,8 +359,11 @@ fn sizes_agree_with_du() {
         .unwrap()
         .map(|e| e.unwrap().path().join("fs"))
         .collect();
-    assert_eq!(row["size"].as_u64().unwrap(), du(&[upper.clone()]));
-    let lsum: u64 = layers.iter().map(|l| du(&[l.clone()])).sum();
+    assert_eq!(
+        row["size"].as_u64().unwrap(),
+        du(std::slice::from_ref(&upper))
+    );
+    let lsum: u64 = layers.iter().map(|l| du(std::slice::from_ref(l))).sum();
     assert_eq!(row["virtual_size"].as_u64().unwrap(), du(&[upper]) + lsum);
     let images: serde_json::Value = serde_json::from_str(&env.ok(&["images", "--json"])).unwrap();
     assert_eq!(images[0]["size"].as_u64().unwrap(), lsum);
