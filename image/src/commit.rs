@@ -203,7 +203,7 @@ pub fn commit(
         fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
         let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
         let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
-        unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers)?;
+        unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
         let meta = LayerMeta {
             diff_id: diff_id.clone(),
             size: disk_usage(&fs_dir).ctx(|| "size of new layer")?,

@@ -71,13 +71,15 @@ impl Source {
 /// Reader that copies what it reads into a file (a blob being stored while it is unpacked).
 struct Tee<R> {
     inner: R,
-    out: io::BufWriter<File>,
+    out: Option<io::BufWriter<File>>,
 }
 
 impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        if let Some(o) = self.out.as_mut() {
+            o.write_all(&buf[..n])?;
+        }
         Ok(n)
     }
 }
@@ -441,52 +443,54 @@ fn commit_import(
                 let fs_dir = layer_dir.join("fs");
                 let tmp_blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
                 let f = File::open(&p).ctx(|| format!("open {}", p.display()))?;
-                let mut hr = HashReader::new(f);
+                let mismatch = |got: Digest| Error::DigestMismatch {
+                    what: format!("layer blob in {}", source.name),
+                    expected: desc.digest.to_string(),
+                    actual: got.to_string(),
+                };
                 if have_layer {
                     // the layer is known under another compression: only store the blob
+                    let mut hr = HashReader::new(f);
                     let mut out =
                         File::create(&tmp_blob).ctx(|| format!("create {}", tmp_blob.display()))?;
                     io::copy(&mut hr, &mut out).ctx(|| format!("copy layer {}", desc.digest))?;
+                    let (got, _) = hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
+                    if got != desc.digest {
+                        return Err(mismatch(got));
+                    }
                     reused += 1;
                 } else {
                     fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
                     let name = desc.digest.to_string();
-                    let store_blob = matches!(source.blobs, Blobs::Dir(_)) && !have_blob;
-                    let res = if store_blob {
-                        let out = io::BufWriter::with_capacity(
+                    // a layout's blob is copied into the store while it is unpacked
+                    let out = if matches!(source.blobs, Blobs::Dir(_)) && !have_blob {
+                        Some(io::BufWriter::with_capacity(
                             1 << 20,
                             File::create(&tmp_blob)
                                 .ctx(|| format!("create {}", tmp_blob.display()))?,
-                        );
-                        let mut tee = Tee {
-                            inner: &mut hr,
-                            out,
-                        };
-                        let r = unpack_layer(&mut tee, &fs_dir, &name, Some(diff_id), &lowers);
-                        tee.out
-                            .flush()
-                            .ctx(|| format!("write {}", tmp_blob.display()))?;
-                        r
+                        ))
                     } else {
-                        unpack_layer(&mut hr, &fs_dir, &name, Some(diff_id), &lowers)
+                        None
                     };
-                    let res = match res {
-                        Ok(r) => r,
-                        Err(e) => {
-                            // a corrupt blob shows first as a bad tar or gzip stream: when the
-                            // blob's digest is wrong, say so, it is the cause
-                            let (got, _) =
-                                hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
-                            if got != desc.digest {
-                                return Err(Error::DigestMismatch {
-                                    what: format!("layer blob in {}", source.name),
-                                    expected: desc.digest.to_string(),
-                                    actual: got.to_string(),
-                                });
-                            }
-                            return Err(e);
-                        }
+                    let tee = Tee {
+                        inner: HashReader::new(f),
+                        out,
                     };
+                    let (res, tee) = unpack_layer(tee, &fs_dir, &name, Some(diff_id), &lowers);
+                    let mut tee = tee.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
+                    if let Some(o) = tee.out.as_mut() {
+                        o.flush().ctx(|| format!("write {}", tmp_blob.display()))?;
+                    }
+                    // check the blob's digest first: a corrupt blob shows as a bad tar or gzip
+                    // stream too, but the digest names the cause
+                    let (got, _) = tee
+                        .inner
+                        .finish()
+                        .ctx(|| format!("read layer {}", desc.digest))?;
+                    if got != desc.digest {
+                        return Err(mismatch(got));
+                    }
+                    let res = res?;
                     tracing::debug!(layer = %desc.digest, compression = ?res.compression, "unpacked");
                     let size =
                         disk_usage(&fs_dir).ctx(|| format!("size of {}", fs_dir.display()))?;
@@ -501,14 +505,6 @@ fn commit_import(
                     .ctx(|| "write layer meta")?;
                     staged_layers.insert(diff_id.clone(), layer_dir);
                     unpacked += 1;
-                }
-                let (got, _) = hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
-                if got != desc.digest {
-                    return Err(Error::DigestMismatch {
-                        what: format!("layer blob in {}", source.name),
-                        expected: desc.digest.to_string(),
-                        actual: got.to_string(),
-                    });
                 }
                 if !have_blob {
                     let b = if tmp_blob.exists() { tmp_blob } else { p };

@@ -572,19 +572,136 @@ fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
     Ok(a)
 }
 
+/// Chunks of the decompressed stream, from the decompressing thread.
+struct ChanReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    self.buf = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the sender is done: end of stream
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Decompresses and hashes `blob` in a thread of its own (decompression is most of the cost
+/// of an unpack), handing chunks to the thread that writes files. Returns `blob` back at the
+/// end so the caller can finish its own hashing of the compressed stream.
+fn spawn_decompress<R: Read + Send + 'static>(
+    blob: R,
+) -> (
+    ChanReader,
+    std::thread::JoinHandle<(R, io::Result<(Compression, Digest, u64)>)>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    let h = std::thread::spawn(move || {
+        let mut blob = blob;
+        let res = (|| -> io::Result<(Compression, Digest, u64)> {
+            let (c, r) = decompress(&mut blob)?;
+            let mut hr = HashReader::new(r);
+            loop {
+                let mut v = vec![0u8; CHUNK];
+                let mut n = 0;
+                while n < CHUNK {
+                    let m = hr.read(&mut v[n..])?;
+                    if m == 0 {
+                        break;
+                    }
+                    n += m;
+                }
+                if n == 0 {
+                    break;
+                }
+                v.truncate(n);
+                if tx.send(Ok(v)).is_err() {
+                    break; // the writer gave up (bad entry): stop reading
+                }
+            }
+            let (d, size) = hr.finish()?;
+            Ok((c, d, size))
+        })();
+        if let Err(e) = &res {
+            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+        (blob, res)
+    });
+    (
+        ChanReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        },
+        h,
+    )
+}
+
 /// Unpacks the (possibly compressed) layer `blob` into the empty directory `dest`.
 /// `lowers` are the layer dirs below this one, nearest first (for implicit parents and
 /// hardlinks into lower layers). When `expected` is given, the uncompressed stream must hash
-/// to it.
-pub fn unpack_layer(
-    blob: impl Read,
+/// to it. `blob` is handed back (None only if the decompressing thread panicked).
+pub fn unpack_layer<R: Read + Send + 'static>(
+    blob: R,
     dest: &Path,
     layer: &str,
     expected: Option<&Digest>,
     lowers: &[PathBuf],
-) -> Result<Unpacked> {
-    let (compression, reader) = decompress(blob).ctx(|| format!("layer {layer}: read"))?;
-    let mut hr = HashReader::new(reader);
+) -> (Result<Unpacked>, Option<R>) {
+    let (mut rd, handle) = spawn_decompress(blob);
+    let res = write_entries(&mut rd, dest, layer, lowers);
+    // drain what follows the end-of-archive marker (it counts for the diff_id), or unblock
+    // the thread after an error
+    let drained = if res.is_ok() {
+        io::copy(&mut rd, &mut io::sink()).map(drop)
+    } else {
+        Ok(())
+    };
+    drop(rd);
+    let (blob, stream) = match handle.join() {
+        Ok((b, s)) => (Some(b), s),
+        Err(_) => (None, Err(io::Error::other("decompressing thread panicked"))),
+    };
+    let out = (|| {
+        res?;
+        let (compression, diff_id, size) =
+            drained.and(stream).map_err(|e| Error::Malformed {
+                what: format!("layer {layer}"),
+                reason: format!("truncated or corrupt stream: {e}"),
+            })?;
+        if let Some(exp) = expected {
+            if exp != &diff_id {
+                return Err(Error::DigestMismatch {
+                    what: format!("uncompressed layer {layer} (diff_id)"),
+                    expected: exp.to_string(),
+                    actual: diff_id.to_string(),
+                });
+            }
+        }
+        Ok(Unpacked {
+            diff_id,
+            compression,
+            uncompressed_size: size,
+        })
+    })();
+    (out, blob)
+}
+
+fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBuf]) -> Result<()> {
     let root = sys::open_dir(dest).ctx(|| format!("open {}", dest.display()))?;
     let mut u = Unpacker {
         layer,
@@ -594,39 +711,19 @@ pub fn unpack_layer(
         dir_times: Vec::new(),
         deferred_links: Vec::new(),
     };
-    {
-        let mut ar = tar::Archive::new(&mut hr);
-        let entries = ar.entries().map_err(|e| Error::Malformed {
-            what: format!("layer {layer}"),
-            reason: e.to_string(),
-        })?;
-        for e in entries {
-            let mut e = e.map_err(|e| Error::Malformed {
-                what: format!("layer {layer}"),
-                reason: format!("tar: {e}"),
-            })?;
-            u.entry(&mut e)?;
-        }
-    }
-    u.finish()?;
-    let (diff_id, size) = hr.finish().map_err(|e| Error::Malformed {
+    let mut ar = tar::Archive::new(rd);
+    let entries = ar.entries().map_err(|e| Error::Malformed {
         what: format!("layer {layer}"),
-        reason: format!("truncated or corrupt stream: {e}"),
+        reason: e.to_string(),
     })?;
-    if let Some(exp) = expected {
-        if exp != &diff_id {
-            return Err(Error::DigestMismatch {
-                what: format!("uncompressed layer {layer} (diff_id)"),
-                expected: exp.to_string(),
-                actual: diff_id.to_string(),
-            });
-        }
+    for e in entries {
+        let mut e = e.map_err(|e| Error::Malformed {
+            what: format!("layer {layer}"),
+            reason: format!("tar: {e}"),
+        })?;
+        u.entry(&mut e)?;
     }
-    Ok(Unpacked {
-        diff_id,
-        compression,
-        uncompressed_size: size,
-    })
+    u.finish()
 }
 
 #[cfg(test)]
