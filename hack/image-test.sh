@@ -32,4 +32,7 @@ if [ ! -f "$CAPSA_TEST_IMAGES/images.json" ]; then
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-cargo test -j2 -p capsa-image -- --include-ignored --test-threads=2
+# dependencies (sha256, inflate, tar) optimized, this crate in debug: the real-image tests
+# hash and unpack ~300 MB, about 10x slower with unoptimized dependencies
+cargo test -j2 --config 'profile.dev.package."*".opt-level=3' -p capsa-image -- \
+  --include-ignored --test-threads=2
