@@ -477,7 +477,8 @@ fn commit_import(
                         out,
                     };
                     let (res, tee) = unpack_layer(tee, &fs_dir, &name, Some(diff_id), &lowers);
-                    let mut tee = tee.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
+                    let mut tee =
+                        tee.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
                     if let Some(o) = tee.out.as_mut() {
                         o.flush().ctx(|| format!("write {}", tmp_blob.display()))?;
                     }

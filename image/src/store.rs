@@ -275,13 +275,10 @@ impl Store {
     /// digest) or manifest digest. Returns (ref if any, manifest digest).
     pub fn resolve(&self, name: &str) -> Result<(Option<String>, Digest)> {
         let refs = self.refs()?;
-        if let Some(d) = refs.get(name).or_else(|| refs.get(&normalize_ref(name))) {
-            return Ok((
-                Some(normalize_ref(name))
-                    .filter(|n| refs.contains_key(n))
-                    .or(Some(name.to_string())),
-                d.clone(),
-            ));
+        for n in [name.to_string(), normalize_ref(name)] {
+            if let Some(d) = refs.get(&n) {
+                return Ok((Some(n), d.clone()));
+            }
         }
         let hexpart = name.strip_prefix("sha256:").unwrap_or(name);
         if hexpart.len() >= 4 && hexpart.bytes().all(|b| b.is_ascii_hexdigit()) {

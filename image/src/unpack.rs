@@ -86,6 +86,20 @@ struct Unpacker<'a> {
     cached_parent: Option<(OsString, OwnedFd)>,
     dir_times: Vec<DirTimes>,
     deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
+    /// file data goes through this buffer: fewer, larger writes than io::copy's 8 KiB
+    buf: Vec<u8>,
+}
+
+fn copy_data(r: &mut impl Read, w: &mut impl io::Write, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match r.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+    }
 }
 
 impl<'a> Unpacker<'a> {
@@ -314,7 +328,8 @@ impl<'a> Unpacker<'a> {
                 )
                 .map_err(|e| self.io(&comps, "create file", e))?;
                 let mut f = std::fs::File::from(fd);
-                io::copy(entry, &mut f).map_err(|e| self.io(&comps, "write file", e))?;
+                copy_data(entry, &mut f, &mut self.buf)
+                    .map_err(|e| self.io(&comps, "write file", e))?;
                 let raw = f.as_raw_fd();
                 sys::fchown(raw, attrs.uid, attrs.gid)
                     .and_then(|_| sys::fchmod(raw, attrs.mode))
@@ -600,21 +615,21 @@ impl Read for ChanReader {
 
 const CHUNK: usize = 1 << 20;
 
-/// Decompresses and hashes `blob` in a thread of its own (decompression is most of the cost
-/// of an unpack), handing chunks to the thread that writes files. Returns `blob` back at the
+/// Decompresses `blob` in a thread of its own (with the caller's hashing of the compressed
+/// stream, most of the cost of an unpack), handing chunks to the thread that hashes the
+/// uncompressed stream and writes files. Returns `blob` back at the
 /// end so the caller can finish its own hashing of the compressed stream.
 fn spawn_decompress<R: Read + Send + 'static>(
     blob: R,
 ) -> (
     ChanReader,
-    std::thread::JoinHandle<(R, io::Result<(Compression, Digest, u64)>)>,
+    std::thread::JoinHandle<(R, io::Result<Compression>)>,
 ) {
     let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
     let h = std::thread::spawn(move || {
         let mut blob = blob;
-        let res = (|| -> io::Result<(Compression, Digest, u64)> {
-            let (c, r) = decompress(&mut blob)?;
-            let mut hr = HashReader::new(r);
+        let res = (|| -> io::Result<Compression> {
+            let (c, mut hr) = decompress(&mut blob)?;
             loop {
                 let mut v = vec![0u8; CHUNK];
                 let mut n = 0;
@@ -633,8 +648,7 @@ fn spawn_decompress<R: Read + Send + 'static>(
                     break; // the writer gave up (bad entry): stop reading
                 }
             }
-            let (d, size) = hr.finish()?;
-            Ok((c, d, size))
+            Ok(c)
         })();
         if let Err(e) = &res {
             let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
@@ -662,24 +676,28 @@ pub fn unpack_layer<R: Read + Send + 'static>(
     expected: Option<&Digest>,
     lowers: &[PathBuf],
 ) -> (Result<Unpacked>, Option<R>) {
-    let (mut rd, handle) = spawn_decompress(blob);
+    let (rd, handle) = spawn_decompress(blob);
+    let mut rd = HashReader::new(rd);
     let res = write_entries(&mut rd, dest, layer, lowers);
-    // drain what follows the end-of-archive marker (it counts for the diff_id), or unblock
-    // the thread after an error
-    let drained = if res.is_ok() {
-        io::copy(&mut rd, &mut io::sink()).map(drop)
-    } else {
-        Ok(())
+    // read what follows the end-of-archive marker (it counts for the diff_id); after an
+    // error, dropping the reader stops the thread
+    let hashed = match &res {
+        Ok(()) => Some(rd.finish()),
+        Err(_) => {
+            drop(rd);
+            None
+        }
     };
-    drop(rd);
     let (blob, stream) = match handle.join() {
         Ok((b, s)) => (Some(b), s),
         Err(_) => (None, Err(io::Error::other("decompressing thread panicked"))),
     };
     let out = (|| {
         res?;
-        let (compression, diff_id, size) =
-            drained.and(stream).map_err(|e| Error::Malformed {
+        let ((diff_id, size), compression) = hashed
+            .expect("hashed when res is ok")
+            .and_then(|h| stream.map(|c| (h, c)))
+            .map_err(|e| Error::Malformed {
                 what: format!("layer {layer}"),
                 reason: format!("truncated or corrupt stream: {e}"),
             })?;
@@ -701,7 +719,12 @@ pub fn unpack_layer<R: Read + Send + 'static>(
     (out, blob)
 }
 
-fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBuf]) -> Result<()> {
+fn write_entries(
+    rd: &mut HashReader<ChanReader>,
+    dest: &Path,
+    layer: &str,
+    lowers: &[PathBuf],
+) -> Result<()> {
     let root = sys::open_dir(dest).ctx(|| format!("open {}", dest.display()))?;
     let mut u = Unpacker {
         layer,
@@ -710,6 +733,7 @@ fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBu
         cached_parent: None,
         dir_times: Vec::new(),
         deferred_links: Vec::new(),
+        buf: vec![0u8; 256 << 10],
     };
     let mut ar = tar::Archive::new(rd);
     let entries = ar.entries().map_err(|e| Error::Malformed {
