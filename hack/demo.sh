@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# demo.sh - the whole way from an image to a process, with no registry:
+#   1. build the project (cargo build --release)
+#   2. make a small OCI image from busybox-static (an OCI layout written here: layer tar,
+#      config, manifest, index; nothing binary is committed to the repository)
+#   3. capsa-image import, then bundle (overlay: shared read-only layer + a writable layer)
+#   4. run a container with the runtime; it writes /hello.txt
+#   5. capsa-image commit of the container's writable layer into a new image
+#   6. bundle the committed image and run it: it shows /hello.txt
+#
+# Usage (as root): bash hack/demo.sh
+# Environment: RUNTIME   OCI runtime with the runc CLI (default target/release/capsa)
+#              DEMO_DIR  work dir: store, bundles, image (default /var/tmp/capsa-demo; wiped)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+RUNTIME=${RUNTIME:-$CARGO_TARGET_DIR/release/capsa}
+DEMO=${DEMO_DIR:-/var/tmp/capsa-demo}
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+die() { echo "demo: FAILED: $*" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || die "run as root (overlay mounts, containers)"
+
+# ---------------------------------------------------------------- packages
+need=()
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+command -v sha256sum >/dev/null || need+=(coreutils)
+if [ "$(basename "$RUNTIME")" = runc ] && ! command -v runc >/dev/null; then need+=(runc); fi
+if [ ${#need[@]} -gt 0 ]; then
+  say "apt-get install ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# ---------------------------------------------------------------- 1. build
+say "1. cargo build --release"
+cargo build --release -j2
+CI=$CARGO_TARGET_DIR/release/capsa-image
+[ -x "$CI" ] || die "no $CI"
+command -v "$RUNTIME" >/dev/null || die "runtime $RUNTIME not found (set RUNTIME=runc to use runc)"
+
+# ---------------------------------------------------------------- clean start, cleanup on exit
+STORE=$DEMO/store
+B1=$DEMO/bundle-write
+B2=$DEMO/bundle-show
+RTROOT=$DEMO/runtime-root
+cleanup() {
+  for id in capsa-demo-write capsa-demo-show; do
+    "$RUNTIME" --root "$RTROOT" delete -f "$id" >/dev/null 2>&1 || true
+  done
+  for b in "$B1" "$B2"; do
+    [ -d "$b" ] && "$CI" --store "$STORE" rm "$b" >/dev/null 2>&1 || true
+  done
+}
+trap cleanup EXIT
+if [ -d "$DEMO" ]; then
+  cleanup
+  rm -rf "$DEMO"
+fi
+mkdir -p "$DEMO/image" "$RTROOT"
+
+# ---------------------------------------------------------------- 2. an OCI image by hand
+say "2. make an OCI image layout from busybox-static in $DEMO/image"
+R=$DEMO/rootfs
+mkdir -p "$R"/{bin,etc,root,tmp,proc,sys,dev,var/www}
+chmod 1777 "$R/tmp"; chmod 700 "$R/root"
+cp /bin/busybox "$R/bin/busybox"
+for a in $("$R/bin/busybox" --list); do [ "$a" = busybox ] || ln -sf busybox "$R/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
+printf 'root:x:0:\nnobody:x:65534:\n' > "$R/etc/group"
+L=$DEMO/image
+mkdir -p "$L/blobs/sha256"
+tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@1700000000 -C "$R" -cf "$DEMO/layer.tar" .
+diff_id=$(sha256sum "$DEMO/layer.tar" | cut -d' ' -f1)
+gzip -n -c "$DEMO/layer.tar" > "$DEMO/layer.tar.gz"
+layer=$(sha256sum "$DEMO/layer.tar.gz" | cut -d' ' -f1)
+mv "$DEMO/layer.tar.gz" "$L/blobs/sha256/$layer"
+put() { # json -> prints "digest size", stores the blob
+  local d; d=$(printf '%s' "$1" | sha256sum | cut -d' ' -f1)
+  printf '%s' "$1" > "$L/blobs/sha256/$d"; echo "$d $(printf '%s' "$1" | wc -c)"
+}
+config='{"architecture":"amd64","os":"linux","created":"2023-11-14T22:13:20Z","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh"],"WorkingDir":"/","Labels":{"org.opencontainers.image.title":"capsa demo"}},"rootfs":{"type":"layers","diff_ids":["sha256:'$diff_id'"]},"history":[{"created":"2023-11-14T22:13:20Z","created_by":"hack/demo.sh: busybox-static"}]}'
+read -r cd cs <<<"$(put "$config")"
+manifest='{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'$cd'","size":'$cs'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'$layer'","size":'$(stat -c %s "$L/blobs/sha256/$layer")'}]}'
+read -r md ms <<<"$(put "$manifest")"
+printf '{"imageLayoutVersion":"1.0.0"}' > "$L/oci-layout"
+printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"localhost/demo/busybox:1"}}]}' "$md" "$ms" > "$L/index.json"
+rm -rf "$R" "$DEMO/layer.tar"
+
+# ---------------------------------------------------------------- 3. import + bundle
+say "3. capsa-image import + bundle (store $STORE)"
+"$CI" --store "$STORE" import "$L"
+"$CI" --store "$STORE" bundle localhost/demo/busybox:1 "$B1" -- \
+  /bin/sh -c 'echo "hello from a committed container" > /hello.txt && echo "wrote /hello.txt"'
+"$CI" --store "$STORE" ls
+
+# ---------------------------------------------------------------- 4. run, write a file
+say "4. $RUNTIME run: the container writes /hello.txt"
+"$RUNTIME" --root "$RTROOT" run --bundle "$B1" capsa-demo-write </dev/null || die "run failed"
+"$RUNTIME" --root "$RTROOT" delete -f capsa-demo-write >/dev/null 2>&1 || true
+"$CI" --store "$STORE" ls
+
+# ---------------------------------------------------------------- 5. commit
+say "5. capsa-image commit: the writable layer becomes a new image layer"
+"$CI" --store "$STORE" commit "$B1" localhost/demo/hello:1 -m "demo: wrote /hello.txt"
+"$CI" --store "$STORE" rm "$B1"
+"$CI" --store "$STORE" images
+"$CI" --store "$STORE" history localhost/demo/hello:1
+
+# ---------------------------------------------------------------- 6. run the committed image
+say "6. bundle + run the committed image: cat /hello.txt"
+"$CI" --store "$STORE" bundle localhost/demo/hello:1 "$B2" -- /bin/cat /hello.txt
+out=$("$RUNTIME" --root "$RTROOT" run --bundle "$B2" capsa-demo-show </dev/null) || die "run failed"
+"$RUNTIME" --root "$RTROOT" delete -f capsa-demo-show >/dev/null 2>&1 || true
+echo "$out"
+"$CI" --store "$STORE" rm "$B2" >/dev/null
+[ "$out" = "hello from a committed container" ] || die "unexpected output: $out"
+say "demo passed: image -> bundle -> container -> commit -> image -> container (runtime: $RUNTIME)"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# image-test.sh - capsa-image's tests: unit + synthetic-image tests, then the tests on the
+# images make-images.sh builds (three formats vs `umoci unpack`; commit run by containerd
+# and podman). Installs what they need (apt-get update first), builds the images (cached in
+# $CAPSA_TEST_IMAGES, rebuilt by make-images.sh only when missing), runs as root.
+#
+# Usage: bash hack/image-test.sh            env: CAPSA_TEST_IMAGES (default /var/tmp/capsa-test-images)
+#                                                  RUNTIME (runtime for the commit test, default runc)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TOOLS=${CAPSA_SHARED_TOOLS:-$ROOT/../shared/tools}
+export CAPSA_SHARED_TOOLS=$TOOLS
+export CAPSA_TEST_IMAGES=${CAPSA_TEST_IMAGES:-/var/tmp/capsa-test-images}
+[ "$(id -u)" = 0 ] || { echo "image-test.sh: run as root" >&2; exit 1; }
+
+PKGS=(busybox-static umoci runc containerd podman buildah skopeo debootstrap jq tar gzip uidmap
+      fuse-overlayfs slirp4netns)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=1200 update -qq
+  apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+# the test images (make-images.sh reuses what it already built)
+if [ ! -f "$CAPSA_TEST_IMAGES/images.json" ]; then
+  SKIP_APT=1 bash "$TOOLS/make-images.sh" "$CAPSA_TEST_IMAGES" >&2
+fi
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# dependencies (sha256, inflate, tar) optimized, this crate in debug: the real-image tests
+# hash and unpack ~300 MB, about 10x slower with unoptimized dependencies
+cargo test -j2 --config 'profile.dev.package."*".opt-level=3' -p capsa-image -- \
+  --include-ignored --test-threads=2

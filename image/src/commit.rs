@@ -1,0 +1,259 @@
+//! `commit`: the container's upper dir becomes a new gzip layer on top of its image's layers.
+//! Overlay's whiteouts (0:0 char devices) become `.wh.NAME` entries, opaque directories
+//! (trusted.overlay.opaque=y) get a `.wh..wh..opq` entry; the new image shares every old layer.
+use crate::bundle::{self, now_rfc3339};
+use crate::digest::{Digest, HashWriter};
+use crate::error::{Error, IoContext, Result};
+use crate::oci::{Descriptor, History};
+use crate::size::disk_usage;
+use crate::store::{normalize_ref, LayerMeta, Store};
+use crate::sys;
+use crate::unpack::{unpack_layer, xattr_allowed, OPAQUE_MARKER, OPAQUE_XATTR, WHITEOUT_PREFIX};
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub struct Committed {
+    pub name: String,
+    pub manifest: Digest,
+    pub config: Digest,
+    pub layer: Digest,
+    pub diff_id: Digest,
+}
+
+struct LayerWriter<W: Write> {
+    tar: tar::Builder<W>,
+    links: HashMap<(u64, u64), Vec<u8>>,
+}
+
+fn header_for(st: &libc::stat, kind: tar::EntryType) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(st.st_mode & 0o7777);
+    h.set_uid(st.st_uid as u64);
+    h.set_gid(st.st_gid as u64);
+    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+impl<W: Write> LayerWriter<W> {
+    fn pax(&mut self, dir: RawFd, name: &OsStr) -> io::Result<()> {
+        let x = sys::lxattrs(dir, name)?;
+        let keys: Vec<(String, Vec<u8>)> = x
+            .into_iter()
+            .filter(|(k, _)| xattr_allowed(k.as_bytes()))
+            .map(|(k, v)| (format!("SCHILY.xattr.{}", k.to_string_lossy()), v))
+            .collect();
+        if !keys.is_empty() {
+            self.tar
+                .append_pax_extensions(keys.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        }
+        Ok(())
+    }
+
+    fn walk(&mut self, dir: &OwnedFd, prefix: &[u8]) -> io::Result<()> {
+        let mut names = sys::list_dir(dir)?;
+        names.sort();
+        let d = dir.as_raw_fd();
+        for name in names {
+            let st = sys::fstatat(d, &name)?;
+            let fmt = st.st_mode & libc::S_IFMT;
+            let mut path = prefix.to_vec();
+            path.extend_from_slice(name.as_bytes());
+            let p = Path::new(OsStr::from_bytes(&path));
+            if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+                // overlay whiteout -> .wh.NAME
+                let mut wh = prefix.to_vec();
+                wh.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
+                wh.extend_from_slice(name.as_bytes());
+                let mut h = header_for(&st, tar::EntryType::Regular);
+                h.set_mode(0o644);
+                self.tar
+                    .append_data(&mut h, Path::new(OsStr::from_bytes(&wh)), io::empty())?;
+                continue;
+            }
+            match fmt {
+                libc::S_IFDIR => {
+                    self.pax(d, &name)?;
+                    let mut h = header_for(&st, tar::EntryType::Directory);
+                    let mut dp = path.clone();
+                    dp.push(b'/');
+                    self.tar
+                        .append_data(&mut h, Path::new(OsStr::from_bytes(&dp)), io::empty())?;
+                    if sys::lgetxattr(d, &name, OPAQUE_XATTR)?.as_deref() == Some(b"y") {
+                        let mut op = dp.clone();
+                        op.extend_from_slice(OPAQUE_MARKER.as_bytes());
+                        let mut h = header_for(&st, tar::EntryType::Regular);
+                        h.set_mode(0o644);
+                        self.tar.append_data(
+                            &mut h,
+                            Path::new(OsStr::from_bytes(&op)),
+                            io::empty(),
+                        )?;
+                    }
+                    let sub = sys::openat(
+                        d,
+                        &name,
+                        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                        0,
+                    )?;
+                    self.walk(&sub, &dp)?;
+                }
+                _ => {
+                    if st.st_nlink > 1 {
+                        if let Some(first) = self.links.get(&(st.st_dev, st.st_ino)) {
+                            let first = first.clone();
+                            let mut h = header_for(&st, tar::EntryType::Link);
+                            self.tar.append_link(
+                                &mut h,
+                                p,
+                                Path::new(OsStr::from_bytes(&first)),
+                            )?;
+                            continue;
+                        }
+                        self.links.insert((st.st_dev, st.st_ino), path.clone());
+                    }
+                    self.pax(d, &name)?;
+                    match fmt {
+                        libc::S_IFREG => {
+                            let f = sys::openat(d, &name, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+                            let mut h = header_for(&st, tar::EntryType::Regular);
+                            h.set_size(st.st_size as u64);
+                            self.tar.append_data(&mut h, p, File::from(f))?;
+                        }
+                        libc::S_IFLNK => {
+                            let target = sys::readlinkat(d, &name)?;
+                            let mut h = header_for(&st, tar::EntryType::Symlink);
+                            self.tar.append_link(&mut h, p, Path::new(&target))?;
+                        }
+                        _ => {
+                            let kind = match fmt {
+                                libc::S_IFCHR => tar::EntryType::Char,
+                                libc::S_IFBLK => tar::EntryType::Block,
+                                libc::S_IFIFO => tar::EntryType::Fifo,
+                                _ => continue, // sockets are not kept in images
+                            };
+                            let mut h = header_for(&st, kind);
+                            let (ma, mi) = sys::major_minor(st.st_rdev);
+                            h.set_device_major(ma)?;
+                            h.set_device_minor(mi)?;
+                            self.tar.append_data(&mut h, p, io::empty())?;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `upper` as a gzip layer tar to `out`; returns (diff_id, blob digest, blob size).
+pub fn write_layer(upper: &Path, out: &Path) -> Result<(Digest, Digest, u64)> {
+    let f = File::create(out).ctx(|| format!("create {}", out.display()))?;
+    let compressed = HashWriter::new(io::BufWriter::with_capacity(1 << 20, f));
+    let gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::default());
+    let uncompressed = HashWriter::new(gz);
+    let mut lw = LayerWriter {
+        tar: tar::Builder::new(uncompressed),
+        links: HashMap::new(),
+    };
+    let root = sys::open_dir(upper).ctx(|| format!("open {}", upper.display()))?;
+    lw.walk(&root, b"")
+        .ctx(|| format!("read {}", upper.display()))?;
+    let uncompressed = lw.tar.into_inner().ctx(|| "finish layer tar")?;
+    let (gz, diff_id, _) = uncompressed.finish();
+    let compressed = gz.finish().ctx(|| "finish gzip")?;
+    let (mut bw, digest, size) = compressed.finish();
+    bw.flush().ctx(|| format!("write {}", out.display()))?;
+    bw.get_ref()
+        .sync_all()
+        .ctx(|| format!("sync {}", out.display()))?;
+    Ok((diff_id, digest, size))
+}
+
+pub fn commit(
+    store: &Store,
+    bundle_ref: &str,
+    new_ref: &str,
+    message: Option<&str>,
+) -> Result<Committed> {
+    let _lock = store.lock_shared()?;
+    let c = bundle::find(store, bundle_ref)?;
+    if c.copy {
+        return Err(Error::Invalid(format!(
+            "{} is a --copy bundle: it has no writable layer to commit",
+            c.bundle.display()
+        )));
+    }
+    let manifest = store.manifest(&c.manifest)?;
+    let mut config = store.config(&manifest.config.digest)?;
+    let staging = store.tmp_dir("commit")?;
+    let blob = staging.path().join("layer.tar.gz");
+    let (diff_id, digest, size) = write_layer(&c.upper(store), &blob)?;
+
+    // unpack the new layer from the blob just written: the same path as an import
+    let layer_dir = staging.path().join("layer");
+    let fs_dir = layer_dir.join("fs");
+    if !store.has_layer(&diff_id) {
+        fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+        let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
+        let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
+        unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
+        let meta = LayerMeta {
+            diff_id: diff_id.clone(),
+            size: disk_usage(&fs_dir).ctx(|| "size of new layer")?,
+        };
+        fs::write(
+            layer_dir.join("meta.json"),
+            serde_json::to_vec(&meta).expect("meta"),
+        )
+        .ctx(|| "write layer meta")?;
+    }
+
+    let now = now_rfc3339();
+    config.rootfs.diff_ids.push(diff_id.clone());
+    config.history.push(History {
+        created: Some(now.clone()),
+        created_by: Some(format!("capsa-image commit {}", c.bundle.display())),
+        comment: message.map(String::from),
+        ..Default::default()
+    });
+    config.created = Some(now);
+    let config_bytes = serde_json::to_vec(&config).expect("serialize config");
+    let config_digest = Digest::of_bytes(&config_bytes);
+    let mut m = manifest.clone();
+    m.config.digest = config_digest.clone();
+    m.config.size = config_bytes.len() as u64;
+    m.layers.push(Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        digest: digest.clone(),
+        size,
+        annotations: None,
+        platform: None,
+    });
+    let manifest_bytes = serde_json::to_vec(&m).expect("serialize manifest");
+
+    store.put_blob_file(&blob, &digest)?;
+    if fs_dir.exists() {
+        store.put_layer(&layer_dir, &diff_id)?;
+    }
+    store.put_blob_bytes(&config_bytes)?;
+    let md = store.put_blob_bytes(&manifest_bytes)?;
+    let name = normalize_ref(new_ref);
+    store.update_refs(|refs| {
+        refs.insert(name.clone(), md.clone());
+        Ok(())
+    })?;
+    Ok(Committed {
+        name,
+        manifest: md,
+        config: config_digest,
+        layer: digest,
+        diff_id,
+    })
+}

@@ -1,0 +1,553 @@
+//! `import`: OCI image layout (dir), oci-archive and docker-archive (tar, optionally
+//! compressed). Everything is staged under STORE/tmp and verified (blob digests, diff_ids)
+//! before anything is moved into the store; a failed import leaves the store as it was.
+use crate::compress::{decompress, Compression};
+use crate::digest::{Digest, HashReader};
+use crate::error::{malformed, Error, IoContext, Result};
+use crate::oci::*;
+use crate::size::disk_usage;
+use crate::store::{normalize_ref, LayerMeta, Store, TempDir};
+use crate::unpack::{clean_path, unpack_layer};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// Result of importing one image.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub name: String,
+    pub manifest: Digest,
+    pub config: Digest,
+    pub layers_unpacked: usize,
+    pub layers_reused: usize,
+}
+
+/// Where the blobs of the source live.
+enum Blobs {
+    /// an OCI layout directory: blobs/sha256/<hex>, verified while read
+    Dir(PathBuf),
+    /// files staged from an archive, verified while staged: digest -> file
+    Staged(HashMap<Digest, PathBuf>),
+}
+
+struct Source {
+    name: String,
+    blobs: Blobs,
+}
+
+impl Source {
+    fn missing(&self, what: &str, d: &Digest) -> Error {
+        Error::Missing {
+            what: what.into(),
+            digest: d.to_string(),
+            source_name: self.name.clone(),
+        }
+    }
+    fn path(&self, d: &Digest) -> Option<PathBuf> {
+        match &self.blobs {
+            Blobs::Dir(root) => {
+                Some(root.join("blobs/sha256").join(d.hex())).filter(|p| p.is_file())
+            }
+            Blobs::Staged(m) => m.get(d).cloned(),
+        }
+    }
+    /// Reads a small JSON blob, checking its digest.
+    fn read_small(&self, what: &str, d: &Digest) -> Result<Vec<u8>> {
+        let p = self.path(d).ok_or_else(|| self.missing(what, d))?;
+        let data = fs::read(&p).ctx(|| format!("read {}", p.display()))?;
+        let got = Digest::of_bytes(&data);
+        if &got != d {
+            return Err(Error::DigestMismatch {
+                what: format!("{what} in {}", self.name),
+                expected: d.to_string(),
+                actual: got.to_string(),
+            });
+        }
+        Ok(data)
+    }
+}
+
+/// Reader that copies what it reads into a file (a blob being stored while it is unpacked).
+struct Tee<R> {
+    inner: R,
+    out: Option<io::BufWriter<File>>,
+}
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(o) = self.out.as_mut() {
+            o.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+struct Plan {
+    name: String,
+    manifest_bytes: Vec<u8>,
+    manifest_digest: Digest,
+    config_bytes: Vec<u8>,
+    config_digest: Digest,
+    layers: Vec<(Descriptor, Digest)>,
+}
+
+/// Imports every image found at `src` (layout dir or archive). `name` renames the image
+/// (the source must then hold exactly one).
+pub fn import(store: &Store, src: &Path, name: Option<&str>) -> Result<Vec<Imported>> {
+    let _lock = store.lock_shared()?;
+    let staging = store.tmp_dir("import")?;
+    let (source, mut plans) = if src.is_dir() {
+        if !src.join("oci-layout").is_file() {
+            return Err(malformed(
+                src.display().to_string(),
+                "directory has no oci-layout file",
+            ));
+        }
+        let data = fs::read(src.join("index.json"))
+            .ctx(|| format!("read {}/index.json", src.display()))?;
+        let index = read_index(&data, src)?;
+        let source = Source {
+            name: src.display().to_string(),
+            blobs: Blobs::Dir(src.to_path_buf()),
+        };
+        let plans = plans_from_index(&source, &index, src)?;
+        (source, plans)
+    } else {
+        stage_archive(src, &staging)?
+    };
+    if let Some(n) = name {
+        if plans.len() != 1 {
+            return Err(Error::Invalid(format!(
+                "{} holds {} images; --name needs exactly one",
+                source.name,
+                plans.len()
+            )));
+        }
+        plans[0].name = normalize_ref(n);
+    }
+    commit_import(store, &source, plans, &staging)
+}
+
+fn read_index(data: &[u8], src: &Path) -> Result<Index> {
+    serde_json::from_slice(data).map_err(|e| malformed(format!("{}: index.json", src.display()), e))
+}
+
+fn base_name(src: &Path) -> String {
+    let f = src.file_name().and_then(|s| s.to_str()).unwrap_or("image");
+    let f = f
+        .trim_end_matches(".tar.gz")
+        .trim_end_matches(".tgz")
+        .trim_end_matches(".tar")
+        .trim_end_matches(".oci")
+        .trim_end_matches(".docker");
+    f.to_string()
+}
+
+fn plans_from_index(source: &Source, index: &Index, src: &Path) -> Result<Vec<Plan>> {
+    let mut plans = Vec::new();
+    for desc in &index.manifests {
+        let ann = desc.annotations.clone().unwrap_or_default();
+        let refname = ann
+            .get(ANN_CONTAINERD_NAME)
+            .or_else(|| ann.get(ANN_REF_NAME))
+            .cloned();
+        let refname = match refname {
+            Some(r) if r.contains('/') || r.contains(':') => normalize_ref(&r),
+            Some(tag) => format!("{}:{tag}", base_name(src)),
+            None => normalize_ref(&base_name(src)),
+        };
+        let manifest_digest = pick_manifest(source, desc)?;
+        plans.push(plan_from_manifest(source, refname, &manifest_digest)?);
+    }
+    if plans.is_empty() {
+        return Err(malformed(source.name.clone(), "index.json lists no image"));
+    }
+    Ok(plans)
+}
+
+/// Follows an image index to the manifest for this host's platform.
+fn pick_manifest(source: &Source, desc: &Descriptor) -> Result<Digest> {
+    if desc.media_type == MT_INDEX || desc.media_type == MT_DOCKER_LIST {
+        let data = source.read_small("image index", &desc.digest)?;
+        let idx: Index = serde_json::from_slice(&data)
+            .map_err(|e| malformed(format!("index {}", desc.digest), e))?;
+        let arch = host_arch();
+        let m = idx
+            .manifests
+            .iter()
+            .find(|m| {
+                m.platform
+                    .as_ref()
+                    .is_some_and(|p| p.os == "linux" && p.architecture == arch)
+            })
+            .or_else(|| idx.manifests.iter().find(|m| m.platform.is_none()))
+            .ok_or_else(|| {
+                Error::Invalid(format!("index {} has no linux/{arch} image", desc.digest))
+            })?;
+        return pick_manifest(source, m);
+    }
+    Ok(desc.digest.clone())
+}
+
+fn plan_from_manifest(source: &Source, name: String, md: &Digest) -> Result<Plan> {
+    let manifest_bytes = source.read_small("manifest", md)?;
+    let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
+        .map_err(|e| malformed(format!("manifest {md}"), e))?;
+    let config_bytes = source.read_small("config", &manifest.config.digest)?;
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| malformed(format!("config {}", manifest.config.digest), e))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(malformed(
+            format!("image {name}"),
+            format!(
+                "manifest has {} layers but config has {} diff_ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            ),
+        ));
+    }
+    let layers = manifest
+        .layers
+        .iter()
+        .cloned()
+        .zip(config.rootfs.diff_ids.iter().cloned())
+        .collect();
+    Ok(Plan {
+        name,
+        manifest_digest: md.clone(),
+        manifest_bytes,
+        config_digest: manifest.config.digest.clone(),
+        config_bytes,
+        layers,
+    })
+}
+
+/// Streams an archive once, staging every file with its sha256; then reads it as an OCI
+/// archive (oci-layout + index.json) or a docker-archive (manifest.json).
+fn stage_archive(src: &Path, staging: &TempDir) -> Result<(Source, Vec<Plan>)> {
+    let name = src.display().to_string();
+    let f = File::open(src).ctx(|| format!("open {name}"))?;
+    let (_, r) = decompress(f).ctx(|| format!("read {name}"))?;
+    let mut ar = tar::Archive::new(r);
+    let mut files: HashMap<String, (PathBuf, Digest)> = HashMap::new();
+    let mut links: HashMap<String, String> = HashMap::new();
+    let mut n = 0;
+    let bad = |reason: String| malformed(format!("archive {name}"), reason);
+    for e in ar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut e = e.map_err(|e| bad(format!("tar: {e}")))?;
+        let raw = e.path_bytes().into_owned();
+        let comps = clean_path(&raw)
+            .map_err(|r| bad(format!("entry {:?}: {r}", String::from_utf8_lossy(&raw))))?;
+        let path = comps
+            .iter()
+            .map(|c| c.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        match e.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                n += 1;
+                let dst = staging.path().join(format!("f{n}"));
+                let mut out = io::BufWriter::new(
+                    File::create(&dst).ctx(|| format!("create {}", dst.display()))?,
+                );
+                let mut hr = HashReader::new(&mut e);
+                io::copy(&mut hr, &mut out).map_err(|err| bad(format!("entry {path}: {err}")))?;
+                out.flush().ctx(|| format!("write {}", dst.display()))?;
+                let (d, _) = hr
+                    .finish()
+                    .map_err(|err| bad(format!("entry {path}: {err}")))?;
+                if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+                    if hex != d.hex() {
+                        return Err(Error::DigestMismatch {
+                            what: format!("blob {path} in {name}"),
+                            expected: format!("sha256:{hex}"),
+                            actual: d.to_string(),
+                        });
+                    }
+                }
+                files.insert(path, (dst, d));
+            }
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                // docker save links duplicate layers: <id>/layer.tar -> ../<other>/layer.tar
+                let t = e
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                let base = if e.header().entry_type() == tar::EntryType::Symlink {
+                    comps[..comps.len().saturating_sub(1)]
+                        .iter()
+                        .map(|c| c.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                } else {
+                    Vec::new()
+                };
+                let mut parts = base;
+                for c in String::from_utf8_lossy(&t).split('/') {
+                    match c {
+                        "" | "." => {}
+                        ".." => {
+                            parts
+                                .pop()
+                                .ok_or_else(|| bad(format!("link {path} escapes the archive")))?;
+                        }
+                        c => parts.push(c.to_string()),
+                    }
+                }
+                links.insert(path, parts.join("/"));
+            }
+            _ => {}
+        }
+    }
+    // resolve links to the staged files they name
+    for (l, t) in &links {
+        if let Some(v) = files.get(t).cloned() {
+            files.insert(l.clone(), v);
+        }
+    }
+    let by_digest: HashMap<Digest, PathBuf> = files
+        .values()
+        .map(|(p, d)| (d.clone(), p.clone()))
+        .collect();
+    let source = Source {
+        name: name.clone(),
+        blobs: Blobs::Staged(by_digest),
+    };
+    if files.contains_key("oci-layout") && files.contains_key("index.json") {
+        let index = read_index(
+            &fs::read(&files["index.json"].0).ctx(|| "read index.json")?,
+            src,
+        )?;
+        let plans = plans_from_index(&source, &index, src)?;
+        return Ok((source, plans));
+    }
+    let Some((mpath, _)) = files.get("manifest.json") else {
+        return Err(bad(
+            "neither an OCI archive (oci-layout, index.json) nor a docker-archive (manifest.json)"
+                .into(),
+        ));
+    };
+    let entries: Vec<DockerArchiveEntry> =
+        serde_json::from_slice(&fs::read(mpath).ctx(|| "read manifest.json")?)
+            .map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let mut plans = Vec::new();
+    for ent in entries {
+        let lookup = |p: &str, what: &str| {
+            files
+                .get(p.trim_start_matches("./"))
+                .cloned()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "manifest.json names {what} {p:?}, not in the archive"
+                    ))
+                })
+        };
+        let (cpath, cdig) = lookup(&ent.config, "config")?;
+        let mut layers = Vec::new();
+        for l in &ent.layers {
+            let (lp, ld) = lookup(l, "layer")?;
+            let mut head = [0u8; 8];
+            let n = File::open(&lp)
+                .and_then(|mut f| f.read(&mut head))
+                .ctx(|| format!("read {}", lp.display()))?;
+            let size = fs::metadata(&lp)
+                .ctx(|| format!("stat {}", lp.display()))?
+                .len();
+            layers.push(Descriptor {
+                media_type: Compression::detect(&head[..n]).layer_media_type().into(),
+                digest: ld,
+                size,
+                annotations: None,
+                platform: None,
+            });
+        }
+        let config_bytes = fs::read(&cpath).ctx(|| format!("read {}", cpath.display()))?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(MT_MANIFEST.into()),
+            config: Descriptor {
+                media_type: MT_CONFIG.into(),
+                digest: cdig.clone(),
+                size: config_bytes.len() as u64,
+                annotations: None,
+                platform: None,
+            },
+            layers,
+            annotations: None,
+        };
+        let manifest_bytes = serde_json::to_vec(&manifest).expect("serialize manifest");
+        let md = Digest::of_bytes(&manifest_bytes);
+        let tags = ent.repo_tags.clone().unwrap_or_default();
+        let config: ImageConfig = serde_json::from_slice(&config_bytes)
+            .map_err(|e| malformed(format!("config {cdig}"), e))?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(bad(format!(
+                "image has {} layers but its config has {} diff_ids",
+                manifest.layers.len(),
+                config.rootfs.diff_ids.len()
+            )));
+        }
+        let names = if tags.is_empty() {
+            vec![normalize_ref(&base_name(src))]
+        } else {
+            tags
+        };
+        for n in names {
+            plans.push(Plan {
+                name: normalize_ref(&n),
+                manifest_bytes: manifest_bytes.clone(),
+                manifest_digest: md.clone(),
+                config_bytes: config_bytes.clone(),
+                config_digest: cdig.clone(),
+                layers: manifest
+                    .layers
+                    .iter()
+                    .cloned()
+                    .zip(config.rootfs.diff_ids.iter().cloned())
+                    .collect(),
+            });
+        }
+    }
+    if plans.is_empty() {
+        return Err(bad("manifest.json lists no image".into()));
+    }
+    Ok((source, plans))
+}
+
+fn commit_import(
+    store: &Store,
+    source: &Source,
+    plans: Vec<Plan>,
+    staging: &TempDir,
+) -> Result<Vec<Imported>> {
+    // 1. unpack what the store lacks, into staging
+    let mut staged_layers: BTreeMap<Digest, PathBuf> = BTreeMap::new();
+    let mut staged_blobs: BTreeMap<Digest, PathBuf> = BTreeMap::new();
+    let mut results = Vec::new();
+    for plan in &plans {
+        let mut unpacked = 0;
+        let mut reused = 0;
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        for (desc, diff_id) in &plan.layers {
+            let have_layer = store.has_layer(diff_id) || staged_layers.contains_key(diff_id);
+            let have_blob = store.has_blob(&desc.digest) || staged_blobs.contains_key(&desc.digest);
+            let src_path = source.path(&desc.digest);
+            if have_layer && have_blob {
+                reused += 1;
+            } else {
+                let p = src_path
+                    .clone()
+                    .ok_or_else(|| source.missing("layer", &desc.digest))?;
+                let layer_dir = staging.path().join(format!("layer-{}", diff_id.hex()));
+                let fs_dir = layer_dir.join("fs");
+                let tmp_blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
+                let f = File::open(&p).ctx(|| format!("open {}", p.display()))?;
+                let mismatch = |got: Digest| Error::DigestMismatch {
+                    what: format!("layer blob in {}", source.name),
+                    expected: desc.digest.to_string(),
+                    actual: got.to_string(),
+                };
+                if have_layer {
+                    // the layer is known under another compression: only store the blob
+                    let mut hr = HashReader::new(f);
+                    let mut out =
+                        File::create(&tmp_blob).ctx(|| format!("create {}", tmp_blob.display()))?;
+                    io::copy(&mut hr, &mut out).ctx(|| format!("copy layer {}", desc.digest))?;
+                    let (got, _) = hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
+                    if got != desc.digest {
+                        return Err(mismatch(got));
+                    }
+                    reused += 1;
+                } else {
+                    fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+                    let name = desc.digest.to_string();
+                    // a layout's blob is copied into the store while it is unpacked
+                    let out = if matches!(source.blobs, Blobs::Dir(_)) && !have_blob {
+                        Some(io::BufWriter::with_capacity(
+                            1 << 20,
+                            File::create(&tmp_blob)
+                                .ctx(|| format!("create {}", tmp_blob.display()))?,
+                        ))
+                    } else {
+                        None
+                    };
+                    let tee = Tee {
+                        inner: HashReader::new(f),
+                        out,
+                    };
+                    let (res, tee) = unpack_layer(tee, &fs_dir, &name, Some(diff_id), &lowers);
+                    let mut tee =
+                        tee.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
+                    if let Some(o) = tee.out.as_mut() {
+                        o.flush().ctx(|| format!("write {}", tmp_blob.display()))?;
+                    }
+                    // check the blob's digest first: a corrupt blob shows as a bad tar or gzip
+                    // stream too, but the digest names the cause
+                    let (got, _) = tee
+                        .inner
+                        .finish()
+                        .ctx(|| format!("read layer {}", desc.digest))?;
+                    if got != desc.digest {
+                        return Err(mismatch(got));
+                    }
+                    let res = res?;
+                    tracing::debug!(layer = %desc.digest, compression = ?res.compression, "unpacked");
+                    let size =
+                        disk_usage(&fs_dir).ctx(|| format!("size of {}", fs_dir.display()))?;
+                    let meta = LayerMeta {
+                        diff_id: diff_id.clone(),
+                        size,
+                    };
+                    fs::write(
+                        layer_dir.join("meta.json"),
+                        serde_json::to_vec(&meta).expect("meta"),
+                    )
+                    .ctx(|| "write layer meta")?;
+                    staged_layers.insert(diff_id.clone(), layer_dir);
+                    unpacked += 1;
+                }
+                if !have_blob {
+                    let b = if tmp_blob.exists() { tmp_blob } else { p };
+                    staged_blobs.insert(desc.digest.clone(), b);
+                }
+            }
+            let dir = staged_layers
+                .get(diff_id)
+                .map(|p| p.join("fs"))
+                .unwrap_or_else(|| store.layer_fs(diff_id));
+            lowers.insert(0, dir);
+        }
+        results.push(Imported {
+            name: plan.name.clone(),
+            manifest: plan.manifest_digest.clone(),
+            config: plan.config_digest.clone(),
+            layers_unpacked: unpacked,
+            layers_reused: reused,
+        });
+    }
+    // 2. everything verified: move into the store, then point the refs at it
+    for (d, p) in &staged_blobs {
+        if matches!(source.blobs, Blobs::Dir(_)) && !p.starts_with(staging.path()) {
+            let dst = staging.path().join(format!("copy-{}", d.hex()));
+            fs::copy(p, &dst).ctx(|| format!("copy blob {d}"))?;
+            store.put_blob_file(&dst, d)?;
+        } else {
+            store.put_blob_file(p, d)?;
+        }
+    }
+    for (d, p) in &staged_layers {
+        store.put_layer(p, d)?;
+    }
+    for plan in &plans {
+        store.put_blob_bytes(&plan.config_bytes)?;
+        store.put_blob_bytes(&plan.manifest_bytes)?;
+    }
+    store.update_refs(|refs| {
+        for plan in &plans {
+            refs.insert(plan.name.clone(), plan.manifest_digest.clone());
+        }
+        Ok(())
+    })?;
+    Ok(results)
+}

@@ -1,0 +1,20 @@
+//! capsa-image: layered OCI images to runtime bundles. A content-addressed store of blobs and
+//! unpacked layers; bundles whose rootfs is an overlay of shared layers plus one writable layer
+//! per container; commit of that layer back into an image.
+pub mod bundle;
+pub mod commit;
+pub mod compress;
+pub mod copy;
+pub mod digest;
+pub mod error;
+pub mod export;
+pub mod gc;
+pub mod import;
+pub mod info;
+pub mod oci;
+pub mod runtime_spec;
+pub mod size;
+pub mod store;
+pub mod sys;
+pub mod unpack;
+pub mod user;

@@ -1,0 +1,772 @@
+//! Unpacks one layer tar into its own empty directory, in the overlay format: a whiteout
+//! `.wh.NAME` becomes a 0:0 character device NAME, an opaque marker `.wh..wh..opq` becomes the
+//! `trusted.overlay.opaque=y` xattr of its directory. Stacking such dirs as overlay lower dirs
+//! gives the image's root filesystem.
+//!
+//! Security: entry paths must be relative and free of `..`; every path is resolved from the
+//! layer dir's fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), and the last component
+//! is created/changed with *at calls that never follow it. An entry that would reach outside the
+//! layer dir (directly, through a symlink or through a hardlink) fails the whole layer.
+use crate::compress::{decompress, Compression};
+use crate::digest::{Digest, HashReader};
+use crate::error::{Error, IoContext, Result};
+use crate::sys;
+use std::ffi::{CString, OsStr, OsString};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub const OPAQUE_XATTR: &CStr_ = c"trusted.overlay.opaque";
+type CStr_ = std::ffi::CStr;
+
+/// What unpacking a layer found out.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub diff_id: Digest,
+    pub compression: Compression,
+    pub uncompressed_size: u64,
+}
+
+/// Splits an entry path into its components; refuses absolute paths and `..`.
+pub fn clean_path(raw: &[u8]) -> std::result::Result<Vec<OsString>, String> {
+    if raw.first() == Some(&b'/') {
+        return Err("absolute path".into());
+    }
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("path contains '..'".into()),
+            c => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn join(comps: &[OsString]) -> OsString {
+    let mut v = Vec::new();
+    for (i, c) in comps.iter().enumerate() {
+        if i > 0 {
+            v.push(b'/');
+        }
+        v.extend_from_slice(c.as_bytes());
+    }
+    OsString::from(OsStr::from_bytes(&v))
+}
+
+/// Xattrs that never come from a layer: SELinux labels and NFSv4 ACLs (host policy), and
+/// overlay's own, which would let a layer forge whiteouts or redirects.
+pub fn xattr_allowed(name: &[u8]) -> bool {
+    !(name == b"security.selinux"
+        || name == b"system.nfs4_acl"
+        || name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay."))
+}
+
+/// A directory's path and (atime, mtime), applied after the layer's last entry.
+type DirTimes = (Vec<OsString>, (i64, i64), (i64, i64));
+
+struct Attrs {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    atime: Option<(i64, i64)>,
+    xattrs: Vec<(CString, Vec<u8>)>,
+}
+
+struct Unpacker<'a> {
+    layer: &'a str,
+    root: OwnedFd,
+    lowers: &'a [PathBuf],
+    /// the last parent dir resolved, by path (entries come grouped by directory)
+    cached_parent: Option<(OsString, OwnedFd)>,
+    dir_times: Vec<DirTimes>,
+    deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
+    /// file data goes through this buffer: fewer, larger writes than io::copy's 8 KiB
+    buf: Vec<u8>,
+}
+
+fn copy_data(r: &mut impl Read, w: &mut impl io::Write, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match r.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..n])?;
+    }
+}
+
+impl<'a> Unpacker<'a> {
+    fn bad(&self, entry: &[OsString], reason: impl Into<String>) -> Error {
+        Error::BadEntry {
+            layer: self.layer.to_string(),
+            entry: join(entry).to_string_lossy().into_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    fn io(&self, entry: &[OsString], what: &str, e: io::Error) -> Error {
+        self.bad(entry, format!("{what}: {e}"))
+    }
+
+    /// Resolves (creating missing directories) the parent directory `comps` beneath the root.
+    fn parent(&mut self, entry: &[OsString], comps: &[OsString]) -> Result<RawFd> {
+        let key = join(comps);
+        if let Some((k, fd)) = &self.cached_parent {
+            if *k == key {
+                return Ok(fd.as_raw_fd());
+            }
+        }
+        let fd = self.resolve_dir(entry, comps, true)?;
+        self.cached_parent = Some((key, fd));
+        Ok(self.cached_parent.as_ref().expect("just set").1.as_raw_fd())
+    }
+
+    fn open_dir_beneath(&self, entry: &[OsString], path: &OsStr) -> Result<Option<OwnedFd>> {
+        if path.is_empty() {
+            return sys::openat(
+                self.root.as_raw_fd(),
+                OsStr::new("."),
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+            )
+            .map(Some)
+            .map_err(|e| self.io(entry, "open layer root", e));
+        }
+        match sys::open_beneath(
+            self.root.as_raw_fd(),
+            path,
+            libc::O_PATH | libc::O_DIRECTORY,
+        ) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP)) => {
+                Err(self.bad(
+                    entry,
+                    format!(
+                        "parent {:?} escapes the layer directory through a symlink",
+                        path
+                    ),
+                ))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+                Err(self.bad(entry, format!("parent {:?} is not a directory", path)))
+            }
+            Err(e) => Err(self.io(entry, "resolve parent", e)),
+        }
+    }
+
+    fn resolve_dir(&self, entry: &[OsString], comps: &[OsString], create: bool) -> Result<OwnedFd> {
+        if let Some(fd) = self.open_dir_beneath(entry, &join(comps))? {
+            return Ok(fd);
+        }
+        if !create {
+            return Err(self.bad(entry, "parent directory missing"));
+        }
+        // create the missing components one by one, with the attributes the lower layers give
+        let mut cur = self.open_dir_beneath(entry, OsStr::new(""))?.expect("root");
+        for i in 0..comps.len() {
+            match self.open_dir_beneath(entry, &join(&comps[..=i]))? {
+                Some(fd) => cur = fd,
+                None => {
+                    let (mode, uid, gid) = self.lower_dir_attrs(&comps[..=i]);
+                    sys::mkdirat(cur.as_raw_fd(), &comps[i], 0o700)
+                        .map_err(|e| self.io(entry, "create parent directory", e))?;
+                    sys::lchownat(cur.as_raw_fd(), &comps[i], uid, gid)
+                        .and_then(|_| sys::fchmodat(cur.as_raw_fd(), &comps[i], mode))
+                        .map_err(|e| self.io(entry, "set parent directory attributes", e))?;
+                    cur = self
+                        .open_dir_beneath(entry, &join(&comps[..=i]))?
+                        .ok_or_else(|| self.bad(entry, "parent vanished"))?;
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Mode/owner of a directory in the nearest lower layer that has it (0755 root:root else),
+    /// so that an implicitly created parent does not mask the lower directory's attributes.
+    fn lower_dir_attrs(&self, comps: &[OsString]) -> (u32, u32, u32) {
+        let path = join(comps);
+        for l in self.lowers {
+            let Ok(lfd) = sys::open_dir(l) else { continue };
+            let Ok(fd) = sys::open_beneath(lfd.as_raw_fd(), &path, libc::O_PATH | libc::O_NOFOLLOW)
+            else {
+                continue;
+            };
+            if let Ok(st) = sys::fstat(fd.as_raw_fd()) {
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    return (st.st_mode & 0o7777, st.st_uid, st.st_gid);
+                }
+                break;
+            }
+        }
+        (0o755, 0, 0)
+    }
+
+    /// Removes whatever is at `name` in `dir` (recursively for a directory).
+    fn remove(&mut self, entry: &[OsString], dir: RawFd, name: &OsStr) -> Result<()> {
+        let Some(st) = sys::lstat_opt(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
+            return Ok(());
+        };
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let d = sys::openat(
+                dir,
+                name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )
+            .map_err(|e| self.io(entry, "open for removal", e))?;
+            remove_children(&d).map_err(|e| self.io(entry, "remove directory contents", e))?;
+            sys::unlinkat(dir, name, true).map_err(|e| self.io(entry, "remove directory", e))?;
+            // a cached parent may have been inside what we just removed
+            self.cached_parent = None;
+        } else {
+            sys::unlinkat(dir, name, false).map_err(|e| self.io(entry, "remove", e))?;
+        }
+        Ok(())
+    }
+
+    fn set_xattrs(&self, entry: &[OsString], dir: RawFd, name: &OsStr, a: &Attrs) -> Result<()> {
+        for (k, v) in &a.xattrs {
+            if let Err(e) = sys::lsetxattr(dir, name, k, v) {
+                if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) {
+                    tracing::warn!(layer = self.layer, entry = ?join(entry), xattr = ?k, "xattr not kept: {e}");
+                } else {
+                    return Err(self.io(entry, &format!("set xattr {k:?}"), e));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let comps = clean_path(&raw).map_err(|r| Error::BadEntry {
+            layer: self.layer.to_string(),
+            entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason: r,
+        })?;
+        let attrs = read_attrs(entry).map_err(|e| self.io(&comps, "read header", e))?;
+        let kind = entry.header().entry_type();
+        use tar::EntryType as T;
+
+        if comps.is_empty() {
+            // the layer's root itself ("./"): only a directory may stand there
+            if kind != T::Directory {
+                return Err(self.bad(&comps, "the root entry is not a directory"));
+            }
+            let r = self.root.as_raw_fd();
+            let dot = OsStr::new(".");
+            sys::lchownat(r, dot, attrs.uid, attrs.gid)
+                .and_then(|_| sys::fchmodat(r, dot, attrs.mode))
+                .map_err(|e| self.io(&comps, "set root attributes", e))?;
+            self.set_xattrs(&comps, r, dot, &attrs)?;
+            self.dir_times
+                .push((comps, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
+            return Ok(());
+        }
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let name = name.clone();
+        let nb = name.as_bytes();
+
+        // whiteouts
+        if nb.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            let dir = self.parent(&comps, parent_comps)?;
+            if nb == OPAQUE_MARKER.as_bytes() {
+                return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
+                    .map_err(|e| self.io(&comps, "mark directory opaque", e));
+            }
+            if nb.starts_with(b".wh..wh.") {
+                return Ok(()); // AUFS internals (.wh..wh.plnk, ...): meaningless here
+            }
+            let target = OsStr::from_bytes(&nb[WHITEOUT_PREFIX.len()..]).to_os_string();
+            if target.is_empty() || target == "." || target == ".." {
+                return Err(self.bad(&comps, "whiteout names no file"));
+            }
+            self.remove(&comps, dir, &target)?;
+            let dir = self.parent(&comps, parent_comps)?;
+            return sys::mknodat(dir, &target, libc::S_IFCHR, 0)
+                .map_err(|e| self.io(&comps, "create whiteout device", e));
+        }
+
+        let dir = self.parent(&comps, parent_comps)?;
+        match kind {
+            T::Directory => {
+                let existing =
+                    sys::lstat_opt(dir, &name).map_err(|e| self.io(&comps, "stat", e))?;
+                if !matches!(existing, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+                    self.remove(&comps, dir, &name)?;
+                    let dir = self.parent(&comps, parent_comps)?;
+                    sys::mkdirat(dir, &name, 0o700).map_err(|e| self.io(&comps, "mkdir", e))?;
+                }
+                let dir = self.parent(&comps, parent_comps)?;
+                sys::lchownat(dir, &name, attrs.uid, attrs.gid)
+                    .and_then(|_| sys::fchmodat(dir, &name, attrs.mode))
+                    .map_err(|e| self.io(&comps, "set directory attributes", e))?;
+                self.set_xattrs(&comps, dir, &name, &attrs)?;
+                self.dir_times.push((
+                    comps.clone(),
+                    attrs.atime.unwrap_or(attrs.mtime),
+                    attrs.mtime,
+                ));
+            }
+            T::Regular | T::Continuous | T::GNUSparse => {
+                self.remove(&comps, dir, &name)?;
+                let dir = self.parent(&comps, parent_comps)?;
+                let fd = sys::openat(
+                    dir,
+                    &name,
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                    0o600,
+                )
+                .map_err(|e| self.io(&comps, "create file", e))?;
+                let mut f = std::fs::File::from(fd);
+                copy_data(entry, &mut f, &mut self.buf)
+                    .map_err(|e| self.io(&comps, "write file", e))?;
+                let raw = f.as_raw_fd();
+                sys::fchown(raw, attrs.uid, attrs.gid)
+                    .and_then(|_| sys::fchmod(raw, attrs.mode))
+                    .map_err(|e| self.io(&comps, "set file attributes", e))?;
+                for (k, v) in &attrs.xattrs {
+                    if let Err(e) = sys::fsetxattr(raw, k, v) {
+                        tracing::warn!(layer = self.layer, entry = ?join(&comps), xattr = ?k, "xattr not kept: {e}");
+                    }
+                }
+                sys::futimens(raw, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
+                    .map_err(|e| self.io(&comps, "set times", e))?;
+            }
+            T::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.bad(&comps, "symlink without target"))?
+                    .into_owned();
+                self.remove(&comps, dir, &name)?;
+                let dir = self.parent(&comps, parent_comps)?;
+                sys::symlinkat(OsStr::from_bytes(&target), dir, &name)
+                    .map_err(|e| self.io(&comps, "create symlink", e))?;
+                sys::lchownat(dir, &name, attrs.uid, attrs.gid)
+                    .map_err(|e| self.io(&comps, "chown symlink", e))?;
+                self.set_xattrs(&comps, dir, &name, &attrs)?;
+                sys::lutimensat(dir, &name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
+                    .map_err(|e| self.io(&comps, "set times", e))?;
+            }
+            T::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.bad(&comps, "hardlink without target"))?
+                    .into_owned();
+                let tcomps = clean_path(&target).map_err(|r| {
+                    self.bad(
+                        &comps,
+                        format!(
+                            "hardlink target {:?}: {r}",
+                            String::from_utf8_lossy(&target)
+                        ),
+                    )
+                })?;
+                if tcomps.is_empty() {
+                    return Err(self.bad(&comps, "hardlink to the root"));
+                }
+                if !self.link(&comps, &tcomps, false)? {
+                    self.deferred_links.push((comps.clone(), tcomps));
+                }
+            }
+            T::Char | T::Block | T::Fifo => {
+                let t = match kind {
+                    T::Char => libc::S_IFCHR,
+                    T::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let h = entry.header();
+                let dev = sys::makedev(
+                    h.device_major().ok().flatten().unwrap_or(0),
+                    h.device_minor().ok().flatten().unwrap_or(0),
+                );
+                self.remove(&comps, dir, &name)?;
+                let dir = self.parent(&comps, parent_comps)?;
+                sys::mknodat(dir, &name, t | 0o600, dev)
+                    .map_err(|e| self.io(&comps, "mknod", e))?;
+                sys::lchownat(dir, &name, attrs.uid, attrs.gid)
+                    .and_then(|_| sys::fchmodat(dir, &name, attrs.mode))
+                    .map_err(|e| self.io(&comps, "set device attributes", e))?;
+                self.set_xattrs(&comps, dir, &name, &attrs)?;
+                sys::lutimensat(dir, &name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
+                    .map_err(|e| self.io(&comps, "set times", e))?;
+            }
+            T::XGlobalHeader => {}
+            other => {
+                return Err(self.bad(&comps, format!("unsupported tar entry type {other:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hardlinks `comps` to `tcomps` (both inside this layer). Returns false when the target
+    /// does not exist yet (the link is retried at the end of the layer).
+    fn link(&mut self, comps: &[OsString], tcomps: &[OsString], last_try: bool) -> Result<bool> {
+        let (tname, tparent) = tcomps.split_last().expect("non-empty");
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let tdir = match self.open_dir_beneath(comps, &join(tparent))? {
+            Some(fd) => fd,
+            None if last_try => return self.link_from_lower(comps, tcomps),
+            None => return Ok(false),
+        };
+        let tst = match sys::lstat_opt(tdir.as_raw_fd(), tname)
+            .map_err(|e| self.io(comps, "stat link target", e))?
+        {
+            Some(st) => st,
+            None if last_try => return self.link_from_lower(comps, tcomps),
+            None => return Ok(false),
+        };
+        if tst.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            return Err(self.bad(comps, "hardlink to a directory"));
+        }
+        let dir = self.parent(comps, parent_comps)?;
+        if let Some(st) = sys::lstat_opt(dir, name).map_err(|e| self.io(comps, "stat", e))? {
+            if st.st_ino == tst.st_ino && st.st_dev == tst.st_dev {
+                return Ok(true);
+            }
+            self.remove(comps, dir, name)?;
+        }
+        let dir = self.parent(comps, parent_comps)?;
+        sys::linkat(tdir.as_raw_fd(), tname, dir, name)
+            .map_err(|e| self.io(comps, "create hardlink", e))?;
+        Ok(true)
+    }
+
+    /// A hardlink whose target lives in a lower layer: overlay cannot link across layers, so
+    /// the file is copied (same content, mode, owner; its own inode).
+    fn link_from_lower(&mut self, comps: &[OsString], tcomps: &[OsString]) -> Result<bool> {
+        let tpath = join(tcomps);
+        for l in self.lowers {
+            let Ok(lfd) = sys::open_dir(l) else { continue };
+            let Ok(src) =
+                sys::open_beneath(lfd.as_raw_fd(), &tpath, libc::O_RDONLY | libc::O_NOFOLLOW)
+            else {
+                continue;
+            };
+            let st =
+                sys::fstat(src.as_raw_fd()).map_err(|e| self.io(comps, "stat link target", e))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                break;
+            }
+            let (name, parent_comps) = comps.split_last().expect("non-empty");
+            let dir = self.parent(comps, parent_comps)?;
+            self.remove(comps, dir, name)?;
+            let dir = self.parent(comps, parent_comps)?;
+            let fd = sys::openat(
+                dir,
+                name,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                0o600,
+            )
+            .map_err(|e| self.io(comps, "create file", e))?;
+            let mut f = std::fs::File::from(fd);
+            io::copy(&mut std::fs::File::from(src), &mut f)
+                .map_err(|e| self.io(comps, "copy link target", e))?;
+            sys::fchown(f.as_raw_fd(), st.st_uid, st.st_gid)
+                .and_then(|_| sys::fchmod(f.as_raw_fd(), st.st_mode & 0o7777))
+                .and_then(|_| {
+                    sys::futimens(
+                        f.as_raw_fd(),
+                        (st.st_atime, st.st_atime_nsec),
+                        (st.st_mtime, st.st_mtime_nsec),
+                    )
+                })
+                .map_err(|e| self.io(comps, "set attributes", e))?;
+            return Ok(true);
+        }
+        Err(self.bad(
+            comps,
+            format!(
+                "hardlink target {:?} is in neither this layer nor a lower one",
+                tpath
+            ),
+        ))
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        for (comps, tcomps) in std::mem::take(&mut self.deferred_links) {
+            self.link(&comps, &tcomps, true)?;
+        }
+        // directory times last: creating entries inside changed them
+        for (comps, atime, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
+            let res = match comps.split_last() {
+                None => sys::lutimensat(self.root.as_raw_fd(), OsStr::new("."), atime, mtime),
+                Some((name, parent)) => match self.open_dir_beneath(&comps, &join(parent)) {
+                    Ok(Some(fd)) => sys::lutimensat(fd.as_raw_fd(), name, atime, mtime),
+                    _ => continue,
+                },
+            };
+            if let Err(e) = res {
+                if e.raw_os_error() != Some(libc::ENOENT) {
+                    return Err(self.io(&comps, "set directory times", e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Removes everything inside the directory open as `dir`, never following symlinks.
+pub fn remove_children(dir: &OwnedFd) -> io::Result<()> {
+    for name in sys::list_dir(dir)? {
+        let st = sys::fstatat(dir.as_raw_fd(), &name)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let sub = sys::openat(
+                dir.as_raw_fd(),
+                &name,
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
+            remove_children(&sub)?;
+            sys::unlinkat(dir.as_raw_fd(), &name, true)?;
+        } else {
+            sys::unlinkat(dir.as_raw_fd(), &name, false)?;
+        }
+    }
+    Ok(())
+}
+
+fn parse_time(v: &str) -> Option<(i64, i64)> {
+    let (s, frac) = match v.split_once('.') {
+        Some((s, f)) => (s, f),
+        None => (v, ""),
+    };
+    let secs: i64 = s.parse().ok()?;
+    let mut nanos: i64 = 0;
+    if !frac.is_empty() {
+        let f: String = frac.chars().take(9).collect();
+        nanos = format!("{f:0<9}").parse().ok()?;
+        if secs < 0 && nanos > 0 {
+            return Some((secs - 1, 1_000_000_000 - nanos));
+        }
+    }
+    Some((secs, nanos))
+}
+
+fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
+    let h = entry.header();
+    let mut a = Attrs {
+        mode: h.mode()? & 0o7777,
+        uid: h.uid()? as u32,
+        gid: h.gid()? as u32,
+        mtime: (h.mtime()? as i64, 0),
+        atime: None,
+        xattrs: Vec::new(),
+    };
+    if let Some(exts) = entry.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            let key = ext.key_bytes();
+            if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
+                if xattr_allowed(x) {
+                    if let Ok(k) = CString::new(x) {
+                        a.xattrs.push((k, ext.value_bytes().to_vec()));
+                    }
+                }
+                continue;
+            }
+            let Ok(v) = ext.value() else { continue };
+            match key {
+                b"uid" => a.uid = v.parse().unwrap_or(a.uid),
+                b"gid" => a.gid = v.parse().unwrap_or(a.gid),
+                b"mtime" => a.mtime = parse_time(v).unwrap_or(a.mtime),
+                b"atime" => a.atime = parse_time(v),
+                _ => {}
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// Chunks of the decompressed stream, from the decompressing thread.
+struct ChanReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    self.buf = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0), // the sender is done: end of stream
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+const CHUNK: usize = 1 << 20;
+
+/// Decompresses `blob` in a thread of its own (with the caller's hashing of the compressed
+/// stream, most of the cost of an unpack), handing chunks to the thread that hashes the
+/// uncompressed stream and writes files. Returns `blob` back at the
+/// end so the caller can finish its own hashing of the compressed stream.
+fn spawn_decompress<R: Read + Send + 'static>(
+    blob: R,
+) -> (
+    ChanReader,
+    std::thread::JoinHandle<(R, io::Result<Compression>)>,
+) {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
+    let h = std::thread::spawn(move || {
+        let mut blob = blob;
+        let res = (|| -> io::Result<Compression> {
+            let (c, mut hr) = decompress(&mut blob)?;
+            loop {
+                let mut v = vec![0u8; CHUNK];
+                let mut n = 0;
+                while n < CHUNK {
+                    let m = hr.read(&mut v[n..])?;
+                    if m == 0 {
+                        break;
+                    }
+                    n += m;
+                }
+                if n == 0 {
+                    break;
+                }
+                v.truncate(n);
+                if tx.send(Ok(v)).is_err() {
+                    break; // the writer gave up (bad entry): stop reading
+                }
+            }
+            Ok(c)
+        })();
+        if let Err(e) = &res {
+            let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+        (blob, res)
+    });
+    (
+        ChanReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        },
+        h,
+    )
+}
+
+/// Unpacks the (possibly compressed) layer `blob` into the empty directory `dest`.
+/// `lowers` are the layer dirs below this one, nearest first (for implicit parents and
+/// hardlinks into lower layers). When `expected` is given, the uncompressed stream must hash
+/// to it. `blob` is handed back (None only if the decompressing thread panicked).
+pub fn unpack_layer<R: Read + Send + 'static>(
+    blob: R,
+    dest: &Path,
+    layer: &str,
+    expected: Option<&Digest>,
+    lowers: &[PathBuf],
+) -> (Result<Unpacked>, Option<R>) {
+    let (rd, handle) = spawn_decompress(blob);
+    let mut rd = HashReader::new(rd);
+    let res = write_entries(&mut rd, dest, layer, lowers);
+    // read what follows the end-of-archive marker (it counts for the diff_id); after an
+    // error, dropping the reader stops the thread
+    let hashed = match &res {
+        Ok(()) => Some(rd.finish()),
+        Err(_) => {
+            drop(rd);
+            None
+        }
+    };
+    let (blob, stream) = match handle.join() {
+        Ok((b, s)) => (Some(b), s),
+        Err(_) => (None, Err(io::Error::other("decompressing thread panicked"))),
+    };
+    let out = (|| {
+        res?;
+        let ((diff_id, size), compression) = hashed
+            .expect("hashed when res is ok")
+            .and_then(|h| stream.map(|c| (h, c)))
+            .map_err(|e| Error::Malformed {
+                what: format!("layer {layer}"),
+                reason: format!("truncated or corrupt stream: {e}"),
+            })?;
+        if let Some(exp) = expected {
+            if exp != &diff_id {
+                return Err(Error::DigestMismatch {
+                    what: format!("uncompressed layer {layer} (diff_id)"),
+                    expected: exp.to_string(),
+                    actual: diff_id.to_string(),
+                });
+            }
+        }
+        Ok(Unpacked {
+            diff_id,
+            compression,
+            uncompressed_size: size,
+        })
+    })();
+    (out, blob)
+}
+
+fn write_entries(
+    rd: &mut HashReader<ChanReader>,
+    dest: &Path,
+    layer: &str,
+    lowers: &[PathBuf],
+) -> Result<()> {
+    let root = sys::open_dir(dest).ctx(|| format!("open {}", dest.display()))?;
+    let mut u = Unpacker {
+        layer,
+        root,
+        lowers,
+        cached_parent: None,
+        dir_times: Vec::new(),
+        deferred_links: Vec::new(),
+        buf: vec![0u8; 256 << 10],
+    };
+    let mut ar = tar::Archive::new(rd);
+    let entries = ar.entries().map_err(|e| Error::Malformed {
+        what: format!("layer {layer}"),
+        reason: e.to_string(),
+    })?;
+    for e in entries {
+        let mut e = e.map_err(|e| Error::Malformed {
+            what: format!("layer {layer}"),
+            reason: format!("tar: {e}"),
+        })?;
+        u.entry(&mut e)?;
+    }
+    u.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn clean_path_refuses_escapes() {
+        assert!(clean_path(b"/etc/passwd").is_err());
+        assert!(clean_path(b"a/../../b").is_err());
+        assert!(clean_path(b"..").is_err());
+        assert_eq!(
+            clean_path(b"./a//b/").unwrap(),
+            vec![OsString::from("a"), OsString::from("b")]
+        );
+        assert!(clean_path(b"./").unwrap().is_empty());
+    }
+    #[test]
+    fn pax_times() {
+        assert_eq!(parse_time("12.5"), Some((12, 500_000_000)));
+        assert_eq!(parse_time("7"), Some((7, 0)));
+    }
+}
