@@ -8,8 +8,10 @@
 #   3. unit tests        every crate's own tests (no root needed)
 #   4. runtime kernel    seccomp filters loaded in forked children (runtime/tests)
 #   5. integration       integration/: the built capsa against the real kernel, containerd
-#   6. image             hack/image-test.sh, when the image crate has tests
-#   7. shim              hack/shim-test.sh, when the shim crate has tests
+#   6. image             hack/image-test.sh (capsa-image against make-images.sh images, umoci,
+#                        containerd, podman)
+#   7. shim              hack/shim-test.sh: containerd 1.6 + ctr through containerd-shim-capsa-v2,
+#                        driving capsa, then the same tests driving runc
 #   8. cgroup v2         the cgroup tests inside a pure cgroup v2 VM (hack/cgv2-tests.sh);
 #                        SKIP_CGV2=1 skips it
 set -uo pipefail
@@ -36,8 +38,9 @@ tier unit cargo test --release --workspace --locked --lib --bins
 tier runtime-kernel cargo test --release --locked -p capsa --test seccomp
 tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
   cargo test --release --locked -p integration --no-fail-fast
-[ -f hack/image-test.sh ] && tier image bash hack/image-test.sh
-[ -f hack/shim-test.sh ] && tier shim bash hack/shim-test.sh
+tier image bash hack/image-test.sh
+tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
+tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
 [ "${SKIP_CGV2:-0}" = 1 ] || tier cgroup-v2 bash hack/cgv2-tests.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
