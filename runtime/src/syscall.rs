@@ -200,3 +200,16 @@ pub fn own(fd: RawFd) -> OwnedFd {
     // other object, so wrapping it cannot lead to a double close.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// TIOCGWINSZ: the size of the terminal on `fd`, if it is one.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the valid pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (ret == 0).then_some((ws.ws_row, ws.ws_col))
+}

@@ -78,7 +78,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     let opts = options(cli, &a.create, !a.detach)?;
     // Signals are blocked (to be forwarded) only after the init is forked: it must start
     // with a clean signal mask.
-    let pid = parent::create(&opts)?;
+    let created = parent::create(&opts)?;
+    let pid = created.pid;
     let c = Container::load(&cli.root, &a.create.id, true)?;
     if let Err(e) = crate::lifecycle::start(&c) {
         let _ = crate::lifecycle::delete(c, true);
@@ -88,7 +89,12 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     if a.detach {
         return Ok(0);
     }
-    let code = crate::process::wait::wait_forwarding(pid)?;
+    let master = created
+        .console
+        .as_ref()
+        .map(crate::process::wait::receive_pty_master)
+        .transpose()?;
+    let code = crate::process::wait::wait_forwarding(pid, master)?;
     if !a.keep {
         let c = Container::load(&cli.root, &a.create.id, true)?;
         crate::lifecycle::delete(c, true)?;

@@ -93,12 +93,16 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         preserve_fds: a.preserve_fds,
         foreground: !a.detach,
     };
-    let pid = exec(&c, &opts)?;
+    let (pid, console) = exec(&c, &opts)?;
     drop(c);
     if a.detach {
         return Ok(0);
     }
-    Ok(crate::process::wait::wait_forwarding(pid)?)
+    let master = console
+        .as_ref()
+        .map(crate::process::wait::receive_pty_master)
+        .transpose()?;
+    Ok(crate::process::wait::wait_forwarding(pid, master)?)
 }
 
 /// The process to run: --process, or the container's own process with the command line's

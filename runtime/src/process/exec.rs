@@ -73,8 +73,9 @@ fn open_namespaces(c: &Container, pid: i32) -> Result<Vec<(LinuxNamespaceType, O
     Ok(out)
 }
 
-/// Start the process; returns its pid (host view).
-pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
+/// Start the process; returns its pid (host view) and, for a terminal in the foreground
+/// without --console-socket, our end of the console socket (the pty master arrives on it).
+pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream>)> {
     let init = c.live_pid().ok_or_else(|| Error::BadStatus {
         id: c.id().into(),
         status: "stopped".into(),
@@ -85,9 +86,9 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
         process.terminal().unwrap_or(false),
         opts.console_socket.is_some(),
     ) {
-        (true, false) => {
+        (true, false) if !opts.foreground => {
             return Err(Error::Config(
-                "exec: a terminal needs --console-socket".into(),
+                "exec -d with a terminal needs --console-socket".into(),
             ))
         }
         (false, true) => {
@@ -113,11 +114,15 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
         .transpose()
         .map_err(|e| Error::Config(e.to_string()))?;
     let namespaces = open_namespaces(c, init)?;
-    let console = opts
-        .console_socket
-        .as_deref()
-        .map(console::connect)
-        .transpose()?;
+    let (console, own_console) = match opts.console_socket.as_deref() {
+        Some(path) => (Some(console::connect(path)?), None),
+        None if process.terminal().unwrap_or(false) => {
+            let (ours, theirs) =
+                UnixStream::pair().map_err(|e| Error::Other(format!("console socketpair: {e}")))?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
+    };
     let cgroup = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
     if opts.foreground {
         prctl::set_child_subreaper(true).ctx(|| "set child subreaper".into())?;
@@ -182,7 +187,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<i32> {
         }
     }
     parent_ch.send(&Msg::Ack)?;
-    Ok(pid)
+    Ok((pid, own_console))
 }
 
 /// The first child: join the namespaces, fork the process (pid and time namespaces only

@@ -42,8 +42,16 @@ impl Drop for Cleanup {
     }
 }
 
+/// What `create` leaves to its caller.
+pub struct Created {
+    pub pid: i32,
+    /// `run` in the foreground with a terminal and no --console-socket: our end of the
+    /// console socket, on which the pty master arrives.
+    pub console: Option<std::os::unix::net::UnixStream>,
+}
+
 /// Create the container; returns the init's pid with the init waiting for `start`.
-pub fn create(opts: &CreateOptions) -> Result<i32> {
+pub fn create(opts: &CreateOptions) -> Result<Created> {
     let bundle = Bundle::load(&opts.bundle)?;
     let spec = &bundle.spec;
     let plan = Plan::from_spec(spec)?;
@@ -51,7 +59,8 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Config("process: missing".into()))?;
-    check_terminal(process.terminal().unwrap_or(false), opts)?;
+    let terminal = process.terminal().unwrap_or(false);
+    check_terminal(terminal, opts)?;
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
     let caps = process
         .capabilities()
@@ -81,11 +90,15 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
         .open(&fifo_path)
         .map_err(|e| Error::io("open", &fifo_path, e))?
         .into();
-    let console = opts
-        .console_socket
-        .as_deref()
-        .map(crate::console::connect)
-        .transpose()?;
+    let (console, own_console) = match opts.console_socket.as_deref() {
+        Some(path) => (Some(crate::console::connect(path)?), None),
+        None if terminal => {
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+                .map_err(|e| Error::Other(format!("console socketpair: {e}")))?;
+            (Some(theirs), Some(ours))
+        }
+        None => (None, None),
+    };
     let cgroup_path = cgroups::path_for(spec, &opts.id);
     let cgroup = Cgroup::open(&cgroup_path, opts.systemd_cgroup, &opts.id)?;
     if opts.foreground && plan.two_stage {
@@ -208,7 +221,10 @@ pub fn create(opts: &CreateOptions) -> Result<i32> {
     if let Some(dir) = cleanup.dir.take() {
         drop(dir); // releases the lock
     }
-    Ok(init_pid)
+    Ok(Created {
+        pid: init_pid,
+        console: own_console,
+    })
 }
 
 /// Hand the notify listener to `linux.seccomp.listenerPath` with the container's state.
@@ -237,6 +253,7 @@ fn send_seccomp_listener(
 
 fn check_terminal(terminal: bool, opts: &CreateOptions) -> Result<()> {
     match (terminal, opts.console_socket.is_some()) {
+        (true, false) if opts.foreground => Ok(()),
         (true, false) => Err(Error::Config(
             "process.terminal is true: --console-socket is required".into(),
         )),
