@@ -105,3 +105,41 @@ fn no_terminal_means_no_controlling_tty() {
     let out = ctx.sh("[ -t 0 ] || echo stdin-not-a-tty; [ -t 1 ] || echo stdout-not-a-tty");
     assert_eq!(out, "stdin-not-a-tty\nstdout-not-a-tty\n");
 }
+
+/// `run` in the foreground with process.terminal and no --console-socket: the runtime
+/// makes the pty itself and copies our stdio to it (runc does the same). Our own stdio is
+/// a pty here too, made by script(1).
+#[test]
+fn foreground_run_with_terminal_serves_it_itself() {
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .terminal(true)
+        .sh("tty; read line; echo got:$line; exit 3");
+    b.write();
+    let id = ctx.id();
+    let cmd = format!(
+        "stty rows 40 cols 120; {} --root {} run --bundle {} {}",
+        ctx.rt.path.display(),
+        ctx.root.display(),
+        b.dir.display(),
+        id
+    );
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("script(1)");
+    use std::io::Write;
+    // The line reaches the container's terminal through the runtime's copy loop.
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("/dev/pts/"),
+        "the process has a pty: {text:?}"
+    );
+    assert!(text.contains("got:hello"), "stdin reached it: {text:?}");
+    assert_eq!(out.status.code(), Some(3), "exit status: {text:?}");
+}
