@@ -96,6 +96,12 @@ impl Cgroup {
             .map_err(|e| err("update resources of", path, e))
     }
 
+    pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
+        self.manager
+            .stats()
+            .map_err(|e| Error::Cgroup(format!("stats: {e}")))
+    }
+
     pub fn pids(&self) -> Result<Vec<i32>> {
         Ok(self
             .manager
@@ -168,4 +174,23 @@ pub fn is_frozen(path: &Path) -> bool {
         .map(|s| s.trim() == "FROZEN")
         .unwrap_or(false)
     }
+}
+
+/// How many times the kernel's OOM killer acted in the container's cgroup (v1
+/// memory.oom_control `oom_kill`, v2 memory.events `oom_kill`).
+pub fn oom_kills(path: &Path) -> u64 {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    let file = if is_unified() {
+        Path::new(ROOT).join(rel).join("memory.events")
+    } else {
+        Path::new(ROOT)
+            .join("memory")
+            .join(rel)
+            .join("memory.oom_control")
+    };
+    std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
+        .unwrap_or(0)
 }

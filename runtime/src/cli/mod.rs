@@ -3,6 +3,7 @@
 
 mod create;
 mod delete;
+mod events;
 mod exec;
 mod features;
 mod kill;
@@ -71,6 +72,8 @@ enum Command {
     Pause(pause::PauseArgs),
     /// Resume a paused container
     Resume(pause::PauseArgs),
+    /// Stats and OOM events of a container, as JSON lines
+    Events(events::EventsArgs),
     /// List the processes of a container
     Ps(ps::PsArgs),
     /// Update a container's resource limits
@@ -142,6 +145,7 @@ fn dispatch(cli: &Cli, cmd: &Command) -> anyhow::Result<i32> {
         Command::Exec(a) => exec::run(cli, a),
         Command::Pause(a) => pause::pause(cli, a, true).map(|_| 0),
         Command::Resume(a) => pause::pause(cli, a, false).map(|_| 0),
+        Command::Events(a) => events::run(cli, a).map(|_| 0),
         Command::Ps(a) => ps::run(cli, a).map(|_| 0),
         Command::Update(a) => update::run(cli, a).map(|_| 0),
         Command::Features => features::run().map(|_| 0),
