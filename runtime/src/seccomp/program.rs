@@ -261,12 +261,13 @@ fn conditional(
     Ok(program[prefix.len()..].to_vec())
 }
 
-/// A name no covered ABI knows is skipped with a warning, as runc does.
+/// A name no covered ABI knows is skipped, logged at debug level: the stock profiles of
+/// podman and docker list syscalls of other architectures (ppc's `recv`, …), and a warning
+/// on every container's stderr would only be noise (runc does not print one either).
 fn warn_unknown(v: &Validated) {
     let unknown = unknown_names(v);
     if !unknown.is_empty() {
-        // One line: profiles list syscalls of other architectures (ppc's `recv`, …).
-        tracing::warn!(
+        tracing::debug!(
             "linux.seccomp: unknown syscalls skipped: {}",
             unknown.join(" ")
         );
