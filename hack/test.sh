@@ -35,7 +35,8 @@ tier packages bash hack/test-deps.sh || true
 tier build cargo build --release --workspace --locked
 [ ${#failed[@]} -eq 0 ] || { echo "build failed"; exit 1; }
 tier unit cargo test --release --workspace --locked --lib --bins
-tier runtime-kernel cargo test --release --locked -p capsa --test seccomp
+# --workspace (not -p capsa): the same feature set as the build, so nothing is rebuilt
+tier runtime-kernel cargo test --release --workspace --locked --test seccomp
 tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
   cargo test --release --locked -p integration --no-fail-fast
 tier image bash hack/image-test.sh
