@@ -4,11 +4,17 @@
 #   runc            the reference runtime the suite is validated against
 #   containerd      containerd + ctr for the runc-shim test (private instance via
 #                   ../shared/tools/containerd-env.sh)
-#   jq file util-linux procps iproute2  used by scripts and by tests (unshare, nsenter, ps)
+#   crun            the second reference runtime (benchmarks)
+#   podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
+#                   podman driving the runtime (integration/tests/podman.rs, private set-up
+#                   by ../shared/tools/podman-env.sh)
+#   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
+#                   nsenter, ps, script)
 # Safe to run repeatedly: apt runs only when something is missing. Needs root.
 set -euo pipefail
 
-pkgs=(busybox-static runc containerd jq file util-linux procps iproute2 tar gzip coreutils)
+pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils
+      podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

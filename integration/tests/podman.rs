@@ -1,0 +1,149 @@
+//! podman driving the runtime (`podman --runtime <runtime>`): run, run -it, exec, top,
+//! pause/unpause, update, kill, stop, rm, and a `podman build` whose RUN step goes through
+//! the runtime. A private podman set-up per test (../shared/tools/podman-env.sh with its
+//! own PODMAN_DIR, vfs storage) and a busybox image built locally. Skipped outside CI when
+//! podman is missing, and when CAPSA_TEST_PODMAN=0.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use integration::runtime::{run_cmd, workspace_dir, Out};
+use integration::{image, Ctx};
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("CAPSA_SHARED_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_dir().join("../shared/tools"))
+}
+
+const IMAGE: &str = "localhost/capsa-test-busybox:latest";
+
+struct Podman {
+    dir: PathBuf,
+    runtime: PathBuf,
+}
+
+impl Podman {
+    /// None (test skipped) when podman is not installed and we are not in CI.
+    fn new(ctx: &Ctx) -> Option<Podman> {
+        if std::env::var("CAPSA_TEST_PODMAN").as_deref() == Ok("0") {
+            integration::skip("CAPSA_TEST_PODMAN=0");
+            return None;
+        }
+        let have = Command::new("podman").arg("--version").output().is_ok();
+        if !have {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "podman is missing (hack/test-deps.sh installs it)"
+            );
+            integration::skip("podman not installed");
+            return None;
+        }
+        let p = Podman {
+            dir: ctx.mkdir("podman"),
+            runtime: ctx.rt.path.clone(),
+        };
+        let work = ctx.mkdir("image");
+        let archive = image::busybox_docker_archive(&work, IMAGE);
+        p.sh(&format!("podman load -q -i {}", archive.display()))
+            .ok();
+        Some(p)
+    }
+
+    /// `script` in bash with the private podman's environment; `$P` is podman with our runtime.
+    fn sh(&self, script: &str) -> Out {
+        let env = tools_dir().join("podman-env.sh");
+        run_cmd(
+            Command::new("bash")
+                .arg("-c")
+                .arg(format!(
+                    "set -e; eval \"$(bash {})\"; P=\"podman --runtime {}\"; {script}",
+                    env.display(),
+                    self.runtime.display()
+                ))
+                .env("PODMAN_DIR", &self.dir)
+                .env("PODMAN_DRIVER", "vfs")
+                .env("SKIP_APT", "1"),
+        )
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let _ = self.sh("$P rm -af -t 0 >/dev/null 2>&1 || true; podman system reset --force >/dev/null 2>&1 || true");
+    }
+}
+
+fn workdir(p: &Podman) -> &Path {
+    &p.dir
+}
+
+#[test]
+fn run_exec_top_pause_update_kill() {
+    let ctx = Ctx::new();
+    let Some(p) = Podman::new(&ctx) else { return };
+    let out = p.sh(&format!("$P run --rm {IMAGE} sh -c 'echo hello; exit 3'"));
+    assert_eq!(out.code(), Some(3), "{out}");
+    assert!(out.stdout.contains("hello"), "{out}");
+
+    p.sh(&format!("$P run -d --name c1 {IMAGE} sleep 1000"))
+        .ok();
+    let out = p.sh("$P exec c1 sh -c 'echo in-exec; exit 4'");
+    assert_eq!(out.code(), Some(4), "{out}");
+    assert!(out.stdout.contains("in-exec"), "{out}");
+    let out = p.sh("$P top c1").ok();
+    assert!(out.stdout.contains("sleep 1000"), "{out}");
+    p.sh("$P pause c1").ok();
+    let out = p.sh("$P inspect -f '{{.State.Status}}' c1").ok();
+    assert_eq!(out.stdout.trim(), "paused", "{out}");
+    p.sh("$P unpause c1").ok();
+    p.sh("$P update --memory 64m c1").ok();
+    let out = p.sh("$P exec c1 sh -c 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes'").ok();
+    assert_eq!(out.stdout.trim(), (64u64 << 20).to_string(), "{out}");
+    p.sh("$P kill c1 >/dev/null").ok();
+    p.sh("$P rm -f c1 >/dev/null").ok();
+    p.sh(&format!(
+        "$P run -d --name c2 {IMAGE} sleep 1000 >/dev/null; $P stop -t 1 c2 >/dev/null"
+    ))
+    .ok();
+    let out = p.sh("$P inspect -f '{{.State.Status}}' c2").ok();
+    assert_eq!(out.stdout.trim(), "exited", "{out}");
+    assert!(workdir(&p).exists());
+}
+
+#[test]
+fn run_interactive_terminal() {
+    let ctx = Ctx::new();
+    let Some(p) = Podman::new(&ctx) else { return };
+    // script(1) gives podman a terminal; the shell reads our line through it.
+    let out = p.sh(&format!(
+        "(sleep 1; printf 'echo tty:$(tty)\\nexit 5\\n') | script -qec \"$P run -it --rm {IMAGE} sh\" /dev/null"
+    ));
+    assert!(out.stdout.contains("tty:/dev/pts/"), "{out}");
+    assert_eq!(out.code(), Some(5), "{out}");
+}
+
+#[test]
+fn build_runs_its_run_step_through_the_runtime() {
+    let ctx = Ctx::new();
+    let Some(p) = Podman::new(&ctx) else { return };
+    let dir = ctx.mkdir("build");
+    std::fs::write(
+        dir.join("Containerfile"),
+        format!("FROM {IMAGE}\nRUN echo built > /built.txt && id -u > /uid.txt\n"),
+    )
+    .unwrap();
+    p.sh(&format!(
+        "$P build -q --network host -t localhost/built:1 {}",
+        dir.display()
+    ))
+    .ok();
+    let out = p
+        .sh("$P run --rm localhost/built:1 cat /built.txt /uid.txt")
+        .ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["built", "0"],
+        "{out}"
+    );
+}
