@@ -199,3 +199,45 @@ fn cwd_that_is_a_file() {
     let out = ctx.create(&id, &b);
     rejected(&ctx, &id, &b, out, "/etc/passwd");
 }
+
+/// A security module the host does not run: refused before anything is made.
+#[test]
+fn apparmor_profile_without_apparmor() {
+    let ctx = Ctx::new();
+    if std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
+    {
+        integration::skip("AppArmor is enabled on this host");
+        return;
+    }
+    let b = ctx
+        .bundle()
+        .with(|c| c["process"]["apparmorProfile"] = "docker-default".into());
+    let id = ctx.id();
+    let out = ctx.create(&id, &b);
+    if !ctx.rt.is_capsa() {
+        // runc 1.1 silently runs without the profile.
+        ctx.delete_force(&id);
+        return;
+    }
+    let out = out.fails();
+    rejected(&ctx, &id, &b, out, "apparmorProfile");
+}
+
+/// --systemd-cgroup where systemd does not run: a clear error, no container.
+#[test]
+fn systemd_cgroup_without_systemd() {
+    let ctx = Ctx::new();
+    if std::path::Path::new("/run/systemd/system").exists() || !ctx.rt.is_capsa() {
+        integration::skip("systemd runs here, or the runtime is not capsa");
+        return;
+    }
+    let b = ctx.bundle();
+    let id = ctx.id();
+    b.write();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx
+        .rt(&["--systemd-cgroup", "create", "--bundle", &dir, &id])
+        .fails();
+    rejected(&ctx, &id, &b, out, "systemd");
+}

@@ -12,6 +12,7 @@ pub mod error;
 pub mod hooks;
 pub mod lifecycle;
 pub mod logging;
+pub mod lsm;
 pub mod namespaces;
 pub mod process;
 pub mod rlimits;

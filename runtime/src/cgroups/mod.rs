@@ -36,9 +36,12 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 impl Cgroup {
     pub fn open(path: &Path, systemd: bool, id: &str) -> Result<Cgroup> {
         if systemd {
-            return Err(Error::Cgroup(
-                "--systemd-cgroup: the systemd cgroup driver is not supported yet".into(),
-            ));
+            let why = if Path::new("/run/systemd/system").exists() {
+                "the systemd cgroup driver is not supported yet; use the cgroupfs driver"
+            } else {
+                "systemd is not running on this host (no /run/systemd/system)"
+            };
+            return Err(Error::Cgroup(format!("--systemd-cgroup: {why}")));
         }
         let manager = create_cgroup_manager(CgroupConfig {
             cgroup_path: path.to_path_buf(),

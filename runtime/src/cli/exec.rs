@@ -70,12 +70,6 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         ),
         s => anyhow::bail!("container \"{}\" is {s}: cannot exec in it", a.id),
     }
-    if a.apparmor.is_some() {
-        anyhow::bail!("--apparmor: AppArmor is not enabled on this host");
-    }
-    if a.process_label.is_some() {
-        anyhow::bail!("--process-label: SELinux is not enabled on this host");
-    }
     if !a.cgroup.is_empty() {
         anyhow::bail!("--cgroup: joining a sub-cgroup is not supported yet");
     }
@@ -191,6 +185,12 @@ fn build_process(c: &Container, a: &ExecArgs) -> anyhow::Result<Process> {
     }
     if a.no_new_privs {
         p.set_no_new_privileges(Some(true));
+    }
+    if let Some(profile) = &a.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &a.process_label {
+        p.set_selinux_label(Some(label.clone()));
     }
     Ok(p)
 }

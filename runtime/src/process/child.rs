@@ -240,6 +240,7 @@ pub(super) fn switch_user<'f>(
     seccomp: Option<&'f CompiledFilter>,
     ch: &Channel,
 ) -> Result<Option<&'f CompiledFilter>> {
+    crate::lsm::apply(process)?;
     let nnp = process.no_new_privileges().unwrap_or(false);
     if !nnp {
         // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we are root.

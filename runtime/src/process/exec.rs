@@ -99,6 +99,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream
         _ => {}
     }
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
+    crate::lsm::check(process)?;
     let caps = process
         .capabilities()
         .as_ref()

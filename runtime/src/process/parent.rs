@@ -59,6 +59,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Config("process: missing".into()))?;
+    crate::lsm::check(process)?;
     let terminal = process.terminal().unwrap_or(false);
     check_terminal(terminal, opts)?;
     rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
