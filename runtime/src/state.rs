@@ -13,6 +13,8 @@ use crate::utils::{validate_id, write_atomic};
 use crate::{cgroups, Error, Result};
 
 const STATE_FILE: &str = "state.json";
+/// The cgroup path, written before the cgroup is made (for cleaning up a killed create).
+pub const CGROUP_FILE: &str = "cgroup.path";
 /// The start barrier: present from create until start.
 pub const EXEC_FIFO: &str = "exec.fifo";
 
@@ -152,6 +154,14 @@ impl ContainerDir {
 
     pub fn fifo_path(&self) -> PathBuf {
         self.path.join(EXEC_FIFO)
+    }
+
+    /// Where the container's cgroup will be, before state.json exists.
+    pub fn record_cgroup(&self, path: &Path) -> Result<()> {
+        write_atomic(
+            &self.path.join(CGROUP_FILE),
+            path.as_os_str().as_encoded_bytes(),
+        )
     }
 
     pub fn save(&self, saved: &Saved) -> Result<()> {

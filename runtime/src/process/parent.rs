@@ -101,6 +101,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         None => (None, None),
     };
     let cgroup_path = cgroups::path_for(spec, &opts.id);
+    // Recorded before the cgroup exists: a create killed before it saved its state leaves
+    // this, and `delete --force` removes the cgroup from it.
+    if let Some(dir) = &cleanup.dir {
+        dir.record_cgroup(&cgroup_path)?;
+    }
     let cgroup = Cgroup::open(&cgroup_path, opts.systemd_cgroup, &opts.id)?;
     if opts.foreground && plan.two_stage {
         // The init will be a grandchild: let it be reparented to us, so `run` can wait.
