@@ -183,19 +183,29 @@ fn run(a: &Args) -> Result<Infallible> {
             &state,
         )?;
     }
+    exec_process(&exe, &argv, env, late_seccomp)
+}
+
+/// The last step of the init and of `exec`: a late seccomp filter, then execve. If execve
+/// fails the parent is gone already: stderr is all that is left to tell, and 127 the status.
+pub(super) fn exec_process(
+    exe: &CString,
+    argv: &[CString],
+    env: Vec<String>,
+    late_seccomp: Option<&CompiledFilter>,
+) -> Result<Infallible> {
     let env: Vec<CString> = env
         .into_iter()
         .filter_map(|e| CString::new(e).ok())
         .collect();
     if let Some(filter) = late_seccomp {
-        // Last thing before execve: nothing of ours runs filtered but the exec itself.
+        // Nothing of ours runs filtered but the exec itself.
         filter
             .load()
             .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
     }
-    let err = crate::syscall::execve(&exe, &argv, &env);
-    // The parent is gone: stderr is all that is left to tell.
-    eprintln!("capsa: exec {:?}: {err}", exe);
+    let err = crate::syscall::execve(exe, argv, &env);
+    eprintln!("capsa: exec {exe:?}: {err}");
     exit_now(127)
 }
 

@@ -18,7 +18,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::child::{environment, resolve_command, switch_user};
+use super::child::{environment, exec_process, resolve_command, switch_user};
 use crate::capabilities::Sets;
 use crate::cgroups::Cgroup;
 use crate::channel::{self, Channel, Msg};
@@ -254,16 +254,5 @@ fn run_process(
     ch.send(&Msg::Created)?; // sync 3
     ch.expect(Msg::Ack)?;
     let _ = nix::unistd::close(ch.raw_fd());
-    let env: Vec<std::ffi::CString> = env
-        .into_iter()
-        .filter_map(|e| std::ffi::CString::new(e).ok())
-        .collect();
-    if let Some(filter) = late_seccomp {
-        filter
-            .load()
-            .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
-    }
-    let err = crate::syscall::execve(&exe, &argv, &env);
-    eprintln!("capsa exec: {exe:?}: {err}");
-    exit_now(127)
+    exec_process(&exe, &argv, env, late_seccomp)
 }
