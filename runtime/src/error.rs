@@ -21,13 +21,15 @@ pub enum Error {
     /// A config.json problem; the message names the field.
     #[error("config.json: {0}")]
     Config(String),
-    #[error("{what}: {source}")]
-    Sys { what: String, source: nix::Error },
-    #[error("{what} {path}: {source}", path = .path.display())]
+    // The cause is part of the message, not a `source`: the message crosses from the
+    // init to the parent as text, and must not be printed twice by anyhow's chain.
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::Error },
+    #[error("{what} {path}: {err}", path = .path.display())]
     Io {
         what: &'static str,
         path: PathBuf,
-        source: std::io::Error,
+        err: std::io::Error,
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
@@ -49,7 +51,7 @@ impl Error {
     pub fn sys(what: impl Into<String>, source: nix::Error) -> Self {
         Error::Sys {
             what: what.into(),
-            source,
+            errno: source,
         }
     }
 
@@ -57,7 +59,7 @@ impl Error {
         Error::Io {
             what,
             path: path.into(),
-            source,
+            err: source,
         }
     }
 }

@@ -97,6 +97,11 @@ pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<()> {
 /// Remove a stopped (or, with `force`, any) container: processes, cgroup, poststop hooks,
 /// state dir.
 pub fn delete(c: Container, force: bool) -> Result<()> {
+    delete_with(c, force, None)
+}
+
+/// `delete`, reusing a cgroup handle the caller already has (`run` keeps create's).
+pub fn delete_with(c: Container, force: bool, cgroup: Option<Cgroup>) -> Result<()> {
     let status = c.status();
     // The spec: deleting a container that is not stopped is an error with no effect.
     if status != Status::Stopped && !force {
@@ -105,13 +110,16 @@ pub fn delete(c: Container, force: bool) -> Result<()> {
             c.id()
         )));
     }
+    // Opening the cgroup parses the host's mounts for every controller: once is enough.
+    let cg = match cgroup {
+        Some(cg) => cg,
+        None => Cgroup::open(&c.saved.cgroup_path, false, c.id())?,
+    };
     if let Some(pid) = c.live_pid() {
-        let cg = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
         let _ = cg.freeze(false);
         let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
         wait_gone(&c, Duration::from_secs(10));
     }
-    let cg = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
     cg.destroy(&c.saved.cgroup_path)?;
     let state = c.hook_state(Status::Stopped);
     if let Some(h) = c.saved.config.hooks() {

@@ -82,7 +82,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     let pid = created.pid;
     let c = Container::load(&cli.root, &a.create.id, true)?;
     if let Err(e) = crate::lifecycle::start(&c) {
-        let _ = crate::lifecycle::delete(c, true);
+        let _ = crate::lifecycle::delete_with(c, true, Some(created.cgroup));
         return Err(e.into());
     }
     drop(c);
@@ -97,7 +97,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     let code = crate::process::wait::wait_forwarding(pid, master)?;
     if !a.keep {
         let c = Container::load(&cli.root, &a.create.id, true)?;
-        crate::lifecycle::delete(c, true)?;
+        crate::lifecycle::delete_with(c, true, Some(created.cgroup))?;
     }
     Ok(code)
 }

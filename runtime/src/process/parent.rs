@@ -48,6 +48,8 @@ pub struct Created {
     /// `run` in the foreground with a terminal and no --console-socket: our end of the
     /// console socket, on which the pty master arrives.
     pub console: Option<std::os::unix::net::UnixStream>,
+    /// The container's cgroup, for a `run` that deletes the container when it exits.
+    pub cgroup: Cgroup,
 }
 
 /// Create the container; returns the init's pid with the init waiting for `start`.
@@ -223,13 +225,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     while parent_ch.recv()?.is_some() {}
 
     cleanup.pids.clear();
-    cleanup.cgroup = None;
+    let (cgroup, _) = cleanup
+        .cgroup
+        .take()
+        .ok_or_else(|| Error::Other("cgroup handle lost".into()))?;
     if let Some(dir) = cleanup.dir.take() {
         drop(dir); // releases the lock
     }
     Ok(Created {
         pid: init_pid,
         console: own_console,
+        cgroup,
     })
 }
 
