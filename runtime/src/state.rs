@@ -188,6 +188,12 @@ pub struct Container {
 }
 
 impl Container {
+    /// Lock the container's directory again, with what create saved still in hand.
+    pub fn reopen(root: &Path, saved: Saved) -> Result<Container> {
+        let dir = ContainerDir::open(root, &saved.id, true)?;
+        Ok(Container { dir, saved })
+    }
+
     pub fn load(root: &Path, id: &str, exclusive: bool) -> Result<Container> {
         let dir = ContainerDir::open(root, id, exclusive)?;
         let saved = dir.load()?;

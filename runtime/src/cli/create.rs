@@ -80,7 +80,8 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     // with a clean signal mask.
     let created = parent::create(&opts)?;
     let pid = created.pid;
-    let c = Container::load(&cli.root, &a.create.id, true)?;
+    // What create saved is still in hand: lock the directory again without re-reading it.
+    let c = Container::reopen(&cli.root, created.saved.clone())?;
     if let Err(e) = crate::lifecycle::start(&c) {
         let _ = crate::lifecycle::delete_with(c, true, Some(created.cgroup));
         return Err(e.into());
@@ -96,7 +97,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
         .transpose()?;
     let code = crate::process::wait::wait_forwarding(pid, master)?;
     if !a.keep {
-        let c = Container::load(&cli.root, &a.create.id, true)?;
+        let c = Container::reopen(&cli.root, created.saved)?;
         crate::lifecycle::delete_with(c, true, Some(created.cgroup))?;
     }
     Ok(code)

@@ -50,6 +50,8 @@ pub struct Created {
     pub console: Option<std::os::unix::net::UnixStream>,
     /// The container's cgroup, for a `run` that deletes the container when it exits.
     pub cgroup: Cgroup,
+    /// What was saved in state.json, so `run` need not read it back.
+    pub saved: Saved,
 }
 
 /// Create the container; returns the init's pid with the init waiting for `start`.
@@ -236,6 +238,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         pid: init_pid,
         console: own_console,
         cgroup,
+        saved,
     })
 }
 
