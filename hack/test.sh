@@ -12,8 +12,9 @@
 #                        containerd, podman)
 #   7. shim              hack/shim-test.sh: containerd 1.6 + ctr through containerd-shim-capsa-v2,
 #                        driving capsa, then the same tests driving runc
-#   8. cgroup v2         the cgroup tests inside a pure cgroup v2 VM (hack/cgv2-tests.sh);
-#                        SKIP_CGV2=1 skips it
+#   8. cgroup v2         inside a pure cgroup v2 VM: the runtime's cgroup, exec and events
+#                        tests (hack/cgv2-tests.sh), and the shim's ctr tests driving capsa
+#                        (metrics and OOM on v2); SKIP_CGV2=1 skips them
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -42,7 +43,10 @@ tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
 tier image bash hack/image-test.sh
 tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
 tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
-[ "${SKIP_CGV2:-0}" = 1 ] || tier cgroup-v2 bash hack/cgv2-tests.sh
+if [ "${SKIP_CGV2:-0}" != 1 ]; then
+  tier cgroup-v2 bash hack/cgv2-tests.sh
+  tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh --cgv2
+fi
 
 if [ ${#failed[@]} -gt 0 ]; then
   printf '\nFAILED tiers: %s\n' "${failed[*]}"
