@@ -107,6 +107,17 @@ impl Drop for Clients {
             .args(["rmi", "-a", "-f"])
             .envs(self.podman_env.clone())
             .output();
+        // containerd puts its containers under /<namespace>/ and leaves that parent behind;
+        // podman leaves libpod_parent. Remove them where empty (rmdir refuses busy ones).
+        for parent in ["capsa-image-test", "libpod_parent"] {
+            let _ = Command::new("sh")
+                .arg("-c")
+                .arg(format!(
+                    "for d in /sys/fs/cgroup/*/{parent} /sys/fs/cgroup/{parent}; do \
+                     [ -d \"$d\" ] && find \"$d\" -depth -type d -exec rmdir {{}} \\; ; done 2>/dev/null; true"
+                ))
+                .status();
+        }
     }
 }
 

@@ -21,6 +21,9 @@ const IMAGE: &str = "localhost/capsa-test-busybox:latest";
 struct Podman {
     dir: PathBuf,
     runtime: PathBuf,
+    /// The test's own cgroup parent (the Ctx guard removes it), so podman's containers and
+    /// conmon never land in, nor leave behind, the host-wide libpod_parent.
+    cgroup_parent: String,
 }
 
 impl Podman {
@@ -42,6 +45,7 @@ impl Podman {
         let p = Podman {
             dir: ctx.mkdir("podman"),
             runtime: ctx.rt.path.clone(),
+            cgroup_parent: ctx.cg_parent.clone(),
         };
         let work = ctx.mkdir("image");
         let archive = image::busybox_docker_archive(&work, IMAGE);
@@ -57,9 +61,10 @@ impl Podman {
             Command::new("bash")
                 .arg("-c")
                 .arg(format!(
-                    "set -e; eval \"$(bash {})\"; P=\"podman --runtime {}\"; {script}",
+                    "set -e; eval \"$(bash {})\"; P=\"podman --runtime {}\"; CGP={}; {script}",
                     env.display(),
-                    self.runtime.display()
+                    self.runtime.display(),
+                    self.cgroup_parent
                 ))
                 .env("PODMAN_DIR", &self.dir)
                 .env("PODMAN_DRIVER", "vfs")
@@ -82,12 +87,16 @@ fn workdir(p: &Podman) -> &Path {
 fn run_exec_top_pause_update_kill() {
     let ctx = Ctx::new();
     let Some(p) = Podman::new(&ctx) else { return };
-    let out = p.sh(&format!("$P run --rm {IMAGE} sh -c 'echo hello; exit 3'"));
+    let out = p.sh(&format!(
+        "$P run --cgroup-parent $CGP --rm {IMAGE} sh -c 'echo hello; exit 3'"
+    ));
     assert_eq!(out.code(), Some(3), "{out}");
     assert!(out.stdout.contains("hello"), "{out}");
 
-    p.sh(&format!("$P run -d --name c1 {IMAGE} sleep 1000"))
-        .ok();
+    p.sh(&format!(
+        "$P run --cgroup-parent $CGP -d --name c1 {IMAGE} sleep 1000"
+    ))
+    .ok();
     let out = p.sh("$P exec c1 sh -c 'echo in-exec; exit 4'");
     assert_eq!(out.code(), Some(4), "{out}");
     assert!(out.stdout.contains("in-exec"), "{out}");
@@ -103,7 +112,7 @@ fn run_exec_top_pause_update_kill() {
     p.sh("$P kill c1 >/dev/null").ok();
     p.sh("$P rm -f c1 >/dev/null").ok();
     p.sh(&format!(
-        "$P run -d --name c2 {IMAGE} sleep 1000 >/dev/null; $P stop -t 1 c2 >/dev/null"
+        "$P run --cgroup-parent $CGP -d --name c2 {IMAGE} sleep 1000 >/dev/null; $P stop -t 1 c2 >/dev/null"
     ))
     .ok();
     let out = p.sh("$P inspect -f '{{.State.Status}}' c2").ok();
@@ -117,7 +126,7 @@ fn run_interactive_terminal() {
     let Some(p) = Podman::new(&ctx) else { return };
     // script(1) gives podman a terminal; the shell reads our line through it.
     let out = p.sh(&format!(
-        "(sleep 1; printf 'echo tty:$(tty)\\nexit 5\\n') | script -qec \"$P run -it --rm {IMAGE} sh\" /dev/null"
+        "(sleep 1; printf 'echo tty:$(tty)\\nexit 5\\n') | script -qec \"$P run --cgroup-parent $CGP -it --rm {IMAGE} sh\" /dev/null"
     ));
     assert!(out.stdout.contains("tty:/dev/pts/"), "{out}");
     assert_eq!(out.code(), Some(5), "{out}");
@@ -134,12 +143,12 @@ fn build_runs_its_run_step_through_the_runtime() {
     )
     .unwrap();
     p.sh(&format!(
-        "$P build -q --network host -t localhost/built:1 {}",
+        "$P build -q --cgroup-parent $CGP --network host -t localhost/built:1 {}",
         dir.display()
     ))
     .ok();
     let out = p
-        .sh("$P run --rm localhost/built:1 cat /built.txt /uid.txt")
+        .sh("$P run --cgroup-parent $CGP --rm localhost/built:1 cat /built.txt /uid.txt")
         .ok();
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),
