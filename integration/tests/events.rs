@@ -41,7 +41,7 @@ fn oom_event_when_over_the_memory_limit() {
             "memory",
             serde_json::json!({ "limit": 16u64 << 20, "swap": 16u64 << 20 }),
         )
-        .sh("read x < /dev/stdin; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 1000");
+        .sh("until [ -e /tmp/go ]; do sleep 0.05; done; dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 1000");
     let id = ctx.id();
     ctx.create_start(&id, &b);
     let mut events = ctx
@@ -49,8 +49,12 @@ fn oom_event_when_over_the_memory_limit() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("events");
-    // The process reads from a closed stdin at once; give events time to take its baseline.
-    let lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    // events takes its baseline of OOM kills before its first stats line; only then is the
+    // process told to go over the limit, so the kill cannot fall before the baseline.
+    let mut lines = BufReader::new(events.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first event").unwrap();
+    assert!(first.contains("\"stats\""), "{first}");
+    ctx.rt(&["exec", &id, "/bin/touch", "/tmp/go"]).ok();
     let mut seen_oom = false;
     for line in lines.take(200) {
         let line = line.unwrap();
