@@ -116,7 +116,9 @@ pub fn delete_with(c: Container, force: bool, cgroup: Option<Cgroup>) -> Result<
         None => Cgroup::open(&c.saved.cgroup_path, false, c.id())?,
     };
     if let Some(pid) = c.live_pid() {
-        let _ = cg.freeze(false);
+        if status == Status::Paused {
+            let _ = cg.freeze(false);
+        }
         let _ = send_signal(Pid::from_raw(pid), Signal::SIGKILL);
         wait_gone(&c, Duration::from_secs(10));
     }

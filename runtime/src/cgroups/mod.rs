@@ -1,8 +1,13 @@
 //! A thin adapter over libcgroups: where a container's cgroup lives, creating it with the
 //! config's resources, placing the init in it, freezing, and removing it without leaks.
-//! Works on cgroup v2 and on v1/hybrid hosts (libcgroups picks the manager).
+//! Works on cgroup v2 and on v1/hybrid hosts (libcgroups picks the manager). On v1,
+//! placing and removing go through `v1_dirs` (one mount-table read) and libcgroups'
+//! manager is opened only when limits, stats or the freezer need it, on another thread
+//! while the init sets up its mounts when `create` needs it.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use libcgroups::common::{
     create_cgroup_manager, AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt,
@@ -14,6 +19,9 @@ use oci_spec::runtime::{LinuxResources, Spec};
 use crate::{Error, Result};
 
 mod hybrid_hugetlb;
+mod v1_dirs;
+
+use v1_dirs::V1Dirs;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
@@ -26,11 +34,27 @@ pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
 }
 
 pub struct Cgroup {
-    manager: AnyCgroupManager,
+    path: PathBuf,
+    id: String,
+    /// The container's directories on a v1/hybrid host.
+    v1: Option<V1Dirs>,
+    manager: OnceCell<AnyCgroupManager>,
 }
+
+/// libcgroups' manager being opened on another thread (`Cgroup::prefetch`).
+pub struct Prefetch(JoinHandle<Result<AnyCgroupManager>>);
 
 fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Cgroup(format!("{what} {}: {e}", path.display()))
+}
+
+fn open_manager(path: &Path, id: &str) -> Result<AnyCgroupManager> {
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: path.to_path_buf(),
+        systemd_cgroup: false,
+        container_name: id.into(),
+    })
+    .map_err(|e| err("open", path, e))
 }
 
 impl Cgroup {
@@ -43,47 +67,101 @@ impl Cgroup {
             };
             return Err(Error::Cgroup(format!("--systemd-cgroup: {why}")));
         }
-        let manager = create_cgroup_manager(CgroupConfig {
-            cgroup_path: path.to_path_buf(),
-            systemd_cgroup: false,
-            container_name: id.into(),
-        })
-        .map_err(|e| err("open", path, e))?;
-        Ok(Cgroup { manager })
+        let cg = Cgroup {
+            path: path.to_path_buf(),
+            id: id.into(),
+            v1: (!is_unified()).then(|| V1Dirs::find(path)),
+            manager: OnceCell::new(),
+        };
+        if cg.v1.is_none() {
+            // Cheap on v2, and it checks the path now.
+            cg.manager()?;
+        }
+        Ok(cg)
     }
 
-    /// Place `pid` in the cgroup (created on demand) and apply the config's resources.
-    pub fn enter_and_limit(
-        &self,
-        path: &Path,
-        pid: i32,
-        resources: Option<&LinuxResources>,
-    ) -> Result<()> {
-        self.manager
-            .add_task(Pid::from_raw(pid))
-            .map_err(|e| err("add init to", path, e))?;
-        if let Some(resources) = resources {
-            let mut resources = resources.clone();
-            let hugepages = resources.hugepage_limits().clone().unwrap_or_default();
-            if !hugepages.is_empty() && !is_unified() && hybrid_hugetlb::applies() {
-                hybrid_hugetlb::apply(path, pid, &hugepages)?;
-                resources.set_hugepage_limits(None);
-            }
-            let opt = ControllerOpt {
-                resources: &resources,
-                disable_oom_killer: resources
-                    .memory()
-                    .as_ref()
-                    .and_then(|m| m.disable_oom_killer())
-                    .unwrap_or(false),
-                oom_score_adj: None,
-                freezer_state: None,
-            };
-            self.manager
-                .apply(&opt)
-                .map_err(|e| err("apply linux.resources to", path, e))?;
+    fn manager(&self) -> Result<&AnyCgroupManager> {
+        if let Some(m) = self.manager.get() {
+            return Ok(m);
+        }
+        let m = open_manager(&self.path, &self.id)?;
+        Ok(self.manager.get_or_init(|| m))
+    }
+
+    /// Start opening libcgroups' manager on another thread. Only after the init is
+    /// cloned: a clone while another thread may hold a lock would copy the lock held.
+    pub fn prefetch(&self) -> Option<Prefetch> {
+        if self.manager.get().is_some() {
+            return None;
+        }
+        let (path, id) = (self.path.clone(), self.id.clone());
+        Some(Prefetch(std::thread::spawn(move || {
+            open_manager(&path, &id)
+        })))
+    }
+
+    fn finish(&self, prefetch: Option<Prefetch>) -> Result<()> {
+        if let Some(Prefetch(h)) = prefetch {
+            let m = h
+                .join()
+                .map_err(|_| Error::Cgroup("opening the cgroup manager panicked".into()))??;
+            let _ = self.manager.set(m);
         }
         Ok(())
+    }
+
+    /// Place `pid` in the cgroup, created on demand. On a hybrid host whose hugetlb lives
+    /// on the cgroup2 mount, that placement comes with the config's hugepage limits.
+    pub fn enter(&self, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+        match &self.v1 {
+            Some(v1) => v1.place(pid)?,
+            None => self
+                .manager()?
+                .add_task(Pid::from_raw(pid))
+                .map_err(|e| err("add init to", &self.path, e))?,
+        }
+        if let Some(hugepages) = self.hybrid_hugepages(resources) {
+            hybrid_hugetlb::apply(&self.path, pid, &hugepages)?;
+        }
+        Ok(())
+    }
+
+    fn hybrid_hugepages(
+        &self,
+        resources: Option<&LinuxResources>,
+    ) -> Option<Vec<oci_spec::runtime::LinuxHugepageLimit>> {
+        let hugepages = resources?.hugepage_limits().clone().unwrap_or_default();
+        (!hugepages.is_empty() && self.v1.is_some() && hybrid_hugetlb::applies())
+            .then_some(hugepages)
+    }
+
+    /// Apply the config's resources (but the hybrid hugepage limits `enter` applied).
+    pub fn limit(
+        &self,
+        resources: Option<&LinuxResources>,
+        prefetch: Option<Prefetch>,
+    ) -> Result<()> {
+        self.finish(prefetch)?;
+        let Some(resources) = resources else {
+            return Ok(());
+        };
+        let mut resources = resources.clone();
+        if self.hybrid_hugepages(Some(&resources)).is_some() {
+            resources.set_hugepage_limits(None);
+        }
+        let opt = ControllerOpt {
+            resources: &resources,
+            disable_oom_killer: resources
+                .memory()
+                .as_ref()
+                .and_then(|m| m.disable_oom_killer())
+                .unwrap_or(false),
+            oom_score_adj: None,
+            freezer_state: None,
+        };
+        self.manager()?
+            .apply(&opt)
+            .map_err(|e| err("apply linux.resources to", &self.path, e))
     }
 
     /// `capsa update`: apply new resources to the existing cgroup.
@@ -94,20 +172,23 @@ impl Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
-        self.manager
+        self.manager()?
             .apply(&opt)
             .map_err(|e| err("update resources of", path, e))
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
-        self.manager
+        self.manager()?
             .stats()
             .map_err(|e| Error::Cgroup(format!("stats: {e}")))
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
+        if let Some(v1) = &self.v1 {
+            return Ok(v1.pids());
+        }
         Ok(self
-            .manager
+            .manager()?
             .get_all_pids()
             .map_err(|e| Error::Cgroup(format!("list pids: {e}")))?
             .into_iter()
@@ -121,7 +202,7 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
-        self.manager
+        self.manager()?
             .freeze(state)
             .map_err(|e| Error::Cgroup(format!("freeze: {e}")))
     }
@@ -130,7 +211,12 @@ impl Cgroup {
     /// retrying while dying tasks keep it busy.
     pub fn destroy(&self, path: &Path) -> Result<()> {
         if is_frozen(path) {
-            let _ = self.freeze(false);
+            match &self.v1 {
+                Some(v1) => v1.thaw(),
+                None => {
+                    let _ = self.freeze(false);
+                }
+            }
         }
         let mut last = None;
         for _ in 0..10 {
@@ -139,9 +225,13 @@ impl Cgroup {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
                 }
             }
-            match self.manager.remove() {
+            let removed = match &self.v1 {
+                Some(v1) => v1.remove(),
+                None => self.manager()?.remove().map_err(|e| err("remove", path, e)),
+            };
+            match removed {
                 Ok(()) => {
-                    if !is_unified() {
+                    if self.v1.is_some() {
                         hybrid_hugetlb::remove(path);
                     }
                     return Ok(());
@@ -150,7 +240,7 @@ impl Cgroup {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Err(err("remove", path, last.unwrap_or_default()))
+        Err(Error::Cgroup(last.unwrap_or_default()))
     }
 }
 

@@ -154,7 +154,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
         let _ = waitpid(pid, None);
     };
-    if let Err(e) = cgroup.enter_and_limit(&c.saved.cgroup_path, first.as_raw(), None) {
+    if let Err(e) = cgroup.enter(first.as_raw(), None) {
         kill_first(first);
         return Err(e);
     }

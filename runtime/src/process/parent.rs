@@ -144,8 +144,11 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     cleanup.pids.push(pid);
 
     let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    cgroup.enter_and_limit(&cgroup_path, pid, resources)?;
-    cleanup.cgroup = Some((cgroup, cgroup_path.clone()));
+    // The limits are applied while the init mounts (it runs no container code before
+    // `start`); placing it first keeps its cgroup namespace rooted at its cgroup.
+    let prefetch = resources.and_then(|_| cgroup.prefetch());
+    let cgroup = &cleanup.cgroup.insert((cgroup, cgroup_path.clone())).0;
+    cgroup.enter(pid, resources)?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj {adj}: {e}")))?;
@@ -154,6 +157,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmap::write(pid, spec)?;
     }
     parent_ch.send(&Msg::Proceed)?; // sync 1
+    cgroup.limit(resources, prefetch)?;
 
     let mut init_pid = pid;
     let mut saved = Saved {

@@ -3,13 +3,12 @@
 //! mounted from the host instead.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{makedev, Mode, SFlag};
-use pathrs::Root;
 
+use super::inroot::InRoot;
 use super::RootfsContext;
 use crate::{Error, Result};
 
@@ -49,7 +48,7 @@ fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("linux.devices ({}): {what}: {e}", path.display()))
 }
 
-pub fn populate(ctx: &RootfsContext, root: &Root, dev_mounted: bool) -> Result<()> {
+pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result<()> {
     let mut devs = if dev_mounted { defaults() } else { Vec::new() };
     for d in ctx
         .spec
@@ -85,11 +84,10 @@ pub fn populate(ctx: &RootfsContext, root: &Root, dev_mounted: bool) -> Result<(
     Ok(())
 }
 
-fn create(ctx: &RootfsContext, root: &Root, d: &Dev) -> Result<()> {
-    let perm = std::fs::Permissions::from_mode(0o755);
+fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
     let parent = d.path.parent().unwrap_or(Path::new("/dev"));
     let dir = root
-        .mkdir_all(parent, &perm)
+        .mkdir_all(parent, 0o755)
         .map_err(|e| err(&d.path, "mkdir", e))?;
     let name = d
         .path
@@ -145,28 +143,34 @@ fn create(ctx: &RootfsContext, root: &Root, d: &Dev) -> Result<()> {
     Ok(())
 }
 
-fn symlinks(root: &Root) -> Result<()> {
+fn symlinks(root: &InRoot) -> Result<()> {
     let mut links = vec![
         ("/proc/self/fd", "/dev/fd"),
         ("/proc/self/fd/0", "/dev/stdin"),
         ("/proc/self/fd/1", "/dev/stdout"),
         ("/proc/self/fd/2", "/dev/stderr"),
     ];
-    if root.resolve("/dev/pts/ptmx").is_ok() {
+    if root.resolve(Path::new("/dev/pts/ptmx")).is_ok() {
         links.push(("pts/ptmx", "/dev/ptmx"));
     }
     if Path::new("/proc/kcore").exists() {
         links.push(("/proc/kcore", "/dev/core"));
     }
     for (target, link) in links {
+        let (target, link) = (Path::new(target), Path::new(link));
         if root.resolve_nofollow(link).is_ok() {
-            if link != "/dev/ptmx" {
+            if link != Path::new("/dev/ptmx") {
                 continue;
             }
             let _ = root.remove_file(link);
         }
-        root.create(link, &pathrs::InodeType::Symlink(target.into()))
-            .map_err(|e| Error::Other(format!("symlink {link} -> {target}: {e}")))?;
+        root.symlink(target, link).map_err(|e| {
+            Error::Other(format!(
+                "symlink {} -> {}: {e}",
+                link.display(),
+                target.display()
+            ))
+        })?;
     }
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! The container's filesystem view: propagation, the rootfs bind, the config's mounts in
 //! order, /dev, pivot_root, then masked/readonly paths and a read-only root.
 //!
-//! Every mount target is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT) (through
-//! pathrs) and mounted through its descriptor (/proc/self/fd/N), so a symlink planted in
+//! Every mount target is resolved inside the rootfs with openat2(RESOLVE_IN_ROOT) (see
+//! inroot.rs) and mounted through its descriptor (/proc/self/fd/N), so a symlink planted in
 //! the image, or swapped during set-up, cannot send a mount outside the container
 //! (CVE-2021-30465, CVE-2024-45310, CVE-2025-52565 class).
 
 pub mod devices;
+pub mod inroot;
 pub mod mountinfo;
 pub mod mounts;
 pub mod options;
@@ -87,8 +88,7 @@ fn make_parent_private(rootfs: &Path) -> Result<()> {
 
 /// Mount the config's mounts, in order, then populate /dev.
 pub fn mount_all(ctx: &RootfsContext) -> Result<()> {
-    let root = pathrs::Root::open(ctx.rootfs)
-        .map_err(|e| Error::Other(format!("open rootfs {}: {e}", ctx.rootfs.display())))?;
+    let root = inroot::InRoot::open(ctx.rootfs).map_err(|e| Error::io("open", ctx.rootfs, e))?;
     let list = ctx.spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in list.iter().enumerate() {
         mounts::mount_one(ctx, &root, i, m)?;

@@ -2,14 +2,13 @@
 //! the target's descriptor, then apply what a bind mount only takes on a remount.
 
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use oci_spec::runtime::Mount;
-use pathrs::flags::OpenFlags;
-use pathrs::Root;
+use std::os::fd::OwnedFd;
 
+use super::inroot::InRoot;
 use super::mountinfo;
 use super::options::{MountOptions, REMOUNT_FLAGS};
 use super::RootfsContext;
@@ -24,7 +23,7 @@ fn merr(i: usize, dest: &Path, what: &str, e: impl std::fmt::Display) -> Error {
     Error::Other(format!("mounts[{i}] ({}): {what}: {e}", dest.display()))
 }
 
-pub fn mount_one(ctx: &RootfsContext, root: &Root, i: usize, m: &Mount) -> Result<()> {
+pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Result<()> {
     let dest = m.destination();
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("none");
@@ -151,14 +150,13 @@ pub fn remount_bind(target: &impl AsFd, flags: MsFlags) -> nix::Result<()> {
 /// Create the mount point inside the rootfs (a file for a file bind mount) and return an
 /// O_PATH descriptor of it.
 fn make_target(
-    root: &Root,
+    root: &InRoot,
     i: usize,
     dest: &Path,
     opts: &MountOptions,
     source: Option<&Path>,
     typ: &str,
-) -> Result<pathrs::Handle> {
-    let perm = std::fs::Permissions::from_mode(0o755);
+) -> Result<OwnedFd> {
     let source_is_file = opts.is_bind()
         && source
             .map(|s| std::fs::metadata(s).map(|m| !m.is_dir()))
@@ -186,23 +184,11 @@ fn make_target(
         }
     }
     if source_is_file {
-        let parent = dest.parent().unwrap_or(Path::new("/"));
-        root.mkdir_all(parent, &perm)
-            .map_err(|e| merr(i, dest, "mkdir", e))?;
-        if root.resolve(dest).is_err() {
-            match root.create_file(
-                dest,
-                OpenFlags::O_WRONLY | OpenFlags::O_CLOEXEC,
-                &std::fs::Permissions::from_mode(0o644),
-            ) {
-                Ok(_) => {}
-                Err(e) if root.resolve(dest).is_ok() => drop(e),
-                Err(e) => return Err(merr(i, dest, "create file mount point", e)),
-            }
-        }
-        return root.resolve(dest).map_err(|e| merr(i, dest, "resolve", e));
+        return root
+            .create_file(dest, 0o644)
+            .map_err(|e| merr(i, dest, "create file mount point", e));
     }
-    root.mkdir_all(dest, &perm)
+    root.mkdir_all(dest, 0o755)
         .map_err(|e| merr(i, dest, "mkdir", e))
 }
 
@@ -210,17 +196,16 @@ fn make_target(
 /// the container's cgroup bound); on v1/hybrid a tmpfs with one directory per hierarchy.
 fn mount_cgroup(
     ctx: &RootfsContext,
-    root: &Root,
+    root: &InRoot,
     i: usize,
     dest: &Path,
     opts: &MountOptions,
 ) -> Result<()> {
-    let perm = std::fs::Permissions::from_mode(0o755);
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let base = opts.flags
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
     let target = root
-        .mkdir_all(dest, &perm)
+        .mkdir_all(dest, 0o755)
         .map_err(|e| merr(i, dest, "mkdir", e))?;
     let own = own_cgroups();
     let entries = mountinfo::read();
@@ -267,7 +252,7 @@ fn mount_cgroup(
         }
         let sub = dest.join(name);
         let t = root
-            .mkdir_all(&sub, &perm)
+            .mkdir_all(&sub, 0o755)
             .map_err(|e| merr(i, &sub, "mkdir", e))?;
         // The hierarchy's options name its controllers: "rw,cpu", "rw,name=systemd".
         let ctrl: Vec<&str> = m

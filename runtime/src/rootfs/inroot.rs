@@ -1,0 +1,231 @@
+//! Paths resolved inside the container's rootfs, race-free.
+//!
+//! Every lookup is one openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) from a descriptor
+//! of the rootfs: the kernel resolves symlinks and `..` as if the rootfs were `/`, so a
+//! link planted in the image (or swapped in while we work) cannot lead outside it
+//! (CVE-2021-30465, CVE-2024-45310). Directories that do not exist yet are created one
+//! component at a time relative to the descriptor of their parent, and each new component
+//! is opened with RESOLVE_NO_SYMLINKS, so a component replaced by a symlink between the
+//! mkdirat and the open is refused rather than followed.
+//!
+//! The lookups go straight to the kernel: no procfs checks per call (the rootfs is not
+//! procfs, and /proc/self/fd paths are only used in the runtime's own, still private,
+//! mount namespace before pivot_root).
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
+
+use crate::syscall::own;
+
+/// An O_PATH descriptor of the rootfs; the anchor of every lookup in it.
+pub struct InRoot {
+    root: OwnedFd,
+}
+
+fn open_how(flags: OFlag, resolve: ResolveFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(resolve)
+}
+
+fn in_root() -> ResolveFlag {
+    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
+}
+
+/// `p` relative to the rootfs ("/" and "" become ".").
+fn relative(p: &Path) -> &Path {
+    let r = p.strip_prefix("/").unwrap_or(p);
+    if r.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        r
+    }
+}
+
+fn at(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
+    let fd = openat2(dir.as_raw_fd(), path, how)?;
+    Ok(own(fd))
+}
+
+fn at_cwd(path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
+    let fd = openat2(libc::AT_FDCWD, path, how)?;
+    Ok(own(fd))
+}
+
+impl InRoot {
+    pub fn open(rootfs: &Path) -> io::Result<InRoot> {
+        let how = open_how(OFlag::O_PATH | OFlag::O_DIRECTORY, ResolveFlag::empty());
+        let root = at_cwd(rootfs, how)?;
+        Ok(InRoot { root })
+    }
+
+    /// An O_PATH descriptor of `p`, symlinks followed inside the rootfs.
+    pub fn resolve(&self, p: &Path) -> io::Result<OwnedFd> {
+        Ok(at(
+            self.root.as_fd(),
+            relative(p),
+            open_how(OFlag::O_PATH, in_root()),
+        )?)
+    }
+
+    /// Like `resolve`, but a symlink as the last component is returned, not followed.
+    pub fn resolve_nofollow(&self, p: &Path) -> io::Result<OwnedFd> {
+        Ok(at(
+            self.root.as_fd(),
+            relative(p),
+            open_how(OFlag::O_PATH | OFlag::O_NOFOLLOW, in_root()),
+        )?)
+    }
+
+    /// `p` as a directory, created (with its missing parents, mode `mode`) if absent.
+    pub fn mkdir_all(&self, p: &Path, mode: u32) -> io::Result<OwnedFd> {
+        let dir_how = open_how(OFlag::O_PATH | OFlag::O_DIRECTORY, in_root());
+        let rel = relative(p);
+        match at(self.root.as_fd(), rel, dir_how) {
+            Err(Errno::ENOENT) => {}
+            r => return Ok(r?),
+        }
+        // Find the deepest ancestor that exists, then create the rest below it.
+        let comps: Vec<&OsStr> = rel
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => Some(Ok(s)),
+                Component::ParentDir => Some(Err(())),
+                _ => None,
+            })
+            .collect::<Result<_, ()>>()
+            .map_err(|()| {
+                io::Error::new(io::ErrorKind::InvalidInput, "'..' in a path to create")
+            })?;
+        let mut existing = comps.len();
+        let mut dir = loop {
+            if existing == 0 {
+                break self.root.try_clone()?;
+            }
+            existing -= 1;
+            let prefix: PathBuf = comps[..existing].iter().collect();
+            match at(self.root.as_fd(), relative(&prefix), dir_how) {
+                Ok(fd) => break fd,
+                Err(Errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let step = open_how(
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+        );
+        for name in &comps[existing..] {
+            match nix::sys::stat::mkdirat(
+                Some(dir.as_raw_fd()),
+                *name,
+                Mode::from_bits_truncate(mode),
+            ) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            dir = at(dir.as_fd(), Path::new(name), step)?;
+        }
+        Ok(dir)
+    }
+
+    /// An O_PATH descriptor of the file `p`, created empty (mode `mode`) if absent,
+    /// for a file bind mount. A dangling symlink is not followed to create its target.
+    pub fn create_file(&self, p: &Path, mode: u32) -> io::Result<OwnedFd> {
+        match self.resolve(p) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            r => return r,
+        }
+        let name = p
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let parent = self.mkdir_all(p.parent().unwrap_or(Path::new("/")), 0o755)?;
+        let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
+        let how = open_how(
+            flags,
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
+        )
+        .mode(Mode::from_bits_truncate(mode));
+        match at(parent.as_fd(), Path::new(name), how) {
+            // Lost a race with another creator: fine if what is there now resolves.
+            Ok(_) | Err(Errno::EEXIST) => self.resolve(p),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The parent directory of `p` (created if absent) and `p`'s last component.
+    pub fn parent_of<'p>(&self, p: &'p Path) -> io::Result<(OwnedFd, &'p OsStr)> {
+        let name = p
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let parent = self.mkdir_all(p.parent().unwrap_or(Path::new("/")), 0o755)?;
+        Ok((parent, name))
+    }
+
+    /// A symlink `link` -> `target` (the target is stored, never followed here).
+    pub fn symlink(&self, target: &Path, link: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent_of(link)?;
+        Ok(nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name)?)
+    }
+
+    /// Remove the non-directory `p` (a symlink itself, not its target).
+    pub fn remove_file(&self, p: &Path) -> io::Result<()> {
+        let (dir, name) = self.parent_of(p)?;
+        Ok(nix::unistd::unlinkat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::unistd::UnlinkatFlags::NoRemoveDir,
+        )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn real(fd: &OwnedFd) -> PathBuf {
+        std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap()
+    }
+
+    #[test]
+    fn absolute_symlink_resolves_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        symlink("/etc", root.join("link")).unwrap();
+        symlink("../../../../..", root.join("up")).unwrap();
+        let r = InRoot::open(&root).unwrap();
+        assert_eq!(
+            real(&r.resolve(Path::new("/link")).unwrap()),
+            root.join("etc")
+        );
+        assert_eq!(real(&r.resolve(Path::new("/up")).unwrap()), root);
+        let made = r.mkdir_all(Path::new("/link/new/dir"), 0o755).unwrap();
+        assert_eq!(real(&made), root.join("etc/new/dir"));
+        let made = r.mkdir_all(Path::new("/up/x"), 0o755).unwrap();
+        assert_eq!(real(&made), root.join("x"));
+    }
+
+    #[test]
+    fn files_and_symlinks_are_created_inside_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let r = InRoot::open(&root).unwrap();
+        let f = r.create_file(Path::new("/a/b/file"), 0o644).unwrap();
+        assert_eq!(real(&f), root.join("a/b/file"));
+        r.symlink(Path::new("/outside"), Path::new("/a/l")).unwrap();
+        assert!(r.resolve_nofollow(Path::new("/a/l")).is_ok());
+        assert!(r.resolve(Path::new("/a/l")).is_err());
+        r.remove_file(Path::new("/a/l")).unwrap();
+        assert!(r.resolve_nofollow(Path::new("/a/l")).is_err());
+        assert!(r.mkdir_all(Path::new("/a/b/file/x"), 0o755).is_err());
+        assert!(r.mkdir_all(Path::new("/nope/../x"), 0o755).is_err());
+    }
+}
