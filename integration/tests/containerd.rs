@@ -834,3 +834,61 @@ fn ctr_task_kill_all_reaches_the_exec_processes() {
     let tasks = w.ctr(&["tasks", "ls", "-q"]).ok();
     assert_eq!(tasks.out(), "", "{tasks}");
 }
+
+#[test]
+fn ctr_run_creates_a_missing_cwd_and_reports_runtime_errors() {
+    if !available() {
+        return;
+    }
+    let w = World::new();
+    // A working directory the image lacks is created (runc does: Kubernetes
+    // pods and images rely on it), 0755, inside the container.
+    let (id, cg) = w.id("cwd");
+    let mut args = w.run_args(&["--rm", "--cwd", "/made/by/runtime"], &id, &cg);
+    args.extend_from_slice(&["sh", "-c", "echo cwd=$(pwd) mode=$(stat -c %a .)"]);
+    let out = w.ctr(&args).ok();
+    assert!(
+        out.stdout.contains("cwd=/made/by/runtime mode=755"),
+        "{out}"
+    );
+
+    // A failing create: the runtime's own error (read back by the shim from
+    // its --log json file) reaches ctr, and nothing is left.
+    let (id, cg) = w.id("enoent");
+    let mut args = w.run_args(&["--rm"], &id, &cg);
+    args.push("/no/such/binary");
+    let out = w.ctr(&args);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("OCI runtime create failed") && out.stderr.contains("/no/such/binary"),
+        "the runtime's error reaches ctr: {out}"
+    );
+    assert_eq!(w.ctr(&["containers", "ls", "-q"]).ok().out(), "");
+    assert_eq!(w.ctr(&["tasks", "ls", "-q"]).ok().out(), "");
+    integration::wait_until("the failed container's cgroup to be removed", || {
+        cgroup::existing_dirs(&cg).is_empty()
+    });
+
+    // exec does not create its cwd (neither does runc): a clear error.
+    let (id, _cg, _) = w.run_detached("execcwd", &[], &["sleep", "1000"]);
+    let out = w.ctr(&[
+        "tasks",
+        "exec",
+        "--exec-id",
+        "nocwd",
+        "--cwd",
+        "/no/such/dir",
+        &id,
+        "true",
+    ]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr.contains("/no/such/dir"),
+        "the error names the cwd: {out}"
+    );
+    w.ctr(&["tasks", "kill", "-s", "SIGKILL", &id]).ok();
+    integration::wait_until("the task to stop", || {
+        w.task_status(&id).as_deref() == Some("STOPPED")
+    });
+    w.delete(&id);
+}
