@@ -137,6 +137,7 @@ fn run(a: &Args) -> Result<Infallible> {
         )?;
     }
     rootfs::pivot(a.rootfs, a.opts.no_pivot)?;
+    create_cwd(process)?;
 
     let pty = match a.console.as_ref() {
         Some(sock) => {
@@ -184,6 +185,27 @@ fn run(a: &Args) -> Result<Infallible> {
         )?;
     }
     exec_process(&exe, &argv, env, late_seccomp)
+}
+
+/// Creates a missing `process.cwd` (0755, as root), as runc does: containerd and
+/// Kubernetes pass an image's or a pod's working directory that the image may lack.
+/// After pivot_root, so the path resolves inside the container's root; before
+/// `rootfs::finalize`, which may make the root read-only. Only `exec` refuses a
+/// missing cwd (runc too).
+fn create_cwd(process: &Process) -> Result<()> {
+    let cwd = process.cwd();
+    match std::fs::symlink_metadata(cwd) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(cwd)
+                .map_err(|e| Error::Other(format!("create process.cwd {}: {e}", cwd.display())))
+        }
+        // Anything else (a file, a dangling link) is for chdir to judge.
+        _ => Ok(()),
+    }
 }
 
 /// The last step of the init and of `exec`: a late seccomp filter, then execve. If execve
