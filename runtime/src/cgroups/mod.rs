@@ -1,6 +1,8 @@
 //! A thin adapter over libcgroups: where a container's cgroup lives, creating it with the
 //! config's resources, placing the init in it, freezing, and removing it without leaks.
 //! Works on cgroup v2 and on v1/hybrid hosts (libcgroups picks the manager).
+//! Rootless, a container may have no cgroup at all (`delegation`): its handle is then
+//! `Cgroup::none`, whose processes are found through the init's pid namespace.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +15,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::{Error, Result};
 
+pub mod delegation;
 mod hybrid_hugetlb;
 
 const ROOT: &str = "/sys/fs/cgroup";
@@ -26,7 +29,16 @@ pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
 }
 
 pub struct Cgroup {
-    manager: AnyCgroupManager,
+    /// None: the container has no cgroup of its own (rootless, not delegated).
+    manager: Option<AnyCgroupManager>,
+    /// The init, for a container without a cgroup (set by `enter_and_limit`).
+    init: std::cell::Cell<i32>,
+}
+
+fn no_cgroup(what: &str) -> Error {
+    Error::Cgroup(format!(
+        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup)"
+    ))
 }
 
 fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
@@ -49,7 +61,30 @@ impl Cgroup {
             container_name: id.into(),
         })
         .map_err(|e| err("open", path, e))?;
-        Ok(Cgroup { manager })
+        Ok(Cgroup {
+            manager: Some(manager),
+            init: Default::default(),
+        })
+    }
+
+    /// The handle of a container without a cgroup, whose init is `init` (0: not yet).
+    pub fn none(init: i32) -> Cgroup {
+        Cgroup {
+            manager: None,
+            init: std::cell::Cell::new(init),
+        }
+    }
+
+    /// The cgroup of an existing container, as `create` recorded it.
+    pub fn of(saved: &crate::state::Saved, systemd: bool) -> Result<Cgroup> {
+        if saved.no_cgroup {
+            return Ok(Cgroup::none(saved.pid));
+        }
+        Cgroup::open(&saved.cgroup_path, systemd, &saved.id)
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.manager.is_none()
     }
 
     /// Place `pid` in the cgroup (created on demand) and apply the config's resources.
@@ -59,7 +94,11 @@ impl Cgroup {
         pid: i32,
         resources: Option<&LinuxResources>,
     ) -> Result<()> {
-        self.manager
+        let Some(manager) = &self.manager else {
+            self.init.set(pid);
+            return Ok(());
+        };
+        manager
             .add_task(Pid::from_raw(pid))
             .map_err(|e| err("add init to", path, e))?;
         if let Some(resources) = resources {
@@ -79,7 +118,7 @@ impl Cgroup {
                 oom_score_adj: None,
                 freezer_state: None,
             };
-            self.manager
+            manager
                 .apply(&opt)
                 .map_err(|e| err("apply linux.resources to", path, e))?;
         }
@@ -95,19 +134,25 @@ impl Cgroup {
             freezer_state: None,
         };
         self.manager
+            .as_ref()
+            .ok_or_else(|| no_cgroup("update"))?
             .apply(&opt)
             .map_err(|e| err("update resources of", path, e))
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
         self.manager
+            .as_ref()
+            .ok_or_else(|| no_cgroup("stats"))?
             .stats()
             .map_err(|e| Error::Cgroup(format!("stats: {e}")))
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
-        Ok(self
-            .manager
+        let Some(manager) = &self.manager else {
+            return Ok(pidns_members(self.init.get()));
+        };
+        Ok(manager
             .get_all_pids()
             .map_err(|e| Error::Cgroup(format!("list pids: {e}")))?
             .into_iter()
@@ -122,6 +167,8 @@ impl Cgroup {
             FreezerState::Thawed
         };
         self.manager
+            .as_ref()
+            .ok_or_else(|| no_cgroup("pause/resume"))?
             .freeze(state)
             .map_err(|e| Error::Cgroup(format!("freeze: {e}")))
     }
@@ -129,6 +176,12 @@ impl Cgroup {
     /// Kill whatever is left (thawing first: a frozen task cannot die) and remove the cgroup,
     /// retrying while dying tasks keep it busy.
     pub fn destroy(&self, path: &Path) -> Result<()> {
+        let Some(manager) = &self.manager else {
+            for pid in self.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+            return Ok(());
+        };
         if is_frozen(path) {
             let _ = self.freeze(false);
         }
@@ -139,7 +192,7 @@ impl Cgroup {
                     let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
                 }
             }
-            match self.manager.remove() {
+            match manager.remove() {
                 Ok(()) => {
                     if !is_unified() {
                         hybrid_hugetlb::remove(path);
@@ -152,6 +205,31 @@ impl Cgroup {
         }
         Err(err("remove", path, last.unwrap_or_default()))
     }
+}
+
+/// Without a cgroup, the container's processes are those of the init's pid namespace
+/// (when it has one of its own; else only the init is known).
+fn pidns_members(init: i32) -> Vec<i32> {
+    if init <= 0 {
+        return Vec::new();
+    }
+    let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let Some(ns) = ns_of(&init.to_string()) else {
+        return Vec::new();
+    };
+    if ns_of("self").as_ref() == Some(&ns) {
+        return vec![init];
+    }
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![init];
+    };
+    let mut pids: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| ns_of(&p.to_string()).as_ref() == Some(&ns))
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn is_unified() -> bool {
