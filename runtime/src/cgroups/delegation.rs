@@ -26,11 +26,16 @@ pub fn decide(path: &Path, rootless: bool, resources: Option<&LinuxResources>) -
     if !rootless {
         return Ok(Decision::Manage);
     }
+    let limits = limits_set(resources);
     let why = match not_writable(path) {
-        None => return Ok(Decision::Manage),
+        None => {
+            return match v1_limits_refused(rootless, &limits) {
+                Some(e) => Err(e),
+                None => Ok(Decision::Manage),
+            }
+        }
         Some(why) => why,
     };
-    let limits = limits_set(resources);
     if !limits.is_empty() {
         return Err(Error::Cgroup(format!(
             "linux.resources sets {} but running rootless (uid {}) the cgroup {} is not \
@@ -46,6 +51,24 @@ pub fn decide(path: &Path, rootless: bool, resources: Option<&LinuxResources>) -
         path.display()
     );
     Ok(Decision::Skip(why))
+}
+
+/// Rootless limits on cgroup v1: libcgroups writes the v1 device controller's defaults with
+/// every set of limits, and only root may write devices.allow. Refused up front, clearly,
+/// rather than failing on devices.allow after half the limits are written.
+pub fn v1_limits_refused(rootless: bool, limits: &[&str]) -> Option<Error> {
+    if !rootless
+        || limits.is_empty()
+        || hierarchies().first().map(PathBuf::as_path) == Some(Path::new(super::ROOT))
+    {
+        return None;
+    }
+    Some(Error::Cgroup(format!(
+        "linux.resources sets {}: running rootless, limits need cgroup v2 with a delegated \
+         cgroup; this host has cgroup v1 controllers, whose device controller only root may \
+         write",
+        limits.join(", ")
+    )))
 }
 
 /// The resources that need a cgroup. Device rules do not count: rootless, the user

@@ -140,6 +140,10 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> anyhow::Result<()> {
         }
         None => from_flags(a)?,
     };
+    let limits = crate::cgroups::delegation::limits_set(Some(&resources));
+    if let Some(e) = crate::cgroups::delegation::v1_limits_refused(cli.rootless(), &limits) {
+        return Err(e.into());
+    }
     let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
     cg.update(&c.saved.cgroup_path, &resources)?;
     Ok(())
