@@ -123,7 +123,21 @@ impl<'a> Rootless<'a> {
 
     /// The runtime as USER (setpriv, no supplementary groups), with a clean environment.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("setpriv");
+        self.cmd_in(None, args)
+    }
+
+    /// [`Self::cmd`], started in the cgroup whose cgroup.procs is `procs` (on cgroup v2 a
+    /// user may move processes only within a subtree of its own, as under systemd).
+    fn cmd_in(&self, procs: Option<&Path>, args: &[&str]) -> Command {
+        let mut c = match procs {
+            None => Command::new("setpriv"),
+            Some(p) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo $$ > \"$0\" && exec setpriv \"$@\""])
+                    .arg(p);
+                c
+            }
+        };
         c.arg(format!("--reuid={}", self.user.uid))
             .arg(format!("--regid={}", self.user.gid))
             .arg("--clear-groups")
@@ -477,4 +491,85 @@ fn default_root_needs_a_usable_xdg_runtime_dir() {
             .env("XDG_RUNTIME_DIR", "/root"),
     );
     out.ok();
+}
+
+/// A cgroup parent of the test's own, handed to USER (chown) in every hierarchy the
+/// runtime writes: the container's cgroup is made under it, pause/resume work, and delete
+/// removes it. On cgroup v2 limits apply too; on v1 capsa refuses them clearly (only root
+/// may write the device controller).
+#[test]
+fn delegated_cgroup_is_used() {
+    let ctx = Ctx::new();
+    let rl = Rootless::new(&ctx);
+    let v2 = cgroup::is_unified();
+    let rel = ctx.cg_parent.trim_start_matches('/');
+    for h in cgroup::hierarchies() {
+        let wanted = if v2 {
+            h.v2
+        } else {
+            !h.v2 && h.controllers.iter().any(|c| !c.starts_with("name="))
+        };
+        if !wanted {
+            continue;
+        }
+        let d = h.mount.join(rel);
+        std::fs::create_dir_all(&d).expect("mkdir cgroup parent");
+        if v2 {
+            // Controllers for the children; the launcher is a leaf of its own.
+            let _ = std::fs::write(d.join("cgroup.subtree_control"), "+pids +memory");
+            std::fs::create_dir_all(d.join("launcher")).expect("mkdir launcher cgroup");
+        }
+        chown_r(&d, rl.user);
+    }
+    let launcher = v2.then(|| {
+        Path::new("/sys/fs/cgroup")
+            .join(rel)
+            .join("launcher/cgroup.procs")
+    });
+    let rt = |args: &[&str]| run_cmd(&mut rl.cmd_in(launcher.as_deref(), args));
+    let id = rl.id();
+    let path = format!("{}/{id}", ctx.cg_parent);
+    let p2 = path.clone();
+    let b = rl.bundle("b", move |s| {
+        s["process"]["args"] = json!(["/bin/sleep", "1000"]);
+        s["linux"]["cgroupsPath"] = json!(p2);
+        if v2 {
+            s["linux"]["resources"] = json!({ "pids": { "limit": 42 } });
+        }
+    });
+    let bs = b.to_string_lossy().into_owned();
+    rt(&["create", "--bundle", &bs, &id]).ok();
+    rt(&["start", &id]).ok();
+    let pid = rl.state(&id)["pid"].as_i64().expect("pid") as i32;
+    let dir = cgroup::controller_dir("pids", &path);
+    assert!(
+        cgroup::procs(&dir).contains(&pid),
+        "init {pid} in {}",
+        dir.display()
+    );
+    if v2 {
+        assert_eq!(cgroup::read(&dir, "pids.max"), "42");
+    }
+    rt(&["pause", &id]).ok();
+    assert_eq!(rl.status(&id), "paused");
+    rt(&["resume", &id]).ok();
+    assert_eq!(rl.status(&id), "running");
+    rt(&["kill", &id, "KILL"]).ok();
+    wait_until("the container to stop", || rl.status(&id) == "stopped");
+    rt(&["delete", &id]).ok();
+    let left = cgroup::existing_dirs(&path);
+    assert!(left.is_empty(), "delete left the cgroup: {left:?}");
+
+    if !v2 && ctx.rt.is_capsa() {
+        let id = rl.id();
+        let p3 = format!("{}/{id}", ctx.cg_parent);
+        let b = rl.bundle("b-limits", move |s| {
+            s["linux"]["cgroupsPath"] = json!(p3);
+            s["linux"]["resources"] = json!({ "pids": { "limit": 42 } });
+        });
+        let bs = b.to_string_lossy().into_owned();
+        let out = rt(&["create", "--bundle", &bs, &id]).fails();
+        assert!(out.stderr.contains("cgroup v2"), "{out}");
+        assert!(cgroup::existing_dirs(&format!("{}/{id}", ctx.cg_parent)).is_empty());
+    }
 }
