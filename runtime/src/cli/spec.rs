@@ -106,7 +106,8 @@ pub fn make_rootless(spec: &mut Value, uid: u32, gid: u32) {
                 *m = json!({ "destination": "/sys", "type": "none", "source": "/sys",
                              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
             }
-            if let Some(opts) = m["options"].as_array_mut() {
+            // get_mut, not indexing: `m["options"]` would add `"options": null`.
+            if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
                 opts.retain(|o| {
                     let o = o.as_str().unwrap_or_default();
                     !o.starts_with("uid=") && !o.starts_with("gid=")
@@ -135,6 +136,7 @@ mod tests {
             "{text}"
         );
         assert!(r["linux"].get("resources").is_none());
+        assert!(!text.contains("null"), "{text}");
         let s: oci_spec::runtime::Spec = serde_json::from_value(r).unwrap();
         let linux = s.linux().as_ref().unwrap();
         assert_eq!(linux.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
