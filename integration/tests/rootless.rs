@@ -295,7 +295,10 @@ fn spec_rootless_maps_the_caller_and_needs_no_privilege() {
         "/sys is bound, not mounted: {sys}"
     );
     for m in mounts {
-        assert!(m.get("options").is_none_or(|o| o.is_array()), "options not a list: {m}");
+        assert!(
+            m.get("options").is_none_or(|o| o.is_array()),
+            "options not a list: {m}"
+        );
         for o in m["options"].as_array().into_iter().flatten() {
             let o = o.as_str().unwrap_or_default();
             assert!(
