@@ -384,6 +384,33 @@ fn lifecycle_as_user_without_a_cgroup() {
             .all(|f| f == rl.user.uid.to_string()),
         "the init runs as the user on the host: {uid_line}"
     );
+    let ex = rl
+        .rt(&[
+            "exec",
+            &id,
+            "/bin/sh",
+            "-c",
+            "id -u; cat /proc/self/uid_map",
+        ])
+        .ok();
+    let lines: Vec<&str> = ex.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"0"), "exec is root inside: {ex}");
+    assert_eq!(
+        parse_map(&lines[1..].join("\n")),
+        [(0, rl.user.uid, 1)],
+        "{ex}"
+    );
+    // Without a cgroup, capsa finds the container's processes through its pid namespace.
+    let ps = rl.rt(&["ps", "--format", "json", &id]);
+    if ps.success()
+        || !rl
+            .ctx
+            .rt
+            .runc_deviation("rootless runc 1.1 has no ps without a cgroup")
+    {
+        let pids: Vec<i32> = serde_json::from_str(ps.ok().out()).expect("ps json");
+        assert_eq!(pids, [pid], "ps lists the init");
+    }
     // Not delegated: no cgroup was made for it (it stays in the caller's).
     let cg = cgroup::existing_dirs(&format!("/{id}"));
     assert!(cg.is_empty(), "rootless made a cgroup: {cg:?}");
