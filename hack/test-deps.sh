@@ -10,8 +10,25 @@
 #                   by ../shared/tools/podman-env.sh)
 #   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
 #                   nsenter, ps, script)
+# It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
+# no login, no home) with subordinate ids 400000-465535 in /etc/subuid and /etc/subgid for
+# newuidmap/newgidmap (package uidmap); the test creates it the same way when missing.
 # Safe to run repeatedly: apt runs only when something is missing. Needs root.
 set -euo pipefail
+
+rootless_user() {
+  local user=capsa-rootless
+  id -u "$user" >/dev/null 2>&1 ||
+    useradd --system --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin "$user"
+  local f
+  for f in /etc/subuid /etc/subgid; do
+    grep -q "^$user:" "$f" 2>/dev/null && continue
+    # A last line without its newline would swallow ours.
+    [ -s "$f" ] && [ -n "$(tail -c1 "$f")" ] && echo >>"$f"
+    echo "$user:400000:65536" >>"$f"
+  done
+}
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils
       podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
@@ -22,9 +39,11 @@ done
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 if [ ${#missing[@]} -eq 0 ]; then
   echo "test-deps: all present (${pkgs[*]})" >&2
+  rootless_user
   exit 0
 fi
 echo "test-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get -o DPkg::Lock::Timeout=1200 update -qq
 apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
+rootless_user

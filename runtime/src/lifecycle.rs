@@ -72,7 +72,7 @@ pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<()> {
         return Err(bad_status(c, status, "cannot kill a stopped container"));
     }
     if all {
-        let cg = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
+        let cg = Cgroup::of(&c.saved, false)?;
         for pid in cg.pids().unwrap_or_default() {
             let _ = send_signal(Pid::from_raw(pid), sig);
         }
@@ -88,7 +88,7 @@ pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<()> {
         .map_err(|e| Error::sys(format!("kill {pid} with {sig}"), e))?;
     if status == Status::Paused && sig == Signal::SIGKILL {
         // A frozen task cannot die: thaw so the kill takes effect (runc#3217).
-        let cg = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
+        let cg = Cgroup::of(&c.saved, false)?;
         let _ = cg.freeze(false);
     }
     Ok(())
@@ -113,7 +113,7 @@ pub fn delete_with(c: Container, force: bool, cgroup: Option<Cgroup>) -> Result<
     // Opening the cgroup parses the host's mounts for every controller: once is enough.
     let cg = match cgroup {
         Some(cg) => cg,
-        None => Cgroup::open(&c.saved.cgroup_path, false, c.id())?,
+        None => Cgroup::of(&c.saved, false)?,
     };
     if let Some(pid) = c.live_pid() {
         if status == Status::Paused {

@@ -57,6 +57,9 @@ pub struct Saved {
     pub created: String,
     pub owner: String,
     pub cgroup_path: PathBuf,
+    /// Rootless without a delegated cgroup: the container has none (see `cgroups`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_cgroup: bool,
     pub config: Spec,
 }
 

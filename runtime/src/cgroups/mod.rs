@@ -4,6 +4,8 @@
 //! placing and removing go through `v1_dirs` (one mount-table read) and libcgroups'
 //! manager is opened only when limits, stats or the freezer need it, on another thread
 //! while the init sets up its mounts when `create` needs it.
+//! Rootless, a container may have no cgroup at all (`delegation`): its handle is then
+//! `Cgroup::none`, whose processes are found through the init's pid namespace.
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
@@ -18,6 +20,7 @@ use oci_spec::runtime::{LinuxResources, Spec};
 
 use crate::{Error, Result};
 
+pub mod delegation;
 mod hybrid_hugetlb;
 mod v1_dirs;
 
@@ -39,6 +42,16 @@ pub struct Cgroup {
     /// The container's directories on a v1/hybrid host.
     v1: Option<V1Dirs>,
     manager: OnceCell<AnyCgroupManager>,
+    /// The container has no cgroup of its own (rootless, not delegated).
+    none: bool,
+    /// The init, for a container without a cgroup (set by `enter`).
+    init: std::cell::Cell<i32>,
+}
+
+fn no_cgroup(what: &str) -> Error {
+    Error::Cgroup(format!(
+        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup)"
+    ))
 }
 
 /// libcgroups' manager being opened on another thread (`Cgroup::prefetch`).
@@ -72,6 +85,8 @@ impl Cgroup {
             id: id.into(),
             v1: (!is_unified()).then(|| V1Dirs::find(path)),
             manager: OnceCell::new(),
+            none: false,
+            init: Default::default(),
         };
         if cg.v1.is_none() {
             // Cheap on v2, and it checks the path now.
@@ -80,7 +95,34 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// The handle of a container without a cgroup, whose init is `init` (0: not yet).
+    pub fn none(init: i32) -> Cgroup {
+        Cgroup {
+            path: PathBuf::new(),
+            id: String::new(),
+            v1: None,
+            manager: OnceCell::new(),
+            none: true,
+            init: std::cell::Cell::new(init),
+        }
+    }
+
+    /// The cgroup of an existing container, as `create` recorded it.
+    pub fn of(saved: &crate::state::Saved, systemd: bool) -> Result<Cgroup> {
+        if saved.no_cgroup {
+            return Ok(Cgroup::none(saved.pid));
+        }
+        Cgroup::open(&saved.cgroup_path, systemd, &saved.id)
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.none
+    }
+
     fn manager(&self) -> Result<&AnyCgroupManager> {
+        if self.none {
+            return Err(no_cgroup("cgroup"));
+        }
         if let Some(m) = self.manager.get() {
             return Ok(m);
         }
@@ -91,7 +133,7 @@ impl Cgroup {
     /// Start opening libcgroups' manager on another thread. Only after the init is
     /// cloned: a clone while another thread may hold a lock would copy the lock held.
     pub fn prefetch(&self) -> Option<Prefetch> {
-        if self.manager.get().is_some() {
+        if self.none || self.manager.get().is_some() {
             return None;
         }
         let (path, id) = (self.path.clone(), self.id.clone());
@@ -113,6 +155,10 @@ impl Cgroup {
     /// Place `pid` in the cgroup, created on demand. On a hybrid host whose hugetlb lives
     /// on the cgroup2 mount, that placement comes with the config's hugepage limits.
     pub fn enter(&self, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+        if self.none {
+            self.init.set(pid);
+            return Ok(());
+        }
         match &self.v1 {
             Some(v1) => v1.place(pid)?,
             None => self
@@ -142,7 +188,7 @@ impl Cgroup {
         prefetch: Option<Prefetch>,
     ) -> Result<()> {
         self.finish(prefetch)?;
-        let Some(resources) = resources else {
+        let Some(resources) = resources.filter(|_| !self.none) else {
             return Ok(());
         };
         let mut resources = resources.clone();
@@ -172,18 +218,27 @@ impl Cgroup {
             oom_score_adj: None,
             freezer_state: None,
         };
+        if self.none {
+            return Err(no_cgroup("update"));
+        }
         self.manager()?
             .apply(&opt)
             .map_err(|e| err("update resources of", path, e))
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
+        if self.none {
+            return Err(no_cgroup("stats"));
+        }
         self.manager()?
             .stats()
             .map_err(|e| Error::Cgroup(format!("stats: {e}")))
     }
 
     pub fn pids(&self) -> Result<Vec<i32>> {
+        if self.none {
+            return Ok(pidns_members(self.init.get()));
+        }
         if let Some(v1) = &self.v1 {
             return Ok(v1.pids());
         }
@@ -202,6 +257,9 @@ impl Cgroup {
         } else {
             FreezerState::Thawed
         };
+        if self.none {
+            return Err(no_cgroup("pause/resume"));
+        }
         self.manager()?
             .freeze(state)
             .map_err(|e| Error::Cgroup(format!("freeze: {e}")))
@@ -210,6 +268,12 @@ impl Cgroup {
     /// Kill whatever is left (thawing first: a frozen task cannot die) and remove the cgroup,
     /// retrying while dying tasks keep it busy.
     pub fn destroy(&self, path: &Path) -> Result<()> {
+        if self.none {
+            for pid in self.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+            }
+            return Ok(());
+        }
         if is_frozen(path) {
             match &self.v1 {
                 Some(v1) => v1.thaw(),
@@ -242,6 +306,31 @@ impl Cgroup {
         }
         Err(Error::Cgroup(last.unwrap_or_default()))
     }
+}
+
+/// Without a cgroup, the container's processes are those of the init's pid namespace
+/// (when it has one of its own; else only the init is known).
+fn pidns_members(init: i32) -> Vec<i32> {
+    if init <= 0 {
+        return Vec::new();
+    }
+    let ns_of = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let Some(ns) = ns_of(&init.to_string()) else {
+        return Vec::new();
+    };
+    if ns_of("self").as_ref() == Some(&ns) {
+        return vec![init];
+    }
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return vec![init];
+    };
+    let mut pids: Vec<i32> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| ns_of(&p.to_string()).as_ref() == Some(&ns))
+        .collect();
+    pids.sort_unstable();
+    pids
 }
 
 fn is_unified() -> bool {

@@ -54,13 +54,14 @@ fn options(cli: &Cli, a: &CreateArgs, foreground: bool) -> anyhow::Result<Create
     Ok(CreateOptions {
         id: a.id.clone(),
         bundle: a.bundle.clone(),
-        root: cli.root.clone(),
+        root: cli.root()?,
         pid_file: a.pid_file.as_ref().map(absolute),
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
         systemd_cgroup: cli.systemd_cgroup,
+        rootless: cli.rootless(),
         foreground,
     })
 }
@@ -81,7 +82,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     let created = parent::create(&opts)?;
     let pid = created.pid;
     // What create saved is still in hand: lock the directory again without re-reading it.
-    let c = Container::reopen(&cli.root, created.saved.clone())?;
+    let c = Container::reopen(&cli.root()?, created.saved.clone())?;
     if let Err(e) = crate::lifecycle::start(&c) {
         let _ = crate::lifecycle::delete_with(c, true, Some(created.cgroup));
         return Err(e.into());
@@ -97,7 +98,7 @@ pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
         .transpose()?;
     let code = crate::process::wait::wait_forwarding(pid, master)?;
     if !a.keep {
-        let c = Container::reopen(&cli.root, created.saved)?;
+        let c = Container::reopen(&cli.root()?, created.saved)?;
         crate::lifecycle::delete_with(c, true, Some(created.cgroup))?;
     }
     Ok(code)

@@ -15,13 +15,13 @@ pub struct DeleteArgs {
 }
 
 pub fn run(cli: &Cli, a: &DeleteArgs) -> anyhow::Result<()> {
-    match Container::load(&cli.root, &a.id, true) {
+    match Container::load(&cli.root()?, &a.id, true) {
         Ok(c) => Ok(crate::lifecycle::delete(c, a.force)?),
         Err(Error::NotExist(_)) if a.force => {
             // A create killed before it saved its state leaves only a directory, and maybe
             // a cgroup with a half-made init in it.
             if crate::utils::validate_id(&a.id).is_ok() {
-                let dir = cli.root.join(&a.id);
+                let dir = cli.root()?.join(&a.id);
                 if let Ok(p) = std::fs::read_to_string(dir.join(crate::state::CGROUP_FILE)) {
                     let path = std::path::PathBuf::from(p);
                     crate::cgroups::Cgroup::open(&path, false, &a.id)?.destroy(&path)?;

@@ -113,9 +113,15 @@ fn emit(out: &mut impl Write, typ: &str, id: &str, data: Option<Value>) -> std::
 }
 
 pub fn run(cli: &Cli, a: &EventsArgs) -> anyhow::Result<()> {
-    let c = Container::load(&cli.root, &a.id, false)?;
+    let c = Container::load(&cli.root()?, &a.id, false)?;
     let path = c.saved.cgroup_path.clone();
-    let cg = Cgroup::open(&path, cli.systemd_cgroup, &a.id)?;
+    let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
+    if cg.is_none() {
+        anyhow::bail!(
+            "events {}: the container has no cgroup (rootless without a delegated cgroup)",
+            a.id
+        );
+    }
     let mut out = std::io::stdout().lock();
     if a.stats {
         emit(&mut out, "stats", &a.id, Some(runc_shape(&cg.stats()?)))?;

@@ -60,7 +60,7 @@ pub struct ExecArgs {
 }
 
 pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
-    let c = Container::load(&cli.root, &a.id, false)?;
+    let c = Container::load(&cli.root()?, &a.id, false)?;
     match c.status() {
         Status::Created | Status::Running => {}
         Status::Paused if a.ignore_paused => {}

@@ -19,7 +19,7 @@ pub struct KillArgs {
 
 pub fn run(cli: &Cli, a: &KillArgs) -> anyhow::Result<()> {
     let sig = parse_signal(&a.signal)?;
-    let c = Container::load(&cli.root, &a.id, false)?;
+    let c = Container::load(&cli.root()?, &a.id, false)?;
     crate::lifecycle::kill(&c, sig, a.all)?;
     Ok(())
 }

@@ -27,9 +27,10 @@ use crate::logging::{self, LogFormat};
     disable_version_flag = true
 )]
 pub struct Cli {
-    /// Root directory for container state
-    #[arg(long, global = true, default_value = "/run/capsa")]
-    root: PathBuf,
+    /// Root directory for container state [default: /run/capsa, or $XDG_RUNTIME_DIR/capsa
+    /// when not root]
+    #[arg(long = "root", global = true, value_name = "ROOT")]
+    root_flag: Option<PathBuf>,
     /// Log file (default: stderr)
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -42,6 +43,10 @@ pub struct Cli {
     /// Use systemd to manage cgroups (cgroupsPath "slice:prefix:name")
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
+    /// Ignore cgroup permission errors: true, false or auto (not root, or root of a user
+    /// namespace). Before the subcommand only, as runc (`spec --rootless` is spec's own flag)
+    #[arg(long, value_enum, default_value = "auto")]
+    rootless: crate::rootless::Mode,
     /// Print the version
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -130,6 +135,21 @@ pub fn main() -> i32 {
             eprintln!("capsa: {msg}");
             1
         }
+    }
+}
+
+impl Cli {
+    /// The state root: `--root`, else the default for who we are.
+    pub fn root(&self) -> crate::Result<PathBuf> {
+        match &self.root_flag {
+            Some(r) => Ok(r.clone()),
+            None => crate::rootless::default_root(),
+        }
+    }
+
+    /// Whether cgroups may be skipped when they are not ours to manage.
+    pub fn rootless(&self) -> bool {
+        crate::rootless::is_rootless(self.rootless)
     }
 }
 

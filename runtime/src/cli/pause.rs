@@ -12,7 +12,7 @@ pub struct PauseArgs {
 }
 
 pub fn pause(cli: &Cli, a: &PauseArgs, freeze: bool) -> anyhow::Result<()> {
-    let c = Container::load(&cli.root, &a.id, true)?;
+    let c = Container::load(&cli.root()?, &a.id, true)?;
     let status = c.status();
     let ok = if freeze {
         matches!(status, Status::Running | Status::Created)
@@ -27,7 +27,7 @@ pub fn pause(cli: &Cli, a: &PauseArgs, freeze: bool) -> anyhow::Result<()> {
         };
         anyhow::bail!("container \"{}\" is {status}, {what}", a.id);
     }
-    let cg = Cgroup::open(&c.saved.cgroup_path, cli.systemd_cgroup, &a.id)?;
+    let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
     cg.freeze(freeze)?;
     Ok(())
 }

@@ -18,8 +18,8 @@ pub struct PsArgs {
 }
 
 pub fn run(cli: &Cli, a: &PsArgs) -> anyhow::Result<()> {
-    let c = Container::load(&cli.root, &a.id, false)?;
-    let pids = Cgroup::open(&c.saved.cgroup_path, cli.systemd_cgroup, &a.id)?.pids()?;
+    let c = Container::load(&cli.root()?, &a.id, false)?;
+    let pids = Cgroup::of(&c.saved, cli.systemd_cgroup)?.pids()?;
     if let Format::Json = a.format {
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());

@@ -84,28 +84,34 @@ pub fn default_spec() -> Value {
     })
 }
 
-/// runc's rootless changes: a user namespace mapping our own ids, no network namespace,
-/// /sys bound from the host, no cgroup limits or cgroup mount.
+/// runc's rootless changes (libcontainer/specconv ToRootless): a user namespace mapping
+/// the caller's uid and gid to 0, no network namespace (an unprivileged user could not
+/// give it a link), /sys bound from the host (sysfs needs a network namespace of our own),
+/// no uid=/gid= mount options (those ids are not mapped), no linux.resources (no cgroup is
+/// delegated by default). The cgroup namespace stays: a user namespace may make one.
 pub fn make_rootless(spec: &mut Value, uid: u32, gid: u32) {
     let linux = &mut spec["linux"];
-    linux["resources"] = json!({});
+    if let Some(l) = linux.as_object_mut() {
+        l.remove("resources");
+    }
     linux["uidMappings"] = json!([{ "containerID": 0, "hostID": uid, "size": 1 }]);
     linux["gidMappings"] = json!([{ "containerID": 0, "hostID": gid, "size": 1 }]);
-    linux["namespaces"] = json!([
-        { "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" },
-        { "type": "cgroup" }, { "type": "user" }
-    ]);
+    if let Some(nss) = linux["namespaces"].as_array_mut() {
+        nss.retain(|n| n["type"] != "network" && n["type"] != "user");
+        nss.push(json!({ "type": "user" }));
+    }
     if let Some(mounts) = spec["mounts"].as_array_mut() {
-        mounts.retain(|m| m["type"] != "cgroup" && m["destination"] != "/dev/mqueue");
         for m in mounts.iter_mut() {
             if m["destination"] == "/sys" {
                 *m = json!({ "destination": "/sys", "type": "none", "source": "/sys",
                              "options": ["rbind", "nosuid", "noexec", "nodev", "ro"] });
             }
-            if m["destination"] == "/dev/pts" {
-                if let Some(opts) = m["options"].as_array_mut() {
-                    opts.retain(|o| o != "gid=5");
-                }
+            // get_mut, not indexing: `m["options"]` would add `"options": null`.
+            if let Some(opts) = m.get_mut("options").and_then(Value::as_array_mut) {
+                opts.retain(|o| {
+                    let o = o.as_str().unwrap_or_default();
+                    !o.starts_with("uid=") && !o.starts_with("gid=")
+                });
             }
         }
     }
@@ -124,7 +130,20 @@ mod tests {
         );
         let mut r = default_spec();
         make_rootless(&mut r, 1000, 1000);
+        let text = r.to_string();
+        assert!(
+            !text.contains("gid=5") && !text.contains("\"network\""),
+            "{text}"
+        );
+        assert!(r["linux"].get("resources").is_none());
+        assert!(!text.contains("null"), "{text}");
         let s: oci_spec::runtime::Spec = serde_json::from_value(r).unwrap();
-        assert!(s.linux().as_ref().unwrap().uid_mappings().is_some());
+        let linux = s.linux().as_ref().unwrap();
+        assert_eq!(linux.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
+        let nss = linux.namespaces().as_ref().unwrap();
+        assert_eq!(
+            nss.last().unwrap().typ(),
+            oci_spec::runtime::LinuxNamespaceType::User
+        );
     }
 }

@@ -11,7 +11,7 @@ pub struct StartArgs {
 }
 
 pub fn run(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
-    let c = Container::load(&cli.root, &a.id, true)?;
+    let c = Container::load(&cli.root()?, &a.id, true)?;
     crate::lifecycle::start(&c)?;
     Ok(())
 }

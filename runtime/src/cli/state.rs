@@ -29,7 +29,7 @@ pub struct ListArgs {
 }
 
 pub fn state(cli: &Cli, a: &StateArgs) -> anyhow::Result<()> {
-    let c = Container::load(&cli.root, &a.id, false)?;
+    let c = Container::load(&cli.root()?, &a.id, false)?;
     let st = c.oci_state(c.status());
     println!("{}", serde_json::to_string_pretty(&st)?);
     Ok(())
@@ -37,9 +37,9 @@ pub fn state(cli: &Cli, a: &StateArgs) -> anyhow::Result<()> {
 
 pub fn list(cli: &Cli, a: &ListArgs) -> anyhow::Result<()> {
     let mut containers = Vec::new();
-    for id in list_ids(&cli.root)? {
+    for id in list_ids(&cli.root()?)? {
         // A container deleted meanwhile is simply not listed.
-        if let Ok(c) = Container::load(&cli.root, &id, false) {
+        if let Ok(c) = Container::load(&cli.root()?, &id, false) {
             containers.push(c);
         }
     }

@@ -123,7 +123,7 @@ fn from_flags(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
 }
 
 pub fn run(cli: &Cli, a: &UpdateArgs) -> anyhow::Result<()> {
-    let c = Container::load(&cli.root, &a.id, true)?;
+    let c = Container::load(&cli.root()?, &a.id, true)?;
     if c.status() == Status::Stopped {
         anyhow::bail!("container \"{}\" is stopped: nothing to update", a.id);
     }
@@ -140,7 +140,11 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> anyhow::Result<()> {
         }
         None => from_flags(a)?,
     };
-    let cg = Cgroup::open(&c.saved.cgroup_path, cli.systemd_cgroup, &a.id)?;
+    let limits = crate::cgroups::delegation::limits_set(Some(&resources));
+    if let Some(e) = crate::cgroups::delegation::v1_limits_refused(cli.rootless(), &limits) {
+        return Err(e.into());
+    }
+    let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
     cg.update(&c.saved.cgroup_path, &resources)?;
     Ok(())
 }

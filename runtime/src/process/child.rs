@@ -55,13 +55,18 @@ fn run(a: &Args) -> Result<Infallible> {
         .process()
         .as_ref()
         .ok_or_else(|| Error::Config("process: missing".into()))?;
-    // Die with `capsa create`; nobody may ptrace or read us until exec (CVE-2019-5736).
+    // Die with `capsa create`.
     prctl::set_pdeathsig(nix::sys::signal::SIGKILL).ctx(|| "set parent death signal".into())?;
-    prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())?;
+    // A non-dumpable process' /proc files belong to root: an unprivileged parent (or its
+    // newuidmap) could not write our id maps. Stay dumpable until they are written.
+    if !a.plan.new_user {
+        set_non_dumpable()?;
+    }
     // The state dir lock belongs to `capsa create`, not to the init that outlives it.
     let _ = nix::unistd::close(a.lock_fd);
     ch.expect(Msg::Proceed)?; // sync 1
     if a.plan.new_user && !a.plan.two_stage {
+        set_non_dumpable()?;
         become_userns_root()?;
     }
 
@@ -71,6 +76,7 @@ fn run(a: &Args) -> Result<Infallible> {
         if a.plan.new_user {
             ch.send(&Msg::MapIds)?; // sync 1a
             ch.expect(Msg::Proceed)?;
+            set_non_dumpable()?;
             become_userns_root()?;
         }
         namespaces::write_time_offsets(spec)?;
@@ -80,7 +86,7 @@ fn run(a: &Args) -> Result<Infallible> {
                     ch.send(&Msg::InitPid(pid.as_raw()))?; // sync 1b
                     exit_now(0);
                 }
-                Forked::Child => prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())?,
+                Forked::Child => set_non_dumpable()?,
             }
         }
     } else {
@@ -229,6 +235,11 @@ pub(super) fn exec_process(
     let err = crate::syscall::execve(exe, argv, &env);
     eprintln!("capsa: exec {exe:?}: {err}");
     exit_now(127)
+}
+
+/// Nobody may ptrace us or read our memory until exec (CVE-2019-5736).
+fn set_non_dumpable() -> Result<()> {
+    prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())
 }
 
 /// In a new user namespace our host uid is not mapped: become its root, so what we create

@@ -124,7 +124,7 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream
         }
         None => (None, None),
     };
-    let cgroup = Cgroup::open(&c.saved.cgroup_path, false, c.id())?;
+    let cgroup = Cgroup::of(&c.saved, false)?;
     if opts.foreground {
         prctl::set_child_subreaper(true).ctx(|| "set child subreaper".into())?;
     }

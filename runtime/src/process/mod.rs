@@ -22,6 +22,8 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
     pub systemd_cgroup: bool,
+    /// Not root (or `--rootless true`): cgroups only where delegated.
+    pub rootless: bool,
     /// `run` in the foreground: the init stays our child (and grandchildren come to us).
     pub foreground: bool,
 }

@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
 
 use super::{child, idmap, CreateOptions};
+use crate::cgroups::delegation::{self, Decision};
 use crate::cgroups::{self, Cgroup};
 use crate::channel::{self, Msg};
 use crate::namespaces::Plan;
@@ -105,12 +107,18 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         None => (None, None),
     };
     let cgroup_path = cgroups::path_for(spec, &opts.id);
-    // Recorded before the cgroup exists: a create killed before it saved its state leaves
-    // this, and `delete --force` removes the cgroup from it.
-    if let Some(dir) = &cleanup.dir {
-        dir.record_cgroup(&cgroup_path)?;
-    }
-    let cgroup = Cgroup::open(&cgroup_path, opts.systemd_cgroup, &opts.id)?;
+    let resources = resources_for(spec, opts.rootless);
+    let cgroup = match delegation::decide(&cgroup_path, opts.rootless, resources.as_ref())? {
+        Decision::Skip(_) => Cgroup::none(0),
+        Decision::Manage => {
+            // Recorded before the cgroup exists: a create killed before it saved its state
+            // leaves this, and `delete --force` removes the cgroup from it.
+            if let Some(dir) = &cleanup.dir {
+                dir.record_cgroup(&cgroup_path)?;
+            }
+            Cgroup::open(&cgroup_path, opts.systemd_cgroup, &opts.id)?
+        }
+    };
     if opts.foreground && plan.two_stage {
         // The init will be a grandchild: let it be reparented to us, so `run` can wait.
         nix::sys::prctl::set_child_subreaper(true)
@@ -143,12 +151,12 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
     drop(console);
     cleanup.pids.push(pid);
 
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     // The limits are applied while the init mounts (it runs no container code before
     // `start`); placing it first keeps its cgroup namespace rooted at its cgroup.
-    let prefetch = resources.and_then(|_| cgroup.prefetch());
+    let prefetch = resources.as_ref().and_then(|_| cgroup.prefetch());
+    let no_cgroup = cgroup.is_none();
     let cgroup = &cleanup.cgroup.insert((cgroup, cgroup_path.clone())).0;
-    cgroup.enter(pid, resources)?;
+    cgroup.enter(pid, resources.as_ref())?;
     if let Some(adj) = process.oom_score_adj() {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .map_err(|e| Error::Other(format!("process.oomScoreAdj {adj}: {e}")))?;
@@ -157,7 +165,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmap::write(pid, spec)?;
     }
     parent_ch.send(&Msg::Proceed)?; // sync 1
-    cgroup.limit(resources, prefetch)?;
+    cgroup.limit(resources.as_ref(), prefetch)?;
 
     let mut init_pid = pid;
     let mut saved = Saved {
@@ -169,6 +177,7 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         created: crate::logging::rfc3339_now(),
         owner: crate::user::name_of(nix::unistd::geteuid().as_raw()),
         cgroup_path: cgroup_path.clone(),
+        no_cgroup,
         config: spec.clone(),
     };
     loop {
@@ -244,6 +253,17 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         cgroup,
         saved,
     })
+}
+
+/// The config's resources; rootless without device rules, which only root can apply
+/// (runc ignores them there too; the user namespace keeps the container from mknod).
+fn resources_for(spec: &oci_spec::runtime::Spec, rootless: bool) -> Option<LinuxResources> {
+    let mut r = spec.linux().as_ref()?.resources().clone()?;
+    if rootless && r.devices().is_some() {
+        tracing::debug!("rootless: linux.resources.devices not applied");
+        r.set_devices(None);
+    }
+    Some(r)
 }
 
 /// Hand the notify listener to `linux.seccomp.listenerPath` with the container's state.
