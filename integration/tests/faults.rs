@@ -13,7 +13,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use integration::{cgroup, wait_until, Bundle, Ctx};
+use integration::{cgroup, leftovers, wait_until, Bundle, Ctx};
 use serde_json::{json, Value};
 
 /// Who gets the SIGKILL.
@@ -184,7 +184,29 @@ fn create_bg(ctx: &Ctx, id: &str, b: &Bundle, extra: &[&str]) -> Bg {
 fn force_delete_leaves_nothing(ctx: &Ctx, id: &str, b: &Bundle) {
     let out = ctx.delete_force(id);
     assert!(out.success(), "delete --force after the fault: {out}");
-    ctx.assert_nothing_left(id, b);
+    let mut found = leftovers::of_container(ctx, id, b);
+    if !found.cgroups.is_empty()
+        && ctx
+            .rt
+            .runc_deviation("runc 1.1 leaves the cgroup of a create killed half-way")
+    {
+        found.cgroups.clear();
+    }
+    if found
+        .processes
+        .iter()
+        .any(|(_, cmd)| cmd.contains("runc init"))
+        && ctx.rt.runc_deviation(
+            "runc 1.1 leaves `runc init` (and the hook it runs) of a create killed in a \
+             createContainer hook: it has no parent-death signal then and no state to find",
+        )
+    {
+        found.processes.clear();
+    }
+    assert!(found.is_empty(), "left behind: {found:#?}");
+    if ctx.rt.is_capsa() {
+        ctx.assert_nothing_left(id, b);
+    }
 }
 
 /// Kills `victim` while `create` waits in the hook of `kind`, then cleans up.
@@ -393,13 +415,22 @@ fn create_killed_with_the_init_cloned_before_its_mounts() {
             !cgroup::procs(&frozen).is_empty() || create.exited()
         });
         let pids = cgroup::procs(&frozen);
+        if pids.is_empty()
+            && ctx.rt.runc_deviation(
+                "runc refuses a cgroup frozen ahead (`container's cgroup unexpectedly frozen`)",
+            )
+        {
+            let _ = create.wait();
+            force_delete_leaves_nothing(&ctx, &id, &b);
+            continue;
+        }
         assert!(
             !pids.is_empty(),
             "create exited: {}",
             runtime_stderr(&create)
         );
         assert!(
-            integration::leftovers::mounts_under(&b.rootfs()).is_empty(),
+            leftovers::mounts_under(&b.rootfs()).is_empty(),
             "the init mounted while frozen"
         );
         match victim {
@@ -441,6 +472,13 @@ fn start_killed_in_hook(kind: &str, victim: Victim) {
     let gate = Gate::new(&ctx, kind);
     let b = gate.add_to(ctx.bundle().args(&["/bin/sleep", "1000"]), kind);
     let id = ctx.id();
+    if kind == "poststart"
+        && ctx
+            .rt
+            .runc_deviation("runc 1.1 runs poststart hooks in create, not in start")
+    {
+        return;
+    }
     ctx.create(&id, &b).ok();
     let mut start = Bg::spawn(&ctx, &["start", &id]);
     gate.wait_in(&mut start);
