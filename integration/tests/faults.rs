@@ -84,8 +84,8 @@ impl Bg {
 
 /// A hook that stops the runtime at its stage: it saves the state it reads on stdin,
 /// announces itself (`<name>.in`), and waits until `<name>.release` appears or its parent
-/// (the runtime, or the init for hooks that run in the container) is gone; it leaves
-/// `<name>.out` when it returns on its own, so the test knows it is gone too.
+/// (the runtime, or the init for hooks that run in the container) is gone. It writes its
+/// pid (`<name>.pid`), so the test can wait for a hook on the host to be gone too.
 struct Gate {
     base: PathBuf,
 }
@@ -114,13 +114,12 @@ impl Gate {
     fn hook(&self) -> Value {
         let f = |e| self.file(e).display().to_string();
         let script = format!(
-            "cat > {st}; touch {inn}; \
-             while [ ! -e {rel} ] && kill -0 $PPID 2>/dev/null; do sleep 0.02; done; \
-             touch {out}",
+            "cat > {st}; echo $$ > {pid}; touch {inn}; \
+             while [ ! -e {rel} ] && kill -0 $PPID 2>/dev/null; do sleep 0.02; done",
             st = f("state"),
+            pid = f("pid"),
             inn = f("in"),
             rel = f("release"),
-            out = f("out"),
         );
         json!({ "path": "/bin/sh", "args": ["sh", "-c", script] })
     }
@@ -141,9 +140,19 @@ impl Gate {
         fs::write(self.file("release"), "").expect("write release file");
     }
 
+    /// Until a hook on the host (its pid is the host's) has exited.
     fn wait_out(&self) {
+        let pid: i32 = fs::read_to_string(self.file("pid"))
+            .expect("hook pid")
+            .trim()
+            .parse()
+            .expect("hook pid is a number");
         wait_until(&format!("{} to return", self.base.display()), || {
-            self.file("out").exists()
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            // Gone, or a zombie waiting for whoever inherited it.
+            stat.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+                .unwrap_or(true)
         });
     }
 
@@ -166,7 +175,8 @@ fn runtime_stderr(bg: &Bg) -> String {
 }
 
 fn sigkill(pid: i32) {
-    assert!(pid > 0, "no pid to kill");
+    // Never 1: that would be the host's init (a pid from inside the container).
+    assert!(pid > 1, "no pid to kill: {pid}");
     // SAFETY: kill(2) of a process of this test (its runtime command or container init).
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
@@ -233,7 +243,18 @@ fn create_killed_in_hook(kind: &str, victim: Victim) {
             }
         }
         Victim::Init => {
-            sigkill(gate.init_pid());
+            let pid = gate.init_pid();
+            if pid == 1
+                && ctx.rt.runc_deviation(
+                    "runc 1.1 gives createContainer hooks the init's pid in its own pid \
+                     namespace (1), not the host's",
+                )
+            {
+                let dir = cgroup::controller_dir("pids", &b.cgroups_path());
+                cgroup::procs(&dir).into_iter().for_each(sigkill);
+            } else {
+                sigkill(pid);
+            }
             gate.release();
             let (ok, err) = create.wait();
             assert!(!ok, "create succeeds although its init was killed: {err}");
@@ -480,6 +501,7 @@ fn start_killed_in_hook(kind: &str, victim: Victim) {
         return;
     }
     ctx.create(&id, &b).ok();
+    let init = ctx.pid(&id);
     let mut start = Bg::spawn(&ctx, &["start", &id]);
     gate.wait_in(&mut start);
     let host_hook = kind == "poststart";
@@ -493,7 +515,8 @@ fn start_killed_in_hook(kind: &str, victim: Victim) {
             }
         }
         Victim::Init => {
-            sigkill(gate.init_pid());
+            // The state's pid (the hook's is the namespace's own under runc).
+            sigkill(init);
             gate.release();
             let _ = start.wait();
             if host_hook {
