@@ -78,3 +78,83 @@ pub fn kill_processes(tag: &str, cgroup_name: &str) {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
+
+/// Everything of one container still on the host, by kind.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// `<root>/<id>` (a state dir, or a half-made one without state.json).
+    pub state_dir: Option<std::path::PathBuf>,
+    /// The container's cgroup in any hierarchy (v1 controllers, the unified one).
+    pub cgroups: Vec<std::path::PathBuf>,
+    /// Mounts under the test's temp dir (bundles, rootfs) in our mount namespace.
+    pub mounts: Vec<String>,
+    /// Processes of the test: by tag in cmdline/environment or by cgroup.
+    pub processes: Vec<(i32, String)>,
+}
+
+impl Found {
+    pub fn is_empty(&self) -> bool {
+        self.state_dir.is_none()
+            && self.cgroups.is_empty()
+            && self.mounts.is_empty()
+            && self.processes.is_empty()
+    }
+}
+
+/// What is left of container `id` (bundle `b`) of `ctx`.
+pub fn of_container(ctx: &crate::Ctx, id: &str, b: &crate::Bundle) -> Found {
+    let state_dir = ctx.root.join(id);
+    Found {
+        state_dir: state_dir.exists().then_some(state_dir),
+        cgroups: crate::cgroup::existing_dirs(&b.cgroups_path()),
+        mounts: mounts_under(&ctx.dir),
+        processes: processes(&ctx.tag, ctx.cg_parent.trim_start_matches('/')),
+    }
+}
+
+/// The cgroups below `parent` (a test's own parent) in any hierarchy: what every
+/// container of a test left.
+pub fn cgroups_below(parent: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for top in crate::cgroup::existing_dirs(parent) {
+        if let Ok(rd) = fs::read_dir(&top) {
+            out.extend(
+                rd.flatten()
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    out
+}
+
+/// Processes (other than ourselves) holding a descriptor on a path under `dir`: a leaked
+/// runtime process keeps its state dir or fifo open.
+pub fn fds_under(dir: &Path) -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let prefix = dir.to_string_lossy().into_owned();
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(target) = fs::read_link(fd.path()) {
+                let t = target.to_string_lossy();
+                if t.starts_with(&prefix) {
+                    out.push((pid, t.into_owned()));
+                }
+            }
+        }
+    }
+    out
+}

@@ -142,17 +142,20 @@ fn state_during_racing_kill_and_delete_is_consistent() {
     ctx.assert_nothing_left(&id, &b);
 }
 
+/// 50 containers created at once by parallel `run -d` commands all end running, are all
+/// deletable, and leave nothing.
 #[test]
 fn many_containers_at_once() {
+    const N: usize = 50;
     let ctx = Ctx::new();
-    let ids: Vec<String> = (0..8).map(|_| ctx.id()).collect();
-    let bundles: Vec<_> = (0..8)
+    let ids: Vec<String> = (0..N).map(|_| ctx.id()).collect();
+    let bundles: Vec<_> = (0..N)
         .map(|_| ctx.bundle().args(&["/bin/sleep", "1000"]))
         .collect();
     for b in &bundles {
         b.write();
     }
-    let outs = race(&ctx, 8, |i| {
+    let outs = race(&ctx, N, |i| {
         vec![
             "run".into(),
             "-d".into(),
@@ -165,5 +168,124 @@ fn many_containers_at_once() {
         assert!(o.success(), "{o}");
     }
     let list = ctx.rt(&["list", "-q"]).ok();
-    assert_eq!(list.stdout.lines().count(), 8, "{list}");
+    assert_eq!(list.stdout.lines().count(), N, "{list}");
+    for id in &ids {
+        let st = ctx.state(id);
+        assert_eq!(st["status"], "running", "{id}: {st}");
+        assert!(alive(st["pid"].as_i64().unwrap_or(0) as i32), "{id}: {st}");
+    }
+    let outs = race(&ctx, N, |i| {
+        vec!["delete".into(), "--force".into(), ids[i].clone()]
+    });
+    for o in &outs {
+        assert!(o.success(), "{o}");
+    }
+    for (id, b) in ids.iter().zip(&bundles) {
+        ctx.assert_nothing_left(id, b);
+    }
+    let cgs = integration::leftovers::cgroups_below(&ctx.cg_parent);
+    assert!(cgs.is_empty(), "cgroups left: {cgs:?}");
+}
+
+/// Whether `pid` is a live process (not a zombie).
+fn alive(pid: i32) -> bool {
+    pid > 0
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().to_string()))
+            .is_some_and(|r| !r.starts_with('Z'))
+}
+
+/// After a race on `id`, the container exists fully (state loads, a live init unless
+/// stopped) or not at all (does not exist, nothing left). Returns whether it exists.
+#[track_caller]
+fn assert_whole_or_gone(ctx: &Ctx, id: &str, b: &integration::Bundle) -> bool {
+    let out = ctx.rt(&["state", id]);
+    if out.success() {
+        let st: serde_json::Value = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("state after a race is whole JSON ({e}): {out}"));
+        let status = st["status"].as_str().unwrap_or("");
+        assert!(
+            ["created", "running", "stopped"].contains(&status),
+            "status after a race: {out}"
+        );
+        if status != "stopped" {
+            assert!(alive(st["pid"].as_i64().unwrap_or(0) as i32), "{out}");
+        }
+        assert!(ctx.root.join(id).join("state.json").exists() || !ctx.rt.is_capsa());
+        true
+    } else {
+        ctx.assert_not_exist(out, id);
+        ctx.assert_nothing_left(id, b);
+        false
+    }
+}
+
+const ROUNDS: usize = 8;
+
+#[test]
+fn create_racing_force_delete_is_whole_or_gone() {
+    let ctx = Ctx::new();
+    for _ in 0..ROUNDS {
+        let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+        b.write();
+        let id = ctx.id();
+        let dir = b.dir.to_string_lossy().into_owned();
+        let outs = race(&ctx, 2, |i| match i {
+            0 => vec!["create".into(), "--bundle".into(), dir.clone(), id.clone()],
+            _ => vec!["delete".into(), "--force".into(), id.clone()],
+        });
+        assert!(outs[1].success(), "delete --force: {}", outs[1]);
+        let exists = assert_whole_or_gone(&ctx, &id, &b);
+        if exists {
+            assert!(
+                outs[0].success(),
+                "a create that failed left it: {}",
+                outs[0]
+            );
+        }
+        ctx.delete_force(&id).ok();
+        ctx.assert_nothing_left(&id, &b);
+    }
+}
+
+#[test]
+fn start_racing_force_delete_is_whole_or_gone() {
+    let ctx = Ctx::new();
+    for _ in 0..ROUNDS {
+        let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+        let id = ctx.id();
+        ctx.create(&id, &b).ok();
+        let outs = race(&ctx, 2, |i| match i {
+            0 => vec!["start".into(), id.clone()],
+            _ => vec!["delete".into(), "--force".into(), id.clone()],
+        });
+        assert!(outs[1].success(), "delete --force: {}", outs[1]);
+        // delete --force ran to the end, before or after start: the container is gone.
+        assert!(!assert_whole_or_gone(&ctx, &id, &b), "{outs:#?}");
+    }
+}
+
+#[test]
+fn kill_racing_delete_is_whole_or_gone() {
+    let ctx = Ctx::new();
+    for _ in 0..ROUNDS {
+        let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+        let id = ctx.id();
+        ctx.create_start(&id, &b);
+        let outs = race(&ctx, 2, |i| match i {
+            0 => vec!["kill".into(), id.clone(), "KILL".into()],
+            _ => vec!["delete".into(), id.clone()],
+        });
+        // delete without --force removes only a stopped container: whichever order,
+        // the container is either deleted whole or still there, whole.
+        if assert_whole_or_gone(&ctx, &id, &b) {
+            assert!(
+                !outs[1].success(),
+                "delete succeeded yet it exists: {outs:#?}"
+            );
+            ctx.delete_force(&id).ok();
+        }
+        ctx.assert_nothing_left(&id, &b);
+    }
 }

@@ -151,6 +151,37 @@ impl ContainerDir {
         })
     }
 
+    /// Whether another command holds the lock of `id`'s directory (shared or exclusive),
+    /// without waiting for it. False when there is no such directory.
+    pub fn is_locked(root: &Path, id: &str) -> bool {
+        if validate_id(id).is_err() {
+            return false;
+        }
+        let Ok(file) = File::open(root.join(id)) else {
+            return false;
+        };
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(_) => false,
+            Err((_, e)) => e == nix::errno::Errno::EWOULDBLOCK,
+        }
+    }
+
+    /// Where `id`'s cgroup is, read without the lock: from state.json once create saved
+    /// it, else from what create recorded before making the cgroup. Both files are
+    /// written atomically, so what is read is whole.
+    pub fn peek_cgroup(root: &Path, id: &str) -> Option<PathBuf> {
+        validate_id(id).ok()?;
+        let dir = root.join(id);
+        if let Ok(data) = std::fs::read(dir.join(STATE_FILE)) {
+            if let Ok(saved) = serde_json::from_slice::<Saved>(&data) {
+                return Some(saved.cgroup_path);
+            }
+        }
+        std::fs::read_to_string(dir.join(CGROUP_FILE))
+            .ok()
+            .map(PathBuf::from)
+    }
+
     pub fn lock_fd(&self) -> i32 {
         self.lock.as_raw_fd()
     }

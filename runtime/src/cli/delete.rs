@@ -3,7 +3,10 @@
 use clap::Args;
 
 use super::Cli;
-use crate::state::Container;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::state::{Container, ContainerDir};
 use crate::Error;
 
 #[derive(Args, Debug)]
@@ -15,7 +18,11 @@ pub struct DeleteArgs {
 }
 
 pub fn run(cli: &Cli, a: &DeleteArgs) -> anyhow::Result<()> {
-    match Container::load(&cli.root()?, &a.id, true) {
+    let root = cli.root()?;
+    if a.force {
+        kill_lock_holders(&root, &a.id);
+    }
+    match Container::load(&root, &a.id, true) {
         Ok(c) => Ok(crate::lifecycle::delete(c, a.force)?),
         Err(Error::NotExist(_)) if a.force => {
             // A create killed before it saved its state leaves only a directory, and maybe
@@ -31,5 +38,30 @@ pub fn run(cli: &Cli, a: &DeleteArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// `delete --force` must not wait forever for the lock. Its holder may be stuck on the
+/// container itself: an `exec --ignore-paused` whose half-made process is frozen in the
+/// paused cgroup (and which, forked with the lock's descriptor, holds the lock too), or a
+/// create whose init cannot proceed. Thawing and killing everything in the container's
+/// cgroup lets such a holder fail and let go (a create in progress then fails and cleans
+/// up: with --force the container goes, whatever its stage). Best effort: the locked
+/// path below does the real work.
+fn kill_lock_holders(root: &std::path::Path, id: &str) {
+    if !ContainerDir::is_locked(root, id) {
+        return;
+    }
+    let Some(path) = ContainerDir::peek_cgroup(root, id) else {
+        return;
+    };
+    tracing::debug!("{id} is locked: killing what is in {}", path.display());
+    if let Ok(cg) = crate::cgroups::Cgroup::open(&path, false, id) {
+        if crate::cgroups::is_frozen(&path) {
+            let _ = cg.freeze(false);
+        }
+        for pid in cg.pids().unwrap_or_default() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
