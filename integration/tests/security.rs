@@ -96,7 +96,10 @@ fn tiny_memory_limit_neither_hangs_nor_leaks() {
 
 /// sha256 of a file, by `sha256sum`.
 fn sha256(p: &Path) -> String {
-    let out = Command::new("sha256sum").arg(p).output().expect("run sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("run sha256sum");
     assert!(out.status.success(), "sha256sum {}", p.display());
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -189,9 +192,10 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten_from_the_container() {
     wait_until("the attacker's FIFO", || ready.exists());
     ctx.rt(&["exec", "-d", &id, "/bin/true"]).ok();
     let held = rootfs.join("held");
-    wait_until("a runtime process to read the container's /etc/passwd", || {
-        held.exists()
-    });
+    wait_until(
+        "a runtime process to read the container's /etc/passwd",
+        || held.exists(),
+    );
     let result = rootfs.join("result");
     wait_until("the attacker's write attempt", || result.exists());
     let held = std::fs::read_to_string(held).unwrap_or_default();
@@ -200,9 +204,15 @@ fn cve_2019_5736_runtime_binary_cannot_be_overwritten_from_the_container() {
         held.starts_with("held"),
         "the attack could not hold the runtime's exe, so it proves nothing: {held}"
     );
-    assert_eq!(sha256(&copy), before, "the runtime binary was changed ({held}; {result})");
-    assert!(result.starts_with("denied"), "the write was not refused: {held}; {result}");
-
+    assert_eq!(
+        sha256(&copy),
+        before,
+        "the runtime binary was changed ({held}; {result})"
+    );
+    assert!(
+        result.starts_with("denied"),
+        "the write was not refused: {held}; {result}"
+    );
 }
 
 #[test]
@@ -259,7 +269,11 @@ fn cve_2025_31133_masking_never_uses_a_fake_dev_null() {
                     .unwrap()
                     .retain(|m| !m["destination"].as_str().unwrap().starts_with("/dev"))
             })
-            .args(&["/bin/sh", "-c", "cat /proc/kcore | head -c 16; echo; cat /proc/keys | head -c 16"]);
+            .args(&[
+                "/bin/sh",
+                "-c",
+                "cat /proc/kcore | head -c 16; echo; cat /proc/keys | head -c 16",
+            ]);
         let dev = b.rootfs().join("dev");
         std::fs::create_dir_all(&dev).unwrap();
         let null = dev.join("null");
@@ -271,11 +285,17 @@ fn cve_2025_31133_masking_never_uses_a_fake_dev_null() {
         }
         let id = ctx.id();
         let out = ctx.create(&id, &b);
-        if ctx.rt.runc_deviation("runc 1.1.5 predates the CVE-2025-31133 fix") {
+        if ctx
+            .rt
+            .runc_deviation("runc 1.1.5 predates the CVE-2025-31133 fix")
+        {
             continue;
         }
         let out = out.fails();
-        assert!(out.all().contains("/dev/null"), "{what}: the error names /dev/null: {out}");
+        assert!(
+            out.all().contains("/dev/null"),
+            "{what}: the error names /dev/null: {out}"
+        );
         ctx.assert_nothing_left(&id, &b);
         assert_eq!(std::fs::read_to_string(&host_file).unwrap(), "host\n");
     }
@@ -330,10 +350,12 @@ fn cve_2024_21626_no_runtime_fd_reaches_an_exec_process() {
     let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
     let id = ctx.id();
     ctx.create_start(&id, &b);
-    let out = ctx
-        .rt(&["exec", &id, "/bin/ls", "/proc/self/fd"])
-        .ok();
-    let fds: Vec<u32> = out.stdout.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+    let out = ctx.rt(&["exec", &id, "/bin/ls", "/proc/self/fd"]).ok();
+    let fds: Vec<u32> = out
+        .stdout
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
     // 0-2, and the one `ls` opens for the listing itself.
     assert!(
         fds.iter().filter(|&&f| f > 2).count() <= 1,

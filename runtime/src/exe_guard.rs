@@ -135,9 +135,8 @@ fn is_sealed() -> Result<bool, Error> {
     // SAFETY: `open` just returned this descriptor and nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     Ok(match fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS) {
-        Ok(bits) => SealFlag::from_bits_truncate(bits).contains(
-            SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW,
-        ),
+        Ok(bits) => SealFlag::from_bits_truncate(bits)
+            .contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
         Err(_) => false, // EINVAL: not a memfd
     })
 }
@@ -194,8 +193,10 @@ fn sealed_overlay() -> Result<OwnedFd, Error> {
         what: "lowerdir with a NUL byte".into(),
         errno: Errno::EINVAL,
     })?;
-    sys::fsconfig_string(&ctx, c"lowerdir", &lower)
-        .map_err(sys(format!("overlayfs lowerdir={}", lower.to_string_lossy())))?;
+    sys::fsconfig_string(&ctx, c"lowerdir", &lower).map_err(sys(format!(
+        "overlayfs lowerdir={}",
+        lower.to_string_lossy()
+    )))?;
     // xino only adds dmesg noise when the layers are on different filesystems.
     let _ = sys::fsconfig_string(&ctx, c"xino", c"off");
     sys::fsconfig_create(&ctx).map_err(sys("create overlayfs"))?;
@@ -206,7 +207,10 @@ fn sealed_overlay() -> Result<OwnedFd, Error> {
         OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(sys(format!("open {} in the overlay", name.to_string_lossy())))?;
+    .map_err(sys(format!(
+        "open {} in the overlay",
+        name.to_string_lossy()
+    )))?;
     // SAFETY: `openat` just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
