@@ -362,3 +362,68 @@ fn cve_2024_21626_no_runtime_fd_reaches_an_exec_process() {
         "unexpected fds in the exec'd process: {out}"
     );
 }
+
+/// Pid 1 of a container with the default capabilities (no CAP_SYS_PTRACE): it pauses
+/// the runtime's `exec` process inside the container (its /etc/passwd is a FIFO, read
+/// for HOME) and probes it.
+const PROBER: &str = r#"
+rm -f /etc/passwd && mkfifo /etc/passwd && touch /ready
+exec 4> /etc/passwd
+for d in /proc/[0-9]*; do
+  [ "$d" = /proc/1 ] && continue
+  [ -e $d/environ ] || continue
+  case "$(readlink $d/exe 2>/dev/null)" in /bin/busybox) continue ;; esac
+  for f in environ mem exe; do
+    if cat $d/$f > /dev/null 2> /dev/null; then echo "$f readable"; else echo "$f denied"; fi
+  done > /probe.tmp
+  echo "pid ${d#/proc/}: $(tr '\0' ' ' < $d/cmdline)" >> /probe.tmp
+  break
+done
+echo "root:x:0:0:root:/root:/bin/sh" >&4
+exec 4>&-
+rm -f /etc/passwd && echo "root:x:0:0:root:/root:/bin/sh" > /etc/passwd
+mv /probe.tmp /probe
+exec sleep 1000
+"#;
+
+#[test]
+fn runtime_exec_process_is_not_readable_by_the_container() {
+    // CVE-2019-5736 (the ptrace part) during `exec`: the runtime process that joined the
+    // container's pid namespace is visible there until it execs; the container cannot
+    // read its memory, environ or exe.
+    let ctx = Ctx::new();
+    let b = ctx.bundle().with(|s| {
+        s["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|e| !e.as_str().unwrap().starts_with("HOME="));
+    });
+    let rootfs = b.rootfs();
+    std::fs::write(rootfs.join("probe.sh"), PROBER).unwrap();
+    let b = b.args(&["/bin/sh", "/probe.sh"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    let ready = rootfs.join("ready");
+    wait_until("the prober's FIFO", || ready.exists());
+    ctx.rt(&["exec", "-d", &id, "/bin/true"]).ok();
+    let probe = rootfs.join("probe");
+    wait_until("the prober's result", || probe.exists());
+    let probe = std::fs::read_to_string(probe).unwrap();
+    assert!(
+        probe.contains("pid "),
+        "no runtime process found in the container: {probe}"
+    );
+    if probe.contains("readable")
+        && ctx
+            .rt
+            .runc_deviation("runc 1.1's exec init is dumpable while it reads /etc/passwd")
+    {
+        return;
+    }
+    for f in ["environ", "mem", "exe"] {
+        assert!(
+            probe.contains(&format!("{f} denied")),
+            "the container read the runtime's /proc/<pid>/{f} during exec: {probe}"
+        );
+    }
+}
