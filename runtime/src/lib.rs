@@ -9,6 +9,7 @@ pub mod channel;
 pub mod cli;
 pub mod console;
 pub mod error;
+pub mod exe_guard;
 pub mod hooks;
 pub mod lifecycle;
 pub mod logging;
