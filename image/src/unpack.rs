@@ -169,13 +169,14 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Whether an entry just created in the cached parent (the one `parent()` returned last)
-    /// needs a chown to become `uid:gid`.
+    /// needs a chown to become `uid:gid`. The new entry's group is ours, or the parent's
+    /// when the parent is setgid or the filesystem is mounted `grpid`: the chown is skipped
+    /// only when all of these are `gid`.
     fn needs_chown(&self, uid: u32, gid: u32) -> bool {
         let Some((_, _, inh)) = &self.cached_parent else {
             return true;
         };
-        let new_gid = if inh.setgid { inh.gid } else { self.creds.gid };
-        uid != self.creds.uid || gid != new_gid
+        uid != self.creds.uid || gid != self.creds.gid || inh.gid != gid
     }
 
     /// Whether an entry just created in the cached parent with `mode & 0o777` needs a chmod
