@@ -6,25 +6,38 @@
 #   2. a large generated layer: SIZE_MB (default 300) MiB of text in FILES (default 100000)
 #      small files, as one gzip layer of an OCI layout
 #   3. `capsa-image bundle` (overlay, no copying) of the stored nginx image
-# Each import/unpack runs RUNS times (default 3), alternating the two tools, each into a
-# fresh directory, after `sync`; the median is reported with the ratio.
+# Each import/unpack runs RUNS times (default 5; LARGE_RUNS, default 3, for the large layer),
+# the two tools taking turns (ABBA order, so drifting load from other processes hits both
+# alike), each into a directory of its own after `sync`. Nothing is deleted between runs:
+# ext4's inode allocator skips inodes freed in the last minute, which would make every run
+# after an `rm -rf` of the previous one pay for scanning past them. Reported: medians of wall
+# time and of CPU time (user+sys, which the machine's other load disturbs less), and
+# umoci/capsa ratios.
 #
 # Usage (as root): bash image/bench.sh   env: CAPSA_TEST_IMAGES (make-images.sh OUTDIR,
-#   default /var/tmp/capsa-test-images), BENCH_DIR (default /var/tmp/capsa-image-bench)
+#   default /var/tmp/capsa-test-images), BENCH_DIR (default /var/tmp/capsa-image-bench),
+#   CAPSA_IMAGE (a capsa-image binary to measure instead of building this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 IMAGES=${CAPSA_TEST_IMAGES:-/var/tmp/capsa-test-images}
 W=${BENCH_DIR:-/var/tmp/capsa-image-bench}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
+LARGE_RUNS=${LARGE_RUNS:-3}
 SIZE_MB=${SIZE_MB:-300}
 FILES=${FILES:-100000}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
-command -v umoci >/dev/null || { apt-get update -qq && apt-get install -y -qq umoci >/dev/null; }
+need=()
+command -v umoci >/dev/null || need+=(umoci)
+command -v bc >/dev/null || need+=(bc)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
 [ -f "$IMAGES/images.json" ] || bash "$ROOT/../shared/tools/make-images.sh" "$IMAGES" >&2
-cargo build --release -j2 -p capsa-image >&2
-CI=$CARGO_TARGET_DIR/release/capsa-image
+if [ -n "${CAPSA_IMAGE:-}" ]; then CI=$CAPSA_IMAGE; else
+  cargo build --release -j2 -p capsa-image >&2
+  CI=$CARGO_TARGET_DIR/release/capsa-image
+fi
 rm -rf "$W"; mkdir -p "$W"
 
 now() { date +%s.%N; }
@@ -51,30 +64,42 @@ read -r cd cs <<<"$(put '{"architecture":"amd64","os":"linux","config":{"Cmd":["
 read -r md ms <<<"$(put '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:'"$cd"'","size":'"$cs"'},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:'"$layer"'","size":'"$(stat -c %s "$L/blobs/sha256/$layer")"'}]}')"
 printf '{"imageLayoutVersion":"1.0.0"}' > "$L/oci-layout"
 printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"large"}}]}' "$md" "$ms" > "$L/index.json"
-rm -rf "$W/gen" "$W/large.tar"
+rm -f "$W/large.tar"  # gen/ stays until the end (see the note on freed inodes above)
 echo "large layer: $(du -sh "$L/blobs/sha256/$layer" | cut -f1) gzip, $(du -sh "$W" | cut -f1) total" >&2
 
 # ---------------------------------------------------------------- import + unpack
-bench() { # name layout tag
-  local name=$1 layout=$2 tag=$3 i t0 t1
-  : > "$W/t-capsa"; : > "$W/t-umoci"
-  for i in $(seq 1 "$RUNS"); do
-    rm -rf "$W/store" "$W/umoci"; sync
-    t0=$(now); "$CI" --store "$W/store" import "$layout" --name bench >/dev/null; t1=$(now)
-    echo "$t1 - $t0" | bc >> "$W/t-capsa"
-    rm -rf "$W/store" "$W/umoci"; sync
-    t0=$(now); umoci unpack --image "$layout:$tag" "$W/umoci" >/dev/null; t1=$(now)
-    echo "$t1 - $t0" | bc >> "$W/t-umoci"
-  done
-  local c u
-  c=$(median < "$W/t-capsa"); u=$(median < "$W/t-umoci")
-  printf '%-22s capsa-image import %6.2f s   umoci unpack %6.2f s   umoci/capsa = %.2fx\n' \
-    "$name" "$c" "$u" "$(echo "$u / $c" | bc -l)"
+run() { # out-prefix cmd... : appends wall and user+sys seconds to out-prefix.{wall,cpu}
+  local out=$1; shift
+  sync
+  /usr/bin/time -f '%e %U %S' -o "$out.t" "$@" >/dev/null
+  awk '{print $1 > "'"$out.wall"'"; print $2 + $3 > "'"$out.cpu"'"}' "$out.t"
+  cat "$out.wall" >> "$out.walls"; cat "$out.cpu" >> "$out.cpus"
 }
-command -v bc >/dev/null || { apt-get update -qq && apt-get install -y -qq bc >/dev/null; }
-echo "# $(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), runs=$RUNS (median)"
-bench "nginx (2 layers)" "$IMAGES/test-nginx" bookworm
-bench "large (${SIZE_MB} MiB, $FILES files)" "$L" large
+bench() { # name layout tag runs
+  local name=$1 layout=$2 tag=$3 runs=$4 i d
+  rm -f "$W"/t-*
+  for i in $(seq 1 "$runs"); do
+    d=$W/$tag-$i; mkdir -p "$d"
+    if [ $((i % 2)) = 1 ]; then
+      run "$W/t-capsa" "$CI" --store "$d/store" import "$layout" --name bench
+      run "$W/t-umoci" umoci unpack --image "$layout:$tag" "$d/umoci"
+    else
+      run "$W/t-umoci" umoci unpack --image "$layout:$tag" "$d/umoci"
+      run "$W/t-capsa" "$CI" --store "$d/store" import "$layout" --name bench
+    fi
+  done
+  local cw uw cc uc
+  cw=$(median < "$W/t-capsa.walls"); uw=$(median < "$W/t-umoci.walls")
+  cc=$(median < "$W/t-capsa.cpus"); uc=$(median < "$W/t-umoci.cpus")
+  printf '%-26s wall: capsa-image %6.2f s  umoci %6.2f s  umoci/capsa %.2fx | cpu: capsa-image %6.2f s  umoci %6.2f s  %.2fx\n' \
+    "$name" "$cw" "$uw" "$(echo "$uw / $cw" | bc -l)" "$cc" "$uc" "$(echo "$uc / $cc" | bc -l)"
+  echo "  walls capsa: $(tr '\n' ' ' < "$W/t-capsa.walls")  umoci: $(tr '\n' ' ' < "$W/t-umoci.walls")"
+  echo "  cpus  capsa: $(tr '\n' ' ' < "$W/t-capsa.cpus")  umoci: $(tr '\n' ' ' < "$W/t-umoci.cpus")"
+}
+echo "# $(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), runs=$RUNS/$LARGE_RUNS (median), $CI"
+bench "nginx (2 layers)" "$IMAGES/test-nginx" bookworm "$RUNS"
+bench "large (${SIZE_MB} MiB, $FILES files)" "$L" large "$LARGE_RUNS"
+echo "# load at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- bundle of a stored image
 rm -rf "$W/store"

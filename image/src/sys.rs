@@ -396,3 +396,17 @@ pub fn open_in_root(dir: RawFd, path: &OsStr, flags: libc::c_int) -> io::Result<
         }
     }
 }
+
+/// The filesystem uid/gid new files get (the effective ids; no setfsuid here).
+pub fn fs_ids() -> (u32, u32) {
+    // SAFETY: geteuid/getegid cannot fail and touch no memory.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// The process umask, read from /proc/self/status (umask(2) cannot read it without
+/// changing it, which would race with other threads creating files).
+pub fn umask() -> Option<u32> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(v.trim(), 8).ok()
+}

@@ -8,7 +8,7 @@
 //! is created/changed with *at calls that never follow it. An entry that would reach outside the
 //! layer dir (directly, through a symlink or through a hardlink) fails the whole layer.
 use crate::compress::{decompress, Compression};
-use crate::digest::{Digest, HashReader};
+use crate::digest::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::sys;
 use std::ffi::{CString, OsStr, OsString};
@@ -16,6 +16,8 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
@@ -78,12 +80,45 @@ struct Attrs {
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
+/// What a new entry created in a directory gets without chown/chmod.
+#[derive(Clone, Copy)]
+struct Inherit {
+    /// the directory is setgid: new entries take its group (and new dirs the setgid bit)
+    setgid: bool,
+    gid: u32,
+}
+
+/// Owner and mode that creating an entry gives it by itself, so that the chown/chmod that
+/// would only repeat them are skipped (most layer entries are root-owned with plain modes).
+struct Creds {
+    uid: u32,
+    gid: u32,
+    /// the process umask; 0o777 (always chmod) when unknown or when a default ACL may
+    /// decide new modes instead
+    umask: u32,
+}
+
+impl Creds {
+    fn current(root: RawFd) -> Creds {
+        let (uid, gid) = sys::fs_ids();
+        let mut umask = sys::umask().unwrap_or(0o777);
+        // a default ACL on the layer dir (inherited from the store) replaces the umask
+        if !matches!(sys::lgetxattr(root, OsStr::new("."), DEFAULT_ACL), Ok(None)) {
+            umask = 0o777;
+        }
+        Creds { uid, gid, umask }
+    }
+}
+
+const DEFAULT_ACL: &CStr_ = c"system.posix_acl_default";
+
 struct Unpacker<'a> {
     layer: &'a str,
     root: OwnedFd,
     lowers: &'a [PathBuf],
     /// the last parent dir resolved, by path (entries come grouped by directory)
-    cached_parent: Option<(OsString, OwnedFd)>,
+    cached_parent: Option<(OsString, OwnedFd, Inherit)>,
+    creds: Creds,
     dir_times: Vec<DirTimes>,
     deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
     /// file data goes through this buffer: fewer, larger writes than io::copy's 8 KiB
@@ -118,14 +153,41 @@ impl<'a> Unpacker<'a> {
     /// Resolves (creating missing directories) the parent directory `comps` beneath the root.
     fn parent(&mut self, entry: &[OsString], comps: &[OsString]) -> Result<RawFd> {
         let key = join(comps);
-        if let Some((k, fd)) = &self.cached_parent {
+        if let Some((k, fd, _)) = &self.cached_parent {
             if *k == key {
                 return Ok(fd.as_raw_fd());
             }
         }
         let fd = self.resolve_dir(entry, comps, true)?;
-        self.cached_parent = Some((key, fd));
+        let st = sys::fstat(fd.as_raw_fd()).map_err(|e| self.io(entry, "stat parent", e))?;
+        let inherit = Inherit {
+            setgid: st.st_mode & libc::S_ISGID != 0,
+            gid: st.st_gid,
+        };
+        self.cached_parent = Some((key, fd, inherit));
         Ok(self.cached_parent.as_ref().expect("just set").1.as_raw_fd())
+    }
+
+    /// Whether an entry just created in the cached parent (the one `parent()` returned last)
+    /// needs a chown to become `uid:gid`. The new entry's group is ours, or the parent's
+    /// when the parent is setgid or the filesystem is mounted `grpid`: the chown is skipped
+    /// only when all of these are `gid`.
+    fn needs_chown(&self, uid: u32, gid: u32) -> bool {
+        let Some((_, _, inh)) = &self.cached_parent else {
+            return true;
+        };
+        uid != self.creds.uid || gid != self.creds.gid || inh.gid != gid
+    }
+
+    /// Whether an entry just created in the cached parent with `mode & 0o777` needs a chmod
+    /// to get `mode`: special bits (set after chown, which clears them), bits the umask
+    /// took away, or the setgid bit a new directory inherits.
+    fn needs_chmod(&self, mode: u32, is_dir: bool) -> bool {
+        let parent_setgid = match &self.cached_parent {
+            Some((_, _, inh)) => inh.setgid,
+            None => return true,
+        };
+        mode & 0o7000 != 0 || mode & self.creds.umask != 0 || (is_dir && parent_setgid)
     }
 
     fn open_dir_beneath(&self, entry: &[OsString], path: &OsStr) -> Result<Option<OwnedFd>> {
@@ -233,8 +295,18 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    fn set_xattrs(&self, entry: &[OsString], dir: RawFd, name: &OsStr, a: &Attrs) -> Result<()> {
+    fn set_xattrs(
+        &mut self,
+        entry: &[OsString],
+        dir: RawFd,
+        name: &OsStr,
+        a: &Attrs,
+    ) -> Result<()> {
         for (k, v) in &a.xattrs {
+            if k.as_c_str() == DEFAULT_ACL {
+                // modes of entries created below it now come from the ACL, not the umask
+                self.creds.umask = 0o777;
+            }
             if let Err(e) = sys::lsetxattr(dir, name, k, v) {
                 if matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::EPERM)) {
                     tracing::warn!(layer = self.layer, entry = ?join(entry), xattr = ?k, "xattr not kept: {e}");
@@ -268,6 +340,7 @@ impl<'a> Unpacker<'a> {
                 .and_then(|_| sys::fchmodat(r, dot, attrs.mode))
                 .map_err(|e| self.io(&comps, "set root attributes", e))?;
             self.set_xattrs(&comps, r, dot, &attrs)?;
+            self.cached_parent = None; // the root's setgid bit may have changed
             self.dir_times
                 .push((comps, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
             return Ok(());
@@ -299,17 +372,32 @@ impl<'a> Unpacker<'a> {
         let dir = self.parent(&comps, parent_comps)?;
         match kind {
             T::Directory => {
-                let existing =
-                    sys::lstat_opt(dir, &name).map_err(|e| self.io(&comps, "stat", e))?;
-                if !matches!(existing, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
-                    self.remove(&comps, dir, &name)?;
-                    let dir = self.parent(&comps, parent_comps)?;
-                    sys::mkdirat(dir, &name, 0o700).map_err(|e| self.io(&comps, "mkdir", e))?;
-                }
+                let fresh = match sys::mkdirat(dir, &name, attrs.mode & 0o777) {
+                    Ok(()) => true,
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        let st =
+                            sys::lstat_opt(dir, &name).map_err(|e| self.io(&comps, "stat", e))?;
+                        if matches!(st, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+                            false // a dir named again: keep its content, set its attributes
+                        } else {
+                            self.remove(&comps, dir, &name)?;
+                            let dir = self.parent(&comps, parent_comps)?;
+                            sys::mkdirat(dir, &name, attrs.mode & 0o777)
+                                .map_err(|e| self.io(&comps, "mkdir", e))?;
+                            true
+                        }
+                    }
+                    Err(e) => return Err(self.io(&comps, "mkdir", e)),
+                };
                 let dir = self.parent(&comps, parent_comps)?;
-                sys::lchownat(dir, &name, attrs.uid, attrs.gid)
-                    .and_then(|_| sys::fchmodat(dir, &name, attrs.mode))
-                    .map_err(|e| self.io(&comps, "set directory attributes", e))?;
+                if !fresh || self.needs_chown(attrs.uid, attrs.gid) {
+                    sys::lchownat(dir, &name, attrs.uid, attrs.gid)
+                        .map_err(|e| self.io(&comps, "set directory owner", e))?;
+                }
+                if !fresh || self.needs_chmod(attrs.mode, true) {
+                    sys::fchmodat(dir, &name, attrs.mode)
+                        .map_err(|e| self.io(&comps, "set directory mode", e))?;
+                }
                 self.set_xattrs(&comps, dir, &name, &attrs)?;
                 self.dir_times.push((
                     comps.clone(),
@@ -318,22 +406,30 @@ impl<'a> Unpacker<'a> {
                 ));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
-                self.remove(&comps, dir, &name)?;
-                let dir = self.parent(&comps, parent_comps)?;
-                let fd = sys::openat(
-                    dir,
-                    &name,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                    0o600,
-                )
+                // created with its final permission bits; the special bits wait for the chown
+                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+                let fd = match sys::openat(dir, &name, flags, attrs.mode & 0o777) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        // a later entry for the same path replaces the earlier one
+                        self.remove(&comps, dir, &name)?;
+                        let dir = self.parent(&comps, parent_comps)?;
+                        sys::openat(dir, &name, flags, attrs.mode & 0o777)
+                    }
+                    r => r,
+                }
                 .map_err(|e| self.io(&comps, "create file", e))?;
                 let mut f = std::fs::File::from(fd);
                 copy_data(entry, &mut f, &mut self.buf)
                     .map_err(|e| self.io(&comps, "write file", e))?;
                 let raw = f.as_raw_fd();
-                sys::fchown(raw, attrs.uid, attrs.gid)
-                    .and_then(|_| sys::fchmod(raw, attrs.mode))
-                    .map_err(|e| self.io(&comps, "set file attributes", e))?;
+                if self.needs_chown(attrs.uid, attrs.gid) {
+                    sys::fchown(raw, attrs.uid, attrs.gid)
+                        .map_err(|e| self.io(&comps, "set file owner", e))?;
+                }
+                if self.needs_chmod(attrs.mode, false) {
+                    sys::fchmod(raw, attrs.mode)
+                        .map_err(|e| self.io(&comps, "set file mode", e))?;
+                }
                 for (k, v) in &attrs.xattrs {
                     if let Err(e) = sys::fsetxattr(raw, k, v) {
                         tracing::warn!(layer = self.layer, entry = ?join(&comps), xattr = ?k, "xattr not kept: {e}");
@@ -347,12 +443,20 @@ impl<'a> Unpacker<'a> {
                     .link_name_bytes()
                     .ok_or_else(|| self.bad(&comps, "symlink without target"))?
                     .into_owned();
-                self.remove(&comps, dir, &name)?;
-                let dir = self.parent(&comps, parent_comps)?;
-                sys::symlinkat(OsStr::from_bytes(&target), dir, &name)
-                    .map_err(|e| self.io(&comps, "create symlink", e))?;
-                sys::lchownat(dir, &name, attrs.uid, attrs.gid)
-                    .map_err(|e| self.io(&comps, "chown symlink", e))?;
+                let target = OsStr::from_bytes(&target);
+                let dir = match sys::symlinkat(target, dir, &name) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        self.remove(&comps, dir, &name)?;
+                        let dir = self.parent(&comps, parent_comps)?;
+                        sys::symlinkat(target, dir, &name).map(|_| dir)
+                    }
+                    r => r.map(|_| dir),
+                }
+                .map_err(|e| self.io(&comps, "create symlink", e))?;
+                if self.needs_chown(attrs.uid, attrs.gid) {
+                    sys::lchownat(dir, &name, attrs.uid, attrs.gid)
+                        .map_err(|e| self.io(&comps, "chown symlink", e))?;
+                }
                 self.set_xattrs(&comps, dir, &name, &attrs)?;
                 sys::lutimensat(dir, &name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
                     .map_err(|e| self.io(&comps, "set times", e))?;
@@ -587,9 +691,14 @@ fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
     Ok(a)
 }
 
-/// Chunks of the decompressed stream, from the decompressing thread.
+/// A chunk of the decompressed stream, or the error that ended it.
+type Chunk = io::Result<Vec<u8>>;
+
+/// Reads the chunks the hashing thread passes on; hands used buffers back to the
+/// decompressing thread so that it does not allocate (and zero) a new one per chunk.
 struct ChanReader {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: Receiver<Chunk>,
+    recycle: SyncSender<Vec<u8>>,
     buf: Vec<u8>,
     pos: usize,
 }
@@ -599,7 +708,8 @@ impl Read for ChanReader {
         while self.pos == self.buf.len() {
             match self.rx.recv() {
                 Ok(Ok(v)) => {
-                    self.buf = v;
+                    let used = std::mem::replace(&mut self.buf, v);
+                    let _ = self.recycle.try_send(used); // full or gone: just drop it
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -614,24 +724,29 @@ impl Read for ChanReader {
 }
 
 const CHUNK: usize = 1 << 20;
+/// Chunks in flight between two stages.
+const DEPTH: usize = 8;
 
-/// Decompresses `blob` in a thread of its own (with the caller's hashing of the compressed
-/// stream, most of the cost of an unpack), handing chunks to the thread that hashes the
-/// uncompressed stream and writes files. Returns `blob` back at the
-/// end so the caller can finish its own hashing of the compressed stream.
-fn spawn_decompress<R: Read + Send + 'static>(
+type DecompressHandle<R> = JoinHandle<(R, io::Result<Compression>)>;
+type HashHandle = JoinHandle<(Digest, u64)>;
+
+/// A three-stage pipeline, one thread each: decompression (with the caller's hashing of the
+/// compressed stream, in `blob`), hashing of the uncompressed stream (the diff_id), and the
+/// caller's thread, which parses the tar and writes files. Without SHA-NI a sha256 pass costs
+/// about as much CPU as inflating, so the two hashes and the inflate are spread over threads.
+/// The decompressing thread hands `blob` back at the end so the caller can finish its hashing.
+fn spawn_pipeline<R: Read + Send + 'static>(
     blob: R,
-) -> (
-    ChanReader,
-    std::thread::JoinHandle<(R, io::Result<Compression>)>,
-) {
-    let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<Vec<u8>>>(8);
-    let h = std::thread::spawn(move || {
+) -> (ChanReader, DecompressHandle<R>, HashHandle) {
+    let (tx, rx) = sync_channel::<Chunk>(DEPTH);
+    let (recycle_tx, recycle_rx) = sync_channel::<Vec<u8>>(2 * DEPTH + 2);
+    let decompress_thread = std::thread::spawn(move || {
         let mut blob = blob;
         let res = (|| -> io::Result<Compression> {
             let (c, mut hr) = decompress(&mut blob)?;
             loop {
-                let mut v = vec![0u8; CHUNK];
+                let mut v = recycle_rx.try_recv().unwrap_or_default();
+                v.resize(CHUNK, 0);
                 let mut n = 0;
                 while n < CHUNK {
                     let m = hr.read(&mut v[n..])?;
@@ -655,14 +770,28 @@ fn spawn_decompress<R: Read + Send + 'static>(
         }
         (blob, res)
     });
-    (
-        ChanReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        },
-        h,
-    )
+    let (htx, hrx) = sync_channel::<Chunk>(DEPTH);
+    let hash_thread = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        let mut count = 0u64;
+        for chunk in rx {
+            if let Ok(v) = &chunk {
+                h.update(v);
+                count += v.len() as u64;
+            }
+            if htx.send(chunk).is_err() {
+                break; // the writer gave up; dropping rx stops the decompressing thread
+            }
+        }
+        (Digest::from_hasher(h), count)
+    });
+    let reader = ChanReader {
+        rx: hrx,
+        recycle: recycle_tx,
+        buf: Vec::new(),
+        pos: 0,
+    };
+    (reader, decompress_thread, hash_thread)
 }
 
 /// Unpacks the (possibly compressed) layer `blob` into the empty directory `dest`.
@@ -676,26 +805,26 @@ pub fn unpack_layer<R: Read + Send + 'static>(
     expected: Option<&Digest>,
     lowers: &[PathBuf],
 ) -> (Result<Unpacked>, Option<R>) {
-    let (rd, handle) = spawn_decompress(blob);
-    let mut rd = HashReader::new(rd);
+    let (mut rd, decompress_thread, hash_thread) = spawn_pipeline(blob);
     let res = write_entries(&mut rd, dest, layer, lowers);
     // read what follows the end-of-archive marker (it counts for the diff_id); after an
-    // error, dropping the reader stops the thread
-    let hashed = match &res {
-        Ok(()) => Some(rd.finish()),
-        Err(_) => {
-            drop(rd);
-            None
-        }
+    // error, dropping the reader stops the threads
+    let drained = match &res {
+        Ok(()) => Some(io::copy(&mut rd, &mut io::sink())),
+        Err(_) => None,
     };
-    let (blob, stream) = match handle.join() {
+    drop(rd);
+    let hashed = hash_thread.join();
+    let (blob, stream) = match decompress_thread.join() {
         Ok((b, s)) => (Some(b), s),
         Err(_) => (None, Err(io::Error::other("decompressing thread panicked"))),
     };
     let out = (|| {
         res?;
-        let ((diff_id, size), compression) = hashed
-            .expect("hashed when res is ok")
+        let drained = drained.expect("drained when res is ok");
+        let hashed = hashed.map_err(|_| io::Error::other("hashing thread panicked"));
+        let ((diff_id, size), compression) = drained
+            .and(hashed)
             .and_then(|h| stream.map(|c| (h, c)))
             .map_err(|e| Error::Malformed {
                 what: format!("layer {layer}"),
@@ -719,18 +848,15 @@ pub fn unpack_layer<R: Read + Send + 'static>(
     (out, blob)
 }
 
-fn write_entries(
-    rd: &mut HashReader<ChanReader>,
-    dest: &Path,
-    layer: &str,
-    lowers: &[PathBuf],
-) -> Result<()> {
+fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBuf]) -> Result<()> {
     let root = sys::open_dir(dest).ctx(|| format!("open {}", dest.display()))?;
+    let creds = Creds::current(root.as_raw_fd());
     let mut u = Unpacker {
         layer,
         root,
         lowers,
         cached_parent: None,
+        creds,
         dir_times: Vec::new(),
         deferred_links: Vec::new(),
         buf: vec![0u8; 256 << 10],

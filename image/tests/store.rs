@@ -175,6 +175,77 @@ fn unpack_whiteouts_links_devices_owners_xattrs() {
     assert_eq!(fs::read_dir(store.join("containers")).unwrap().count(), 0);
 }
 
+/// The unpacker skips the chown/chmod/stat calls that would only repeat what creating an
+/// entry gives it: these entries are the cases where creation alone gives the wrong result.
+#[test]
+fn unpack_owner_mode_edge_cases() {
+    let env = Env::new("owners");
+    let src = env.path("img");
+    let l = layer(&[
+        // setgid dir of group 50: entries created in it take group 50 and new dirs the bit
+        E::DirOwned("g/", 0o2775, 0, 50),
+        E::File("g/f", 0o644, b"f"),
+        E::Dir("g/sub/", 0o755),
+        E::Symlink("g/l", "f"),
+        E::FileOwned("g/own", 0o640, 0, 50, b"o"),
+        // bits the umask takes away, special bits
+        E::File("wide", 0o777, b"w"),
+        E::Dir("widedir/", 0o777),
+        E::File("sgid", 0o2755, b"s"),
+        // a path named twice: the later entry wins
+        E::File("dup", 0o644, b"one"),
+        E::File("dup", 0o600, b"two"),
+        E::File("dup2", 0o644, b"file first"),
+        E::Dir("dup2/", 0o711),
+        E::Dir("dup3/", 0o755),
+        E::Symlink("dup3", "wide"),
+        E::Symlink("dup4", "a"),
+        E::Symlink("dup4", "b"),
+        E::Dir("again/", 0o700),
+        E::Dir("again/", 0o755),
+    ]);
+    oci_layout(&src, "v1", &[(gzip(&l), l.clone())], &["/wide"]);
+    env.ok(&["import", src.to_str().unwrap(), "--name", "owners"]);
+    let b = env.path("b");
+    env.ok(&["bundle", "owners", b.to_str().unwrap()]);
+    let r = b.join("rootfs");
+    let st = |p: &str| {
+        let m = fs::symlink_metadata(r.join(p)).unwrap();
+        (m.mode() & 0o7777, m.uid(), m.gid())
+    };
+    assert_eq!(st("g"), (0o2775, 0, 50));
+    assert_eq!(
+        st("g/f"),
+        (0o644, 0, 0),
+        "file in a setgid dir kept the dir's group"
+    );
+    assert_eq!(
+        st("g/sub"),
+        (0o755, 0, 0),
+        "dir in a setgid dir kept group or bit"
+    );
+    assert_eq!(
+        (st("g/l").1, st("g/l").2),
+        (0, 0),
+        "symlink in a setgid dir"
+    );
+    assert_eq!(st("g/own"), (0o640, 0, 50));
+    assert_eq!(st("wide"), (0o777, 0, 0), "umask applied to a file");
+    assert_eq!(st("widedir"), (0o777, 0, 0), "umask applied to a dir");
+    assert_eq!(st("sgid"), (0o2755, 0, 0));
+    assert_eq!(fs::read(r.join("dup")).unwrap(), b"two");
+    assert_eq!(st("dup"), (0o600, 0, 0));
+    assert!(fs::symlink_metadata(r.join("dup2")).unwrap().is_dir());
+    assert_eq!(st("dup2"), (0o711, 0, 0));
+    assert_eq!(
+        fs::read_link(r.join("dup3")).unwrap().to_str(),
+        Some("wide")
+    );
+    assert_eq!(fs::read_link(r.join("dup4")).unwrap().to_str(), Some("b"));
+    assert_eq!(st("again"), (0o755, 0, 0));
+    env.ok(&["rm", b.to_str().unwrap()]);
+}
+
 #[test]
 fn archives_import_and_dedup() {
     let env = Env::new("archives");

@@ -103,6 +103,8 @@ impl Drop for Env {
 
 pub enum E {
     Dir(&'static str, u32),
+    /// path, mode, uid, gid
+    DirOwned(&'static str, u32, u32, u32),
     File(&'static str, u32, &'static [u8]),
     FileOwned(&'static str, u32, u32, u32, &'static [u8]),
     Symlink(&'static str, &'static str),
@@ -132,6 +134,12 @@ pub fn layer(entries: &[E]) -> Vec<u8> {
         match e {
             E::Dir(p, m) => {
                 let mut h = hdr(tar::EntryType::Directory, *m);
+                t.append_data(&mut h, p, std::io::empty()).unwrap();
+            }
+            E::DirOwned(p, m, u, g) => {
+                let mut h = hdr(tar::EntryType::Directory, *m);
+                h.set_uid(*u as u64);
+                h.set_gid(*g as u64);
                 t.append_data(&mut h, p, std::io::empty()).unwrap();
             }
             E::File(p, m, d) => {
