@@ -3,7 +3,7 @@
 //! Every error names the field of config.json that is wrong, so users and clients can fix it.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
@@ -21,8 +21,7 @@ impl Bundle {
         let dir = std::fs::canonicalize(dir).map_err(|e| Error::io("bundle", dir, e))?;
         let config = dir.join("config.json");
         let data = std::fs::read(&config).map_err(|e| Error::io("read", &config, e))?;
-        let spec: Spec = serde_json::from_slice(&data)
-            .map_err(|e| Error::Config(format!("{}: {e}", config.display())))?;
+        let spec = parse(&data, &config)?;
         let root = spec
             .root()
             .as_ref()
@@ -35,14 +34,43 @@ impl Bundle {
     }
 }
 
+/// Parses config.json's bytes (`config` only names the file in the error). Public as the
+/// config fuzz target's entry point, with [`validate`]. A type error names the field by its path (`process.user.uid`), not only by line and column.
+pub fn parse(data: &[u8], config: &Path) -> Result<Spec> {
+    let bad = |field: String, e: &dyn std::fmt::Display| {
+        Error::Config(format!("{}: {field}{e}", config.display()))
+    };
+    let mut de = serde_json::Deserializer::from_slice(data);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = match e.path().to_string() {
+            p if p == "." => String::new(),
+            p => format!("{p}: "),
+        };
+        bad(field, e.inner())
+    })?;
+    de.end().map_err(|e| bad(String::new(), &e))?;
+    Ok(spec)
+}
+
 /// Checks that serde cannot express. Cheap: runs on every create.
 pub fn validate(spec: &Spec, rootfs: &Path) -> Result<()> {
     let cfg = |m: String| Err(Error::Config(m));
     let version = spec.version();
+    if version.is_empty() {
+        return cfg("ociVersion: missing".into());
+    }
     if !version.starts_with("1.") {
         return cfg(format!(
             "ociVersion {version:?} is not supported (want 1.x)"
         ));
+    }
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.path().as_os_str().is_empty())
+    {
+        // an empty path would make the bundle dir itself the root filesystem
+        return cfg("root.path: missing".into());
     }
     match std::fs::metadata(rootfs) {
         Ok(m) if m.is_dir() => {}
@@ -57,6 +85,17 @@ pub fn validate(spec: &Spec, rootfs: &Path) -> Result<()> {
         Some(a) if !a.is_empty() => {}
         _ => return cfg("process.args: must not be empty".into()),
     }
+    if let Some(size) = process.console_size() {
+        // the kernel's winsize is 16 bits wide: a larger value would be silently truncated
+        for (name, v) in [("height", size.height()), ("width", size.width())] {
+            if v > u64::from(u16::MAX) {
+                return cfg(format!(
+                    "process.consoleSize.{name} {v} is larger than {}",
+                    u16::MAX
+                ));
+            }
+        }
+    }
     if !process.cwd().is_absolute() {
         return cfg(format!(
             "process.cwd {:?} must be an absolute path",
@@ -68,6 +107,15 @@ pub fn validate(spec: &Spec, rootfs: &Path) -> Result<()> {
             if !m.destination().is_absolute() {
                 return cfg(format!(
                     "mounts[{i}].destination {:?} must be an absolute path",
+                    m.destination()
+                ));
+            }
+            if m.destination()
+                .components()
+                .any(|c| c == Component::ParentDir)
+            {
+                return cfg(format!(
+                    "mounts[{i}].destination {:?} must not contain '..'",
                     m.destination()
                 ));
             }
