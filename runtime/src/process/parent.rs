@@ -165,7 +165,10 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmap::write(pid, spec)?;
     }
     parent_ch.send(&Msg::Proceed)?; // sync 1
-    cgroup.limit(resources.as_ref(), prefetch)?;
+    // The limits go on once the init has made its mounts and device nodes (a devices
+    // cgroup that denies mknod would stop it), before any hook or container code runs:
+    // at the first of sync 2, 2a or 3, as runc sets them at procReady.
+    let mut pending_limits = Some(prefetch);
 
     let mut init_pid = pid;
     let mut saved = Saved {
@@ -185,6 +188,14 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
             Some((m, fd)) => (Some(m), fd),
             None => (None, None),
         };
+        if matches!(
+            msg,
+            Some(Msg::RunCreateRuntimeHooks | Msg::SeccompListener | Msg::Created)
+        ) {
+            if let Some(prefetch) = pending_limits.take() {
+                cgroup.limit(resources.as_ref(), prefetch)?;
+            }
+        }
         match msg {
             Some(Msg::MapIds) => {
                 // sync 1a
