@@ -139,22 +139,6 @@ fn nearest_existing(dir: &Path, stop: &Path) -> (PathBuf, bool) {
     (stop.to_path_buf(), false)
 }
 
-/// The v1 controllers libcgroups manages (a hierarchy without any of them is not touched).
-const V1_CONTROLLERS: [&str; 12] = [
-    "cpu",
-    "cpuacct",
-    "cpuset",
-    "devices",
-    "hugetlb",
-    "memory",
-    "pids",
-    "perf_event",
-    "blkio",
-    "net_prio",
-    "net_cls",
-    "freezer",
-];
-
 /// The hierarchies the cgroup manager writes to: the cgroup2 root on a unified host, else
 /// every v1 hierarchy with a controller it manages (not name=systemd, rdma, misc).
 fn hierarchies() -> Vec<PathBuf> {
@@ -171,7 +155,7 @@ fn hierarchies() -> Vec<PathBuf> {
         .filter(|m| {
             m.super_options
                 .split(',')
-                .any(|o| V1_CONTROLLERS.contains(&o))
+                .any(|o| super::v1_dirs::CONTROLLERS.contains(&o))
         })
         .map(|m| PathBuf::from(&m.mount_point))
         .collect()

@@ -14,7 +14,7 @@ use crate::{Error, Result};
 
 /// The v1 controllers libcgroups manages (a hierarchy with none of them, such as
 /// name=systemd, is not the container's business).
-const CONTROLLERS: &[&str] = &[
+pub(super) const CONTROLLERS: &[&str] = &[
     "cpu",
     "cpuacct",
     "cpuset",

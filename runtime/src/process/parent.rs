@@ -165,9 +165,9 @@ pub fn create(opts: &CreateOptions) -> Result<Created> {
         idmap::write(pid, spec)?;
     }
     parent_ch.send(&Msg::Proceed)?; // sync 1
-    // The limits go on once the init has made its mounts and device nodes (a devices
-    // cgroup that denies mknod would stop it), before any hook or container code runs:
-    // at the first of sync 2, 2a or 3, as runc sets them at procReady.
+                                    // The limits go on once the init has made its mounts and device nodes (a devices
+                                    // cgroup that denies mknod would stop it), before any hook or container code runs:
+                                    // at the first of sync 2, 2a or 3, as runc sets them at procReady.
     let mut pending_limits = Some(prefetch);
 
     let mut init_pid = pid;
