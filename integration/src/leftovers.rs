@@ -33,22 +33,24 @@ pub fn unmount_under(dir: &Path) {
     }
 }
 
+/// Every pid in /proc but our own.
+fn other_pids() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me)
+        .collect()
+}
+
 /// Processes (other than ourselves) whose command line or environment
 /// contains `tag` or whose cgroup path contains `cgroup_name`: the runtime's
 /// init, the container's processes and the hooks of one test.
 pub fn processes(tag: &str, cgroup_name: &str) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
     let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
+    for pid in other_pids() {
         let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
             .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
             .unwrap_or_default();
@@ -131,19 +133,9 @@ pub fn cgroups_below(parent: &str) -> Vec<std::path::PathBuf> {
 /// Processes (other than ourselves) holding a descriptor on a path under `dir`: a leaked
 /// runtime process keeps its state dir or fifo open.
 pub fn fds_under(dir: &Path) -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
     let prefix = dir.to_string_lossy().into_owned();
     let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
+    for pid in other_pids() {
         let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
