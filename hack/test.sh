@@ -40,7 +40,7 @@ tier unit cargo test --release --workspace --locked --lib --bins
 tier runtime-kernel cargo test --release --workspace --locked --test seccomp
 tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
   cargo test --release --locked -p integration --no-fail-fast
-tier image bash hack/image-test.sh
+tier image env RUNTIME="$PWD/target/release/capsa" bash hack/image-test.sh
 tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
 tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
 # Fuzz config.json validation and layer unpacking for a while (hack/fuzz.sh).

@@ -612,7 +612,13 @@ fn detached_exec_killed_during_set_up() {
             runtime_stderr(&exec)
         );
         match victim {
-            Victim::Runtime => exec.kill(),
+            Victim::Runtime => {
+                exec.kill();
+                // The frozen exec process must not keep the runtime's state open: with
+                // capsa's state-dir lock in its hands, `delete` would wait on it forever.
+                let held = leftovers::fds_under(&ctx.root);
+                assert!(held.is_empty(), "frozen exec holds the state: {held:?}");
+            }
             Victim::Init => {
                 sigkill(init);
                 // Someone resumes the container: the init dies; the exec fails, or wins

@@ -2,6 +2,7 @@
 //!
 //! | # | from   | message                 | meaning / answer                                  |
 //! |---|--------|-------------------------|---------------------------------------------------|
+//! | 0 | child  | `Ready`                 | (exec) state lock closed: put me in the cgroup    |
 //! | 1 | parent | `Proceed`               | cgroup joined, ids mapped, oom_score_adj written  |
 //! | 1a| child  | `MapIds`                | (two-stage) user ns unshared: map it → `Proceed`  |
 //! | 1b| child  | `InitPid(pid)`          | (two-stage) the init is this grandchild           |
@@ -26,6 +27,7 @@ use crate::{Error, Result};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
 pub enum Msg {
+    Ready,
     Proceed,
     MapIds,
     InitPid(i32),

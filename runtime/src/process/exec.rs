@@ -132,6 +132,10 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream
     let first = match clone_process(0).ctx(|| "fork exec process".into())? {
         Forked::Child => {
             drop(parent_ch);
+            // The state dir lock belongs to `capsa exec`, not to a process that may sit
+            // frozen in a paused container's cgroup (and so block `delete -f`): closed
+            // before the parent moves us there (sync 0).
+            let _ = nix::unistd::close(c.dir.lock_fd());
             let res = first_stage(
                 &child_ch,
                 &namespaces,
@@ -154,7 +158,10 @@ pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
         let _ = waitpid(pid, None);
     };
-    if let Err(e) = cgroup.enter(first.as_raw(), None) {
+    if let Err(e) = parent_ch
+        .expect(Msg::Ready) // sync 0
+        .and_then(|()| cgroup.enter(first.as_raw(), None))
+    {
         kill_first(first);
         return Err(e);
     }
@@ -205,6 +212,7 @@ fn first_stage(
     prctl::set_pdeathsig(nix::sys::signal::SIGKILL).ctx(|| "set parent death signal".into())?;
     // CVE-2019-5736: nothing in the container may open /proc/<us>/exe while we are capsa.
     prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())?;
+    ch.send(&Msg::Ready)?; // sync 0
     ch.expect(Msg::Proceed)?; // sync 1
     for (t, fd) in namespaces {
         setns(fd, CloneFlags::from_bits_retain(*t as libc::c_int))
