@@ -79,7 +79,7 @@ pub struct OciState<'a> {
     pub annotations: Option<&'a std::collections::HashMap<String, String>>,
 }
 
-pub const OCI_VERSION: &str = "1.2.0";
+pub use capsa_defaults::OCI_VERSION;
 
 /// Where the root lives: created on demand, private to root.
 pub fn ensure_root(root: &Path) -> Result<()> {
