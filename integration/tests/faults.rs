@@ -631,3 +631,45 @@ fn detached_exec_killed_during_set_up() {
         force_delete_leaves_nothing(&ctx, &id, &b);
     }
 }
+
+/// A hook that never looks at its parent still dies with a runtime killed while it waits
+/// for it: nothing of the runtime's may run on after it.
+#[test]
+fn hook_dies_with_the_killed_runtime() {
+    let ctx = Ctx::new();
+    let pid_file = ctx.path("hook.pid");
+    let b = ctx.bundle().args(&["/bin/true"]).hook(
+        "createRuntime",
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("echo $$ > {}.tmp && mv {0}.tmp {0} && exec sleep 1000", pid_file.display())],
+        }),
+    );
+    b.write();
+    let id = ctx.id();
+    let mut create = create_bg(&ctx, &id, &b, &[]);
+    wait_until("the hook to start", || pid_file.exists() || create.exited());
+    assert!(
+        pid_file.exists(),
+        "create exited before its hook ran: {}",
+        runtime_stderr(&create)
+    );
+    let hook: i32 = fs::read_to_string(&pid_file)
+        .expect("hook pid")
+        .trim()
+        .parse()
+        .expect("hook pid number");
+    create.kill();
+    let gone = || !Path::new(&format!("/proc/{hook}")).exists();
+    if ctx.rt.is_capsa()
+        || !ctx
+            .rt
+            .runc_deviation("runc 1.1's hooks outlive a killed runc")
+    {
+        wait_until("the hook to die with the runtime", gone);
+    } else {
+        sigkill(hook);
+        wait_until("the hook to be killed", gone);
+    }
+    force_delete_leaves_nothing(&ctx, &id, &b);
+}

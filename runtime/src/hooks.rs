@@ -68,29 +68,23 @@ fn run_one(kind: &str, index: usize, hook: &Hook, state_json: &str) -> Result<()
         .stdin(Stdio::piped())
         .stdout(out.try_clone().map_err(|e| fail(e.to_string()))?)
         .stderr(out.try_clone().map_err(|e| fail(e.to_string()))?);
+    crate::syscall::die_with_parent(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| fail(format!("start: {e}")))?;
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading its stdin: EPIPE is not an error.
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let deadline = hook
-        .timeout()
-        .map(|t| Instant::now() + Duration::from_secs(t.max(0) as u64));
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) => {}
-            Err(e) => return Err(fail(format!("wait: {e}"))),
+    let status = match hook.timeout() {
+        None => child.wait().map_err(|e| fail(format!("wait: {e}")))?,
+        Some(t) => {
+            let secs = t.max(0) as u64;
+            if !exits_within(child.id(), Duration::from_secs(secs)) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!("timed out after {secs}s")));
+            }
+            child.wait().map_err(|e| fail(format!("wait: {e}")))?
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(fail(format!(
-                "timed out after {}s",
-                hook.timeout().unwrap_or(0)
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(2));
     };
     if status.success() {
         return Ok(());
@@ -107,4 +101,26 @@ fn run_one(kind: &str, index: usize, hook: &Hook, state_json: &str) -> Result<()
         .rev()
         .collect();
     Err(fail(format!("{status}: {}", tail.trim())))
+}
+
+/// Whether child `pid` exits within `limit`: poll(2) on its pidfd, no busy waiting.
+fn exits_within(pid: u32, limit: Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let Ok(pidfd) = crate::syscall::pidfd_open(pid) else {
+        return true; // already reaped or gone: the wait that follows will tell
+    };
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, ms) {
+            Ok(0) => return false,
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return true,
+        }
+    }
 }

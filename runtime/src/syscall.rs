@@ -213,3 +213,27 @@ pub fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
     (ret == 0).then_some((ws.ws_row, ws.ws_col))
 }
+
+/// pidfd_open(2): a descriptor that polls readable once `pid` (our child) has exited.
+pub fn pidfd_open(pid: u32) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags, touches no memory of ours, and returns a
+    // new descriptor (owned by nobody else) or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    Errno::result(fd).map(|fd| own(fd as RawFd))
+}
+
+/// The process `cmd` spawns gets SIGKILL if the spawning thread dies first: a hook must
+/// not outlive a runtime command killed while it waits for it.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it makes one prctl(2) call and reads errno.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
