@@ -400,6 +400,19 @@ fn lifecycle_as_user_without_a_cgroup() {
         [(0, rl.user.uid, 1)],
         "{ex}"
     );
+    // Only the caller's id is mapped: an exec as another user fails and says why.
+    let ex = rl.rt(&["exec", "-u", "1000", &id, "/bin/true"]).fails();
+    if rl.ctx.rt.is_capsa() {
+        assert!(
+            ex.stderr.contains("process.user") && ex.stderr.contains("not mapped"),
+            "{ex}"
+        );
+    }
+    assert_eq!(
+        rl.status(&id),
+        "running",
+        "a failed exec leaves the container"
+    );
     // Without a cgroup, capsa finds the container's processes through its pid namespace.
     let ps = rl.rt(&["ps", "--format", "json", &id]);
     if ps.success()

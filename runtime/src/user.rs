@@ -4,7 +4,16 @@ use nix::unistd::{setgroups, setresgid, setresuid, Gid, Uid};
 use oci_spec::runtime::User;
 
 use crate::error::SysContext;
-use crate::Result;
+use crate::{Error, Result};
+
+/// EINVAL from set*id: the id has no mapping in the user namespace (e.g. rootless).
+fn unmapped(e: nix::errno::Errno) -> &'static str {
+    if e == nix::errno::Errno::EINVAL {
+        ": not mapped in the container's user namespace"
+    } else {
+        ""
+    }
+}
 
 pub fn switch(user: &User) -> Result<()> {
     let gids: Vec<Gid> = user
@@ -25,9 +34,19 @@ pub fn switch(user: &User) -> Result<()> {
         })?,
     }
     let gid = Gid::from_raw(user.gid());
-    setresgid(gid, gid, gid).ctx(|| format!("setgid {} (process.user.gid)", user.gid()))?;
+    setresgid(gid, gid, gid).map_err(|e| {
+        Error::sys(
+            format!("setgid {} (process.user.gid){}", user.gid(), unmapped(e)),
+            e,
+        )
+    })?;
     let uid = Uid::from_raw(user.uid());
-    setresuid(uid, uid, uid).ctx(|| format!("setuid {} (process.user.uid)", user.uid()))?;
+    setresuid(uid, uid, uid).map_err(|e| {
+        Error::sys(
+            format!("setuid {} (process.user.uid){}", user.uid(), unmapped(e)),
+            e,
+        )
+    })?;
     if let Some(mask) = user.umask() {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     }
