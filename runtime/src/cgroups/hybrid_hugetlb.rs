@@ -19,15 +19,10 @@ fn err(what: &str, path: &Path, e: std::io::Error) -> Error {
     ))
 }
 
-/// Whether this host needs the hybrid path: hugetlb on the cgroup2 mount, not in v1.
-pub fn applies() -> bool {
-    let v1 = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| {
-            l.contains(" - cgroup ") && l.split(' ').any(|f| f.split(',').any(|o| o == "hugetlb"))
-        });
-    !v1 && std::fs::read_to_string(Path::new(UNIFIED).join("cgroup.controllers"))
+/// Whether the cgroup2 mount offers hugetlb. Where no v1 hierarchy has it (the caller
+/// knows that from its own read of the mount table), this is the hybrid path.
+pub fn on_unified_mount() -> bool {
+    std::fs::read_to_string(Path::new(UNIFIED).join("cgroup.controllers"))
         .is_ok_and(|c| c.split_whitespace().any(|x| x == "hugetlb"))
 }
 

@@ -177,8 +177,11 @@ impl Cgroup {
         resources: Option<&LinuxResources>,
     ) -> Option<Vec<oci_spec::runtime::LinuxHugepageLimit>> {
         let hugepages = resources?.hugepage_limits().clone().unwrap_or_default();
-        (!hugepages.is_empty() && self.v1.is_some() && hybrid_hugetlb::applies())
-            .then_some(hugepages)
+        // v1 hierarchies come from the mount-table read `open` did; no second read here.
+        let hybrid = !hugepages.is_empty()
+            && self.v1.as_ref().is_some_and(|v1| !v1.has("hugetlb"))
+            && hybrid_hugetlb::on_unified_mount();
+        hybrid.then_some(hugepages)
     }
 
     /// Apply the config's resources (but the hybrid hugepage limits `enter` applied).

@@ -88,6 +88,11 @@ impl V1Dirs {
         Ok(())
     }
 
+    /// Whether some v1 hierarchy has `controller`.
+    pub fn has(&self, controller: &str) -> bool {
+        self.dir_of(controller).is_some()
+    }
+
     fn dir_of(&self, controller: &str) -> Option<&Path> {
         self.dirs
             .iter()
