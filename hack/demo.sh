@@ -28,9 +28,7 @@ command -v sha256sum >/dev/null || need+=(coreutils)
 if [ "$(basename "$RUNTIME")" = runc ] && ! command -v runc >/dev/null; then need+=(runc); fi
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=600 update -qq
-  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  bash hack/apt-need.sh demo "${need[@]}"
 fi
 
 # ---------------------------------------------------------------- 1. build

@@ -32,17 +32,7 @@ sanitizer=${FUZZ_SANITIZER:-address}
 
 [ "$(id -u)" = 0 ] || { echo "fuzz.sh: must run as root" >&2; exit 1; }
 
-pkgs=(g++ python3 util-linux)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "fuzz.sh: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=1200 update -qq
-  apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+bash hack/apt-need.sh fuzz.sh g++ python3 util-linux
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz" >&2
   cargo install --locked cargo-fuzz

@@ -16,15 +16,7 @@ export CAPSA_TEST_IMAGES=${CAPSA_TEST_IMAGES:-/var/tmp/capsa-test-images}
 
 PKGS=(busybox-static umoci runc containerd podman buildah skopeo debootstrap jq tar gzip uidmap
       fuse-overlayfs slirp4netns)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=1200 update -qq
-  apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+bash hack/apt-need.sh image-test "${PKGS[@]}"
 
 # the test images (make-images.sh reuses what it already built)
 if [ ! -f "$CAPSA_TEST_IMAGES/images.json" ]; then

@@ -35,16 +35,7 @@ log() { printf '[shim-test] %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
 
 if [ "${SKIP_APT:-0}" != 1 ]; then
-  missing=()
-  for p in containerd runc busybox-static util-linux; do
-    dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get -o DPkg::Lock::Timeout=1200 update -qq
-    apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
-  fi
+  bash hack/apt-need.sh shim-test containerd runc busybox-static util-linux
 fi
 
 MODE=test

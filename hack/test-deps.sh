@@ -32,18 +32,6 @@ rootless_user() {
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils
       podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f '${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-done
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "test-deps: all present (${pkgs[*]})" >&2
-  rootless_user
-  exit 0
-fi
-echo "test-deps: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get -o DPkg::Lock::Timeout=1200 update -qq
-apt-get -o DPkg::Lock::Timeout=1200 install -y -qq --no-install-recommends "${missing[@]}" >&2
+bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"
 rootless_user

@@ -12,7 +12,7 @@
 #                        containerd, podman)
 #   7. shim              hack/shim-test.sh: containerd 1.6 + ctr through containerd-shim-capsa-v2,
 #                        driving capsa, then the same tests driving runc
-#   8. cgroup v2         inside a pure cgroup v2 VM: the runtime's cgroup, exec and events
+#   8. cgroup v2         inside a pure cgroup v2 VM: the runtime's cgroup, exec, events, rootless
 #                        tests (hack/cgv2-tests.sh), and the shim's ctr tests driving capsa
 #                        (metrics and OOM on v2); SKIP_CGV2=1 skips them
 set -uo pipefail

@@ -32,7 +32,7 @@ need=()
 command -v umoci >/dev/null || need+=(umoci)
 command -v bc >/dev/null || need+=(bc)
 [ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null; fi
+[ ${#need[@]} -eq 0 ] || bash hack/apt-need.sh image/bench.sh "${need[@]}"
 [ -f "$IMAGES/images.json" ] || bash "$ROOT/../shared/tools/make-images.sh" "$IMAGES" >&2
 if [ -n "${CAPSA_IMAGE:-}" ]; then CI=$CAPSA_IMAGE; else
   cargo build --release -j2 -p capsa-image >&2
