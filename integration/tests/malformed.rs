@@ -68,11 +68,19 @@ fn refused_runc_accepts(ctx: &Ctx, b: &Bundle, field: &str, why: &str) {
     check_refused(ctx, &id, b, out, field);
 }
 
-fn namespaces(b: &Bundle) -> usize {
-    b.spec["linux"]["namespaces"]
+/// `b` with `ns` appended to linux.namespaces, and its index there.
+fn with_namespace(b: Bundle, ns: serde_json::Value) -> (Bundle, usize) {
+    let i = b.spec["linux"]["namespaces"]
         .as_array()
         .expect("namespaces")
-        .len()
+        .len();
+    let b = b.with(|s| {
+        s["linux"]["namespaces"]
+            .as_array_mut()
+            .expect("namespaces")
+            .push(ns)
+    });
+    (b, i)
 }
 
 fn mounts(b: &Bundle) -> usize {
@@ -161,28 +169,14 @@ fn memory_limit_2_pow_63() {
 #[test]
 fn unknown_namespace_type() {
     let ctx = Ctx::new();
-    let b = ctx.bundle();
-    let i = namespaces(&b);
-    let b = b.with(|s| {
-        s["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({ "type": "bogus" }))
-    });
+    let (b, i) = with_namespace(ctx.bundle(), json!({ "type": "bogus" }));
     refused(&ctx, &b, &format!("linux.namespaces[{i}].type"));
 }
 
 #[test]
 fn duplicate_namespace() {
     let ctx = Ctx::new();
-    let b = ctx.bundle();
-    let i = namespaces(&b);
-    let b = b.with(|s| {
-        s["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({ "type": "pid" }))
-    });
+    let (b, i) = with_namespace(ctx.bundle(), json!({ "type": "pid" }));
     refused(&ctx, &b, &format!("linux.namespaces[{i}]"));
 }
 
