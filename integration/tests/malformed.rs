@@ -287,3 +287,29 @@ fn trailing_data_after_the_config() {
     }
     check_refused(&ctx, &id, &b, out, "trailing characters");
 }
+
+#[test]
+fn hook_timeout_not_above_zero() {
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .hook("prestart", json!({ "path": "/bin/true", "timeout": 0 }));
+    refused_runc_accepts(
+        &ctx,
+        &b,
+        "hooks.prestart[0].timeout",
+        "a hook timeout of 0 is accepted",
+    );
+}
+
+#[test]
+fn hook_path_relative() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().hook("poststop", json!({ "path": "bin/true" }));
+    refused_runc_accepts(
+        &ctx,
+        &b,
+        "hooks.poststop[0].path",
+        "a relative hook path is accepted",
+    );
+}

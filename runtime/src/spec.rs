@@ -121,6 +121,7 @@ pub fn validate(spec: &Spec, rootfs: &Path) -> Result<()> {
             }
         }
     }
+    validate_hooks(spec)?;
     let linux = match spec.linux() {
         Some(l) => l,
         None => return Ok(()),
@@ -158,6 +159,37 @@ pub fn validate(spec: &Spec, rootfs: &Path) -> Result<()> {
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
             check_sysctl(key, &has)?;
+        }
+    }
+    Ok(())
+}
+
+/// Each hook's path absolute and its timeout, if any, above zero (config.md, POSIX hooks).
+fn validate_hooks(spec: &Spec) -> Result<()> {
+    let Some(h) = spec.hooks() else {
+        return Ok(());
+    };
+    let kinds = [
+        ("prestart", h.prestart()),
+        ("createRuntime", h.create_runtime()),
+        ("createContainer", h.create_container()),
+        ("startContainer", h.start_container()),
+        ("poststart", h.poststart()),
+        ("poststop", h.poststop()),
+    ];
+    for (kind, hooks) in kinds {
+        for (i, hook) in hooks.as_deref().unwrap_or_default().iter().enumerate() {
+            if !hook.path().is_absolute() {
+                return Err(Error::Config(format!(
+                    "hooks.{kind}[{i}].path {:?} must be an absolute path",
+                    hook.path()
+                )));
+            }
+            if let Some(t) = hook.timeout().filter(|t| *t <= 0) {
+                return Err(Error::Config(format!(
+                    "hooks.{kind}[{i}].timeout {t} must be greater than zero"
+                )));
+            }
         }
     }
     Ok(())
