@@ -74,18 +74,15 @@ fn run_one(kind: &str, index: usize, hook: &Hook, state_json: &str) -> Result<()
         // A hook may exit without reading its stdin: EPIPE is not an error.
         let _ = stdin.write_all(state_json.as_bytes());
     }
-    let status = match hook.timeout() {
-        None => child.wait().map_err(|e| fail(format!("wait: {e}")))?,
-        Some(t) => {
-            let secs = t.max(0) as u64;
-            if !exits_within(child.id(), Duration::from_secs(secs)) {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(fail(format!("timed out after {secs}s")));
-            }
-            child.wait().map_err(|e| fail(format!("wait: {e}")))?
+    if let Some(t) = hook.timeout() {
+        let secs = t.max(0) as u64;
+        if !exits_within(child.id(), Duration::from_secs(secs)) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(fail(format!("timed out after {secs}s")));
         }
-    };
+    }
+    let status = child.wait().map_err(|e| fail(format!("wait: {e}")))?;
     if status.success() {
         return Ok(());
     }
