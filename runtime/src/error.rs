@@ -43,6 +43,19 @@ pub enum Error {
     /// An error reported by the container's init, with its whole chain.
     #[error("{0}")]
     Init(String),
+    /// execve of the container's process failed (after `create` returned: the process
+    /// reports it on its stderr and exits 127).
+    #[error("exec {path:?}: {errno}")]
+    Exec { path: String, errno: nix::Error },
+    /// The other side of the sync channel sent a message out of the protocol's order.
+    #[error("sync: expected {expected}, got {got}")]
+    Protocol {
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// The other side of the sync channel went away (it died, or closed its end).
+    #[error("sync: the other side went away while waiting for {waiting_for}")]
+    PeerGone { waiting_for: &'static str },
     #[error("{0}")]
     Other(String),
 }

@@ -5,10 +5,11 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, Mode, SFlag};
 
 use super::inroot::InRoot;
+use super::paths::fd_path;
 use super::RootfsContext;
 use crate::{Error, Result};
 
@@ -75,9 +76,11 @@ pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result
             gid: d.gid(),
         });
     }
-    for d in &devs {
-        create(ctx, root, d)?;
-    }
+    // Device modes are exactly the config's: nothing masked off while they are made.
+    let umask = ctx.sys.umask(Mode::empty());
+    let made = devs.iter().try_for_each(|d| create(ctx, root, d));
+    ctx.sys.umask(umask);
+    made?;
     if dev_mounted {
         symlinks(root)?;
     }
@@ -105,40 +108,40 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
         let target = root
             .resolve(&d.path)
             .map_err(|e| err(&d.path, "resolve", e))?;
-        let target_path = format!("/proc/self/fd/{}", target.as_fd().as_raw_fd());
-        return mount(
-            Some(&d.path),
-            target_path.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| err(&d.path, "bind from host", e));
+        return ctx
+            .sys
+            .mount(
+                Some(&d.path),
+                &fd_path(&target),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .map_err(|e| err(&d.path, "bind from host", e));
     }
     let _ = nix::unistd::unlinkat(
         Some(dir.as_fd().as_raw_fd()),
         name,
         nix::unistd::UnlinkatFlags::NoRemoveDir,
     );
-    let old = nix::sys::stat::umask(Mode::empty());
-    let res = nix::sys::stat::mknodat(
-        Some(dir.as_fd().as_raw_fd()),
-        name,
-        d.kind,
-        Mode::from_bits_truncate(d.mode & 0o7777),
-        makedev(d.major, d.minor),
-    );
-    nix::sys::stat::umask(old);
-    res.map_err(|e| err(&d.path, "mknod", e))?;
-    if d.uid.is_some() || d.gid.is_some() {
-        nix::unistd::fchownat(
-            Some(dir.as_fd().as_raw_fd()),
+    ctx.sys
+        .mknodat(
+            dir.as_fd(),
             name,
-            d.uid.map(nix::unistd::Uid::from_raw),
-            d.gid.map(nix::unistd::Gid::from_raw),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            d.kind,
+            Mode::from_bits_truncate(d.mode & 0o7777),
+            makedev(d.major, d.minor),
         )
-        .map_err(|e| err(&d.path, "chown", e))?;
+        .map_err(|e| err(&d.path, "mknod", e))?;
+    if d.uid.is_some() || d.gid.is_some() {
+        ctx.sys
+            .fchownat(
+                dir.as_fd(),
+                name,
+                d.uid.map(nix::unistd::Uid::from_raw),
+                d.gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| err(&d.path, "chown", e))?;
     }
     Ok(())
 }
