@@ -100,5 +100,8 @@ fn create_in_another_pid_namespace_reports_its_init() {
     ctx.start(&id).ok();
     ctx.wait_status(&id, "running");
     assert_eq!(ctx.pid(&id), pid);
-    assert_eq!(cmdline(pid), "/bin/sleep 2000");
+    // `start` may return before the exec (runc's does).
+    wait_until("the reported pid execs the container's process", || {
+        cmdline(pid) == "/bin/sleep 2000"
+    });
 }
