@@ -264,3 +264,305 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The init's sequence through the recording fake: the real `set_up` against a
+    //! scripted parent, in a thread of the test (nothing is mounted, nothing forked).
+
+    use nix::mount::MsFlags;
+    use nix::sched::CloneFlags;
+
+    use super::*;
+    use crate::channel::pair;
+    use crate::process::sync;
+    use crate::syscall::fake::{in_order, Call, Recorder};
+
+    /// A bundle in a temp dir with `linux` merged into a small config.
+    fn bundle(t: &Path, linux: serde_json::Value, extra: serde_json::Value) -> Bundle {
+        let rootfs = t.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        let src = t.join("shared");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut config = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "box",
+            "process": {
+                "args": ["/bin/sh", "-c", "true"], "cwd": "/",
+                "env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 64, "hard": 64}]
+            },
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "mode=755"]},
+                {"destination": "/data", "type": "bind", "source": src,
+                 "options": ["rbind", "ro"]}
+            ],
+            "linux": linux
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        std::fs::write(t.join("config.json"), config.to_string()).unwrap();
+        Bundle::load(t).unwrap()
+    }
+
+    fn opts() -> CreateOptions {
+        CreateOptions {
+            id: "ut".into(),
+            ..CreateOptions::default()
+        }
+    }
+
+    /// Runs `set_up` with the fake against `parent`, a script of the parent's side.
+    fn run_init(
+        b: &Bundle,
+        parent: impl FnOnce(Channel) + Send + 'static,
+    ) -> (Result<()>, Vec<Call>) {
+        let plan = Plan::from_spec(&b.spec).unwrap();
+        let process = process_of(&b.spec).unwrap();
+        let seccomp = b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let process_plan = ProcessPlan::new(process, seccomp).unwrap();
+        let (ours, theirs) = pair().unwrap();
+        let parent = std::thread::spawn(move || parent(theirs));
+        let fifo: OwnedFd = tempfile::tempfile().unwrap().into();
+        let sys = Recorder::default();
+        let opts = opts();
+        let a = Args {
+            bundle: b,
+            plan: &plan,
+            process: &process_plan,
+            channel: ours,
+            fifo,
+            console: None,
+            opts: &opts,
+            sys: &sys,
+        };
+        let res = set_up(&a).map(drop);
+        drop(a);
+        parent.join().unwrap();
+        (res, sys.calls())
+    }
+
+    fn index(calls: &[Call], what: &str, pred: impl Fn(&Call) -> bool) -> usize {
+        calls
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} in {calls:#?}"))
+    }
+
+    #[test]
+    fn the_init_sequence_in_the_order_the_spec_requires() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
+                               {"type": "uts"}, {"type": "network"}],
+                "maskedPaths": ["/proc/version"],
+                "readonlyPaths": ["/proc/sys"],
+                "sysctl": {"net.ipv4.ip_forward": "1"},
+                "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+            }),
+            serde_json::json!({}),
+        );
+        let rootfs = b.rootfs.clone();
+        let (res, calls) = run_init(&b, |ch| {
+            let steps = &mut Script::default();
+            let shape = sync::Shape {
+                mounts: true,
+                ..Default::default()
+            };
+            assert_eq!(sync::drive(&ch, shape, 1, steps).unwrap(), 1);
+            assert_eq!(steps.0, ["place", "mounted", "created"]);
+        });
+        res.unwrap();
+        let at = |p: &Path| {
+            let p = p.to_string_lossy().into_owned();
+            move |c: &Call| matches!(c, Call::Mount { target, .. } if *target == p)
+        };
+        let sysctl = |c: &Call| {
+            matches!(c, Call::WriteProc { path, value }
+                if path == "/proc/sys/net/ipv4/ip_forward" && value == "1")
+        };
+        let order = in_order(
+            &calls,
+            &[
+                ("pdeathsig", &|c| {
+                    *c == Call::Pdeathsig(Some(Signal::SIGKILL))
+                }),
+                ("non-dumpable", &|c| *c == Call::Dumpable(false)),
+                ("cgroup ns", &|c| {
+                    *c == Call::Unshare(CloneFlags::CLONE_NEWCGROUP)
+                }),
+                ("keyring", &|c| *c == Call::SessionKeyring("ut".into())),
+                ("/ rslave", &at(Path::new("/"))),
+                ("the rootfs bind", &at(&rootfs)),
+                ("proc", &at(&rootfs.join("proc"))),
+                ("/dev tmpfs", &at(&rootfs.join("dev"))),
+                ("the bind mount", &at(&rootfs.join("data"))),
+                ("mknod", &|c| matches!(c, Call::Mknod { .. })),
+                ("pivot_root", &|c| matches!(c, Call::PivotRoot { .. })),
+                ("hostname", &|c| *c == Call::Hostname("box".into())),
+                ("sysctl", &sysctl),
+                ("the masked path", &at(Path::new("/proc/version"))),
+                ("root read-only", &at(Path::new("/"))),
+                ("setsid", &|c| *c == Call::Setsid),
+                ("rlimit", &|c| matches!(c, Call::Rlimit { soft: 64, .. })),
+                ("cwd", &|c| *c == Call::Chdir("/".into())),
+                ("cloexec", &|c| *c == Call::CloexecFrom(3)),
+                ("setuid", &|c| *c == Call::Setresuid(0)),
+                ("capset", &|c| matches!(c, Call::SetCaps { .. })),
+                ("pdeathsig cleared", &|c| *c == Call::Pdeathsig(None)),
+            ],
+        );
+        // The rootfs is made private to the host before anything is mounted in it.
+        let Call::Mount { flags, .. } = &calls[order[4]] else {
+            unreachable!()
+        };
+        assert_eq!(*flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        // The bind mount is remounted read-only; the root last of all.
+        let remounts: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, flags, .. } if flags.contains(MsFlags::MS_REMOUNT) => {
+                    Some(target.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            remounts.first(),
+            Some(&rootfs.join("data").to_string_lossy().into_owned())
+        );
+        assert_eq!(remounts.last().map(String::as_str), Some("/"));
+        // /dev/fuse is made as asked, with the mode exactly the config's.
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::Mknod { path, dev, perm: 0o666, .. }
+            if *path == rootfs.join("dev/fuse").to_string_lossy()
+                && *dev == nix::sys::stat::makedev(10, 229))));
+    }
+
+    #[test]
+    fn two_stages_map_ids_then_fork_the_init() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({
+                "namespaces": [{"type": "user"}, {"type": "pid"}, {"type": "mount"},
+                               {"type": "uts"}, {"type": "network", "path": "/proc/self/ns/net"}],
+                "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+            }),
+            serde_json::json!({}),
+        );
+        let (res, calls) = run_init(&b, |ch| {
+            // sync 1, 1a (MapIds), 1b (the answer the forked init waits for), 2, 3
+            ch.send(&Msg::Proceed).unwrap();
+            ch.expect(Msg::MapIds).unwrap();
+            ch.send(&Msg::Proceed).unwrap();
+            ch.send(&Msg::Proceed).unwrap();
+            ch.expect(Msg::Mounted).unwrap();
+            ch.send(&Msg::HooksDone(None)).unwrap();
+            ch.expect(Msg::Created).unwrap();
+            ch.send(&Msg::Ack).unwrap();
+        });
+        res.unwrap();
+        let setns = index(&calls, "setns", |c| matches!(c, Call::Setns(_)));
+        let unshare = index(&calls, "unshare", |c| {
+            *c == Call::Unshare(
+                CloneFlags::CLONE_NEWUSER
+                    | CloneFlags::CLONE_NEWPID
+                    | CloneFlags::CLONE_NEWNS
+                    | CloneFlags::CLONE_NEWUTS,
+            )
+        });
+        let root = index(&calls, "setuid 0", |c| *c == Call::Setresuid(0));
+        let fork = index(&calls, "fork", |c| *c == Call::Clone(CloneFlags::empty()));
+        let mount = index(&calls, "a mount", |c| matches!(c, Call::Mount { .. }));
+        assert!(
+            setns < unshare && unshare < root && root < fork && fork < mount,
+            "{calls:#?}"
+        );
+        // Dumpable until the maps are written: not before `become_userns_root`.
+        let dumpable = index(&calls, "non-dumpable", |c| *c == Call::Dumpable(false));
+        assert!(dumpable > unshare, "{calls:#?}");
+    }
+
+    #[test]
+    fn a_failed_mount_is_reported_with_its_index_and_nothing_after_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "uts"}]}),
+            serde_json::json!({}),
+        );
+        let plan = Plan::from_spec(&b.spec).unwrap();
+        let process_plan = ProcessPlan::new(process_of(&b.spec).unwrap(), None).unwrap();
+        let (ours, theirs) = pair().unwrap();
+        let sys = Recorder::default();
+        let proc_target = b.rootfs.join("proc").to_string_lossy().into_owned();
+        sys.fail_when(move |c| {
+            matches!(c, Call::Mount { target, .. } if *target == proc_target)
+                .then_some(nix::errno::Errno::EPERM)
+        });
+        let opts = opts();
+        let a = Args {
+            bundle: &b,
+            plan: &plan,
+            process: &process_plan,
+            channel: ours,
+            fifo: tempfile::tempfile().unwrap().into(),
+            console: None,
+            opts: &opts,
+            sys: &sys,
+        };
+        theirs.send(&Msg::Proceed).unwrap();
+        let e = set_up(&a).err().expect("the mount fails").to_string();
+        assert!(
+            e.starts_with("mounts[0] (/proc)") && e.contains("EPERM"),
+            "{e}"
+        );
+        assert!(!sys
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::PivotRoot { .. })));
+        // Nothing was sent after sync 1: the parent hears of the failure from `init`.
+        drop(a);
+        assert!(theirs.recv().unwrap().is_none());
+    }
+
+    /// The parent's steps, by name only.
+    #[derive(Default)]
+    struct Script(Vec<&'static str>);
+
+    impl sync::Steps for Script {
+        fn place(&mut self, _: i32) -> Result<()> {
+            self.0.push("place");
+            Ok(())
+        }
+        fn map_ids(&mut self, _: i32) -> Result<()> {
+            self.0.push("map_ids");
+            Ok(())
+        }
+        fn forked(&mut self, _: i32, _: i32) -> Result<()> {
+            self.0.push("forked");
+            Ok(())
+        }
+        fn mounted(&mut self, _: i32) -> Result<Option<String>> {
+            self.0.push("mounted");
+            Ok(None)
+        }
+        fn seccomp_listener(&mut self, _: i32, _: OwnedFd) -> Result<()> {
+            self.0.push("listener");
+            Ok(())
+        }
+        fn created(&mut self, _: i32) -> Result<()> {
+            self.0.push("created");
+            Ok(())
+        }
+    }
+}

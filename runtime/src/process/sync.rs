@@ -119,7 +119,7 @@ mod tests {
     fn child(ch: Channel, shape: Shape, pid: i32) -> std::thread::JoinHandle<Vec<Msg>> {
         std::thread::spawn(move || {
             let mut seen = Vec::new();
-            let mut read = |seen: &mut Vec<Msg>| seen.push(ch.recv().unwrap().unwrap().0);
+            let read = |seen: &mut Vec<Msg>| seen.push(ch.recv().unwrap().unwrap().0);
             if shape.ready_first {
                 ch.send(&Msg::Ready).unwrap();
             }

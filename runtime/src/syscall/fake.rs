@@ -164,23 +164,25 @@ impl Recorder {
             .position(pred)
             .unwrap_or_else(|| panic!("no call {what} in {calls:#?}"))
     }
+}
 
-    /// The mount calls, as (target, fstype or source, flags).
-    pub fn mounts(&self) -> Vec<(String, Option<String>, Option<String>, MsFlags)> {
-        self.calls()
-            .into_iter()
-            .filter_map(|c| match c {
-                Call::Mount {
-                    source,
-                    target,
-                    fstype,
-                    flags,
-                    ..
-                } => Some((target, source, fstype, flags)),
-                _ => None,
-            })
-            .collect()
+/// One expected call: what it is, for the message, and how to recognise it.
+pub type Step<'a> = (&'a str, &'a dyn Fn(&Call) -> bool);
+
+/// Where `steps` occur in `calls`, each after the one before; panics naming the first
+/// step that does not.
+pub fn in_order(calls: &[Call], steps: &[Step]) -> Vec<usize> {
+    let mut from = 0;
+    let mut found = Vec::new();
+    for (what, pred) in steps {
+        let i = calls[from..]
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} after call {from}: {calls:#?}"));
+        found.push(from + i);
+        from += i + 1;
     }
+    found
 }
 
 fn s(p: Option<&Path>) -> Option<String> {
