@@ -113,8 +113,8 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        let msg = serde_json::from_slice(&buf[..n])
-            .map_err(|e| Error::Other(format!("sync: bad message: {e}")))?;
+        let msg =
+            serde_json::from_slice(&buf[..n]).map_err(|e| Error::BadMessage(e.to_string()))?;
         Ok(Some((msg, fds.into_iter().next())))
     }
 
@@ -141,7 +141,7 @@ impl Channel {
     pub fn expect_init_pid(&self) -> Result<i32> {
         match self.next("InitPid")? {
             (Msg::InitPid(p), _) if p > 0 => Ok(p),
-            (m, _) => Err(Error::Other(format!("sync: invalid {m:?}"))),
+            (m, _) => Err(Error::BadMessage(format!("invalid {m:?}"))),
         }
     }
 
@@ -158,7 +158,7 @@ impl Channel {
         let name = want.name();
         self.next(name)?
             .1
-            .ok_or_else(|| Error::Other(format!("sync: {name} came without its descriptor")))
+            .ok_or_else(|| Error::BadMessage(format!("{name} came without its descriptor")))
     }
 }
 

@@ -186,10 +186,10 @@ impl Container {
         let status = self.status();
         // The spec: deleting a container that is not stopped is an error with no effect.
         if status != Status::Stopped && !force {
-            return Err(Error::Other(format!(
-                "cannot delete container {} that is not stopped: {status}",
-                self.id()
-            )));
+            return Err(Error::NotStopped {
+                id: self.id().into(),
+                status: status.to_string(),
+            });
         }
         let cg = match cgroup {
             Some(cg) => cg,
@@ -311,7 +311,7 @@ fn wait_exec(f: &std::fs::File) {
 /// Parse a signal as runc does: "9", "KILL", "SIGKILL", "sigkill".
 pub fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| Error::Other(format!("invalid signal {s:?}")));
+        return Signal::try_from(n).map_err(|_| Error::InvalidSignal(s.into()));
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") {
@@ -320,7 +320,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         format!("SIG{up}")
     };
     name.parse::<Signal>()
-        .map_err(|_| Error::Other(format!("invalid signal {s:?}")))
+        .map_err(|_| Error::InvalidSignal(s.into()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use oci_spec::runtime::Process;
 
-use crate::syscall::{proc_write_failure, Syscall};
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
 fn apparmor_enabled() -> bool {
@@ -59,20 +59,18 @@ pub fn apply(process: &Process, sys: &dyn Syscall) -> Result<()> {
             "/proc/self/attr/exec"
         };
         sys.write_proc(Path::new(attr), format!("exec {profile}").as_bytes())
-            .map_err(|e| {
-                Error::Other(format!(
-                    "process.apparmorProfile {profile:?}: {attr}: {}",
-                    proc_write_failure(e)
-                ))
+            .map_err(|errno| Error::ProcWrite {
+                field: format!("process.apparmorProfile {profile:?}"),
+                path: attr.into(),
+                errno,
             })?;
     }
     if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
         sys.write_proc(Path::new("/proc/self/attr/exec"), label.as_bytes())
-            .map_err(|e| {
-                Error::Other(format!(
-                    "process.selinuxLabel {label:?}: /proc/self/attr/exec: {}",
-                    proc_write_failure(e)
-                ))
+            .map_err(|errno| Error::ProcWrite {
+                field: format!("process.selinuxLabel {label:?}"),
+                path: "/proc/self/attr/exec".into(),
+                errno,
             })?;
     }
     Ok(())

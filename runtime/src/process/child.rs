@@ -17,7 +17,7 @@ use crate::error::SysContext;
 use crate::namespaces::{self, Plan};
 use crate::rootfs::{self, RootfsContext};
 use crate::spec::Bundle;
-use crate::syscall::{exit_now, proc_write_failure, Syscall};
+use crate::syscall::{exit_now, Syscall};
 use crate::{console, hooks, Error, Result};
 
 pub struct Args<'a> {
@@ -186,7 +186,7 @@ fn create_cwd(process: &Process) -> Result<()> {
                 .recursive(true)
                 .mode(0o755)
                 .create(cwd)
-                .map_err(|e| Error::Other(format!("create process.cwd {}: {e}", cwd.display())))
+                .map_err(|e| Error::io("create process.cwd", cwd, e))
         }
         // Anything else (a file, a dangling link) is for chdir to judge.
         _ => Ok(()),
@@ -237,11 +237,10 @@ fn set_identity(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
         for (k, v) in sysctl {
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
             sys.write_proc(Path::new(&path), v.as_bytes())
-                .map_err(|e| {
-                    Error::Other(format!(
-                        "linux.sysctl {k}: {path}: {}",
-                        proc_write_failure(e)
-                    ))
+                .map_err(|errno| Error::ProcWrite {
+                    field: format!("linux.sysctl {k}"),
+                    path,
+                    errno,
                 })?;
         }
     }
@@ -250,17 +249,15 @@ fn set_identity(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
 
 /// Block until `capsa start` writes to the exec fifo.
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
-    let mut f = std::fs::File::from(
-        fifo.try_clone()
-            .map_err(|e| Error::Other(format!("exec fifo: {e}")))?,
-    );
+    let fifo_err = |e| Error::io("read", crate::state::EXEC_FIFO, e);
+    let mut f = std::fs::File::from(fifo.try_clone().map_err(fifo_err)?);
     let mut b = [0u8; 1];
     loop {
         match f.read(&mut b) {
             Ok(1) => return Ok(()),
-            Ok(_) => return Err(Error::Other("exec fifo closed before start".into())),
+            Ok(_) => return Err(Error::ProcessGone("exec fifo closed before start".into())),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Other(format!("read exec fifo: {e}"))),
+            Err(e) => return Err(fifo_err(e)),
         }
     }
 }

@@ -128,7 +128,7 @@ fn exec_with(
             steps.kill();
             Err(match e {
                 Error::PeerGone { .. } => {
-                    Error::Other("exec: the process went away while starting".into())
+                    Error::ProcessGone("exec: the process went away while starting".into())
                 }
                 e => e,
             })

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
-use crate::syscall::{proc_write_failure, Syscall};
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
 fn format(maps: &[LinuxIdMapping]) -> String {
@@ -100,13 +100,12 @@ pub fn write(pid: i32, spec: &Spec, sys: &dyn Syscall) -> Result<()> {
             Writer::Direct => write_map(pid, kind, maps, sys)?,
             Writer::DirectDenySetgroups => {
                 let path = format!("/proc/{pid}/setgroups");
-                sys.write_proc(Path::new(&path), b"deny").map_err(|e| {
-                    Error::Other(format!(
-                        "{}: write deny to {path}: {}",
-                        kind.field(),
-                        proc_write_failure(e)
-                    ))
-                })?;
+                sys.write_proc(Path::new(&path), b"deny")
+                    .map_err(|errno| Error::ProcWrite {
+                        field: format!("{} (deny setgroups)", kind.field()),
+                        path,
+                        errno,
+                    })?;
                 write_map(pid, kind, maps, sys)?
             }
             Writer::Helper => run_helper(pid, kind, maps, own)?,
@@ -118,12 +117,10 @@ pub fn write(pid: i32, spec: &Spec, sys: &dyn Syscall) -> Result<()> {
 fn write_map(pid: i32, kind: Kind, maps: &[LinuxIdMapping], sys: &dyn Syscall) -> Result<()> {
     let path = format!("/proc/{pid}/{}", kind.file());
     sys.write_proc(Path::new(&path), format(maps).as_bytes())
-        .map_err(|e| {
-            Error::Other(format!(
-                "{}: write {path}: {}",
-                kind.field(),
-                proc_write_failure(e)
-            ))
+        .map_err(|errno| Error::ProcWrite {
+            field: kind.field().into(),
+            path,
+            errno,
         })
 }
 

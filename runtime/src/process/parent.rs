@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
@@ -152,8 +152,14 @@ impl Steps for CreateSteps<'_> {
         self.prefetch = self.resources.and_then(|_| self.cgroup().prefetch());
         self.cgroup().enter(child, self.resources)?;
         if let Some(adj) = process_of(self.spec)?.oom_score_adj() {
-            std::fs::write(format!("/proc/{child}/oom_score_adj"), adj.to_string())
-                .map_err(|e| Error::Other(format!("process.oomScoreAdj {adj}: {e}")))?;
+            let path = format!("/proc/{child}/oom_score_adj");
+            self.sys
+                .write_proc(Path::new(&path), adj.to_string().as_bytes())
+                .map_err(|errno| Error::ProcWrite {
+                    field: format!("process.oomScoreAdj {adj}"),
+                    path,
+                    errno,
+                })?;
         }
         if self.plan.new_user && !self.plan.two_stage {
             idmap::write(child, self.spec, self.sys)?;
@@ -210,7 +216,7 @@ impl Steps for CreateSteps<'_> {
         self.saved.pid = pid;
         self.saved.pid_start = state::proc_stat(pid)
             .map(|(_, start)| start)
-            .ok_or_else(|| Error::Other("container init died during create".into()))?;
+            .ok_or_else(|| Error::ProcessGone("container init died during create".into()))?;
         self.cleanup.dir()?.save(&self.saved)?;
         if let Some(p) = self.pid_file {
             write_atomic(p, pid.to_string().as_bytes())?;
@@ -334,7 +340,7 @@ pub(super) fn send_seccomp_listener(
 
 /// Why the init went away without a word: its exit status.
 fn init_death(pid: i32) -> Error {
-    Error::Other(match waitpid(Pid::from_raw(pid), None) {
+    Error::ProcessGone(match waitpid(Pid::from_raw(pid), None) {
         Ok(s) => format!("container init exited during create: {s:?}"),
         Err(e) => format!("container init went away during create: {e}"),
     })

@@ -67,7 +67,7 @@ pub fn prepare<'f>(
 pub fn exec(ready: Ready, sys: &dyn Syscall) -> Error {
     if let Some(filter) = ready.late_seccomp {
         if let Err(e) = filter.load_with(sys) {
-            return Error::Other(format!("linux.seccomp: {e}"));
+            return Error::Seccomp(e);
         }
     }
     let errno = sys.execve(&ready.exe, &ready.argv, &ready.env);
@@ -118,9 +118,7 @@ fn switch_user<'f>(
 }
 
 fn load_seccomp(filter: &CompiledFilter, ch: &Channel, sys: &dyn Syscall) -> Result<()> {
-    let listener = filter
-        .load_with(sys)
-        .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
+    let listener = filter.load_with(sys).map_err(Error::Seccomp)?;
     if let Some(fd) = listener {
         ch.send_fd(&Msg::SeccompListener, fd.as_fd())?; // sync 2a
     }
@@ -143,8 +141,10 @@ fn resolve_command(process: &Process, env: &[String]) -> Result<(CString, Vec<CS
         .ok_or_else(|| Error::Config("process.args: must not be empty".into()))?;
     let exe = if arg0.contains('/') {
         let p = PathBuf::from(arg0);
-        std::fs::metadata(&p)
-            .map_err(|e| Error::Other(format!("exec: {arg0:?}: stat {arg0}: {e}")))?;
+        std::fs::metadata(&p).map_err(|e| Error::Command {
+            arg0: arg0.clone(),
+            reason: format!("stat {arg0}: {e}"),
+        })?;
         p
     } else {
         let path = env
@@ -157,10 +157,9 @@ fn resolve_command(process: &Process, env: &[String]) -> Result<(CString, Vec<CS
                 std::fs::metadata(p)
                     .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
             })
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "exec: {arg0:?}: executable file not found in $PATH"
-                ))
+            .ok_or_else(|| Error::Command {
+                arg0: arg0.clone(),
+                reason: "executable file not found in $PATH".into(),
             })?
     };
     let cstr = |s: &str| {

@@ -11,6 +11,7 @@ use nix::sys::stat::{makedev, Mode, SFlag};
 use super::inroot::InRoot;
 use super::paths::fd_path;
 use super::RootfsContext;
+use crate::error::AsErrno;
 use crate::{Error, Result};
 
 struct Dev {
@@ -45,8 +46,8 @@ fn defaults() -> Vec<Dev> {
     .collect()
 }
 
-fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("linux.devices ({}): {what}: {e}", path.display()))
+fn err(path: &Path, what: &str, e: impl AsErrno) -> Error {
+    Error::mount("linux.devices", path, what, e.errno())
 }
 
 pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result<()> {
@@ -63,7 +64,12 @@ pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result
             T::C | T::U => SFlag::S_IFCHR,
             T::B => SFlag::S_IFBLK,
             T::P => SFlag::S_IFIFO,
-            T::A => return Err(err(d.path(), "type", "\"a\" is not a device type")),
+            T::A => {
+                return Err(Error::Config(format!(
+                    "linux.devices ({}): type \"a\" is not a device type",
+                    d.path().display()
+                )))
+            }
         };
         devs.retain(|x| x.path != *d.path());
         devs.push(Dev {
@@ -92,10 +98,12 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
     let dir = root
         .mkdir_all(parent, 0o755)
         .map_err(|e| err(&d.path, "mkdir", e))?;
-    let name = d
-        .path
-        .file_name()
-        .ok_or_else(|| err(&d.path, "path", "no file name"))?;
+    let name = d.path.file_name().ok_or_else(|| {
+        Error::Config(format!(
+            "linux.devices ({}): no file name",
+            d.path.display()
+        ))
+    })?;
     if ctx.in_userns {
         // Bind the host's node over an empty file.
         let _ = nix::sys::stat::mknodat(
@@ -168,11 +176,12 @@ fn symlinks(root: &InRoot) -> Result<()> {
             let _ = root.remove_file(link);
         }
         root.symlink(target, link).map_err(|e| {
-            Error::Other(format!(
-                "symlink {} -> {}: {e}",
-                link.display(),
-                target.display()
-            ))
+            Error::mount(
+                "/dev",
+                link,
+                format!("symlink to {}", target.display()),
+                e.errno(),
+            )
         })?;
     }
     Ok(())

@@ -12,11 +12,17 @@ use super::inroot::InRoot;
 use super::options::{MountOptions, REMOUNT_FLAGS};
 use super::paths::fd_path;
 use super::RootfsContext;
+use crate::error::AsErrno;
 use crate::syscall::Syscall;
 use crate::{Error, Result};
 
-fn merr(i: usize, dest: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("mounts[{i}] ({}): {what}: {e}", dest.display()))
+fn merr(i: usize, dest: &Path, what: &str, e: impl AsErrno) -> Error {
+    Error::mount(format!("mounts[{i}]"), dest, what, e.errno())
+}
+
+/// A mount refused for what its target is, not for an errno.
+fn refuse(i: usize, dest: &Path, what: &str, why: &str) -> Error {
+    Error::Other(format!("mounts[{i}] ({}): {what}: {why}", dest.display()))
 }
 
 pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Result<()> {
@@ -24,7 +30,7 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("none");
     if opts.idmap {
-        return Err(merr(
+        return Err(refuse(
             i,
             dest,
             "options",
@@ -160,8 +166,8 @@ fn make_target(
                 .map_err(|e| merr(i, dest, "stat", e))?;
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {}
-                libc::S_IFLNK => return Err(merr(i, dest, typ, "mount point is a symlink")),
-                _ => return Err(merr(i, dest, typ, "mount point is not a directory")),
+                libc::S_IFLNK => return Err(refuse(i, dest, typ, "mount point is a symlink")),
+                _ => return Err(refuse(i, dest, typ, "mount point is not a directory")),
             }
         }
     }

@@ -25,9 +25,7 @@ fn open_nofollow(p: &Path) -> nix::Result<OwnedFd> {
 /// maskedPaths: a directory gets an empty read-only tmpfs, anything else /dev/null.
 /// The /dev/null used must be the real null device (CVE-2025-31133).
 pub fn mask(p: &Path, sys: &dyn Syscall) -> Result<()> {
-    let err = |what: &str, e: Errno| {
-        Error::Other(format!("linux.maskedPaths {}: {what}: {e}", p.display()))
-    };
+    let err = |what: &str, e: Errno| Error::mount("linux.maskedPaths", p, what, e);
     let fd = match open_nofollow(p) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
@@ -68,9 +66,7 @@ pub fn mask(p: &Path, sys: &dyn Syscall) -> Result<()> {
 
 /// readonlyPaths: bind the path onto itself, then read-only recursively.
 pub fn make_readonly(p: &Path, sys: &dyn Syscall) -> Result<()> {
-    let err = |what: &str, e: Errno| {
-        Error::Other(format!("linux.readonlyPaths {}: {what}: {e}", p.display()))
-    };
+    let err = |what: &str, e: Errno| Error::mount("linux.readonlyPaths", p, what, e);
     let fd = match open_nofollow(p) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Ok(()),
