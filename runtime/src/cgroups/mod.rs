@@ -371,3 +371,19 @@ pub fn oom_kills(path: &Path) -> u64 {
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Whether /sys/fs/cgroup is the unified (v2) hierarchy.
+pub fn is_unified_host() -> bool {
+    is_unified()
+}
+
+/// The directory whose freezer holds the container's processes (CRIU freezes them
+/// through it): the v2 cgroup itself, or its directory in the v1 freezer hierarchy.
+pub fn freezer_dir(path: &Path) -> PathBuf {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if is_unified() {
+        Path::new(ROOT).join(rel)
+    } else {
+        Path::new(ROOT).join("freezer").join(rel)
+    }
+}
