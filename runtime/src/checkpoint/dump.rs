@@ -29,10 +29,10 @@ pub fn checkpoint(root: &Path, id: &str, opts: &Options) -> Result<()> {
             })
         }
     };
-    prepare_images(opts)?;
     let mut criu = Criu::new(&opts.criu);
     criu.require(MIN_VERSION, "checkpoint")?;
     let version = criu.version()?;
+    prepare_images(opts)?;
 
     let images = open_dir(&opts.image_path, "open --image-path")?;
     let work = opts
