@@ -2,7 +2,7 @@
 use anyhow::{Context, Result};
 use capsa_image::{bundle, commit, export, gc, import, info, size::human, store::Store};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -108,16 +108,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let store = Store::open(&cli.store)?;
     match cli.cmd {
-        Cmd::Import { source, name } => {
-            let res = import::import(&store, &source, name.as_deref())
-                .with_context(|| format!("import {}", source.display()))?;
-            for r in res {
-                println!(
-                    "{}\t{}\t{} layers unpacked, {} already in the store",
-                    r.name, r.config, r.layers_unpacked, r.layers_reused
-                );
-            }
-        }
+        Cmd::Import { source, name } => import_cmd(&store, &source, name.as_deref()),
         Cmd::Bundle {
             image,
             dir,
@@ -133,12 +124,14 @@ fn run(cli: Cli) -> Result<()> {
             let c = bundle::create(&store, &image, &dir, &opts)
                 .with_context(|| format!("bundle {image} in {}", dir.display()))?;
             println!("{}", c.bundle.display());
+            Ok(())
         }
         Cmd::Rm { bundles } => {
             for b in bundles {
                 let c = bundle::remove(&store, &b).with_context(|| format!("rm {b}"))?;
                 println!("{}", c.bundle.display());
             }
+            Ok(())
         }
         Cmd::Commit {
             bundle,
@@ -148,105 +141,130 @@ fn run(cli: Cli) -> Result<()> {
             let c = commit::commit(&store, &bundle, &new_ref, message.as_deref())
                 .with_context(|| format!("commit {bundle}"))?;
             println!("{}\t{}", c.name, c.config);
+            Ok(())
         }
-        Cmd::Images { json } => {
-            let imgs = info::images(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&imgs)?);
-            } else {
-                println!(
-                    "{:<40} {:<12} {:<20} {:>10} {:>12}",
-                    "REF", "ID", "CREATED", "SIZE", "SHARED SIZE"
-                );
-                for i in imgs {
-                    println!(
-                        "{:<40} {:<12} {:<20} {:>10} {:>12}",
-                        i.name,
-                        i.id.short(),
-                        i.created.get(..19).unwrap_or(&i.created),
-                        human(i.size),
-                        human(i.shared_size)
-                    );
-                }
-            }
-        }
-        Cmd::Ls { json } => {
-            let bs = info::bundles(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&bs)?);
-            } else {
-                println!(
-                    "{:<16} {:<30} {:<30} {:>10} {:>13}",
-                    "ID", "BUNDLE", "IMAGE", "SIZE", "VIRTUAL SIZE"
-                );
-                for b in bs {
-                    println!(
-                        "{:<16} {:<30} {:<30} {:>10} {:>13}",
-                        b.id,
-                        b.bundle,
-                        b.image,
-                        human(b.size),
-                        human(b.virtual_size)
-                    );
-                }
-            }
-        }
-        Cmd::History { image, json } => {
-            let rows = info::history(&store, &image)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<20} {:>10}  {:<60} COMMENT",
-                    "CREATED", "SIZE", "CREATED BY"
-                );
-                for r in rows {
-                    let by: String = r.created_by.chars().take(60).collect();
-                    println!(
-                        "{:<20} {:>10}  {:<60} {}",
-                        r.created.get(..19).unwrap_or(&r.created),
-                        if r.empty_layer {
-                            "0 B".to_string()
-                        } else {
-                            human(r.size)
-                        },
-                        by,
-                        r.comment
-                    );
-                }
-            }
-        }
+        Cmd::Images { json } => images_cmd(&store, json),
+        Cmd::Ls { json } => ls_cmd(&store, json),
+        Cmd::History { image, json } => history_cmd(&store, &image, json),
         Cmd::Rmi { images, force } => {
             let (removed, r) = gc::rmi(&store, &images, force)?;
             for n in removed {
                 println!("untagged {n}");
             }
-            println!(
-                "deleted {} blobs, {} layers ({})",
-                r.blobs,
-                r.layers,
-                human(r.bytes)
-            );
+            print_removed(&r);
+            Ok(())
         }
         Cmd::Gc => {
-            let r = gc::gc(&store)?;
-            println!(
-                "deleted {} blobs, {} layers ({})",
-                r.blobs,
-                r.layers,
-                human(r.bytes)
-            );
+            print_removed(&gc::gc(&store)?);
+            Ok(())
         }
-        Cmd::Export { image, out, format } => {
-            let format: export::Format = match format {
-                Some(f) => f.parse()?,
-                None if out.extension().is_some_and(|e| e == "tar") => export::Format::OciArchive,
-                None => export::Format::OciDir,
-            };
-            export::export(&store, &image, &out, format)
-                .with_context(|| format!("export {image} to {}", out.display()))?;
-            println!("{}", out.display());
-        }
+        Cmd::Export { image, out, format } => export_cmd(&store, &image, &out, format),
     }
+}
+
+fn import_cmd(store: &Store, source: &Path, name: Option<&str>) -> Result<()> {
+    let res = import::import(store, source, name)
+        .with_context(|| format!("import {}", source.display()))?;
+    for r in res {
+        println!(
+            "{}\t{}\t{} layers unpacked, {} already in the store",
+            r.name, r.config, r.layers_unpacked, r.layers_reused
+        );
+    }
+    Ok(())
+}
+
+fn images_cmd(store: &Store, json: bool) -> Result<()> {
+    let imgs = info::images(store)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&imgs)?);
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<12} {:<20} {:>10} {:>12}",
+        "REF", "ID", "CREATED", "SIZE", "SHARED SIZE"
+    );
+    for i in imgs {
+        println!(
+            "{:<40} {:<12} {:<20} {:>10} {:>12}",
+            i.name,
+            i.id.short(),
+            i.created.get(..19).unwrap_or(&i.created),
+            human(i.size),
+            human(i.shared_size)
+        );
+    }
+    Ok(())
+}
+
+fn ls_cmd(store: &Store, json: bool) -> Result<()> {
+    let bs = info::bundles(store)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&bs)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<30} {:<30} {:>10} {:>13}",
+        "ID", "BUNDLE", "IMAGE", "SIZE", "VIRTUAL SIZE"
+    );
+    for b in bs {
+        println!(
+            "{:<16} {:<30} {:<30} {:>10} {:>13}",
+            b.id,
+            b.bundle,
+            b.image,
+            human(b.size),
+            human(b.virtual_size)
+        );
+    }
+    Ok(())
+}
+
+fn history_cmd(store: &Store, image: &str, json: bool) -> Result<()> {
+    let rows = info::history(store, image)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>10}  {:<60} COMMENT",
+        "CREATED", "SIZE", "CREATED BY"
+    );
+    for r in rows {
+        let by: String = r.created_by.chars().take(60).collect();
+        let size = if r.empty_layer {
+            "0 B".to_string()
+        } else {
+            human(r.size)
+        };
+        println!(
+            "{:<20} {:>10}  {:<60} {}",
+            r.created.get(..19).unwrap_or(&r.created),
+            size,
+            by,
+            r.comment
+        );
+    }
+    Ok(())
+}
+
+fn print_removed(r: &gc::GcReport) {
+    println!(
+        "deleted {} blobs, {} layers ({})",
+        r.blobs,
+        r.layers,
+        human(r.bytes)
+    );
+}
+
+fn export_cmd(store: &Store, image: &str, out: &Path, format: Option<String>) -> Result<()> {
+    let format: export::Format = match format {
+        Some(f) => f.parse()?,
+        None if out.extension().is_some_and(|e| e == "tar") => export::Format::OciArchive,
+        None => export::Format::OciDir,
+    };
+    export::export(store, image, out, format)
+        .with_context(|| format!("export {image} to {}", out.display()))?;
+    println!("{}", out.display());
     Ok(())
 }
