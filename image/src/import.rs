@@ -85,13 +85,14 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-struct Plan {
-    name: String,
-    manifest_bytes: Vec<u8>,
-    manifest_digest: Digest,
-    config_bytes: Vec<u8>,
-    config_digest: Digest,
-    layers: Vec<(Descriptor, Digest)>,
+pub(crate) struct Plan {
+    pub name: String,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub config_bytes: Vec<u8>,
+    pub config_digest: Digest,
+    /// (blob descriptor, diff_id), bottom layer first
+    pub layers: Vec<(Descriptor, Digest)>,
 }
 
 /// Imports every image found at `src` (layout dir or archive). `name` renames the image
@@ -466,9 +467,9 @@ fn staged_layer_descriptor(path: &Path, digest: Digest) -> Result<Descriptor> {
 
 /// What an import staged: unpacked layer dirs and blob files, each verified.
 #[derive(Default)]
-struct Staged {
-    layers: BTreeMap<Digest, PathBuf>,
-    blobs: BTreeMap<Digest, PathBuf>,
+pub(crate) struct Staged {
+    pub layers: BTreeMap<Digest, PathBuf>,
+    pub blobs: BTreeMap<Digest, PathBuf>,
 }
 
 fn commit_import(
@@ -482,17 +483,8 @@ fn commit_import(
     for plan in &plans {
         results.push(stage_plan(store, source, plan, staging, &mut staged)?);
     }
-    move_into_store(store, source, &staged, staging)?;
-    for plan in &plans {
-        store.put_blob_bytes(&plan.config_bytes)?;
-        store.put_blob_bytes(&plan.manifest_bytes)?;
-    }
-    store.update_refs(|refs| {
-        for plan in &plans {
-            refs.insert(plan.name.clone(), plan.manifest_digest.clone());
-        }
-        Ok(())
-    })?;
+    copy_source_blobs(source, &mut staged, staging)?;
+    install(store, &staged, &plans)?;
     Ok(results)
 }
 
@@ -552,9 +544,9 @@ fn stage_plan(
     })
 }
 
-fn blob_mismatch(source: &Source, desc: &Descriptor, got: Digest) -> Error {
+fn blob_mismatch(source_name: &str, desc: &Descriptor, got: Digest) -> Error {
     Error::DigestMismatch {
-        what: format!("layer blob in {}", source.name),
+        what: format!("layer blob in {source_name}"),
         expected: desc.digest.to_string(),
         actual: got.to_string(),
     }
@@ -568,7 +560,7 @@ fn copy_verified_blob(source: &Source, desc: &Descriptor, src: &Path, dst: &Path
     io::copy(&mut hr, &mut out).ctx(|| format!("copy layer {}", desc.digest))?;
     let (got, _) = hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
     if got != desc.digest {
-        return Err(blob_mismatch(source, desc, got));
+        return Err(blob_mismatch(&source.name, desc, got));
     }
     Ok(())
 }
@@ -585,8 +577,6 @@ fn stage_layer(
     layer_dir: &Path,
     lowers: &[PathBuf],
 ) -> Result<()> {
-    let fs_dir = layer_dir.join("fs");
-    fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
     let f = File::open(src).ctx(|| format!("open {}", src.display()))?;
     let out = match copy_to {
         Some(p) => Some(io::BufWriter::with_capacity(
@@ -595,28 +585,42 @@ fn stage_layer(
         )),
         None => None,
     };
-    let tee = Tee {
-        inner: HashReader::new(f),
-        out,
-    };
-    let name = desc.digest.to_string();
-    let (res, tee) = unpack_layer(tee, &fs_dir, &name, Some(diff_id), lowers);
-    let mut tee = tee.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
+    let tee = Tee { inner: f, out };
+    let mut tee = unpack_blob(tee, &source.name, desc, diff_id, layer_dir, lowers)?;
     if let (Some(o), Some(p)) = (tee.out.as_mut(), copy_to) {
         o.flush().ctx(|| format!("write {}", p.display()))?;
     }
+    Ok(())
+}
+
+/// Unpacks the layer blob read from `blob` into `layer_dir/fs`, checks the blob's digest
+/// (read to its end) and the diff_id, and writes `layer_dir/meta.json`. Returns the reader,
+/// at the blob's end.
+pub(crate) fn unpack_blob<R: Read + Send + 'static>(
+    blob: R,
+    source_name: &str,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    layer_dir: &Path,
+    lowers: &[PathBuf],
+) -> Result<R> {
+    let fs_dir = layer_dir.join("fs");
+    fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+    let name = desc.digest.to_string();
+    let (res, hr) = unpack_layer(HashReader::new(blob), &fs_dir, &name, Some(diff_id), lowers);
+    let hr = hr.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
     // check the blob's digest first: a corrupt blob shows as a bad tar or gzip stream too,
     // but the digest names the cause
-    let (got, _) = tee
-        .inner
-        .finish()
+    let (got, _, blob) = hr
+        .finish_into()
         .ctx(|| format!("read layer {}", desc.digest))?;
     if got != desc.digest {
-        return Err(blob_mismatch(source, desc, got));
+        return Err(blob_mismatch(source_name, desc, got));
     }
     let res = res?;
     tracing::debug!(layer = %desc.digest, compression = ?res.compression, "unpacked");
-    write_layer_meta(layer_dir, diff_id)
+    write_layer_meta(layer_dir, diff_id)?;
+    Ok(blob)
 }
 
 /// meta.json beside a staged layer's fs/: its diff_id and disk usage.
@@ -634,25 +638,39 @@ fn write_layer_meta(layer_dir: &Path, diff_id: &Digest) -> Result<()> {
     .ctx(|| "write layer meta")
 }
 
-/// Everything verified: blobs and layers renamed into the store (a layout's blob that was
-/// not copied on the way is copied now, the source stays untouched).
-fn move_into_store(
-    store: &Store,
-    source: &Source,
-    staged: &Staged,
-    staging: &TempDir,
-) -> Result<()> {
-    for (d, p) in &staged.blobs {
-        if matches!(source.blobs, Blobs::Dir(_)) && !p.starts_with(staging.path()) {
+/// A layout's blobs that were not copied into staging on the way are copied now (the
+/// source stays untouched; everything else in staging is renamed into the store).
+fn copy_source_blobs(source: &Source, staged: &mut Staged, staging: &TempDir) -> Result<()> {
+    if !matches!(source.blobs, Blobs::Dir(_)) {
+        return Ok(());
+    }
+    for (d, p) in staged.blobs.iter_mut() {
+        if !p.starts_with(staging.path()) {
             let dst = staging.path().join(format!("copy-{}", d.hex()));
-            fs::copy(p, &dst).ctx(|| format!("copy blob {d}"))?;
-            store.put_blob_file(&dst, d)?;
-        } else {
-            store.put_blob_file(p, d)?;
+            fs::copy(&*p, &dst).ctx(|| format!("copy blob {d}"))?;
+            *p = dst;
         }
+    }
+    Ok(())
+}
+
+/// Everything staged and verified: blobs and layers renamed into the store, then the
+/// images' configs and manifests, and the refs last.
+pub(crate) fn install(store: &Store, staged: &Staged, plans: &[Plan]) -> Result<()> {
+    for (d, p) in &staged.blobs {
+        store.put_blob_file(p, d)?;
     }
     for (d, p) in &staged.layers {
         store.put_layer(p, d)?;
     }
-    Ok(())
+    for plan in plans {
+        store.put_blob_bytes(&plan.config_bytes)?;
+        store.put_blob_bytes(&plan.manifest_bytes)?;
+    }
+    store.update_refs(|refs| {
+        for plan in plans {
+            refs.insert(plan.name.clone(), plan.manifest_digest.clone());
+        }
+        Ok(())
+    })
 }
