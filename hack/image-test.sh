@@ -15,6 +15,7 @@ export CAPSA_TEST_IMAGES=${CAPSA_TEST_IMAGES:-/var/tmp/capsa-test-images}
 [ "$(id -u)" = 0 ] || { echo "image-test.sh: run as root" >&2; exit 1; }
 
 PKGS=(busybox-static umoci runc containerd podman buildah skopeo debootstrap jq tar gzip uidmap
+      docker-registry apache2-utils openssl
       fuse-overlayfs slirp4netns)
 bash hack/apt-need.sh image-test "${PKGS[@]}"
 
