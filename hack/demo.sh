@@ -63,7 +63,7 @@ registry_start() {
   mkdir -p "$DEMO/registry"
   printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
     "$DEMO/registry/data" "$REG_PORT" > "$DEMO/registry/config.yml"
-  docker-registry serve "$DEMO/registry/config.yml" 2> "$DEMO/registry/log" &
+  docker-registry serve "$DEMO/registry/config.yml" > "$DEMO/registry/log" 2>&1 &
   REG_PID=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$REG_PORT") 2>/dev/null && return 0
