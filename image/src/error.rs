@@ -36,6 +36,13 @@ pub enum Error {
     /// the registry answered with an error, or could not be reached
     #[error("{0}")]
     Registry(String),
+    /// the registry answered an HTTP error status
+    #[error("{what}: {detail}")]
+    Status {
+        what: String,
+        status: u16,
+        detail: String,
+    },
     /// credentials missing or refused
     #[error("authentication: {0}")]
     Auth(String),

@@ -6,6 +6,7 @@
 use crate::digest::Digest;
 use crate::error::{malformed, Error, Result};
 use crate::oci::{Manifest, MT_MANIFEST};
+use crate::registry::client::BlobFile;
 use crate::registry::conf::Conf;
 use crate::registry::{bar, progress, Options, Reference, Registry};
 use crate::store::Store;
@@ -98,7 +99,12 @@ pub fn push(store: &Store, image: &str, dest: Option<&str>, o: &PushOptions) -> 
             })?
             .len();
         let b = bar(&mp, d.short(), size);
-        reg.upload(&r.repo, loc, d, &path, size, o.chunk)?;
+        let blob = BlobFile {
+            digest: d,
+            path: &path,
+            size,
+        };
+        reg.upload(&r.repo, loc, &blob, o.chunk, &b)?;
         b.finish();
         out.uploaded += 1;
     }

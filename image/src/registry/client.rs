@@ -39,6 +39,13 @@ pub struct Registry {
     authorization: Mutex<Option<HeaderValue>>,
 }
 
+/// A stored blob to upload.
+pub struct BlobFile<'a> {
+    pub digest: &'a Digest,
+    pub path: &'a Path,
+    pub size: u64,
+}
+
 /// A fetched manifest or index: its bytes, media type and digest.
 pub struct Fetched {
     pub bytes: Vec<u8>,
@@ -59,6 +66,15 @@ fn http_error(what: &str, e: reqwest::Error) -> Error {
         src = s.source();
     }
     Error::Registry(format!("{what}: {msg}"))
+}
+
+fn status_error(what: &str, r: Response) -> Error {
+    let status = r.status().as_u16();
+    Error::Status {
+        what: what.to_string(),
+        status,
+        detail: error_text(r),
+    }
 }
 
 /// A registry error body (`{"errors":[{"code":…,"message":…}]}`) as one line.
@@ -195,7 +211,7 @@ impl Registry {
                 }
                 Ok(())
             }
-            _ => Err(Error::Registry(format!("{what}: /v2/: {}", error_text(r)))),
+            _ => Err(status_error(&format!("{what}: /v2/"), r)),
         }
     }
 
@@ -291,7 +307,7 @@ impl Registry {
             url,
         )?;
         if !r.status().is_success() {
-            return Err(Error::Registry(format!("{what}: {}", error_text(r))));
+            return Err(status_error(&what, r));
         }
         if r.content_length().is_some_and(|n| n > MANIFEST_LIMIT) {
             return Err(Error::Registry(format!(
@@ -376,10 +392,14 @@ impl Registry {
         match r.status() {
             StatusCode::PARTIAL_CONTENT if offset > 0 => Ok((r, offset)),
             StatusCode::OK => Ok((r, 0)),
-            StatusCode::RANGE_NOT_SATISFIABLE => Err(Error::Registry(format!(
-                "{what}: the registry has no byte {offset} (blob shorter than expected: truncated?)"
-            ))),
-            _ => Err(Error::Registry(format!("{what}: {}", error_text(r)))),
+            StatusCode::RANGE_NOT_SATISFIABLE => Err(Error::Status {
+                what,
+                status: 416,
+                detail: format!(
+                    "the registry has no byte {offset} (blob shorter than expected: truncated?)"
+                ),
+            }),
+            _ => Err(status_error(&what, r)),
         }
     }
 
@@ -414,7 +434,7 @@ impl Registry {
         match r.status() {
             StatusCode::CREATED if mount.is_some() => Ok(None),
             StatusCode::ACCEPTED => Ok(Some(self.location(&r, &what)?)),
-            _ => Err(Error::Registry(format!("{what}: {}", error_text(r)))),
+            _ => Err(status_error(&what, r)),
         }
     }
 
@@ -435,39 +455,20 @@ impl Registry {
         &self,
         repo: &str,
         mut loc: Url,
-        d: &Digest,
-        path: &Path,
-        size: u64,
+        blob: &BlobFile,
         chunk: Option<u64>,
+        bar: &indicatif::ProgressBar,
     ) -> Result<()> {
+        let (d, path, size) = (blob.digest, blob.path, blob.size);
         let what = format!("upload of {d} to {}/{repo}", self.host);
-        let open = || std::fs::File::open(path).ctx(|| format!("open {}", path.display()));
-        let mut put_body = Body::sized(open()?, size);
-        if let Some(chunk) = chunk.filter(|c| *c > 0) {
-            let mut f = open()?;
-            let mut start = 0u64;
-            while start < size {
-                let n = chunk.min(size - start);
-                let part = (&mut f).take(n);
-                let mut buf = Vec::with_capacity(n as usize);
-                { part }
-                    .read_to_end(&mut buf)
-                    .ctx(|| format!("read {}", path.display()))?;
-                let r = self
-                    .request(Method::PATCH, loc.clone())?
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header("Content-Range", format!("{start}-{}", start + n - 1))
-                    .body(buf)
-                    .send()
-                    .map_err(|e| http_error(&what, e))?;
-                if r.status() != StatusCode::ACCEPTED {
-                    return Err(Error::Registry(format!("{what}: PATCH: {}", error_text(r))));
-                }
-                loc = self.location(&r, &what)?;
-                start += n;
+        let mut f = std::fs::File::open(path).ctx(|| format!("open {}", path.display()))?;
+        let put_body = match chunk.filter(|c| *c > 0) {
+            None => Body::sized(bar.wrap_read(f), size),
+            Some(chunk) => {
+                loc = self.upload_chunks(&what, loc, &mut f, blob, chunk, bar)?;
+                Body::from(Vec::new())
             }
-            put_body = Body::from(Vec::new());
-        }
+        };
         loc.query_pairs_mut().append_pair("digest", d.as_str());
         let r = self
             .request(Method::PUT, loc)?
@@ -476,9 +477,44 @@ impl Registry {
             .send()
             .map_err(|e| http_error(&what, e))?;
         if r.status() != StatusCode::CREATED {
-            return Err(Error::Registry(format!("{what}: PUT: {}", error_text(r))));
+            return Err(status_error(&format!("{what}: PUT"), r));
         }
         Ok(())
+    }
+
+    /// The PATCH requests of a chunked upload; returns the location for the closing PUT.
+    fn upload_chunks(
+        &self,
+        what: &str,
+        mut loc: Url,
+        f: &mut std::fs::File,
+        blob: &BlobFile,
+        chunk: u64,
+        bar: &indicatif::ProgressBar,
+    ) -> Result<Url> {
+        let (path, size) = (blob.path, blob.size);
+        let mut start = 0u64;
+        while start < size {
+            let n = chunk.min(size - start);
+            let mut buf = Vec::with_capacity(n as usize);
+            f.take(n)
+                .read_to_end(&mut buf)
+                .ctx(|| format!("read {}", path.display()))?;
+            let r = self
+                .request(Method::PATCH, loc.clone())?
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header("Content-Range", format!("{start}-{}", start + n - 1))
+                .body(buf)
+                .send()
+                .map_err(|e| http_error(what, e))?;
+            if r.status() != StatusCode::ACCEPTED {
+                return Err(status_error(&format!("{what}: PATCH"), r));
+            }
+            loc = self.location(&r, what)?;
+            start += n;
+            bar.inc(n);
+        }
+        Ok(loc)
     }
 
     /// PUT of a manifest under a tag (or its digest).
@@ -504,7 +540,7 @@ impl Registry {
             url,
         )?;
         if r.status() != StatusCode::CREATED {
-            return Err(Error::Registry(format!("{what}: {}", error_text(r))));
+            return Err(status_error(&what, r));
         }
         Ok(())
     }

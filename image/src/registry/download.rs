@@ -120,8 +120,10 @@ impl Download {
             attempt += 1;
             let (mut body, start) = match reg.blob(repo, &self.digest, have) {
                 Ok(b) => b,
-                // a missing blob or byte range will not appear by asking again
-                Err(e) if e.to_string().contains("HTTP 4") || e.to_string().contains("no byte") => {
+                // a refusal (4xx, but for Too Many Requests) will not change by asking again
+                Err(e @ Error::Status { status, .. })
+                    if (400..500).contains(&status) && status != 429 =>
+                {
                     return Err(e)
                 }
                 Err(e) => {
