@@ -54,8 +54,7 @@ pub fn pull(store: &Store, name: &str, o: &PullOptions) -> Result<Imported> {
     Err(Error::Registry(format!("pull {name}: {}", all.join("; "))))
 }
 
-/// Network options for an endpoint: registries.conf's `insecure` allows plain HTTP and any
-/// certificate.
+/// Network options for an endpoint: registries.conf's `insecure` means plain HTTP.
 fn endpoint_options(ep: &Endpoint, base: &Options) -> Options {
     let mut o = base.clone();
     if ep.insecure {

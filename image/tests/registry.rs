@@ -662,6 +662,62 @@ fn bad_blobs_and_registry_down_leave_store_unchanged_then_retry() {
 }
 
 #[test]
+#[ignore = "needs docker-registry, skopeo and the make-images.sh images: run hack/image-test.sh"]
+fn short_names_and_mirrors_from_registries_conf() {
+    isolate();
+    let imgs = images_dir();
+    let env = Env::new("conf");
+    let reg = Registry::start(&env.path("registry"), Auth::None);
+    let h = reg.host();
+    skopeo_push(
+        &imgs.join("test-busybox"),
+        "latest",
+        &format!("{h}/lib/busybox:1"),
+        &["--dest-tls-verify=false"],
+    );
+    // a search list whose first registry is down; a mirror for a registry that does not exist
+    let conf = env.path("registries.conf");
+    fs::write(
+        &conf,
+        format!(
+            "unqualified-search-registries = [\"127.0.0.1:1\", \"{h}\"]\n\
+             [[registry]]\nlocation = \"{h}\"\ninsecure = true\n\
+             [[registry]]\nprefix = \"registry.invalid/mirrored\"\nlocation = \"registry.invalid/mirrored\"\n\
+             [[registry.mirror]]\nlocation = \"{h}/lib\"\ninsecure = true\n"
+        ),
+    )
+    .unwrap();
+    let pull = |name: &str| {
+        Command::new(BIN)
+            .arg("--store")
+            .arg(env.store())
+            .args(["pull", "-q", name])
+            .env("CONTAINERS_REGISTRIES_CONF", &conf)
+            .output()
+            .unwrap()
+    };
+    let o = pull("lib/busybox:1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with(&format!("{h}/lib/busybox:1\t")));
+    let o = pull("registry.invalid/mirrored/busybox:1");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_against_umoci(
+        &env,
+        "registry.invalid/mirrored/busybox:1",
+        &imgs.join("bundles/test-busybox-latest"),
+    );
+    // a short name no search registry has: every candidate named in the error
+    let o = pull("lib/nothing:1");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("127.0.0.1:1/lib/nothing")
+            && err.contains(&format!("{h}/lib/nothing")),
+        "{err}"
+    );
+}
+
+#[test]
 fn manifest_over_the_size_limit_is_refused() {
     isolate();
     // a fake registry: /v2/ open, every manifest 5 MiB

@@ -24,7 +24,7 @@ pub struct Conf {
 }
 
 /// Where an image can be fetched from: the location to ask and whether it is insecure
-/// (plain HTTP or any certificate).
+/// (plain HTTP).
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     pub reference: Reference,
