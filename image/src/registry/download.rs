@@ -131,11 +131,19 @@ impl Download {
                     continue;
                 }
             };
-            // the registry ignored the Range: skip what we have
+            // the registry ignored the Range: skip what we have (all of it, or ask again)
             if start < have {
-                io::copy(&mut (&mut body).take(have - start), &mut io::sink())
-                    .map_err(|e| Error::Registry(format!("blob {}: {e}", self.digest)))
-                    .ok();
+                match io::copy(&mut (&mut body).take(have - start), &mut io::sink()) {
+                    Ok(n) if n == have - start => {}
+                    Ok(n) => {
+                        last_err = format!("connection closed after {n} bytes");
+                        continue;
+                    }
+                    Err(e) => {
+                        last_err = e.to_string();
+                        continue;
+                    }
+                }
             }
             loop {
                 if abort.load(Ordering::Relaxed) {
