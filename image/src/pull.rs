@@ -10,7 +10,7 @@ use crate::error::{malformed, Error, IoContext, Result};
 use crate::import::{install, unpack_blob, Imported, Plan, Staged};
 use crate::oci::*;
 use crate::registry::conf::{Conf, Endpoint};
-use crate::registry::download::Download;
+use crate::registry::download::{lock_partials, Download};
 use crate::registry::{bar, progress, Options, Registry};
 use crate::store::Store;
 use std::collections::{HashSet, VecDeque};
@@ -209,6 +209,17 @@ fn fetch_layers(
             unpack: !have_layer,
         });
     }
+    // held until the blobs are in the store: another pull of the same blob waits for them,
+    // then finds them stored
+    let _partials = lock_partials(&jobs.iter().map(|j| &*j.dl).collect::<Vec<_>>())?;
+    jobs.retain(|j| {
+        let diff_id = &plan.layers[j.layer].1;
+        let stored = store.has_blob(&j.dl.digest) && store.has_layer(diff_id);
+        if stored && fs::metadata(&j.dl.path).is_ok_and(|m| m.len() == 0) {
+            let _ = fs::remove_file(&j.dl.path); // opened (created) only to lock it
+        }
+        !stored
+    });
     let reused = plan.layers.len() - jobs.iter().filter(|j| j.unpack).count();
 
     let mp = progress(o.progress);

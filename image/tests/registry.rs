@@ -136,6 +136,34 @@ fn pull_test_images_equal_umoci_and_by_digest() {
     let layers = fs::read_dir(env.store().join("layers")).unwrap().count();
     assert_eq!(layers, 3, "busybox 1 + debian 1 + nginx top 1");
     assert!(snapshot(&env.store()).3.is_empty(), "staging left behind");
+    // three pulls of one image at once into a new store: all succeed, one set of layers
+    let env3 = Env::new("pull-race");
+    let r = format!("{h}/test/test-nginx:bookworm");
+    let kids: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(BIN)
+                .arg("--store")
+                .arg(env3.store())
+                .args(["pull", "--plain-http", "-q", &r])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for k in kids {
+        let o = k.wait_with_output().unwrap();
+        assert!(
+            o.status.success(),
+            "racing pull: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(
+        fs::read_dir(env3.store().join("layers")).unwrap().count(),
+        2
+    );
+    check_against_umoci(&env3, &r, &imgs.join("bundles/test-nginx-bookworm"));
     // the same pull again fetches nothing
     let out = env.ok(&[
         "pull",

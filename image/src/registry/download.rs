@@ -12,6 +12,41 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+/// An exclusive flock on a partial file: a second pull of the same blob waits for the first
+/// (which then has renamed the file away, or left it for a resume).
+pub struct PartialLock(#[allow(dead_code)] File);
+
+/// Locks the partial file of each download, in digest order (two pulls locking overlapping
+/// sets cannot deadlock). A file renamed away while we waited is opened anew.
+pub fn lock_partials(dls: &[&Download]) -> Result<Vec<PartialLock>> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let mut sorted: Vec<&&Download> = dls.iter().collect();
+    sorted.sort_by(|a, b| a.digest.cmp(&b.digest));
+    let mut locks = Vec::new();
+    for dl in sorted {
+        loop {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&dl.path)
+                .ctx(|| format!("open {}", dl.path.display()))?;
+            crate::sys::flock(f.as_raw_fd(), true).ctx(|| format!("lock {}", dl.path.display()))?;
+            let same = match (f.metadata(), std::fs::metadata(&dl.path)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                _ => false,
+            };
+            if same {
+                locks.push(PartialLock(f));
+                break;
+            }
+        }
+    }
+    Ok(locks)
+}
+
 /// Tries of one blob (the first request and the resumptions after a broken connection).
 const ATTEMPTS: u32 = 4;
 
