@@ -164,6 +164,16 @@ fn pull_test_images_equal_umoci_and_by_digest() {
         2
     );
     check_against_umoci(&env3, &r, &imgs.join("bundles/test-nginx-bookworm"));
+    // a Docker schema 2 manifest (skopeo converts the OCI one)
+    let v2 = format!("{h}/test/busybox-v2s2:latest");
+    skopeo_push(
+        &imgs.join("test-busybox"),
+        "latest",
+        &v2,
+        &["--format", "v2s2", "--dest-tls-verify=false"],
+    );
+    env.ok(&["pull", "--plain-http", &v2]);
+    check_against_umoci(&env, &v2, &imgs.join("bundles/test-busybox-latest"));
     // the same pull again fetches nothing
     let out = env.ok(&[
         "pull",
@@ -282,6 +292,34 @@ fn multi_platform_index() {
     assert_eq!(arch_of(None), host);
     assert_eq!(arch_of(Some("linux/arm64")), "arm64\n");
     assert_eq!(arch_of(Some("linux/amd64")), "amd64\n");
+    // the same as a Docker manifest list of Docker schema 2 manifests
+    let v2 = format!("{}/test/multi-v2s2:1", reg.host());
+    skopeo_push(
+        &layout,
+        "multi",
+        &v2,
+        &["--all", "--format", "v2s2", "--dest-tls-verify=false"],
+    );
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{v2}"),
+    ]);
+    assert!(
+        raw.contains("application/vnd.docker.distribution.manifest.list.v2+json"),
+        "{raw}"
+    );
+    let e = Env::new("multi-v2s2");
+    e.ok(&["pull", "--plain-http", &v2, "--platform", "linux/arm64"]);
+    let b = e.path("b");
+    e.ok(&["bundle", &v2, b.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(b.join("rootfs/arch")).unwrap(),
+        "arm64\n"
+    );
+    e.ok(&["rm", b.to_str().unwrap()]);
+
     let err = env.fails(&["pull", "--plain-http", &r, "--platform", "linux/s390x"]);
     assert!(
         err.contains("no linux/s390x image") && err.contains("linux/arm64"),
