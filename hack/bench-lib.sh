@@ -7,7 +7,7 @@ BENCH_BASE=${BENCH_BASE:-${CAPSA_CACHE:-/var/tmp/capsa-cache}/bench}
 
 # the packages the benchmarks use (runc for `runc spec`: every runtime gets one config)
 bench_pkgs() {
-  bash "$HACK/apt-need.sh" bench hyperfine jq time tini util-linux busybox-static runc procps python3
+  bash "$HACK/apt-need.sh" bench hyperfine jq time tini util-linux busybox-static runc procps
 }
 
 # bench_env SCRIPT ARGS...: re-exec SCRIPT once inside

@@ -77,10 +77,10 @@ for k in $(seq 1 "$ROUNDS"); do
     q=$(printf %q "${RTS[i]}") p="bench${i}x"
     echo "## round $k/$ROUNDS: ${NAMES[i]}"
     hyperfine --style basic -i --warmup "$WARMUP" --runs "$per" --export-json "run-$i-$k.json" \
-      -n "${NAMES[i]} run" "$q run --bundle $qb ${p}r\$\$" 2>&1 | grep -E 'Time|Range' | sed 's/^ */   /'
+      -n "${NAMES[i]} run" "$q run --bundle $qb ${p}r\$\$" 2>&1 | grep -E 'Benchmark|Time|Range' | sed 's/^ */   /'
     hyperfine --style basic -i --warmup "$WARMUP" --runs "$per" --export-json "csd-$i-$k.json" \
       -n "${NAMES[i]} c/s/d" "$q create --bundle $qb ${p}c\$\$ && $q start ${p}c\$\$ && $q delete -f ${p}c\$\$" \
-      2>&1 | grep -E 'Time|Range' | sed 's/^ */   /'
+      2>&1 | grep -E 'Benchmark|Time|Range' | sed 's/^ */   /'
     if [ "$k" = 1 ]; then
       for m in $(seq 1 "$RSS_RUNS"); do
         /usr/bin/time -f '%M' -a -o "rss-$i.txt" "${RTS[i]}" run --bundle "$B" "${p}m$m" >/dev/null 2>&1 || true
