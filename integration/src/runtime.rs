@@ -70,7 +70,7 @@ impl Runtime {
     /// the spec.
     pub fn runc_deviation(&self, what: &str) -> bool {
         if self.kind == Kind::Runc {
-            eprintln!("KNOWN RUNC DEVIATION: {what}");
+            crate::report("KNOWN RUNC DEVIATION", what);
             return true;
         }
         false
