@@ -712,12 +712,22 @@ fn ctr_task_metrics() {
         return;
     }
     let w = World::new();
-    let (id, _cg, _) = w.run_detached(
+    let (id, _cg, pid) = w.run_detached(
         "metrics",
         &["--memory-limit", "268435456"],
         // some memory and some CPU time to show
         &["sh", "-c", "x=$(seq 1 20000); while :; do sleep 1000; done"],
     );
+    // Metrics once the shell has started its sleep (RUNNING comes before that).
+    let sleeping = || {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).is_ok_and(|c| {
+            c.split_whitespace().any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+        })
+    };
+    integration::wait_until("the container's sleep", sleeping);
     let out = w.ctr(&["tasks", "metrics", &id]).ok();
     let m = &out.stdout;
     let num = |names: &[&str]| -> u64 {
@@ -753,11 +763,12 @@ fn ctr_task_kill_and_delete() {
     }
     let w = World::new();
     // The default signal (SIGTERM) reaches init, which traps it.
-    let (id, cg, _) = w.run_detached(
+    let (id, cg, pid) = w.run_detached(
         "term",
         &[],
         &["sh", "-c", "trap 'exit 9' TERM; while :; do sleep 1; done"],
     );
+    w.ctx.rt.runc_wait_for_exec(pid);
     w.ctr(&["tasks", "kill", &id]).ok();
     integration::wait_until("the task to stop", || {
         w.task_status(&id).as_deref() == Some("STOPPED")
