@@ -46,8 +46,8 @@ tier packages bash hack/test-deps.sh || true
 [ ${#failed[@]} -eq 0 ] || { echo "cannot install the test packages"; exit 1; }
 tier build cargo build --release --workspace --locked
 [ ${#failed[@]} -eq 0 ] || { echo "build failed"; exit 1; }
-run_tier lint bash -c 'cargo fmt --all --check &&
-  cargo clippy --workspace --all-targets --locked -- -D warnings'
+lint() { cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings; }
+run_tier lint lint
 run_tier unit cargo test --release --workspace --locked --lib --bins
 # --workspace (not -p capsa): the same feature set as the build, so nothing is rebuilt
 run_tier runtime-kernel cargo test --release --workspace --locked --test seccomp
