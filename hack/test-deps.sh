@@ -3,11 +3,11 @@
 #   busybox-static  the rootfs of every test bundle (/bin/busybox + applet symlinks)
 #   runc            the reference runtime the suite is validated against
 #   containerd      containerd + ctr for the runc-shim test (private instance via
-#                   ../shared/tools/containerd-env.sh)
+#                   hack/containerd-env.sh)
 #   crun            the second reference runtime (benchmarks)
 #   podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
 #                   podman driving the runtime (integration/tests/podman.rs, private set-up
-#                   by ../shared/tools/podman-env.sh)
+#                   by hack/podman-env.sh)
 #   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
 #                   nsenter, ps, script)
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
