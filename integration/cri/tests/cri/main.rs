@@ -13,6 +13,7 @@
 
 mod harness;
 
+mod bench;
 mod exec;
 mod lifecycle;
 mod logs;
