@@ -43,6 +43,8 @@ tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
 tier image env RUNTIME="$PWD/target/release/capsa" bash hack/image-test.sh
 tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
 tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
+# CRI: containerd 1.6 + CRI as a kubelet drives it, handlers capsa and runc, probe stress (hack/cri-test.sh)
+tier cri bash hack/cri-test.sh
 # Fuzz config.json validation and layer unpacking for a while (hack/fuzz.sh).
 tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
 if [ "${SKIP_CGV2:-0}" != 1 ]; then
