@@ -8,6 +8,7 @@
 #   eval "$(bash hack/cri-env.sh start)"   start it; prints export lines (below)
 #   bash hack/cri-env.sh stop DIR          kill every task it has, stop it, kill its shims,
 #                                          unmount and remove DIR
+#   bash hack/cri-env.sh pause FILE        only build the pause binary
 #
 # What `start` sets up in DIR (CRI_ENV_DIR, default a new /tmp/capsa-cri.XXXXXX):
 #   - CRI with host-network pods only; restrict_oom_score_adj where root lacks
@@ -30,6 +31,7 @@
 #   CRI_CAPSA   the capsa binary (default <repo>/target/release/capsa)
 #   CRI_SHIM    the shim binary (default <repo>/target/release/containerd-shim-capsa-v2)
 #   CRI_ENV_DIR use this (new or empty) dir
+#   CRI_PAUSE_BIN  a pause binary already built (`bash hack/cri-env.sh pause FILE` builds one)
 #   SKIP_APT=1  do not install packages (containerd runc busybox-static util-linux)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,6 +62,11 @@ docker_archive() {
   rm -rf "$d"
 }
 
+build_pause() {
+  rustc --edition 2021 -C opt-level=s -C panic=abort -C strip=symbols \
+    -C target-feature=+crt-static "$ROOT/integration/cri/pause/pause.rs" -o "$1" >&2
+}
+
 build_images() {
   local dir=$1 r
   r=$(mktemp -d "$dir/rootfs.XXXXXX")
@@ -78,8 +85,11 @@ build_images() {
   rm -rf "$r"
 
   r=$(mktemp -d "$dir/rootfs.XXXXXX")
-  rustc --edition 2021 -C opt-level=s -C panic=abort -C strip=symbols \
-    -C target-feature=+crt-static "$ROOT/integration/cri/pause/pause.rs" -o "$r/pause" >&2
+  if [ -n "${CRI_PAUSE_BIN:-}" ]; then
+    cp "$CRI_PAUSE_BIN" "$r/pause"
+  else
+    build_pause "$r/pause"
+  fi
   docker_archive "$dir/images/pause.tar" "$r" "$PAUSE_IMAGE" \
     '{"Entrypoint":["/pause"],"Env":["PATH=/"]}'
   rm -rf "$r"
@@ -244,5 +254,6 @@ stop() {
 case ${1:-} in
   start) start ;;
   stop) [ $# -eq 2 ] || die "usage: cri-env.sh stop DIR"; stop "$2" ;;
-  *) sed -n '2,32p' "$0" >&2; exit 2 ;;
+  pause) [ $# -eq 2 ] || die "usage: cri-env.sh pause FILE"; build_pause "$2" ;;
+  *) sed -n '2,35p' "$0" >&2; exit 2 ;;
 esac

@@ -49,6 +49,41 @@ fn probe(cri: &Cri, id: &str, n: u64, timeout_s: i64) -> Result<(), String> {
     Ok(())
 }
 
+/// The failures counted by kind, e.g. "3 pid 0 refused by the shim, 1 hung".
+fn kinds(failures: &[String]) -> String {
+    let kinds = [
+        ("did not return within", "hung"),
+        ("invalid pid", "pid 0 refused by the shim"),
+        // The Go shim: an exec whose pid is 0 is never "created"; containerd
+        // finds that out when it kills it at the ExecSync timeout.
+        (
+            "process not created",
+            "pid 0: killed at the timeout as never created",
+        ),
+        ("timeout", "timed out"),
+        ("want", "wrong exit code or output"),
+    ];
+    let mut counts = vec![0usize; kinds.len() + 1];
+    for f in failures {
+        let k = kinds.iter().position(|(needle, _)| f.contains(needle));
+        counts[k.unwrap_or(kinds.len())] += 1;
+    }
+    let mut parts: Vec<String> = kinds
+        .iter()
+        .zip(&counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|((_, name), n)| format!("{n} {name}"))
+        .collect();
+    if counts[kinds.len()] > 0 {
+        parts.push(format!("{} other", counts[kinds.len()]));
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 #[test]
 #[ignore = "needs root and a CRI containerd: run hack/cri-test.sh"]
 fn probes_under_load() {
@@ -126,11 +161,12 @@ fn probes_under_load() {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "stress {handler}: {pods} probed pods for {seconds} s every {interval:?} + churn: \
-         {} execs ({:.1}/s), {} churned pods, {} failures, {secs:.0} s",
+         {} execs ({:.1}/s), {} churned pods, {} failures ({}), {secs:.0} s",
         t.execs,
         t.execs as f64 / secs,
         t.churned,
-        t.failures.len()
+        t.failures.len(),
+        kinds(&t.failures)
     );
     assert!(
         t.failures.is_empty(),
