@@ -14,7 +14,7 @@
 #   CRI_STRESS=0       skip the stress test (integration/cri/tests/cri/stress.rs); its size:
 #                      CRI_STRESS_PODS (4), CRI_STRESS_SECONDS (20), CRI_STRESS_INTERVAL_MS
 #   CRI_TEST_THREADS   parallel tests (default 3; 1 in the VM)
-#   CRI_VM_TESTS       the VM's subset (default: below); the VM's stress test is 2 pods, 10 s
+#   CRI_VM_TESTS       the VM's subset (default: below); the VM's stress test is 2 pods, 20 s
 #   CRI_CAPSA, CRI_SHIM  the binaries (default target/release/capsa and
 #                      target/release/containerd-shim-capsa-v2, built here)
 #   SKIP_CGV2=1        no VM part;   SKIP_APT=1  do not install packages
@@ -109,11 +109,11 @@ vm_part() {
   [ -x "$bin" ] || { log "could not build the CRI test binary"; return 1; }
   cp "$bin" "$stage/cri"
   SKIP_APT=1 bash hack/cri-env.sh pause "$stage/pause"
-  log "CRI tests in the cgroup v2 VM: $VM_TESTS, stress 2 pods 10 s"
+  log "CRI tests in the cgroup v2 VM: $VM_TESTS, stress 2 pods 20 s"
   CGV2VM_TIMEOUT=${CGV2VM_TIMEOUT:-1800} bash hack/cgv2-vm.sh "$ROOT" -- env SKIP_APT=1 \
     CRI_CAPSA="$stage/capsa" CRI_SHIM="$stage/containerd-shim-capsa-v2" CRI_TEST_BIN="$stage/cri" \
     CRI_PAUSE_BIN="$stage/pause" CRI_STRESS_PODS="${CRI_VM_STRESS_PODS:-2}" \
-    CRI_STRESS_SECONDS="${CRI_VM_STRESS_SECONDS:-10}" CRI_VM_TESTS="$VM_TESTS" \
+    CRI_STRESS_SECONDS="${CRI_VM_STRESS_SECONDS:-20}" CRI_VM_TESTS="$VM_TESTS" \
     bash "$ROOT/hack/cri-test.sh" --guest
 }
 

@@ -8,7 +8,7 @@ use crate::harness::{cgroup, eventually, Cri, Ctr, Pod};
 
 const MIB: i64 = 1024 * 1024;
 
-/// (memory limit, cpu quota, cpu period, cpu weight-or-shares) as the cgroup says.
+/// (memory limit, "quota period", cpu weight or shares) as the cgroup says.
 fn limits(pid: i32) -> (String, String, String) {
     if cgroup::unified() {
         let max = cgroup::read(pid, "cpu", "cpu.max");
@@ -28,6 +28,38 @@ fn limits(pid: i32) -> (String, String, String) {
     }
 }
 
+/// The cgroup v2 cpu.weight of CRI's cpu shares, by either mapping in use:
+/// runc <= 1.2's linear one (1024 -> 39) or crun's and runc >= 1.3's, which
+/// keeps the default at the default (1024 -> 100).
+fn v2_weights(shares: u64) -> [u64; 2] {
+    let linear = 1 + (shares - 2) * 9999 / 262142;
+    let l = (shares as f64).log2();
+    let curved = 10f64.powf((l * l + 125.0 * l) / 612.0 - 7.0 / 34.0).ceil() as u64;
+    [linear, curved]
+}
+
+fn assert_limits(pid: i32, memory: &str, quota_period: &str, shares: u64) {
+    let (mem, cpu, weight) = limits(pid);
+    assert_eq!((mem.as_str(), cpu.as_str()), (memory, quota_period));
+    let weight: u64 = weight.parse().expect("a number");
+    if cgroup::unified() {
+        assert!(
+            v2_weights(shares).contains(&weight),
+            "cpu.weight {weight} for shares {shares} (either of {:?})",
+            v2_weights(shares)
+        );
+    } else {
+        assert_eq!(weight, shares, "cpu.shares");
+    }
+}
+
+#[test]
+fn weight_mappings() {
+    assert_eq!(v2_weights(512), [20, 59]);
+    assert_eq!(v2_weights(1024), [39, 100]);
+    assert_eq!(v2_weights(2), [1, 1]);
+}
+
 #[test]
 #[ignore = "needs root and a CRI containerd: run hack/cri-test.sh"]
 fn resources_and_update_read_back_from_the_cgroup() {
@@ -41,12 +73,7 @@ fn resources_and_update_read_back_from_the_cgroup() {
         r.cpuset_cpus = "0".into();
     }));
     let pid = pod.pid(&id);
-    // cgroup v2: shares 512 -> weight 1 + (512 - 2) * 9999 / 262142 = 20.
-    let weight = if cgroup::unified() { "20" } else { "512" };
-    assert_eq!(
-        limits(pid),
-        ("67108864".into(), "50000 100000".into(), weight.into())
-    );
+    assert_limits(pid, "67108864", "50000 100000", 512);
     assert_eq!(cgroup::read(pid, "cpuset", "cpuset.cpus"), "0");
     // The container sits in its pod's cgroup parent.
     let mem = cgroup::file_of(pid, "memory", "x");
@@ -72,11 +99,7 @@ fn resources_and_update_read_back_from_the_cgroup() {
                 ..Default::default()
             }),
     );
-    let weight = if cgroup::unified() { "39" } else { "1024" };
-    assert_eq!(
-        limits(pid),
-        ("100663296".into(), "20000 100000".into(), weight.into())
-    );
+    assert_limits(pid, "100663296", "20000 100000", 1024);
     pod.finish();
 }
 

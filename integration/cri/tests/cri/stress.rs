@@ -3,12 +3,13 @@
 //! Not one exec may go without its exit (every call returns, with the exit
 //! code and output of its command), no pid 0 anywhere, nothing left after.
 //!
-//! Size (environment): CRI_STRESS_PODS (default 4), CRI_STRESS_SECONDS (20),
-//! CRI_STRESS_INTERVAL_MS (100). CI runs the default; docs/kubernetes.md has
+//! Size (environment): CRI_STRESS_PODS (default 4), CRI_STRESS_SECONDS (20,
+//! from each pod's start), CRI_STRESS_INTERVAL_MS (100). CI runs the default; docs/kubernetes.md has
 //! the long run. Every ExecSync has a timeout (CRI_STRESS_EXEC_TIMEOUT, 10 s)
 //! and the call itself a limit a minute past it: a hung exec is a failure
 //! with its message, never a hung test.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -101,14 +102,17 @@ fn probes_under_load() {
         }
     };
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
+    // Probing lasts `seconds` from each pod's start (pods start slowly in the
+    // emulated VM); the churn goes on while any pod is probed.
+    let probing = AtomicUsize::new(pods as usize);
 
     std::thread::scope(|s| {
         for p in 0..pods {
-            let (cri, tally, fail) = (&cri, &tally, &fail);
+            let (cri, tally, fail, probing) = (&cri, &tally, &fail, &probing);
             s.spawn(move || {
                 let pod = Pod::new(cri, &format!("probed{p}"));
                 let id = pod.run(Ctr::args("app", &["sleep", "100000"]));
+                let deadline = Instant::now() + Duration::from_secs(seconds);
                 let mut n = 0u64;
                 let mut next = Instant::now();
                 while Instant::now() < deadline {
@@ -130,6 +134,7 @@ fn probes_under_load() {
                     next = (next + interval).max(Instant::now());
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
+                probing.fetch_sub(1, Ordering::SeqCst);
                 let s = pod.status(&id);
                 if s.state != k8s_cri::v1::ContainerState::ContainerRunning as i32 {
                     fail(format!("pod {p}: the probed container stopped: {s:?}"));
@@ -138,10 +143,10 @@ fn probes_under_load() {
             });
         }
         // Churn: pods created, probed once and removed, all along.
-        let (cri, tally, fail) = (&cri, &tally, &fail);
+        let (cri, tally, fail, probing) = (&cri, &tally, &fail, &probing);
         s.spawn(move || {
             let mut k = 0u64;
-            while Instant::now() < deadline {
+            while probing.load(Ordering::SeqCst) > 0 {
                 k += 1;
                 let pod = Pod::new(cri, &format!("churn{k}"));
                 let id = pod.run(Ctr::args("app", &["sleep", "100000"]));
