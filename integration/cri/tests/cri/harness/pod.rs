@@ -336,8 +336,9 @@ impl<'a> Pod<'a> {
     pub fn assert_nothing_left(&self) {
         let containers = self.container_ids();
         let mut left = Vec::new();
-        // Shims and runtimes finish in the background: wait, then report.
-        let settled = (0..200).any(|_| {
+        // Shims and runtimes finish in the background (a shim flushes its
+        // events first; the emulated VM is slow): wait up to 60 s, then report.
+        let settled = (0..600).any(|_| {
             left = super::leaks::leftovers(&self.id, &containers, &self.cgroup_parent);
             left.is_empty() || {
                 std::thread::sleep(Duration::from_millis(100));
