@@ -13,7 +13,7 @@ pub struct Env {
     pub handler: String,
     /// The handlers' runtime state roots (`<root>/k8s.io/<id>` per container).
     pub runtime_roots: Vec<PathBuf>,
-    /// Logs of this test process's pods.
+    /// Logs of this test process's pods (under `dir`).
     pub work: PathBuf,
     /// This process's cgroup parent (each pod gets one below it).
     pub cgroup_parent: String,
@@ -27,11 +27,13 @@ pub fn env() -> &'static Env {
                 panic!("{k} is not set: run the CRI tests with hack/cri-test.sh")
             })
         };
-        let work = std::env::temp_dir().join(format!("capsa-cri-tests-{}", std::process::id()));
+        let dir = PathBuf::from(var("CRI_ENV_DIR"));
+        // Inside containerd's dir: `cri-env.sh stop` removes it with the rest.
+        let work = dir.join(format!("tests-{}", std::process::id()));
         std::fs::create_dir_all(&work).expect("create the tests' work dir");
         Env {
             socket: var("CRI_SOCKET").into(),
-            dir: var("CRI_ENV_DIR").into(),
+            dir,
             image: var("CRI_TEST_IMAGE"),
             handler: std::env::var("CRI_TEST_HANDLER").unwrap_or_else(|_| "capsa".into()),
             runtime_roots: var("CRI_RUNTIME_ROOTS")
