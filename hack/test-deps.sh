@@ -10,6 +10,7 @@
 #                   by ../shared/tools/podman-env.sh)
 #   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
 #                   nsenter, ps, script)
+#   strace          fault injection: a delayed clone in integration/tests/races.rs
 # It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
 # no login, no home) with subordinate ids 400000-465535 in /etc/subuid and /etc/subgid for
 # newuidmap/newgidmap (package uidmap); the test creates it the same way when missing.
@@ -30,7 +31,7 @@ rootless_user() {
   done
 }
 
-pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils
+pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
       podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"

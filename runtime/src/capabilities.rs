@@ -4,15 +4,15 @@
 //! user switch); effective/permitted/inheritable/ambient are set after it. Inheritable
 //! stays empty unless the config asks (CVE-2022-29162).
 
-use std::collections::HashSet;
-
-use caps::{CapSet, Capability};
+use caps::Capability;
+use nix::errno::Errno;
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
+use crate::syscall::{CapMask, Syscall};
 use crate::{Error, Result};
 
-fn convert(set: &Option<Capabilities>, field: &str) -> Result<HashSet<Capability>> {
-    let mut out = HashSet::new();
+fn convert(set: &Option<Capabilities>, field: &str) -> Result<CapMask> {
+    let mut mask = 0;
     for c in set.iter().flatten() {
         let name = c.to_string();
         let name = if name.starts_with("CAP_") {
@@ -20,30 +20,37 @@ fn convert(set: &Option<Capabilities>, field: &str) -> Result<HashSet<Capability
         } else {
             format!("CAP_{name}")
         };
-        match name.parse::<Capability>() {
-            Ok(cap) => {
-                out.insert(cap);
-            }
-            Err(_) => {
-                return Err(Error::Config(format!(
-                    "process.capabilities.{field}: unknown capability {name}"
-                )))
-            }
-        }
+        let cap = name.parse::<Capability>().map_err(|_| {
+            Error::Config(format!(
+                "process.capabilities.{field}: unknown capability {name}"
+            ))
+        })?;
+        mask |= bit(cap);
     }
-    Ok(out)
+    Ok(mask)
 }
 
-fn cerr(what: &str, e: caps::errors::CapsError) -> Error {
-    Error::Other(format!("capabilities: {what}: {e}"))
+fn bit(cap: Capability) -> CapMask {
+    1 << cap.index()
 }
 
+fn names(mask: CapMask) -> impl Iterator<Item = Capability> {
+    caps::all().into_iter().filter(move |c| mask & bit(*c) != 0)
+}
+
+fn cerr(what: &str, e: Errno) -> Error {
+    Error::sys(format!("capabilities: {what}"), e)
+}
+
+/// The five sets as bit masks; the default (all empty) is what a config without
+/// `process.capabilities` gets.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Sets {
-    bounding: HashSet<Capability>,
-    effective: HashSet<Capability>,
-    permitted: HashSet<Capability>,
-    inheritable: HashSet<Capability>,
-    ambient: HashSet<Capability>,
+    bounding: CapMask,
+    effective: CapMask,
+    permitted: CapMask,
+    inheritable: CapMask,
+    ambient: CapMask,
 }
 
 impl Sets {
@@ -57,63 +64,47 @@ impl Sets {
         })
     }
 
-    /// No capabilities at all: what a config without `process.capabilities` gets.
-    pub fn empty() -> Sets {
-        Sets {
-            bounding: HashSet::new(),
-            effective: HashSet::new(),
-            permitted: HashSet::new(),
-            inheritable: HashSet::new(),
-            ambient: HashSet::new(),
-        }
-    }
-
-    /// Before the user switch: drop what is not in the bounding set.
-    pub fn limit_bounding(&self) -> Result<()> {
-        let current = caps::read(None, CapSet::Bounding).map_err(|e| cerr("read bounding", e))?;
-        for cap in current.difference(&self.bounding) {
-            caps::drop(None, CapSet::Bounding, *cap)
-                .map_err(|e| cerr("drop from bounding set", e))?;
+    /// Before the user switch: drop what is not in the bounding set (one prctl for each
+    /// capability dropped; EINVAL is a capability this kernel does not have).
+    pub fn limit_bounding(&self, sys: &dyn Syscall) -> Result<()> {
+        for cap in caps::all()
+            .into_iter()
+            .filter(|c| self.bounding & bit(*c) == 0)
+        {
+            match sys.drop_bounding(cap.index()) {
+                Ok(()) | Err(Errno::EINVAL) => {}
+                Err(e) => return Err(cerr(&format!("drop {cap} from the bounding set"), e)),
+            }
         }
         Ok(())
     }
 
-    /// After the user switch (with PR_SET_KEEPCAPS held across it). A capability the
-    /// runtime itself does not hold (a host that withholds it even from root) cannot be
-    /// given: it is skipped with a warning rather than failing the container.
-    pub fn apply(&self) -> Result<()> {
-        let held = caps::read(None, CapSet::Permitted).map_err(|e| cerr("read permitted", e))?;
-        for missing in self
-            .permitted
-            .union(&self.effective)
-            .filter(|c| !held.contains(c))
-        {
+    /// After the user switch (with PR_SET_KEEPCAPS held across it): effective, permitted
+    /// and inheritable in one capset(2), then the ambient set. A capability the runtime
+    /// itself does not hold (a host that withholds it even from root) cannot be given: it
+    /// is skipped with a warning rather than failing the container.
+    pub fn apply(&self, sys: &dyn Syscall) -> Result<()> {
+        let held = sys
+            .permitted_caps()
+            .map_err(|e| cerr("read the permitted set", e))?;
+        for missing in names((self.permitted | self.effective) & !held) {
             tracing::warn!(
                 "capability {missing} is not held by the runtime on this host; not granted"
             );
         }
-        let keep = |s: &HashSet<Capability>| -> HashSet<Capability> {
-            s.intersection(&held).copied().collect()
-        };
-        // effective ⊆ permitted must hold after each call: shrink effective first.
-        let eff = keep(&self.effective);
-        caps::set(
-            None,
-            CapSet::Effective,
-            &eff.intersection(&keep(&self.permitted)).copied().collect(),
+        sys.set_caps(
+            self.effective & held,
+            self.permitted & held,
+            self.inheritable & held,
         )
-        .map_err(|e| cerr("set effective", e))?;
-        caps::set(None, CapSet::Permitted, &keep(&self.permitted))
-            .map_err(|e| cerr("set permitted", e))?;
-        caps::set(None, CapSet::Effective, &eff).map_err(|e| cerr("set effective", e))?;
-        caps::set(None, CapSet::Inheritable, &keep(&self.inheritable))
-            .map_err(|e| cerr("set inheritable", e))?;
-        caps::clear(None, CapSet::Ambient).map_err(|e| cerr("clear ambient", e))?;
+        .map_err(|e| cerr("set effective, permitted and inheritable", e))?;
+        sys.clear_ambient_caps()
+            .map_err(|e| cerr("clear the ambient set", e))?;
         // The kernel only lets a capability into the ambient set when it is permitted and
         // inheritable; like runc, others are skipped rather than failing the container.
-        for cap in keep(&self.ambient) {
-            if self.permitted.contains(&cap) && self.inheritable.contains(&cap) {
-                caps::raise(None, CapSet::Ambient, cap)
+        for cap in names(self.ambient & held) {
+            if self.permitted & self.inheritable & bit(cap) != 0 {
+                sys.raise_ambient_cap(cap.index())
                     .map_err(|e| cerr(&format!("raise ambient {cap}"), e))?;
             } else {
                 tracing::debug!("ambient {cap} skipped: not in permitted and inheritable");
@@ -128,4 +119,62 @@ pub fn known_names() -> Vec<String> {
     let mut v: Vec<String> = caps::all().into_iter().map(|c| c.to_string()).collect();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::fake::{Call, Recorder};
+
+    fn sets(json: serde_json::Value) -> Sets {
+        Sets::from_spec(&serde_json::from_value(json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn bounding_drops_exactly_what_is_not_kept() {
+        let sys = Recorder::default();
+        sets(serde_json::json!({"bounding": ["CAP_CHOWN", "CAP_KILL"]}))
+            .limit_bounding(&sys)
+            .unwrap();
+        let dropped: Vec<u8> = sys
+            .calls()
+            .into_iter()
+            .filter_map(|c| match c {
+                Call::DropBounding(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(dropped.len(), caps::all().len() - 2);
+        assert!(!dropped.contains(&Capability::CAP_CHOWN.index()));
+        assert!(!dropped.contains(&Capability::CAP_KILL.index()));
+    }
+
+    #[test]
+    fn one_capset_then_ambient_only_where_permitted_and_inheritable() {
+        let mut sys = Recorder::default();
+        sys.permitted = bit(Capability::CAP_CHOWN) | bit(Capability::CAP_NET_RAW);
+        sets(serde_json::json!({
+            "effective": ["CAP_CHOWN", "CAP_SYS_ADMIN"],
+            "permitted": ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_RAW"],
+            "inheritable": ["CAP_NET_RAW"],
+            "ambient": ["CAP_NET_RAW", "CAP_CHOWN"]
+        }))
+        .apply(&sys)
+        .unwrap();
+        let chown = bit(Capability::CAP_CHOWN);
+        let raw = bit(Capability::CAP_NET_RAW);
+        assert_eq!(
+            sys.calls(),
+            vec![
+                // CAP_SYS_ADMIN is not held by the "runtime": left out, not an error.
+                Call::SetCaps {
+                    effective: chown,
+                    permitted: chown | raw,
+                    inheritable: raw
+                },
+                Call::ClearAmbient,
+                Call::RaiseAmbient(Capability::CAP_NET_RAW.index()),
+            ]
+        );
+    }
 }

@@ -1,42 +1,63 @@
-//! The parent/child sync protocol: one SEQPACKET socketpair, one message per packet.
+//! The parent/child sync protocol: one SEQPACKET socketpair, one message per packet,
+//! each side expecting the other's messages in one fixed order (an unexpected message is
+//! an error, never skipped).
 //!
-//! | # | from   | message                 | meaning / answer                                  |
-//! |---|--------|-------------------------|---------------------------------------------------|
-//! | 0 | child  | `Ready`                 | (exec) state lock closed: put me in the cgroup    |
-//! | 1 | parent | `Proceed`               | cgroup joined, ids mapped, oom_score_adj written  |
-//! | 1a| child  | `MapIds`                | (two-stage) user ns unshared: map it → `Proceed`  |
-//! | 1b| child  | `InitPid(pid)`          | (two-stage) the init is this grandchild           |
-//! | 2 | child  | `RunCreateRuntimeHooks` | mounts done: run prestart/createRuntime → `HooksDone(state)` |
-//! | 2a| child  | `SeccompListener` + fd  | (NOTIFY rules) the parent hands the fd to listenerPath |
-//! | 3 | child  | `Created`               | init waits for start → `Ack` (state saved)        |
-//! | * | child  | `Error(chain)`          | init failed; it exits                             |
+//! | # | from        | message                 | answer / meaning                                   |
+//! |---|-------------|-------------------------|----------------------------------------------------|
+//! | 0 | exec child  | `Ready`                 | state lock closed: the parent puts it in the cgroup |
+//! | 1 | parent      | `Proceed`               | cgroup joined, ids mapped, oom_score_adj written   |
+//! | 1a| first stage | `MapIds`                | user ns unshared: the parent maps it → `Proceed`   |
+//! | 1b| first stage | `InitPid(pid)`          | the process is this child; the parent reaps the first stage → `Proceed`, read by that child |
+//! | 2 | init        | `Mounted`               | the parent applies the limits, runs prestart/createRuntime → `HooksDone(state)` |
+//! | 2a| init / exec | `SeccompListener` + fd  | (NOTIFY rules) the parent hands the fd to listenerPath |
+//! | 3 | init / exec | `Created`               | the parent saves the state and the pid file → `Ack` |
+//! | * | child       | `Error(chain)`          | the child failed; it exits                         |
 //!
-//! After `Ack` the child clears its parent-death signal and closes its end; the parent
-//! waits for that EOF before it exits, so the init never dies with `capsa create`.
+//! Two processes hold the child's end once the first stage has forked, so the protocol
+//! orders them: the forked process sends nothing before it has read the `Proceed` that
+//! answers `InitPid`, and the first stage reads nothing after it sent `InitPid`. So no
+//! message of the process can overtake its pid, and a pid is never reported before it is
+//! known.
+//!
+//! After `Ack` the child closes its end; the parent waits for that EOF before it exits,
+//! so the init never dies with `capsa create`.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 
-use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
-    SockFlag, SockType,
-};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
-#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
     Ready,
     Proceed,
     MapIds,
     InitPid(i32),
-    RunCreateRuntimeHooks,
-    HooksDone(String),
+    Mounted,
+    HooksDone(Option<String>),
     SeccompListener,
     Created,
     Ack,
     Error(String),
+}
+
+impl Msg {
+    fn name(&self) -> &'static str {
+        match self {
+            Msg::Ready => "Ready",
+            Msg::Proceed => "Proceed",
+            Msg::MapIds => "MapIds",
+            Msg::InitPid(_) => "InitPid",
+            Msg::Mounted => "Mounted",
+            Msg::HooksDone(_) => "HooksDone",
+            Msg::SeccompListener => "SeccompListener",
+            Msg::Created => "Created",
+            Msg::Ack => "Ack",
+            Msg::Error(_) => "Error",
+        }
+    }
 }
 
 pub struct Channel {
@@ -59,6 +80,15 @@ pub fn pair() -> Result<(Channel, Channel)> {
 
 impl Channel {
     pub fn send(&self, msg: &Msg) -> Result<()> {
+        self.send_with(msg, None)
+    }
+
+    /// Send a message with a descriptor attached (SCM_RIGHTS).
+    pub fn send_fd(&self, msg: &Msg, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        self.send_with(msg, Some(fd))
+    }
+
+    fn send_with(&self, msg: &Msg, fd: Option<std::os::fd::BorrowedFd<'_>>) -> Result<()> {
         let mut data = serde_json::to_vec(msg).map_err(|e| Error::Other(e.to_string()))?;
         if data.len() > MAX_PACKET {
             let Msg::Error(s) = msg else {
@@ -68,84 +98,67 @@ impl Channel {
             cut.truncate(MAX_PACKET - 64);
             data = serde_json::to_vec(&Msg::Error(cut + " [...]")).unwrap_or_default();
         }
-        nix::sys::socket::send(
-            self.fd.as_raw_fd(),
-            &data,
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .map_err(|e| Error::sys("sync send", e))?;
+        let fds: Vec<_> = fd.into_iter().collect();
+        capsa_linux::fdpass::send(self.fd.as_fd(), &data, &fds)
+            .map_err(|e| Error::sys(format!("sync: send {}", msg.name()), e))?;
         Ok(())
     }
 
-    /// Send a message with a descriptor attached (SCM_RIGHTS).
-    pub fn send_fd(&self, msg: &Msg, fd: BorrowedFd<'_>) -> Result<()> {
-        let data = serde_json::to_vec(msg).map_err(|e| Error::Other(e.to_string()))?;
-        let fds = [fd.as_raw_fd()];
-        sendmsg::<()>(
-            self.fd.as_raw_fd(),
-            &[IoSlice::new(&data)],
-            &[ControlMessage::ScmRights(&fds)],
-            MsgFlags::empty(),
-            None,
-        )
-        .map_err(|e| Error::sys("sync send fd", e))?;
-        Ok(())
-    }
-
-    /// Receive one message; `None` at EOF (the peer closed or died).
-    pub fn recv(&self) -> Result<Option<Msg>> {
-        Ok(self.recv_with_fd()?.map(|(m, _)| m))
-    }
-
-    /// Receive one message and the descriptor sent with it, if any.
-    pub fn recv_with_fd(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
+    /// Receive one message and the descriptor sent with it; `None` at EOF (the peer
+    /// closed its end or died).
+    pub fn recv(&self) -> Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_PACKET];
-        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-        let (n, fd) = loop {
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            match recvmsg::<()>(
-                self.fd.as_raw_fd(),
-                &mut iov,
-                Some(&mut cmsg),
-                MsgFlags::MSG_CMSG_CLOEXEC,
-            ) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(Error::sys("sync recv", e)),
-                Ok(r) => {
-                    let fd = r.cmsgs().ok().and_then(|mut c| {
-                        c.find_map(|m| match m {
-                            ControlMessageOwned::ScmRights(fds) => {
-                                fds.first().map(|f| crate::syscall::own(*f))
-                            }
-                            _ => None,
-                        })
-                    });
-                    break (r.bytes, fd);
-                }
-            }
-        };
+        let (n, fds) = capsa_linux::fdpass::recv(self.fd.as_fd(), &mut buf)
+            .map_err(|e| Error::sys("sync: receive", e))?;
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(|m| Some((m, fd)))
-            .map_err(|e| Error::Other(format!("sync: bad message: {e}")))
+        let msg =
+            serde_json::from_slice(&buf[..n]).map_err(|e| Error::BadMessage(e.to_string()))?;
+        Ok(Some((msg, fds.into_iter().next())))
     }
 
-    /// Receive and check it is `want`; an `Error` from the peer becomes our error.
-    pub fn expect(&self, want: Msg) -> Result<()> {
+    /// The next message, which must be `want` (compared by kind); an `Error` from the
+    /// peer becomes our error, EOF is `Error::PeerGone`.
+    fn next(&self, want: &'static str) -> Result<(Msg, Option<OwnedFd>)> {
         match self.recv()? {
-            Some(m) if m == want => Ok(()),
-            Some(Msg::Error(e)) => Err(Error::Init(e)),
-            Some(m) => Err(Error::Other(format!("sync: expected {want:?}, got {m:?}"))),
-            None => Err(Error::Other(format!(
-                "sync: peer closed while waiting for {want:?}"
-            ))),
+            Some((Msg::Error(e), _)) => Err(Error::Init(e)),
+            Some((m, fd)) if m.name() == want => Ok((m, fd)),
+            Some((m, _)) => Err(Error::Protocol {
+                expected: want,
+                got: m.name(),
+            }),
+            None => Err(Error::PeerGone { waiting_for: want }),
         }
     }
 
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    /// Wait for `want`, a message without data.
+    pub fn expect(&self, want: Msg) -> Result<()> {
+        self.next(want.name()).map(drop)
+    }
+
+    /// sync 1b: the pid of the process the first stage forked; never ≤ 0.
+    pub fn expect_init_pid(&self) -> Result<i32> {
+        match self.next("InitPid")? {
+            (Msg::InitPid(p), _) if p > 0 => Ok(p),
+            (m, _) => Err(Error::BadMessage(format!("invalid {m:?}"))),
+        }
+    }
+
+    /// sync 2 answer: the state for the container's own hooks, if it has any.
+    pub fn expect_hooks_done(&self) -> Result<Option<String>> {
+        match self.next("HooksDone")? {
+            (Msg::HooksDone(state), _) => Ok(state),
+            _ => unreachable!("next() checked the kind"),
+        }
+    }
+
+    /// sync 2a: the seccomp listener descriptor.
+    pub fn expect_fd(&self, want: Msg) -> Result<OwnedFd> {
+        let name = want.name();
+        self.next(name)?
+            .1
+            .ok_or_else(|| Error::BadMessage(format!("{name} came without its descriptor")))
     }
 }
 
@@ -157,13 +170,53 @@ mod tests {
     fn roundtrip_and_eof() {
         let (a, b) = pair().unwrap();
         a.send(&Msg::InitPid(42)).unwrap();
-        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
+        assert_eq!(b.expect_init_pid().unwrap(), 42);
         a.send(&Msg::Error("x".repeat(200_000))).unwrap();
         match b.recv().unwrap() {
-            Some(Msg::Error(s)) => assert!(s.len() < MAX_PACKET && s.ends_with("[...]")),
+            Some((Msg::Error(s), None)) => assert!(s.len() < MAX_PACKET && s.ends_with("[...]")),
             m => panic!("{m:?}"),
         }
         drop(a);
-        assert_eq!(b.recv().unwrap(), None);
+        assert!(matches!(
+            b.expect(Msg::Created),
+            Err(Error::PeerGone {
+                waiting_for: "Created"
+            })
+        ));
+    }
+
+    #[test]
+    fn out_of_order_is_an_error_naming_both() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::Created).unwrap();
+        let e = b.expect_init_pid().unwrap_err().to_string();
+        assert!(e.contains("InitPid") && e.contains("Created"), "{e}");
+    }
+
+    #[test]
+    fn a_pid_of_zero_is_refused() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::InitPid(0)).unwrap();
+        assert!(b.expect_init_pid().is_err());
+    }
+
+    #[test]
+    fn the_peer_error_is_ours() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::Error("mounts[3]: boom".into())).unwrap();
+        assert_eq!(
+            b.expect(Msg::Mounted).unwrap_err().to_string(),
+            "mounts[3]: boom"
+        );
+    }
+
+    #[test]
+    fn descriptors_travel_with_their_message() {
+        let (a, b) = pair().unwrap();
+        let f = tempfile::tempfile().unwrap();
+        a.send_fd(&Msg::SeccompListener, f.as_fd()).unwrap();
+        assert!(b.expect_fd(Msg::SeccompListener).is_ok());
+        a.send(&Msg::SeccompListener).unwrap();
+        assert!(b.expect_fd(Msg::SeccompListener).is_err());
     }
 }

@@ -3,17 +3,15 @@
 //! the peer its controlling terminal and /dev/console. The peer is opened by descriptor
 //! (TIOCGPTPEER), never by path (CVE-2025-52565).
 
-use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::fcntl::{open, OFlag};
-use nix::mount::{mount, MsFlags};
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-use nix::sys::stat::Mode;
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
 
-use crate::syscall::{pty_peer, set_controlling_tty, set_winsize, unlockpt};
+use crate::rootfs::fd_path;
+use crate::syscall::{open_path, pty_peer, set_controlling_tty, set_winsize, unlockpt, Syscall};
 use crate::{Error, Result};
 
 /// In the parent, before the fork: connect to the caller's socket.
@@ -23,14 +21,14 @@ pub fn connect(path: &Path) -> Result<UnixStream> {
 
 /// In the container's mount namespace (the init after pivot_root, or an exec'd process):
 /// make the pty, send the master, return the peer; the init also binds it to /dev/console.
-pub fn setup(socket: UnixStream, size: Option<(u16, u16)>, as_console: bool) -> Result<OwnedFd> {
-    let fd = open(
-        "/dev/ptmx",
-        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open /dev/ptmx", e))?;
-    let master = crate::syscall::own(fd);
+pub fn setup(
+    socket: &UnixStream,
+    size: Option<(u16, u16)>,
+    as_console: bool,
+    sys: &dyn Syscall,
+) -> Result<OwnedFd> {
+    let master = open_path(Path::new("/dev/ptmx"), OFlag::O_RDWR | OFlag::O_NOCTTY)
+        .map_err(|e| Error::sys("open /dev/ptmx", e))?;
     unlockpt(master.as_fd()).map_err(|e| Error::sys("unlockpt", e))?;
     let peer =
         pty_peer(master.as_fd()).map_err(|e| Error::sys("open pty peer (TIOCGPTPEER)", e))?;
@@ -38,46 +36,32 @@ pub fn setup(socket: UnixStream, size: Option<(u16, u16)>, as_console: bool) -> 
         set_winsize(peer.as_fd(), rows, cols)
             .map_err(|e| Error::sys("set process.consoleSize", e))?;
     }
-    let name = std::fs::read_link(format!("/proc/self/fd/{}", peer.as_raw_fd()))
+    let name = std::fs::read_link(fd_path(&peer))
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "/dev/console".into());
-    let fds = [master.as_raw_fd()];
-    sendmsg::<()>(
-        socket.as_raw_fd(),
-        &[IoSlice::new(name.as_bytes())],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )
-    .map_err(|e| Error::sys("send pty master to --console-socket", e))?;
+    capsa_linux::fdpass::send(socket.as_fd(), name.as_bytes(), &[master.as_fd()])
+        .map_err(|e| Error::sys("send pty master to --console-socket", e))?;
     drop(master);
     if as_console {
-        bind_console(&peer)?;
+        bind_console(&peer, sys)?;
     }
     Ok(peer)
 }
 
 /// /dev/console becomes the pty peer, bound through its descriptor.
-fn bind_console(peer: &OwnedFd) -> Result<()> {
+fn bind_console(peer: &OwnedFd, sys: &dyn Syscall) -> Result<()> {
     let console = Path::new("/dev/console");
     if std::fs::symlink_metadata(console).is_err() {
         std::fs::File::create(console).map_err(|e| Error::io("create", console, e))?;
     }
-    let src = format!("/proc/self/fd/{}", peer.as_raw_fd());
-    let target = open(
-        console,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| Error::sys("open /dev/console", e))?;
-    let target = crate::syscall::own(target);
-    let tpath = format!("/proc/self/fd/{}", target.as_raw_fd());
-    mount(
-        Some(src.as_str()),
-        tpath.as_str(),
-        None::<&str>,
+    let target = open_path(console, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+        .map_err(|e| Error::sys("open /dev/console", e))?;
+    sys.mount(
+        Some(&fd_path(peer)),
+        &fd_path(&target),
+        None,
         MsFlags::MS_BIND,
-        None::<&str>,
+        None,
     )
     .map_err(|e| Error::sys("bind pty over /dev/console", e))
 }

@@ -33,6 +33,34 @@ pub enum Error {
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// A mount the config asks for (or a device node, a masked or read-only path) failed;
+    /// `field` names it in config.json: `mounts[3]`, `linux.maskedPaths`, `linux.devices`.
+    #[error("{field} ({dest}): {what}: {errno}", dest = .dest.display())]
+    Mount {
+        field: String,
+        dest: PathBuf,
+        what: String,
+        errno: nix::Error,
+    },
+    /// A write to procfs the config asks for (a sysctl, an LSM label, an id map).
+    #[error("{field}: {path}: {}", crate::syscall::proc_write_failure(*.errno))]
+    ProcWrite {
+        field: String,
+        path: String,
+        errno: nix::Error,
+    },
+    #[error("linux.seccomp: {0}")]
+    Seccomp(crate::seccomp::SeccompError),
+    /// The command of `process.args` cannot be run.
+    #[error("exec: {arg0:?}: {reason}")]
+    Command { arg0: String, reason: String },
+    #[error("invalid signal {0:?}")]
+    InvalidSignal(String),
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    NotStopped { id: String, status: String },
+    /// A process of the container went away while capsa waited for it.
+    #[error("{0}")]
+    ProcessGone(String),
     #[error("hook {kind}[{index}] ({path}): {msg}")]
     Hook {
         kind: String,
@@ -43,6 +71,22 @@ pub enum Error {
     /// An error reported by the container's init, with its whole chain.
     #[error("{0}")]
     Init(String),
+    /// execve of the container's process failed (after `create` returned: the process
+    /// reports it on its stderr and exits 127).
+    #[error("exec {path:?}: {errno}")]
+    Exec { path: String, errno: nix::Error },
+    /// The other side of the sync channel sent a message out of the protocol's order.
+    #[error("sync: expected {expected}, got {got}")]
+    Protocol {
+        expected: &'static str,
+        got: &'static str,
+    },
+    /// A sync message that cannot be read, or lacks what it must carry.
+    #[error("sync: {0}")]
+    BadMessage(String),
+    /// The other side of the sync channel went away (it died, or closed its end).
+    #[error("sync: the other side went away while waiting for {waiting_for}")]
+    PeerGone { waiting_for: &'static str },
     #[error("{0}")]
     Other(String),
 }
@@ -55,12 +99,44 @@ impl Error {
         }
     }
 
+    /// A mount-family failure of `field` at `dest`.
+    pub fn mount(
+        field: impl Into<String>,
+        dest: &std::path::Path,
+        what: impl Into<String>,
+        errno: nix::Error,
+    ) -> Self {
+        Error::Mount {
+            field: field.into(),
+            dest: dest.to_path_buf(),
+            what: what.into(),
+            errno,
+        }
+    }
+
     pub fn io(what: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             what,
             path: path.into(),
             err: source,
         }
+    }
+}
+
+/// The errno of a failed call, from nix or from std (EIO when an io error has none).
+pub trait AsErrno {
+    fn errno(&self) -> nix::Error;
+}
+
+impl AsErrno for nix::Error {
+    fn errno(&self) -> nix::Error {
+        *self
+    }
+}
+
+impl AsErrno for std::io::Error {
+    fn errno(&self) -> nix::Error {
+        nix::Error::from_raw(self.raw_os_error().unwrap_or(libc::EIO))
     }
 }
 

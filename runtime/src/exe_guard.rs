@@ -17,15 +17,17 @@
 //!
 //! The other commands never run container code and keep their speed.
 
-use std::ffi::{CStr, CString, OsStr, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use capsa_linux::resolve::{self, Scope};
 use nix::errno::Errno;
-use nix::fcntl::{fcntl, open, openat, AtFlags, FcntlArg, OFlag, SealFlag};
-use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::fcntl::{fcntl, AtFlags, FcntlArg, OFlag, SealFlag};
 use nix::sys::stat::Mode;
+
+use crate::syscall::{detached_overlay, memfd_sealed_copy, open_path};
 
 /// Set in the environment of the re-exec'd process, with our pid: if the new image still
 /// is not sealed, we fail instead of looping.
@@ -130,10 +132,8 @@ fn is_sealed() -> Result<bool, Error> {
             return Ok(true);
         }
     }
-    let fd = open(SELF_EXE, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(sys(format!("open {SELF_EXE}")))?;
-    // SAFETY: `open` just returned this descriptor and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd =
+        open_path(Path::new(SELF_EXE), OFlag::O_RDONLY).map_err(sys(format!("open {SELF_EXE}")))?;
     Ok(match fcntl(fd.as_raw_fd(), FcntlArg::F_GET_SEALS) {
         Ok(bits) => SealFlag::from_bits_truncate(bits)
             .contains(SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW),
@@ -185,7 +185,6 @@ fn sealed_overlay() -> Result<OwnedFd, Error> {
             what: "no directory for overlayfs' second layer".into(),
             errno: Errno::ENOENT,
         })?;
-    let ctx = sys::fsopen(c"overlay").map_err(sys("fsopen overlay"))?;
     let mut lower = escape_layer(dir);
     lower.push(b':');
     lower.extend(escape_layer(second));
@@ -193,110 +192,27 @@ fn sealed_overlay() -> Result<OwnedFd, Error> {
         what: "lowerdir with a NUL byte".into(),
         errno: Errno::EINVAL,
     })?;
-    sys::fsconfig_string(&ctx, c"lowerdir", &lower).map_err(sys(format!(
-        "overlayfs lowerdir={}",
-        lower.to_string_lossy()
-    )))?;
-    // xino only adds dmesg noise when the layers are on different filesystems.
-    let _ = sys::fsconfig_string(&ctx, c"xino", c"off");
-    sys::fsconfig_create(&ctx).map_err(sys("create overlayfs"))?;
-    let mnt = sys::fsmount(&ctx).map_err(sys("fsmount overlayfs"))?;
-    let fd = openat(
-        Some(mnt.as_raw_fd()),
-        name,
-        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+    let mnt = detached_overlay(&lower).map_err(|(what, errno)| Error::Sys {
+        what: format!("{what} (lowerdir={})", lower.to_string_lossy()),
+        errno,
+    })?;
+    resolve::open(
+        mnt.as_fd(),
+        Path::new(name),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
         Mode::empty(),
+        Scope::Beneath,
     )
     .map_err(sys(format!(
         "open {} in the overlay",
         name.to_string_lossy()
-    )))?;
-    // SAFETY: `openat` just returned this descriptor and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    )))
 }
 
 /// Fallback: a copy of the binary in a memfd, sealed against any change.
 fn sealed_memfd() -> Result<OwnedFd, Error> {
-    let memfd = memfd_create(
-        c"capsa",
-        MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING,
-    )
-    .map_err(sys("memfd_create"))?;
     let mut src = std::fs::File::open(SELF_EXE).map_err(Error::Copy)?;
-    let mut dst = std::fs::File::from(memfd);
-    std::io::copy(&mut src, &mut dst).map_err(Error::Copy)?;
-    let seals = SealFlag::F_SEAL_WRITE
-        | SealFlag::F_SEAL_SHRINK
-        | SealFlag::F_SEAL_GROW
-        | SealFlag::F_SEAL_SEAL;
-    fcntl(dst.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(sys("seal the memfd"))?;
-    Ok(OwnedFd::from(dst))
-}
-
-/// The new mount API, which nix does not wrap.
-mod sys {
-    use super::*;
-
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
-    const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
-    const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-
-    fn fd_result(ret: libc::c_long) -> nix::Result<OwnedFd> {
-        if ret < 0 {
-            return Err(Errno::last());
-        }
-        // SAFETY: the syscall returned a new descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
-    }
-
-    pub fn fsopen(fs: &CStr) -> nix::Result<OwnedFd> {
-        // SAFETY: `fs` is a NUL-terminated string that outlives the call.
-        fd_result(unsafe { libc::syscall(libc::SYS_fsopen, fs.as_ptr(), FSOPEN_CLOEXEC) })
-    }
-
-    pub fn fsconfig_string(ctx: &OwnedFd, key: &CStr, value: &CStr) -> nix::Result<()> {
-        // SAFETY: key and value are NUL-terminated strings that outlive the call; the
-        // kernel only reads them.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                ctx.as_raw_fd(),
-                FSCONFIG_SET_STRING,
-                key.as_ptr(),
-                value.as_ptr(),
-                0,
-            )
-        };
-        Errno::result(ret).map(drop)
-    }
-
-    pub fn fsconfig_create(ctx: &OwnedFd) -> nix::Result<()> {
-        // SAFETY: FSCONFIG_CMD_CREATE takes no pointers.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                ctx.as_raw_fd(),
-                FSCONFIG_CMD_CREATE,
-                std::ptr::null::<libc::c_char>(),
-                std::ptr::null::<libc::c_void>(),
-                0,
-            )
-        };
-        Errno::result(ret).map(drop)
-    }
-
-    /// A detached, read-only, nosuid, nodev mount of the configured superblock.
-    pub fn fsmount(ctx: &OwnedFd) -> nix::Result<OwnedFd> {
-        let attrs = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-        // SAFETY: fsmount takes no pointers.
-        fd_result(unsafe {
-            libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), FSMOUNT_CLOEXEC, attrs)
-        })
-    }
+    memfd_sealed_copy(c"capsa", &mut src).map_err(Error::Copy)
 }
 
 #[cfg(test)]

@@ -7,9 +7,22 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use oci_spec::runtime::Hook;
+use oci_spec::runtime::{Hook, Hooks};
 
 use crate::{Error, Result};
+
+/// Whether `create` has hooks to run or to pass the state to: prestart, createRuntime,
+/// createContainer or startContainer.
+pub fn any_for_create(h: &Hooks) -> bool {
+    [
+        h.prestart(),
+        h.create_runtime(),
+        h.create_container(),
+        h.start_container(),
+    ]
+    .iter()
+    .any(|x| x.as_ref().is_some_and(|v| !v.is_empty()))
+}
 
 pub fn run_all(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Result<()> {
     for (i, h) in hooks

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use oci_spec::runtime::Process;
 
-use crate::rootfs::paths::write_proc;
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
 fn apparmor_enabled() -> bool {
@@ -47,7 +47,7 @@ pub fn check(process: &Process) -> Result<()> {
 }
 
 /// In the container, before the user switch: the labels take effect at execve.
-pub fn apply(process: &Process) -> Result<()> {
+pub fn apply(process: &Process, sys: &dyn Syscall) -> Result<()> {
     if let Some(profile) = process
         .apparmor_profile()
         .as_deref()
@@ -58,12 +58,20 @@ pub fn apply(process: &Process) -> Result<()> {
         } else {
             "/proc/self/attr/exec"
         };
-        write_proc(attr, &format!("exec {profile}"))
-            .map_err(|e| Error::Other(format!("process.apparmorProfile {profile:?}: {e}")))?;
+        sys.write_proc(Path::new(attr), format!("exec {profile}").as_bytes())
+            .map_err(|errno| Error::ProcWrite {
+                field: format!("process.apparmorProfile {profile:?}"),
+                path: attr.into(),
+                errno,
+            })?;
     }
     if let Some(label) = process.selinux_label().as_deref().filter(|l| !l.is_empty()) {
-        write_proc("/proc/self/attr/exec", label)
-            .map_err(|e| Error::Other(format!("process.selinuxLabel {label:?}: {e}")))?;
+        sys.write_proc(Path::new("/proc/self/attr/exec"), label.as_bytes())
+            .map_err(|errno| Error::ProcWrite {
+                field: format!("process.selinuxLabel {label:?}"),
+                path: "/proc/self/attr/exec".into(),
+                errno,
+            })?;
     }
     Ok(())
 }

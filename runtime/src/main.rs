@@ -1,4 +1,6 @@
 //! The `capsa` binary: the runc-compatible command line over the capsa library.
+#![deny(unsafe_code)]
+
 fn main() {
     // CVE-2019-5736: commands that make container processes run from a sealed binary.
     if let Err(e) = capsa::exe_guard::ensure_sealed() {

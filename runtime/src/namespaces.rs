@@ -5,18 +5,19 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType as Ns, Spec};
 
 use crate::error::SysContext;
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Plan {
     /// Namespaces the clone creates (fast path).
-    pub clone_flags: libc::c_int,
+    pub clone_flags: CloneFlags,
     /// Namespaces the first stage unshares (two-stage path).
-    pub unshare_flags: libc::c_int,
+    pub unshare_flags: CloneFlags,
     /// Existing namespaces to join, user first.
     pub joins: Vec<(Ns, PathBuf)>,
     pub new_user: bool,
@@ -39,7 +40,15 @@ impl Plan {
             .as_ref()
             .and_then(|l| l.namespaces().clone())
             .unwrap_or_default();
-        let mut plan = Plan::default();
+        let mut plan = Plan {
+            clone_flags: CloneFlags::empty(),
+            unshare_flags: CloneFlags::empty(),
+            joins: Vec::new(),
+            new_user: false,
+            new_cgroup: false,
+            two_stage: false,
+            fork_init: false,
+        };
         let mut new = 0;
         for ns in &namespaces {
             match ns.path() {
@@ -61,49 +70,52 @@ impl Plan {
             .any(|(t, _)| matches!(t, Ns::User | Ns::Pid | Ns::Time));
         plan.two_stage =
             joins_special || new & flag(Ns::Time) != 0 || (plan.new_user && !plan.joins.is_empty());
+        let new_flags = CloneFlags::from_bits_retain(new);
         if plan.two_stage {
-            plan.unshare_flags = new;
+            plan.unshare_flags = new_flags;
             plan.fork_init = new & (flag(Ns::Pid) | flag(Ns::Time)) != 0
                 || plan
                     .joins
                     .iter()
                     .any(|(t, _)| matches!(t, Ns::Pid | Ns::Time));
         } else {
-            plan.clone_flags = new;
+            plan.clone_flags = new_flags;
         }
         Ok(plan)
     }
 
     /// Join the namespaces given by path (in the order of `joins`).
-    pub fn join_all(&self) -> Result<()> {
+    pub fn join_all(&self, sys: &dyn Syscall) -> Result<()> {
         for (t, path) in &self.joins {
-            join(*t, path)?;
+            let f = std::fs::File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
+            sys.setns(f.as_fd(), CloneFlags::from_bits_retain(flag(*t)))
+                .ctx(|| format!("join {t} namespace {}", path.display()))?;
         }
         Ok(())
     }
 
     /// Two-stage path: create the namespaces the clone did not.
-    pub fn unshare_new(&self) -> Result<()> {
-        if self.unshare_flags != 0 {
-            unshare(CloneFlags::from_bits_retain(self.unshare_flags))
+    pub fn unshare_new(&self, sys: &dyn Syscall) -> Result<()> {
+        if !self.unshare_flags.is_empty() {
+            sys.unshare(self.unshare_flags)
                 .ctx(|| "unshare namespaces".into())?;
         }
         Ok(())
     }
+
+    /// Whether the process ends up in a user namespace other than ours.
+    pub fn in_userns(&self) -> bool {
+        self.new_user || self.joins.iter().any(|(t, _)| *t == Ns::User)
+    }
 }
 
-fn join(t: Ns, path: &Path) -> Result<()> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io("open namespace", path, e))?;
-    setns(f.as_fd(), CloneFlags::from_bits_retain(flag(t)))
-        .ctx(|| format!("join {t} namespace {}", path.display()))
-}
-
-pub fn unshare_cgroup() -> Result<()> {
-    unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())
+pub fn unshare_cgroup(sys: &dyn Syscall) -> Result<()> {
+    sys.unshare(CloneFlags::CLONE_NEWCGROUP)
+        .ctx(|| "unshare cgroup namespace".into())
 }
 
 /// Write linux.timeOffsets for a new time namespace (before its first process exists).
-pub fn write_time_offsets(spec: &Spec) -> Result<()> {
+pub fn write_time_offsets(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     let Some(offsets) = spec.linux().as_ref().and_then(|l| l.time_offsets().clone()) else {
         return Ok(());
     };
@@ -115,8 +127,8 @@ pub fn write_time_offsets(spec: &Spec) -> Result<()> {
             o.nanosecs().unwrap_or(0)
         ));
     }
-    std::fs::write("/proc/self/timens_offsets", text)
-        .map_err(|e| Error::io("write linux.timeOffsets to", "/proc/self/timens_offsets", e))
+    sys.write_proc(Path::new("/proc/self/timens_offsets"), text.as_bytes())
+        .ctx(|| "write linux.timeOffsets to /proc/self/timens_offsets".into())
 }
 
 #[cfg(test)]
@@ -139,7 +151,10 @@ mod tests {
         ])))
         .unwrap();
         assert!(!p.two_stage);
-        assert_eq!(p.clone_flags, libc::CLONE_NEWPID | libc::CLONE_NEWNS);
+        assert_eq!(
+            p.clone_flags,
+            CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS
+        );
         assert!(p.new_cgroup);
         assert_eq!(p.joins.len(), 1);
     }
@@ -153,7 +168,7 @@ mod tests {
         .unwrap();
         assert!(p.two_stage && p.fork_init);
         assert_eq!(p.joins[0].0, Ns::User);
-        assert_eq!(p.unshare_flags, libc::CLONE_NEWNS);
+        assert_eq!(p.unshare_flags, CloneFlags::CLONE_NEWNS);
     }
 
     #[test]

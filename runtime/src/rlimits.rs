@@ -2,6 +2,7 @@
 
 use oci_spec::runtime::PosixRlimit;
 
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
 pub fn resource(name: &str) -> Option<libc::c_int> {
@@ -44,11 +45,11 @@ pub fn validate(limits: &[PosixRlimit]) -> Result<()> {
     Ok(())
 }
 
-pub fn apply(limits: &[PosixRlimit]) -> Result<()> {
+pub fn apply(limits: &[PosixRlimit], sys: &dyn Syscall) -> Result<()> {
     for l in limits {
         let name = l.typ().to_string();
         let res = resource(&name).ok_or_else(|| Error::Config(format!("unknown rlimit {name}")))?;
-        crate::syscall::set_rlimit(res, l.soft(), l.hard())
+        sys.set_rlimit(res, l.soft(), l.hard())
             .map_err(|e| Error::sys(format!("setrlimit {name} ({}/{})", l.soft(), l.hard()), e))?;
     }
     Ok(())

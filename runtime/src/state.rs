@@ -9,8 +9,10 @@ use nix::fcntl::{Flock, FlockArg};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
 
+use crate::process::CreateOptions;
+use crate::spec::Bundle;
 use crate::utils::{validate_id, write_atomic};
-use crate::{cgroups, Error, Result};
+use crate::{Error, Result};
 
 const STATE_FILE: &str = "state.json";
 /// The cgroup path, written before the cgroup is made (for cleaning up a killed create).
@@ -63,6 +65,31 @@ pub struct Saved {
     pub config: Spec,
 }
 
+impl Saved {
+    /// What a new container records; `pid` is the first process cloned, until the init
+    /// is known. The start time is filled in when the init is.
+    pub fn new(
+        opts: &CreateOptions,
+        bundle: &Bundle,
+        pid: i32,
+        cgroup_path: PathBuf,
+        no_cgroup: bool,
+    ) -> Saved {
+        Saved {
+            id: opts.id.clone(),
+            pid,
+            pid_start: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: crate::logging::rfc3339_now(),
+            owner: crate::user::name_of(nix::unistd::geteuid().as_raw()),
+            cgroup_path,
+            no_cgroup,
+            config: bundle.spec.clone(),
+        }
+    }
+}
+
 /// The OCI state plus runc's extra fields, as `state` and `list --format json` print it.
 #[derive(Serialize)]
 pub struct OciState<'a> {
@@ -96,7 +123,6 @@ pub fn ensure_root(root: &Path) -> Result<()> {
 
 /// A container's state directory, locked for the lifetime of this value.
 pub struct ContainerDir {
-    pub id: String,
     pub path: PathBuf,
     lock: Flock<File>,
 }
@@ -118,11 +144,7 @@ impl ContainerDir {
         let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, e)| Error::sys(format!("lock {}", path.display()), e))?;
-        Ok(ContainerDir {
-            id: id.into(),
-            path,
-            lock,
-        })
+        Ok(ContainerDir { path, lock })
     }
 
     /// Open and lock an existing container's directory.
@@ -144,11 +166,7 @@ impl ContainerDir {
         if !path.join(STATE_FILE).exists() {
             return Err(Error::NotExist(id.into()));
         }
-        Ok(ContainerDir {
-            id: id.into(),
-            path,
-            lock,
-        })
+        Ok(ContainerDir { path, lock })
     }
 
     /// Whether another command holds the lock of `id`'s directory (shared or exclusive),
@@ -182,8 +200,14 @@ impl ContainerDir {
             .map(PathBuf::from)
     }
 
-    pub fn lock_fd(&self) -> i32 {
-        self.lock.as_raw_fd()
+    /// In a forked child: close this process' copy of the lock's descriptor and leave
+    /// the lock to the parent. Not a drop: dropping the lock unlocks it, and the lock
+    /// belongs to the open file description that both processes share.
+    pub fn close_in_child(self) {
+        let fd = self.lock.as_raw_fd();
+        // Nothing owns the descriptor any more, so closing it by number is sound.
+        std::mem::forget(self.lock);
+        let _ = nix::unistd::close(fd);
     }
 
     pub fn fifo_path(&self) -> PathBuf {
@@ -215,72 +239,6 @@ impl ContainerDir {
     }
 }
 
-/// A loaded container: its directory (locked) and what create saved.
-pub struct Container {
-    pub dir: ContainerDir,
-    pub saved: Saved,
-}
-
-impl Container {
-    /// Lock the container's directory again, with what create saved still in hand.
-    pub fn reopen(root: &Path, saved: Saved) -> Result<Container> {
-        let dir = ContainerDir::open(root, &saved.id, true)?;
-        Ok(Container { dir, saved })
-    }
-
-    pub fn load(root: &Path, id: &str, exclusive: bool) -> Result<Container> {
-        let dir = ContainerDir::open(root, id, exclusive)?;
-        let saved = dir.load()?;
-        Ok(Container { dir, saved })
-    }
-
-    pub fn id(&self) -> &str {
-        &self.saved.id
-    }
-
-    /// The init's pid while it is alive (and is still the same process).
-    pub fn live_pid(&self) -> Option<i32> {
-        let pid = self.saved.pid;
-        (pid > 0 && process_alive(pid, self.saved.pid_start)).then_some(pid)
-    }
-
-    pub fn status(&self) -> Status {
-        if self.live_pid().is_none() {
-            return Status::Stopped;
-        }
-        if self.dir.fifo_path().exists() {
-            return Status::Created;
-        }
-        if cgroups::is_frozen(&self.saved.cgroup_path) {
-            return Status::Paused;
-        }
-        Status::Running
-    }
-
-    pub fn oci_state(&self, status: Status) -> OciState<'_> {
-        OciState {
-            oci_version: OCI_VERSION,
-            id: &self.saved.id,
-            pid: if status == Status::Stopped {
-                0
-            } else {
-                self.saved.pid
-            },
-            status: status.as_str(),
-            bundle: &self.saved.bundle,
-            rootfs: &self.saved.rootfs,
-            created: &self.saved.created,
-            owner: &self.saved.owner,
-            annotations: self.saved.config.annotations().as_ref(),
-        }
-    }
-
-    /// The OCI state JSON given to hooks on stdin.
-    pub fn hook_state(&self, status: Status) -> String {
-        hook_state_json(&self.saved, status)
-    }
-}
-
 pub fn hook_state_json(saved: &Saved, status: Status) -> String {
     serde_json::json!({
         "ociVersion": OCI_VERSION,
@@ -304,7 +262,7 @@ pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
     Some((state, start))
 }
 
-fn process_alive(pid: i32, start: u64) -> bool {
+pub fn process_alive(pid: i32, start: u64) -> bool {
     match proc_stat(pid) {
         Some((state, s)) => s == start && state != 'Z' && state != 'X',
         None => false,

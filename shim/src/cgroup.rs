@@ -21,18 +21,12 @@ fn unified_root() -> bool {
 
 /// v1 mounts: (controllers from the super options, mount root, mount point).
 fn v1_mounts() -> Vec<(Vec<String>, String, PathBuf)> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let mut post = post.split(' ');
-            if post.next()? != "cgroup" {
-                return None;
-            }
-            let opts = post.nth(1)?;
-            let f: Vec<&str> = pre.split(' ').collect();
-            let ctrls = opts.split(',').map(str::to_string).collect();
-            Some((ctrls, f.get(3)?.to_string(), PathBuf::from(f.get(4)?)))
+    capsa_linux::mountinfo::read()
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup")
+        .map(|m| {
+            let ctrls = m.super_options.split(',').map(str::to_string).collect();
+            (ctrls, m.root, PathBuf::from(m.mount_point))
         })
         .collect()
 }

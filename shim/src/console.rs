@@ -1,13 +1,10 @@
 //! The console socket: the runtime sends the pty master of a terminal
 //! container over it with SCM_RIGHTS (`--console-socket`).
 
-use std::io::IoSliceMut;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 use crate::error::{Error, Result};
 
@@ -49,25 +46,14 @@ impl ConsoleSocket {
             ))
         })?;
         let mut buf = [0u8; 4096];
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-        let msg = recvmsg::<()>(
-            conn.as_raw_fd(),
-            &mut iov,
-            Some(&mut cmsg),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(Error::nix("receive console fd"))?;
-        for c in msg.cmsgs().map_err(Error::nix("console message"))? {
-            if let ControlMessageOwned::ScmRights(fds) = c {
-                if let Some(&fd) = fds.first() {
-                    // SAFETY: the kernel just installed this fd for us with
-                    // SCM_RIGHTS; nothing else owns it.
-                    return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        Err(Error::Runtime("no pty master on the console socket".into()))
+        let (_, fds) = capsa_linux::fdpass::recv(conn.as_fd(), &mut buf).map_err(|e| {
+            Error::Runtime(format!(
+                "receive the pty master from the console socket: {e}"
+            ))
+        })?;
+        fds.into_iter()
+            .next()
+            .ok_or_else(|| Error::Runtime("no pty master on the console socket".into()))
     }
 }
 
@@ -79,17 +65,6 @@ impl Drop for ConsoleSocket {
 
 /// Sets the window size of the pty behind `master`.
 pub fn resize(master: &impl AsRawFd, width: u32, height: u32) -> Result<()> {
-    let ws = libc::winsize {
-        ws_row: height as u16,
-        ws_col: width as u16,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer; the fd is
-    // a pty master we own.
-    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        return Err(Error::io("resize pty")(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    crate::sys::set_winsize(master.as_raw_fd(), height as u16, width as u16)
+        .map_err(Error::io("resize pty"))
 }

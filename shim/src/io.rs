@@ -7,7 +7,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -371,25 +370,7 @@ fn start_logger(
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: the closure runs between fork and exec and only calls dup2,
-    // which is async-signal-safe; the fds are open in the parent.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move the fds to 3,4,5 via high numbers so none is clobbered.
-            for (i, fd) in fds.iter().enumerate() {
-                if libc::dup2(*fd, 100 + i as i32) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            for i in 0..3 {
-                if libc::dup2(100 + i, 3 + i) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::close(100 + i);
-            }
-            Ok(())
-        });
-    }
+    crate::sys::pass_fds_as_3_4_5(&mut cmd, fds);
     let child = cmd
         .spawn()
         .map_err(Error::io(format!("start logger {}", bin.display())))?;

@@ -3,6 +3,8 @@
 //! command line: capsa by default, or any runc-compatible binary named by the
 //! runtime option BinaryName.
 
+#![deny(unsafe_code)]
+
 mod cgroup;
 mod console;
 mod container;
@@ -17,16 +19,12 @@ mod process;
 mod reaper;
 mod runtime;
 mod shim;
+mod sys;
 mod task;
 mod util;
 
 fn main() {
-    // One malloc arena: the shim's threads mostly sleep, and glibc's
-    // per-thread arenas would each keep pages resident.
-    // SAFETY: mallopt only tunes the allocator; called before any thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-    }
+    sys::one_malloc_arena();
     if let Err(e) = shim::run() {
         // Once serving, stderr is containerd's log pipe or /dev/null: log too.
         tracing::error!("{e}");

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use nix::unistd::{access, AccessFlags};
 use oci_spec::runtime::LinuxResources;
 
-use crate::rootfs::mountinfo;
 use crate::{Error, Result};
+use capsa_linux::mountinfo;
 
 /// What `create` does about the container's cgroup.
 #[derive(Debug, PartialEq, Eq)]

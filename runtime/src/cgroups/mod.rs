@@ -107,14 +107,6 @@ impl Cgroup {
         }
     }
 
-    /// The cgroup of an existing container, as `create` recorded it.
-    pub fn of(saved: &crate::state::Saved, systemd: bool) -> Result<Cgroup> {
-        if saved.no_cgroup {
-            return Ok(Cgroup::none(saved.pid));
-        }
-        Cgroup::open(&saved.cgroup_path, systemd, &saved.id)
-    }
-
     pub fn is_none(&self) -> bool {
         self.none
     }

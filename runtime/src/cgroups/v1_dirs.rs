@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::rootfs::mountinfo;
 use crate::{Error, Result};
+use capsa_linux::mountinfo::{self, MountEntry};
 
 /// The v1 controllers libcgroups manages (a hierarchy with none of them, such as
 /// name=systemd, is not the container's business).
@@ -47,10 +47,14 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 impl V1Dirs {
     /// The directories of cgroup `path` (relative to each hierarchy's root).
     pub fn find(path: &Path) -> V1Dirs {
+        V1Dirs::from_mounts(&mountinfo::read(), path)
+    }
+
+    /// The directories of cgroup `path` in the v1 hierarchies of `mounts`.
+    fn from_mounts(mounts: &[MountEntry], path: &Path) -> V1Dirs {
         let rel = path.strip_prefix("/").unwrap_or(path);
-        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut dirs: Vec<Hierarchy> = Vec::new();
-        for m in mountinfo::parse(&text) {
+        for m in mounts {
             if m.fstype != "cgroup" {
                 continue;
             }
@@ -191,5 +195,69 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         r => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v1 layout in a temp dir: cpu,cpuacct and cpuset and memory hierarchies (cpuset
+    /// mounted twice), a named one and a cgroup2 one that are not ours.
+    fn hierarchies(root: &Path) -> Vec<MountEntry> {
+        let line = |id: u32, dir: &str, fstype: &str, opts: &str| {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+            format!(
+                "{id} 1 0:{id} / {} rw - {fstype} cgroup rw,{opts}\n",
+                root.join(dir).display()
+            )
+        };
+        let text = [
+            line(30, "cpu,cpuacct", "cgroup", "cpu,cpuacct"),
+            line(31, "cpuset", "cgroup", "cpuset"),
+            line(32, "cpuset-again", "cgroup", "cpuset"),
+            line(33, "memory", "cgroup", "memory"),
+            line(34, "systemd", "cgroup", "name=systemd"),
+            line(35, "unified", "cgroup2", "nsdelegate"),
+        ]
+        .concat();
+        std::fs::write(root.join("cpuset/cpuset.cpus"), "0-1\n").unwrap();
+        std::fs::write(root.join("cpuset/cpuset.mems"), "0\n").unwrap();
+        mountinfo::parse(&text)
+    }
+
+    #[test]
+    fn places_in_every_managed_hierarchy_once() {
+        let t = tempfile::tempdir().unwrap();
+        let dirs = V1Dirs::from_mounts(&hierarchies(t.path()), Path::new("/parent/ctr"));
+        assert!(dirs.has("cpuacct") && dirs.has("memory") && !dirs.has("pids"));
+        // A cgroupfs directory has its control files from birth; a temp dir needs them.
+        let cpuset = t.path().join("cpuset");
+        for d in [cpuset.join("parent"), cpuset.join("parent/ctr")] {
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("cpuset.cpus"), "").unwrap();
+            std::fs::write(d.join("cpuset.mems"), "").unwrap();
+        }
+        dirs.place(4242).unwrap();
+        for h in ["cpu,cpuacct", "cpuset", "memory"] {
+            let procs = t.path().join(h).join("parent/ctr/cgroup.procs");
+            assert_eq!(std::fs::read_to_string(procs).unwrap(), "4242", "{h}");
+        }
+        for skipped in ["cpuset-again", "systemd", "unified"] {
+            assert!(!t.path().join(skipped).join("parent").exists(), "{skipped}");
+        }
+        // cpuset: cpus and mems filled down from the parent at each empty level.
+        let ctr = cpuset.join("parent/ctr");
+        assert_eq!(
+            std::fs::read_to_string(ctr.join("cpuset.cpus")).unwrap(),
+            "0-1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ctr.join("cpuset.mems")).unwrap(),
+            "0"
+        );
+        let mut pids = dirs.pids();
+        pids.dedup();
+        assert_eq!(pids, vec![4242]);
     }
 }

@@ -6,7 +6,6 @@ use clap::Args;
 
 use super::Cli;
 use crate::process::{parent, CreateOptions};
-use crate::state::Container;
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
@@ -77,29 +76,5 @@ pub fn create(cli: &Cli, a: &CreateArgs) -> anyhow::Result<()> {
 
 pub fn run(cli: &Cli, a: &RunArgs) -> anyhow::Result<i32> {
     let opts = options(cli, &a.create, !a.detach)?;
-    // Signals are blocked (to be forwarded) only after the init is forked: it must start
-    // with a clean signal mask.
-    let created = parent::create(&opts)?;
-    let pid = created.pid;
-    // What create saved is still in hand: lock the directory again without re-reading it.
-    let c = Container::reopen(&cli.root()?, created.saved.clone())?;
-    if let Err(e) = crate::lifecycle::start(&c) {
-        let _ = crate::lifecycle::delete_with(c, true, Some(created.cgroup));
-        return Err(e.into());
-    }
-    drop(c);
-    if a.detach {
-        return Ok(0);
-    }
-    let master = created
-        .console
-        .as_ref()
-        .map(crate::process::wait::receive_pty_master)
-        .transpose()?;
-    let code = crate::process::wait::wait_forwarding(pid, master)?;
-    if !a.keep {
-        let c = Container::reopen(&cli.root()?, created.saved)?;
-        crate::lifecycle::delete_with(c, true, Some(created.cgroup))?;
-    }
-    Ok(code)
+    Ok(crate::container::run(&opts, a.detach, a.keep)?)
 }

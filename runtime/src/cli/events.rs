@@ -10,8 +10,9 @@ use libcgroups::stats::{BlkioDeviceStat, MemoryData, Stats};
 use serde_json::{json, Value};
 
 use super::Cli;
-use crate::cgroups::{oom_kills, Cgroup};
-use crate::state::{Container, Status};
+use crate::cgroups::oom_kills;
+use crate::container::Container;
+use crate::state::Status;
 
 #[derive(Args, Debug)]
 pub struct EventsArgs {
@@ -115,7 +116,7 @@ fn emit(out: &mut impl Write, typ: &str, id: &str, data: Option<Value>) -> std::
 pub fn run(cli: &Cli, a: &EventsArgs) -> anyhow::Result<()> {
     let c = Container::load(&cli.root()?, &a.id, false)?;
     let path = c.saved.cgroup_path.clone();
-    let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
+    let cg = c.cgroup()?;
     if cg.is_none() {
         anyhow::bail!(
             "events {}: the container has no cgroup (rootless without a delegated cgroup)",

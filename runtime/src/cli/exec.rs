@@ -6,8 +6,9 @@ use clap::Args;
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
 use super::Cli;
+use crate::container::Container;
 use crate::process::exec::{exec, ExecOptions};
-use crate::state::{Container, Status};
+use crate::state::Status;
 use crate::Error;
 
 #[derive(Args, Debug)]
@@ -87,8 +88,7 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         preserve_fds: a.preserve_fds,
         foreground: !a.detach,
     };
-    let (pid, console) = exec(&c, &opts)?;
-    drop(c);
+    let (pid, console) = exec(c, &opts)?;
     if a.detach {
         return Ok(0);
     }

@@ -3,8 +3,7 @@
 use clap::Args;
 
 use super::Cli;
-use crate::lifecycle::parse_signal;
-use crate::state::Container;
+use crate::container::{parse_signal, Container};
 
 #[derive(Args, Debug)]
 pub struct KillArgs {
@@ -20,6 +19,6 @@ pub struct KillArgs {
 pub fn run(cli: &Cli, a: &KillArgs) -> anyhow::Result<()> {
     let sig = parse_signal(&a.signal)?;
     let c = Container::load(&cli.root()?, &a.id, false)?;
-    crate::lifecycle::kill(&c, sig, a.all)?;
+    c.kill(sig, a.all)?;
     Ok(())
 }

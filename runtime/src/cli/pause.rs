@@ -3,8 +3,7 @@
 use clap::Args;
 
 use super::Cli;
-use crate::cgroups::Cgroup;
-use crate::state::{Container, Status};
+use crate::container::Container;
 
 #[derive(Args, Debug)]
 pub struct PauseArgs {
@@ -13,21 +12,10 @@ pub struct PauseArgs {
 
 pub fn pause(cli: &Cli, a: &PauseArgs, freeze: bool) -> anyhow::Result<()> {
     let c = Container::load(&cli.root()?, &a.id, true)?;
-    let status = c.status();
-    let ok = if freeze {
-        matches!(status, Status::Running | Status::Created)
+    if freeze {
+        c.pause()?;
     } else {
-        status == Status::Paused
-    };
-    if !ok {
-        let what = if freeze {
-            "cannot pause it"
-        } else {
-            "not paused"
-        };
-        anyhow::bail!("container \"{}\" is {status}, {what}", a.id);
+        c.resume()?;
     }
-    let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
-    cg.freeze(freeze)?;
     Ok(())
 }

@@ -4,8 +4,7 @@ use clap::Args;
 
 use super::state::Format;
 use super::Cli;
-use crate::cgroups::Cgroup;
-use crate::state::Container;
+use crate::container::Container;
 
 #[derive(Args, Debug)]
 pub struct PsArgs {
@@ -19,7 +18,7 @@ pub struct PsArgs {
 
 pub fn run(cli: &Cli, a: &PsArgs) -> anyhow::Result<()> {
     let c = Container::load(&cli.root()?, &a.id, false)?;
-    let pids = Cgroup::of(&c.saved, cli.systemd_cgroup)?.pids()?;
+    let pids = c.cgroup()?.pids()?;
     if let Format::Json = a.format {
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(());

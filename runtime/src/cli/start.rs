@@ -3,7 +3,7 @@
 use clap::Args;
 
 use super::Cli;
-use crate::state::Container;
+use crate::container::Container;
 
 #[derive(Args, Debug)]
 pub struct StartArgs {
@@ -12,6 +12,6 @@ pub struct StartArgs {
 
 pub fn run(cli: &Cli, a: &StartArgs) -> anyhow::Result<()> {
     let c = Container::load(&cli.root()?, &a.id, true)?;
-    crate::lifecycle::start(&c)?;
+    c.start()?;
     Ok(())
 }

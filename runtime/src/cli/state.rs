@@ -5,7 +5,8 @@ use std::io::Write;
 use clap::{Args, ValueEnum};
 
 use super::Cli;
-use crate::state::{list_ids, Container};
+use crate::container::Container;
+use crate::state::list_ids;
 
 #[derive(Args, Debug)]
 pub struct StateArgs {

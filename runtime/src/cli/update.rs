@@ -9,8 +9,8 @@ use oci_spec::runtime::{
 };
 
 use super::Cli;
-use crate::cgroups::Cgroup;
-use crate::state::{Container, Status};
+use crate::container::Container;
+use crate::state::Status;
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
@@ -144,7 +144,7 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> anyhow::Result<()> {
     if let Some(e) = crate::cgroups::delegation::v1_limits_refused(cli.rootless(), &limits) {
         return Err(e.into());
     }
-    let cg = Cgroup::of(&c.saved, cli.systemd_cgroup)?;
+    let cg = c.cgroup()?;
     cg.update(&c.saved.cgroup_path, &resources)?;
     Ok(())
 }

@@ -1,196 +1,175 @@
-//! The container's init, from the fork to execve. One function, top to bottom, in the
-//! order the spec requires; `// sync N` matches `parent::create`.
+//! The container's init, from the clone to execve, top to bottom in the order the spec
+//! requires; `// sync N` matches `parent::create` (the protocol is in `channel`).
 
-use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use nix::sys::prctl;
-use oci_spec::runtime::{Process, Spec};
+use nix::sys::signal::Signal;
+use oci_spec::runtime::{Hooks, Process, Spec};
 
-use super::CreateOptions;
-use crate::capabilities::Sets;
+use super::prepare::{process_of, ProcessPlan};
+use super::{setup, stage, CreateOptions};
 use crate::channel::{Channel, Msg};
 use crate::error::SysContext;
 use crate::namespaces::{self, Plan};
-use crate::rootfs::{self, paths, RootfsContext};
-use crate::seccomp::CompiledFilter;
-use crate::syscall::{clone_process, exit_now, Forked};
-use crate::{console, hooks, rlimits, user, Error, Result};
+use crate::rootfs::{self, RootfsContext};
+use crate::spec::Bundle;
+use crate::syscall::{exit_now, Syscall};
+use crate::{console, hooks, Error, Result};
 
 pub struct Args<'a> {
-    pub spec: &'a Spec,
-    pub rootfs: &'a Path,
-    pub bundle: &'a Path,
+    pub bundle: &'a Bundle,
     pub plan: &'a Plan,
-    pub caps: Option<&'a Sets>,
-    pub seccomp: Option<&'a CompiledFilter>,
+    pub process: &'a ProcessPlan,
     pub channel: Channel,
+    /// The exec fifo: `start` writes to it.
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
-    pub lock_fd: i32,
     pub opts: &'a CreateOptions,
+    pub sys: &'a dyn Syscall,
 }
 
-/// Never returns: the init execs the container's process or exits with an error sent to
-/// the parent.
-pub fn init(args: Args) -> ! {
-    match run(&args) {
-        Ok(never) => match never {},
+/// Never returns: the init execs the container's process or exits. Until `create` has
+/// its answer, errors go to it over the channel; after that, nobody listens but the
+/// container's stderr.
+pub fn init(a: Args) -> ! {
+    let ready = match set_up(&a) {
+        Ok(ready) => ready,
         Err(e) => {
-            let _ = args.channel.send(&Msg::Error(e.to_string()));
+            let _ = a.channel.send(&Msg::Error(e.to_string()));
             exit_now(1)
         }
-    }
+    };
+    // Closing our end tells `create` it may go: we no longer depend on it.
+    drop(a.channel);
+    let err = start(&a.fifo, a.bundle.spec.hooks().as_ref(), ready, a.sys);
+    eprintln!("capsa: {err}");
+    exit_now(if matches!(err, Error::Exec { .. }) {
+        127
+    } else {
+        1
+    })
 }
 
-fn run(a: &Args) -> Result<Infallible> {
-    let ch = &a.channel;
-    let spec = a.spec;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Config("process: missing".into()))?;
+/// What the init holds once `create` has returned: the process to exec and the state for
+/// the startContainer hooks.
+pub struct Waiting<'a> {
+    exec: setup::Ready<'a>,
+    hook_state: Option<String>,
+}
+
+/// The init sequence up to `create`'s answer (sync 3).
+fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
+    let (ch, sys, spec) = (&a.channel, a.sys, &a.bundle.spec);
+    let process = process_of(spec)?;
     // Die with `capsa create`.
-    prctl::set_pdeathsig(nix::sys::signal::SIGKILL).ctx(|| "set parent death signal".into())?;
+    sys.set_pdeathsig(Some(Signal::SIGKILL))
+        .ctx(|| "set parent death signal".into())?;
     // A non-dumpable process' /proc files belong to root: an unprivileged parent (or its
     // newuidmap) could not write our id maps. Stay dumpable until they are written.
     if !a.plan.new_user {
-        set_non_dumpable()?;
+        set_non_dumpable(sys)?;
     }
-    // The state dir lock belongs to `capsa create`, not to the init that outlives it.
-    let _ = nix::unistd::close(a.lock_fd);
-    ch.expect(Msg::Proceed)?; // sync 1
-    if a.plan.new_user && !a.plan.two_stage {
-        set_non_dumpable()?;
-        become_userns_root()?;
-    }
-
-    if a.plan.two_stage {
-        a.plan.join_all()?;
-        a.plan.unshare_new()?;
-        if a.plan.new_user {
-            ch.send(&Msg::MapIds)?; // sync 1a
-            ch.expect(Msg::Proceed)?;
-            set_non_dumpable()?;
-            become_userns_root()?;
-        }
-        namespaces::write_time_offsets(spec)?;
-        if a.plan.fork_init {
-            match clone_process(0).ctx(|| "fork the init".into())? {
-                Forked::Parent(pid) => {
-                    ch.send(&Msg::InitPid(pid.as_raw()))?; // sync 1b
-                    exit_now(0);
-                }
-                Forked::Child => set_non_dumpable()?,
-            }
-        }
-    } else {
-        a.plan.join_all()?;
-    }
+    ch.expect(Msg::Proceed)?; // sync 1: in the cgroup, ids mapped
+    enter_namespaces(a)?; // sync 1a, 1b
+                          // Only now: the cgroup namespace is rooted at the cgroup the init was placed in.
     if a.plan.new_cgroup {
-        namespaces::unshare_cgroup()?;
+        namespaces::unshare_cgroup(sys)?;
     }
     if !a.opts.no_new_keyring {
-        // Not fatal where keyrings are unavailable (e.g. blocked by a host seccomp policy).
-        // Named after the container, as runc does.
-        let name = CString::new(a.opts.id.as_str()).unwrap_or_default();
-        if let Err(e) = crate::syscall::join_new_session_keyring(&name) {
-            tracing::debug!("new session keyring: {e}");
-        }
+        join_session_keyring(&a.opts.id, sys);
     }
 
     let ctx = RootfsContext {
         spec,
-        rootfs: a.rootfs,
-        bundle: a.bundle,
-        in_userns: a.plan.new_user
-            || a.plan
-                .joins
-                .iter()
-                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+        rootfs: &a.bundle.rootfs,
+        bundle: &a.bundle.dir,
+        in_userns: a.plan.in_userns(),
         new_cgroupns: a.plan.new_cgroup,
+        sys,
     };
     rootfs::prepare(&ctx)?;
     rootfs::mount_all(&ctx)?;
-    let hooks = spec.hooks().as_ref();
-    let mut state = String::new();
-    let wants_hooks = hooks.is_some_and(|h| {
-        [
-            h.prestart(),
-            h.create_runtime(),
-            h.create_container(),
-            h.start_container(),
-        ]
-        .iter()
-        .any(|x| x.as_ref().is_some_and(|v| !v.is_empty()))
-    });
-    if wants_hooks {
-        ch.send(&Msg::RunCreateRuntimeHooks)?; // sync 2
-        match ch.recv()? {
-            Some(Msg::HooksDone(s)) => state = s,
-            Some(Msg::Error(e)) => return Err(Error::Init(e)),
-            m => return Err(Error::Other(format!("sync: expected HooksDone, got {m:?}"))),
-        }
-        hooks::run_all(
-            "createContainer",
-            hooks.and_then(|h| h.create_container().as_ref()),
-            &state,
-        )?;
-    }
-    rootfs::pivot(a.rootfs, a.opts.no_pivot)?;
+    ch.send(&Msg::Mounted)?; // sync 2
+    let hook_state = ch.expect_hooks_done()?;
+    run_hooks("createContainer", spec, hook_state.as_deref(), |h| {
+        h.create_container().as_ref()
+    })?;
+    rootfs::pivot(&a.bundle.rootfs, a.opts.no_pivot, sys)?;
     create_cwd(process)?;
-
-    let pty = match a.console.as_ref() {
-        Some(sock) => {
-            let size = process
-                .console_size()
-                .as_ref()
-                .map(|b| (b.height() as u16, b.width() as u16));
-            let sock = sock
-                .try_clone()
-                .map_err(|e| Error::Other(format!("console socket: {e}")))?;
-            Some(console::setup(sock, size, true)?)
-        }
-        None => None,
-    };
-    set_identity(spec)?;
-    rootfs::finalize(spec)?;
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
-    if let Some(pty) = pty {
-        console::attach(pty)?;
-    }
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
-    // CVE-2024-21626: no descriptor of the runtime may reach the container. Everything
-    // above stdio and the --preserve-fds ones is closed on exec (set now, before a seccomp
-    // filter could forbid close_range; whatever we open later is close-on-exec already).
-    crate::syscall::cloexec_from(3 + a.opts.preserve_fds)
-        .ctx(|| "mark fds close-on-exec".into())?;
-    let late_seccomp = switch_user(process, a.caps, a.seccomp, ch)?;
-    let env = environment(process);
-    let (exe, argv) = resolve_command(process, &env)?;
+    let pty = open_terminal(process, a.console.as_ref(), sys)?;
+    set_identity(spec, sys)?;
+    rootfs::finalize(spec, sys)?;
+    let exec = setup::prepare(process, a.process, pty, a.opts.preserve_fds, ch, sys)?;
 
     ch.send(&Msg::Created)?; // sync 3
     ch.expect(Msg::Ack)?;
-    prctl::set_pdeathsig(None).ctx(|| "clear parent death signal".into())?;
-    // Closing our end tells the parent we no longer depend on it.
-    let _ = nix::unistd::close(ch.raw_fd());
+    sys.set_pdeathsig(None)
+        .ctx(|| "clear parent death signal".into())?;
+    Ok(Waiting { exec, hook_state })
+}
 
-    wait_for_start(&a.fifo)?;
-    if wants_hooks {
-        hooks::run_all(
-            "startContainer",
-            hooks.and_then(|h| h.start_container().as_ref()),
-            &state,
-        )?;
+/// After `create`: wait for `start`, run the startContainer hooks, exec.
+fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, w: Waiting, sys: &dyn Syscall) -> Error {
+    if let Err(e) = wait_for_start(fifo) {
+        return e;
     }
-    exec_process(&exe, &argv, env, late_seccomp)
+    if let (Some(state), Some(h)) = (&w.hook_state, hooks) {
+        if let Err(e) = hooks::run_all("startContainer", h.start_container().as_ref(), state) {
+            return e;
+        }
+    }
+    setup::exec(w.exec, sys)
+}
+
+/// The namespaces the clone did not give: none more on the fast path; on the two-stage
+/// path the first stage joins, unshares, has its ids mapped (sync 1a) and forks the init
+/// (sync 1b), since pid and time namespaces apply to children only.
+fn enter_namespaces(a: &Args) -> Result<()> {
+    let (plan, ch, sys) = (a.plan, &a.channel, a.sys);
+    if !plan.two_stage {
+        if plan.new_user {
+            become_userns_root(sys)?;
+        }
+        return plan.join_all(sys);
+    }
+    plan.join_all(sys)?;
+    plan.unshare_new(sys)?;
+    if plan.new_user {
+        ch.send(&Msg::MapIds)?; // sync 1a
+        ch.expect(Msg::Proceed)?;
+        become_userns_root(sys)?;
+    }
+    namespaces::write_time_offsets(&a.bundle.spec, sys)?;
+    if plan.fork_init {
+        stage::fork_process(ch, sys)?; // sync 1b
+        set_non_dumpable(sys)?;
+    }
+    Ok(())
+}
+
+/// Not fatal where keyrings are unavailable (e.g. blocked by a host seccomp policy).
+/// Named after the container, as runc does.
+fn join_session_keyring(id: &str, sys: &dyn Syscall) {
+    let name = CString::new(id).unwrap_or_default();
+    if let Err(e) = sys.join_session_keyring(&name) {
+        tracing::debug!("new session keyring: {e}");
+    }
+}
+
+fn run_hooks(
+    kind: &str,
+    spec: &Spec,
+    state: Option<&str>,
+    which: impl Fn(&Hooks) -> Option<&Vec<oci_spec::runtime::Hook>>,
+) -> Result<()> {
+    match (state, spec.hooks().as_ref()) {
+        (Some(state), Some(h)) => hooks::run_all(kind, which(h), state),
+        _ => Ok(()),
+    }
 }
 
 /// Creates a missing `process.cwd` (0755, as root), as runc does: containerd and
@@ -207,181 +186,380 @@ fn create_cwd(process: &Process) -> Result<()> {
                 .recursive(true)
                 .mode(0o755)
                 .create(cwd)
-                .map_err(|e| Error::Other(format!("create process.cwd {}: {e}", cwd.display())))
+                .map_err(|e| Error::io("create process.cwd", cwd, e))
         }
         // Anything else (a file, a dangling link) is for chdir to judge.
         _ => Ok(()),
     }
 }
 
-/// The last step of the init and of `exec`: a late seccomp filter, then execve. If execve
-/// fails the parent is gone already: stderr is all that is left to tell, and 127 the status.
-pub(super) fn exec_process(
-    exe: &CString,
-    argv: &[CString],
-    env: Vec<String>,
-    late_seccomp: Option<&CompiledFilter>,
-) -> Result<Infallible> {
-    let env: Vec<CString> = env
-        .into_iter()
-        .filter_map(|e| CString::new(e).ok())
-        .collect();
-    if let Some(filter) = late_seccomp {
-        // Nothing of ours runs filtered but the exec itself.
-        filter
-            .load()
-            .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
-    }
-    let err = crate::syscall::execve(exe, argv, &env);
-    eprintln!("capsa: exec {exe:?}: {err}");
-    exit_now(127)
+/// The terminal, made inside the container (after pivot_root: its /dev/ptmx, its
+/// /dev/console).
+fn open_terminal(
+    process: &Process,
+    socket: Option<&UnixStream>,
+    sys: &dyn Syscall,
+) -> Result<Option<OwnedFd>> {
+    let Some(socket) = socket else {
+        return Ok(None);
+    };
+    let size = process
+        .console_size()
+        .as_ref()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    console::setup(socket, size, true, sys).map(Some)
 }
 
 /// Nobody may ptrace us or read our memory until exec (CVE-2019-5736).
-fn set_non_dumpable() -> Result<()> {
-    prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())
+fn set_non_dumpable(sys: &dyn Syscall) -> Result<()> {
+    sys.set_dumpable(false).ctx(|| "set non-dumpable".into())
 }
 
-/// In a new user namespace our host uid is not mapped: become its root, so what we create
-/// (tmpfs, devices, mount points) is owned by a mapped id.
-fn become_userns_root() -> Result<()> {
-    let root_gid = nix::unistd::Gid::from_raw(0);
-    let root_uid = nix::unistd::Uid::from_raw(0);
-    nix::unistd::setresgid(root_gid, root_gid, root_gid)
+/// In a new user namespace our host uid is not mapped: once the maps are written, become
+/// its root, so what we create (tmpfs, devices, mount points) is owned by a mapped id.
+fn become_userns_root(sys: &dyn Syscall) -> Result<()> {
+    set_non_dumpable(sys)?;
+    sys.setresgid(nix::unistd::Gid::from_raw(0))
         .ctx(|| "setgid 0 in the user namespace".into())?;
-    nix::unistd::setresuid(root_uid, root_uid, root_uid)
+    sys.setresuid(nix::unistd::Uid::from_raw(0))
         .ctx(|| "setuid 0 in the user namespace".into())
 }
 
 /// hostname, domainname, sysctls: after pivot_root, so /proc is the container's.
-fn set_identity(spec: &Spec) -> Result<()> {
+fn set_identity(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     if let Some(h) = spec.hostname() {
-        nix::unistd::sethostname(h).ctx(|| format!("hostname {h:?}"))?;
+        sys.sethostname(h).ctx(|| format!("hostname {h:?}"))?;
     }
     if let Some(d) = spec.domainname() {
-        crate::syscall::set_domainname(d).ctx(|| format!("domainname {d:?}"))?;
+        sys.setdomainname(d).ctx(|| format!("domainname {d:?}"))?;
     }
     if let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
         for (k, v) in sysctl {
             let path = format!("/proc/sys/{}", k.replace('.', "/"));
-            paths::write_proc(&path, v)
-                .map_err(|e| Error::Other(format!("linux.sysctl {k}: {e}")))?;
+            sys.write_proc(Path::new(&path), v.as_bytes())
+                .map_err(|errno| Error::ProcWrite {
+                    field: format!("linux.sysctl {k}"),
+                    path,
+                    errno,
+                })?;
         }
     }
     Ok(())
-}
-
-/// Capabilities, user, no_new_privs, and seccomp where it must come early. Returns the
-/// filter to load right before execve when it can wait that long.
-///
-/// seccomp needs CAP_SYS_ADMIN or no_new_privs: without noNewPrivileges it is loaded
-/// before the user switch, while we are root; with it, at the very end. A filter with NOTIFY rules is
-/// loaded before `Created`, so its listener fd can still reach the parent.
-pub(super) fn switch_user<'f>(
-    process: &Process,
-    caps: Option<&Sets>,
-    seccomp: Option<&'f CompiledFilter>,
-    ch: &Channel,
-) -> Result<Option<&'f CompiledFilter>> {
-    crate::lsm::apply(process)?;
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        // Without no_new_privs the filter needs CAP_SYS_ADMIN: load it while we are root.
-        if let Some(f) = seccomp {
-            load_seccomp(f, ch)?;
-        }
-    }
-    if let Some(c) = caps {
-        c.limit_bounding()?;
-    }
-    prctl::set_keepcaps(true).ctx(|| "keep capabilities".into())?;
-    user::switch(process.user())?;
-    prctl::set_keepcaps(false).ctx(|| "drop keepcaps".into())?;
-    match caps {
-        Some(c) => c.apply()?,
-        None => Sets::empty().apply()?,
-    }
-    if nnp {
-        prctl::set_no_new_privs().ctx(|| "process.noNewPrivileges".into())?;
-        match seccomp {
-            Some(f) if f.has_notify() => load_seccomp(f, ch)?,
-            Some(f) => return Ok(Some(f)),
-            None => {}
-        }
-    }
-    Ok(None)
-}
-
-fn load_seccomp(filter: &CompiledFilter, ch: &Channel) -> Result<()> {
-    let listener = filter
-        .load()
-        .map_err(|e| Error::Other(format!("linux.seccomp: {e}")))?;
-    if let Some(fd) = listener {
-        ch.send_fd(&Msg::SeccompListener, fd.as_fd())?; // sync 2a
-    }
-    Ok(())
-}
-
-pub(super) fn environment(process: &Process) -> Vec<String> {
-    let mut env = process.env().clone().unwrap_or_default();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!("HOME={}", user::home_of(process.user().uid())));
-    }
-    env
-}
-
-/// args[0] through the container's PATH, checked now so a typo fails `create`.
-pub(super) fn resolve_command(
-    process: &Process,
-    env: &[String],
-) -> Result<(CString, Vec<CString>)> {
-    let args = process.args().as_deref().unwrap_or_default();
-    let arg0 = args
-        .first()
-        .ok_or_else(|| Error::Config("process.args: must not be empty".into()))?;
-    let exe = if arg0.contains('/') {
-        let p = PathBuf::from(arg0);
-        std::fs::metadata(&p)
-            .map_err(|e| Error::Other(format!("exec: {arg0:?}: stat {arg0}: {e}")))?;
-        p
-    } else {
-        let path = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-        path.split(':')
-            .map(|d| Path::new(if d.is_empty() { "." } else { d }).join(arg0))
-            .find(|p| {
-                std::fs::metadata(p)
-                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "exec: {arg0:?}: executable file not found in $PATH"
-                ))
-            })?
-    };
-    let cstr = |s: &str| {
-        CString::new(s)
-            .map_err(|_| Error::Config(format!("process.args: {s:?} contains a NUL byte")))
-    };
-    let argv = args.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
-    Ok((cstr(&exe.to_string_lossy())?, argv))
 }
 
 /// Block until `capsa start` writes to the exec fifo.
 fn wait_for_start(fifo: &OwnedFd) -> Result<()> {
-    let mut f = std::fs::File::from(
-        fifo.try_clone()
-            .map_err(|e| Error::Other(format!("exec fifo: {e}")))?,
-    );
+    let fifo_err = |e| Error::io("read", crate::state::EXEC_FIFO, e);
+    let mut f = std::fs::File::from(fifo.try_clone().map_err(fifo_err)?);
     let mut b = [0u8; 1];
     loop {
         match f.read(&mut b) {
             Ok(1) => return Ok(()),
-            Ok(_) => return Err(Error::Other("exec fifo closed before start".into())),
+            Ok(_) => return Err(Error::ProcessGone("exec fifo closed before start".into())),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::Other(format!("read exec fifo: {e}"))),
+            Err(e) => return Err(fifo_err(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The init's sequence through the recording fake: the real `set_up` against a
+    //! scripted parent, in a thread of the test (nothing is mounted, nothing forked).
+
+    use nix::mount::MsFlags;
+    use nix::sched::CloneFlags;
+
+    use super::*;
+    use crate::channel::pair;
+    use crate::process::sync;
+    use crate::syscall::fake::{in_order, Call, Recorder};
+
+    /// A bundle in a temp dir with `linux` merged into a small config.
+    fn bundle(t: &Path, linux: serde_json::Value, extra: serde_json::Value) -> Bundle {
+        let rootfs = t.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        let src = t.join("shared");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut config = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "root": {"path": "rootfs", "readonly": true},
+            "hostname": "box",
+            "process": {
+                "args": ["/bin/sh", "-c", "true"], "cwd": "/",
+                "env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0},
+                "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 64, "hard": 64}]
+            },
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "mode=755"]},
+                {"destination": "/data", "type": "bind", "source": src,
+                 "options": ["rbind", "ro"]}
+            ],
+            "linux": linux
+        });
+        if let (Some(c), Some(e)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        std::fs::write(t.join("config.json"), config.to_string()).unwrap();
+        Bundle::load(t).unwrap()
+    }
+
+    fn opts() -> CreateOptions {
+        CreateOptions {
+            id: "ut".into(),
+            ..CreateOptions::default()
+        }
+    }
+
+    /// Runs `set_up` with the fake against `parent`, a script of the parent's side.
+    fn run_init(
+        b: &Bundle,
+        parent: impl FnOnce(Channel) + Send + 'static,
+    ) -> (Result<()>, Vec<Call>) {
+        let plan = Plan::from_spec(&b.spec).unwrap();
+        let process = process_of(&b.spec).unwrap();
+        let seccomp = b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+        let process_plan = ProcessPlan::new(process, seccomp).unwrap();
+        let (ours, theirs) = pair().unwrap();
+        let parent = std::thread::spawn(move || parent(theirs));
+        let fifo: OwnedFd = tempfile::tempfile().unwrap().into();
+        let sys = Recorder::default();
+        let opts = opts();
+        let a = Args {
+            bundle: b,
+            plan: &plan,
+            process: &process_plan,
+            channel: ours,
+            fifo,
+            console: None,
+            opts: &opts,
+            sys: &sys,
+        };
+        let res = set_up(&a).map(drop);
+        drop(a);
+        parent.join().unwrap();
+        (res, sys.calls())
+    }
+
+    fn index(calls: &[Call], what: &str, pred: impl Fn(&Call) -> bool) -> usize {
+        calls
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no {what} in {calls:#?}"))
+    }
+
+    #[test]
+    fn the_init_sequence_in_the_order_the_spec_requires() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "cgroup"},
+                               {"type": "uts"}, {"type": "network"}],
+                "maskedPaths": ["/proc/version"],
+                "readonlyPaths": ["/proc/sys"],
+                "sysctl": {"net.ipv4.ip_forward": "1"},
+                "devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+            }),
+            serde_json::json!({}),
+        );
+        let rootfs = b.rootfs.clone();
+        let (res, calls) = run_init(&b, |ch| {
+            let steps = &mut Script::default();
+            let shape = sync::Shape {
+                mounts: true,
+                ..Default::default()
+            };
+            assert_eq!(sync::drive(&ch, shape, 1, steps).unwrap(), 1);
+            assert_eq!(steps.0, ["place", "mounted", "created"]);
+        });
+        res.unwrap();
+        let at = |p: &Path| {
+            let p = p.to_string_lossy().into_owned();
+            move |c: &Call| matches!(c, Call::Mount { target, .. } if *target == p)
+        };
+        let sysctl = |c: &Call| {
+            matches!(c, Call::WriteProc { path, value }
+                if path == "/proc/sys/net/ipv4/ip_forward" && value == "1")
+        };
+        let order = in_order(
+            &calls,
+            &[
+                ("pdeathsig", &|c| {
+                    *c == Call::Pdeathsig(Some(Signal::SIGKILL))
+                }),
+                ("non-dumpable", &|c| *c == Call::Dumpable(false)),
+                ("cgroup ns", &|c| {
+                    *c == Call::Unshare(CloneFlags::CLONE_NEWCGROUP)
+                }),
+                ("keyring", &|c| *c == Call::SessionKeyring("ut".into())),
+                ("/ rslave", &at(Path::new("/"))),
+                ("the rootfs bind", &at(&rootfs)),
+                ("proc", &at(&rootfs.join("proc"))),
+                ("/dev tmpfs", &at(&rootfs.join("dev"))),
+                ("the bind mount", &at(&rootfs.join("data"))),
+                ("mknod", &|c| matches!(c, Call::Mknod { .. })),
+                ("pivot_root", &|c| matches!(c, Call::PivotRoot { .. })),
+                ("hostname", &|c| *c == Call::Hostname("box".into())),
+                ("sysctl", &sysctl),
+                ("the masked path", &at(Path::new("/proc/version"))),
+                ("root read-only", &at(Path::new("/"))),
+                ("setsid", &|c| *c == Call::Setsid),
+                ("rlimit", &|c| matches!(c, Call::Rlimit { soft: 64, .. })),
+                ("cwd", &|c| *c == Call::Chdir("/".into())),
+                ("cloexec", &|c| *c == Call::CloexecFrom(3)),
+                ("setuid", &|c| *c == Call::Setresuid(0)),
+                ("capset", &|c| matches!(c, Call::SetCaps { .. })),
+                ("pdeathsig cleared", &|c| *c == Call::Pdeathsig(None)),
+            ],
+        );
+        // The rootfs is made private to the host before anything is mounted in it.
+        let Call::Mount { flags, .. } = &calls[order[4]] else {
+            unreachable!()
+        };
+        assert_eq!(*flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        // The bind mount is remounted read-only; the root last of all.
+        let remounts: Vec<_> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, flags, .. } if flags.contains(MsFlags::MS_REMOUNT) => {
+                    Some(target.clone())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            remounts.first(),
+            Some(&rootfs.join("data").to_string_lossy().into_owned())
+        );
+        assert_eq!(remounts.last().map(String::as_str), Some("/"));
+        // /dev/fuse is made as asked, with the mode exactly the config's.
+        assert!(calls
+            .iter()
+            .any(|c| matches!(c, Call::Mknod { path, dev, perm: 0o666, .. }
+            if *path == rootfs.join("dev/fuse").to_string_lossy()
+                && *dev == nix::sys::stat::makedev(10, 229))));
+    }
+
+    #[test]
+    fn two_stages_map_ids_then_fork_the_init() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({
+                "namespaces": [{"type": "user"}, {"type": "pid"}, {"type": "mount"},
+                               {"type": "uts"}, {"type": "network", "path": "/proc/self/ns/net"}],
+                "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
+                "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]
+            }),
+            serde_json::json!({}),
+        );
+        let (res, calls) = run_init(&b, |ch| {
+            // sync 1, 1a (MapIds), 1b (the answer the forked init waits for), 2, 3
+            ch.send(&Msg::Proceed).unwrap();
+            ch.expect(Msg::MapIds).unwrap();
+            ch.send(&Msg::Proceed).unwrap();
+            ch.send(&Msg::Proceed).unwrap();
+            ch.expect(Msg::Mounted).unwrap();
+            ch.send(&Msg::HooksDone(None)).unwrap();
+            ch.expect(Msg::Created).unwrap();
+            ch.send(&Msg::Ack).unwrap();
+        });
+        res.unwrap();
+        let setns = index(&calls, "setns", |c| matches!(c, Call::Setns(_)));
+        let unshare = index(&calls, "unshare", |c| {
+            *c == Call::Unshare(
+                CloneFlags::CLONE_NEWUSER
+                    | CloneFlags::CLONE_NEWPID
+                    | CloneFlags::CLONE_NEWNS
+                    | CloneFlags::CLONE_NEWUTS,
+            )
+        });
+        let root = index(&calls, "setuid 0", |c| *c == Call::Setresuid(0));
+        let fork = index(&calls, "fork", |c| *c == Call::Clone(CloneFlags::empty()));
+        let mount = index(&calls, "a mount", |c| matches!(c, Call::Mount { .. }));
+        assert!(
+            setns < unshare && unshare < root && root < fork && fork < mount,
+            "{calls:#?}"
+        );
+        // Dumpable until the maps are written: not before `become_userns_root`.
+        let dumpable = index(&calls, "non-dumpable", |c| *c == Call::Dumpable(false));
+        assert!(dumpable > unshare, "{calls:#?}");
+    }
+
+    #[test]
+    fn a_failed_mount_is_reported_with_its_index_and_nothing_after_runs() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({"namespaces": [{"type": "mount"}, {"type": "uts"}]}),
+            serde_json::json!({}),
+        );
+        let plan = Plan::from_spec(&b.spec).unwrap();
+        let process_plan = ProcessPlan::new(process_of(&b.spec).unwrap(), None).unwrap();
+        let (ours, theirs) = pair().unwrap();
+        let sys = Recorder::default();
+        let proc_target = b.rootfs.join("proc").to_string_lossy().into_owned();
+        sys.fail_when(move |c| {
+            matches!(c, Call::Mount { target, .. } if *target == proc_target)
+                .then_some(nix::errno::Errno::EPERM)
+        });
+        let opts = opts();
+        let a = Args {
+            bundle: &b,
+            plan: &plan,
+            process: &process_plan,
+            channel: ours,
+            fifo: tempfile::tempfile().unwrap().into(),
+            console: None,
+            opts: &opts,
+            sys: &sys,
+        };
+        theirs.send(&Msg::Proceed).unwrap();
+        let e = set_up(&a).err().expect("the mount fails").to_string();
+        assert!(
+            e.starts_with("mounts[0] (/proc)") && e.contains("EPERM"),
+            "{e}"
+        );
+        assert!(!sys
+            .calls()
+            .iter()
+            .any(|c| matches!(c, Call::PivotRoot { .. })));
+        // Nothing was sent after sync 1: the parent hears of the failure from `init`.
+        drop(a);
+        assert!(theirs.recv().unwrap().is_none());
+    }
+
+    /// The parent's steps, by name only.
+    #[derive(Default)]
+    struct Script(Vec<&'static str>);
+
+    impl sync::Steps for Script {
+        fn place(&mut self, _: i32) -> Result<()> {
+            self.0.push("place");
+            Ok(())
+        }
+        fn map_ids(&mut self, _: i32) -> Result<()> {
+            self.0.push("map_ids");
+            Ok(())
+        }
+        fn forked(&mut self, _: i32, _: i32) -> Result<()> {
+            self.0.push("forked");
+            Ok(())
+        }
+        fn mounted(&mut self, _: i32) -> Result<Option<String>> {
+            self.0.push("mounted");
+            Ok(None)
+        }
+        fn seccomp_listener(&mut self, _: i32, _: OwnedFd) -> Result<()> {
+            self.0.push("listener");
+            Ok(())
+        }
+        fn created(&mut self, _: i32) -> Result<()> {
+            self.0.push("created");
+            Ok(())
         }
     }
 }

@@ -1,33 +1,37 @@
-//! `capsa exec`: a new process inside a running (or created) container. It joins every
-//! namespace of the container's init (user first), its cgroup, and gets the process'
-//! capabilities, rlimits, user, no_new_privs and seccomp, like the init did.
+//! `capsa exec`: a new process inside a running (or created) container. A first child
+//! joins every namespace of the container's init (user first) and forks the process
+//! (pid and time namespaces apply to children), which gets the process' capabilities,
+//! rlimits, user, no_new_privs and seccomp as the init did (`setup`). The parent's side
+//! is `sync::drive` with `ExecSteps`; the first child's side is `first_stage`.
 //!
-//! | # | parent (`exec`)                        | first child            | process (grandchild)      |
-//! |---|----------------------------------------|------------------------|---------------------------|
-//! | 1 | join the child to the cgroup → `Proceed` | setns all, fork       |                           |
-//! |1b | note `InitPid(pid)`                    | `InitPid`, exit        | (pid/time ns apply here)  |
-//! | 3 | pid file → `Ack`                       |                        | pty, cwd, rlimits, user, caps → `Created`; exec |
+//! | # | parent                                 | first child              | process                   |
+//! |---|----------------------------------------|--------------------------|---------------------------|
+//! | 0 | put the first child in the cgroup      | lock closed → `Ready`    |                           |
+//! | 1 | → `Proceed`                            | setns all, fork          |                           |
+//! |1b | reap the first child → `Proceed`       | `InitPid`, exit          | waits for that `Proceed`  |
+//! |2a | (NOTIFY) hand the fd to listenerPath   |                          | seccomp → `SeccompListener` |
+//! | 3 | pid file → `Ack`                       |                          | pty, cwd, rlimits, user, caps → `Created`; exec |
 
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use nix::sched::{setns, CloneFlags};
-use nix::sys::prctl;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::child::{environment, exec_process, resolve_command, switch_user};
-use crate::capabilities::Sets;
+use super::prepare::{self, ProcessPlan};
+use super::sync::{self, Shape, Steps};
+use super::{setup, stage};
 use crate::cgroups::Cgroup;
 use crate::channel::{self, Channel, Msg};
+use crate::container::Container;
 use crate::error::SysContext;
-use crate::seccomp::CompiledFilter;
-use crate::state::Container;
-use crate::syscall::{clone_process, exit_now, Forked};
+use crate::syscall::{exit_now, Forked, Linux, Syscall};
 use crate::utils::write_atomic;
-use crate::{console, rlimits, Error, Result};
+use crate::{console, Error, Result};
 
 pub struct ExecOptions {
     pub process: Process,
@@ -36,6 +40,207 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// Foreground: we will wait for the process, so it must come back to us.
     pub foreground: bool,
+}
+
+/// Start the process; returns its pid (host view) and, for a terminal in the foreground
+/// without --console-socket, our end of the console socket (the pty master arrives on
+/// it). The container's lock is released when this returns.
+pub fn exec(c: Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream>)> {
+    exec_with(c, opts, &Linux)
+}
+
+fn exec_with(
+    c: Container,
+    opts: &ExecOptions,
+    sys: &dyn Syscall,
+) -> Result<(i32, Option<UnixStream>)> {
+    let init = c.live_pid().ok_or_else(|| Error::BadStatus {
+        id: c.id().into(),
+        status: "stopped".into(),
+        what: "cannot exec in a stopped container".into(),
+    })?;
+    let process = &opts.process;
+    let seccomp = c
+        .saved
+        .config
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref());
+    let plan = ProcessPlan::new(process, seccomp)?;
+    let terminal = process.terminal().unwrap_or(false);
+    prepare::check_terminal(terminal, opts.console_socket.as_deref(), opts.foreground)?;
+    let namespaces = open_namespaces(&c, init)?;
+    let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
+    let cgroup = c.cgroup()?;
+    if opts.foreground {
+        sys.set_child_subreaper()
+            .ctx(|| "set child subreaper".into())?;
+    }
+    let (ch, child_ch) = channel::pair()?;
+    let first = match sys
+        .clone_process(CloneFlags::empty())
+        .ctx(|| "fork exec process".into())?
+    {
+        Forked::Child => {
+            drop(ch);
+            // The state dir lock belongs to `capsa exec`, not to a process that may sit
+            // frozen in a paused container's cgroup (and so block `delete -f`): closed
+            // before the parent moves us there (sync 0).
+            c.close_in_child();
+            let err = match run_child(
+                &child_ch,
+                &namespaces,
+                process,
+                &plan,
+                consoles.child,
+                opts,
+                sys,
+            ) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            let _ = child_ch.send(&Msg::Error(err.to_string()));
+            exit_now(if matches!(err, Error::Exec { .. }) {
+                127
+            } else {
+                1
+            })
+        }
+        Forked::Parent(p) => p.as_raw(),
+    };
+    drop((child_ch, namespaces, consoles.child));
+    let mut steps = ExecSteps {
+        cgroup: &cgroup,
+        container: &c,
+        pid_file: opts.pid_file.as_ref(),
+        first,
+        pid: None,
+    };
+    let shape = Shape {
+        ready_first: true,
+        forks: true,
+        seccomp_listener: plan.seccomp_listener(),
+        ..Shape::default()
+    };
+    match sync::drive(&ch, shape, first, &mut steps) {
+        Ok(pid) => Ok((pid, consoles.ours)),
+        Err(e) => {
+            steps.kill();
+            Err(match e {
+                Error::PeerGone { .. } => {
+                    Error::ProcessGone("exec: the process went away while starting".into())
+                }
+                e => e,
+            })
+        }
+    }
+}
+
+/// The parent's side of each sync point of `exec`.
+struct ExecSteps<'a> {
+    cgroup: &'a Cgroup,
+    container: &'a Container,
+    pid_file: Option<&'a PathBuf>,
+    first: i32,
+    /// The process, once the first child reported it.
+    pid: Option<i32>,
+}
+
+impl ExecSteps<'_> {
+    /// A failed exec leaves no process behind.
+    fn kill(&self) {
+        for pid in self.pid.into_iter().chain([self.first]) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = waitpid(Pid::from_raw(self.first), None);
+    }
+}
+
+impl Steps for ExecSteps<'_> {
+    fn place(&mut self, child: i32) -> Result<()> {
+        self.cgroup.enter(child, None)
+    }
+
+    fn map_ids(&mut self, _: i32) -> Result<()> {
+        unreachable!("exec joins the container's user namespace, it makes none")
+    }
+
+    fn forked(&mut self, first: i32, pid: i32) -> Result<()> {
+        self.pid = Some(pid);
+        let _ = waitpid(Pid::from_raw(first), None);
+        Ok(())
+    }
+
+    fn mounted(&mut self, _: i32) -> Result<Option<String>> {
+        unreachable!("exec mounts nothing")
+    }
+
+    fn seccomp_listener(&mut self, pid: i32, listener: OwnedFd) -> Result<()> {
+        let c = self.container;
+        let seccomp = c
+            .saved
+            .config
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref());
+        super::parent::send_seccomp_listener(seccomp, &c.saved, pid, listener)
+    }
+
+    fn created(&mut self, pid: i32) -> Result<()> {
+        match self.pid_file {
+            Some(p) => write_atomic(p, pid.to_string().as_bytes()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The first child, then (after the fork) the process: never returns but by an error.
+fn run_child(
+    ch: &Channel,
+    namespaces: &[(LinuxNamespaceType, OwnedFd)],
+    process: &Process,
+    plan: &ProcessPlan,
+    console: Option<UnixStream>,
+    opts: &ExecOptions,
+    sys: &dyn Syscall,
+) -> Result<std::convert::Infallible> {
+    first_stage(ch, namespaces, sys)?;
+    // The process, in every namespace of the container.
+    let pty = match &console {
+        Some(sock) => {
+            let size = process
+                .console_size()
+                .as_ref()
+                .map(|b| (b.height() as u16, b.width() as u16));
+            Some(console::setup(sock, size, false, sys)?)
+        }
+        None => None,
+    };
+    let ready = setup::prepare(process, plan, pty, opts.preserve_fds, ch, sys)?;
+    ch.send(&Msg::Created)?; // sync 3
+    ch.expect(Msg::Ack)?;
+    Err(setup::exec(ready, sys))
+}
+
+/// sync 0 to 1b: join the namespaces and fork the process; returns in the process.
+fn first_stage(
+    ch: &Channel,
+    namespaces: &[(LinuxNamespaceType, OwnedFd)],
+    sys: &dyn Syscall,
+) -> Result<()> {
+    sys.set_pdeathsig(Some(Signal::SIGKILL))
+        .ctx(|| "set parent death signal".into())?;
+    // CVE-2019-5736: nothing in the container may open /proc/<us>/exe while we are capsa.
+    sys.set_dumpable(false).ctx(|| "set non-dumpable".into())?;
+    ch.send(&Msg::Ready)?; // sync 0
+    ch.expect(Msg::Proceed)?; // sync 1
+    for (t, fd) in namespaces {
+        use std::os::fd::AsFd;
+        sys.setns(fd.as_fd(), CloneFlags::from_bits_retain(*t as libc::c_int))
+            .ctx(|| format!("join the container's {t} namespace"))?;
+    }
+    stage::fork_process(ch, sys)?; // sync 1b
+    sys.set_dumpable(false).ctx(|| "set non-dumpable".into())
 }
 
 /// The container's namespaces, opened from its init before any setns (user first).
@@ -71,196 +276,4 @@ fn open_namespaces(c: &Container, pid: i32) -> Result<Vec<(LinuxNamespaceType, O
         out.push((t, OwnedFd::from(f)));
     }
     Ok(out)
-}
-
-/// Start the process; returns its pid (host view) and, for a terminal in the foreground
-/// without --console-socket, our end of the console socket (the pty master arrives on it).
-pub fn exec(c: &Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream>)> {
-    let init = c.live_pid().ok_or_else(|| Error::BadStatus {
-        id: c.id().into(),
-        status: "stopped".into(),
-        what: "cannot exec in a stopped container".into(),
-    })?;
-    let process = &opts.process;
-    match (
-        process.terminal().unwrap_or(false),
-        opts.console_socket.is_some(),
-    ) {
-        (true, false) if !opts.foreground => {
-            return Err(Error::Config(
-                "exec -d with a terminal needs --console-socket".into(),
-            ))
-        }
-        (false, true) => {
-            return Err(Error::Config(
-                "exec: --console-socket given without --tty".into(),
-            ))
-        }
-        _ => {}
-    }
-    rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
-    crate::lsm::check(process)?;
-    let caps = process
-        .capabilities()
-        .as_ref()
-        .map(Sets::from_spec)
-        .transpose()?;
-    let seccomp = c
-        .saved
-        .config
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(crate::seccomp::compile)
-        .transpose()
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let namespaces = open_namespaces(c, init)?;
-    let (console, own_console) = match opts.console_socket.as_deref() {
-        Some(path) => (Some(console::connect(path)?), None),
-        None if process.terminal().unwrap_or(false) => {
-            let (ours, theirs) =
-                UnixStream::pair().map_err(|e| Error::Other(format!("console socketpair: {e}")))?;
-            (Some(theirs), Some(ours))
-        }
-        None => (None, None),
-    };
-    let cgroup = Cgroup::of(&c.saved, false)?;
-    if opts.foreground {
-        prctl::set_child_subreaper(true).ctx(|| "set child subreaper".into())?;
-    }
-    let (parent_ch, child_ch) = channel::pair()?;
-    let first = match clone_process(0).ctx(|| "fork exec process".into())? {
-        Forked::Child => {
-            drop(parent_ch);
-            // The state dir lock belongs to `capsa exec`, not to a process that may sit
-            // frozen in a paused container's cgroup (and so block `delete -f`): closed
-            // before the parent moves us there (sync 0).
-            let _ = nix::unistd::close(c.dir.lock_fd());
-            let res = first_stage(
-                &child_ch,
-                &namespaces,
-                process,
-                caps.as_ref(),
-                seccomp.as_ref(),
-                console,
-                opts,
-            );
-            if let Err(e) = res {
-                let _ = child_ch.send(&Msg::Error(e.to_string()));
-            }
-            exit_now(1)
-        }
-        Forked::Parent(p) => p,
-    };
-    drop(child_ch);
-    drop(namespaces);
-    let kill_first = |pid: Pid| {
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
-        let _ = waitpid(pid, None);
-    };
-    if let Err(e) = parent_ch
-        .expect(Msg::Ready) // sync 0
-        .and_then(|()| cgroup.enter(first.as_raw(), None))
-    {
-        kill_first(first);
-        return Err(e);
-    }
-    parent_ch.send(&Msg::Proceed)?; // sync 1
-    let mut pid = 0;
-    loop {
-        match parent_ch.recv()? {
-            Some(Msg::InitPid(p)) => {
-                // sync 1b
-                pid = p;
-                let _ = waitpid(first, None);
-            }
-            Some(Msg::Created) => break, // sync 3
-            Some(Msg::Error(e)) => {
-                let _ = waitpid(first, None);
-                return Err(Error::Init(e));
-            }
-            Some(m) => return Err(Error::Other(format!("exec sync: unexpected {m:?}"))),
-            None => {
-                let _ = waitpid(first, None);
-                return Err(Error::Other(
-                    "exec: the process went away while starting".into(),
-                ));
-            }
-        }
-    }
-    if let Some(p) = &opts.pid_file {
-        if let Err(e) = write_atomic(p, pid.to_string().as_bytes()) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
-            return Err(e);
-        }
-    }
-    parent_ch.send(&Msg::Ack)?;
-    Ok((pid, own_console))
-}
-
-/// The first child: join the namespaces, fork the process (pid and time namespaces only
-/// apply to children), report its pid, exit.
-fn first_stage(
-    ch: &Channel,
-    namespaces: &[(LinuxNamespaceType, OwnedFd)],
-    process: &Process,
-    caps: Option<&Sets>,
-    seccomp: Option<&CompiledFilter>,
-    console: Option<UnixStream>,
-    opts: &ExecOptions,
-) -> Result<()> {
-    prctl::set_pdeathsig(nix::sys::signal::SIGKILL).ctx(|| "set parent death signal".into())?;
-    // CVE-2019-5736: nothing in the container may open /proc/<us>/exe while we are capsa.
-    prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())?;
-    ch.send(&Msg::Ready)?; // sync 0
-    ch.expect(Msg::Proceed)?; // sync 1
-    for (t, fd) in namespaces {
-        setns(fd, CloneFlags::from_bits_retain(*t as libc::c_int))
-            .ctx(|| format!("join the container's {t} namespace"))?;
-    }
-    match clone_process(0).ctx(|| "fork exec process".into())? {
-        Forked::Parent(p) => {
-            ch.send(&Msg::InitPid(p.as_raw()))?; // sync 1b
-            exit_now(0)
-        }
-        Forked::Child => {}
-    }
-    prctl::set_dumpable(false).ctx(|| "set non-dumpable".into())?;
-    let err = match run_process(ch, process, caps, seccomp, console, opts) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let _ = ch.send(&Msg::Error(err.to_string()));
-    exit_now(1)
-}
-
-fn run_process(
-    ch: &Channel,
-    process: &Process,
-    caps: Option<&Sets>,
-    seccomp: Option<&CompiledFilter>,
-    console: Option<UnixStream>,
-    opts: &ExecOptions,
-) -> Result<std::convert::Infallible> {
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
-    if let Some(sock) = console {
-        let size = process
-            .console_size()
-            .as_ref()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let peer = console::setup(sock, size, false)?;
-        console::attach(peer)?;
-    }
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    let cwd = process.cwd();
-    nix::unistd::chdir(cwd).ctx(|| format!("process.cwd {}", cwd.display()))?;
-    // CVE-2024-21626: only stdio and --preserve-fds reach the process.
-    crate::syscall::cloexec_from(3 + opts.preserve_fds).ctx(|| "mark fds close-on-exec".into())?;
-    let late_seccomp = switch_user(process, caps, seccomp, ch)?;
-    let env = environment(process);
-    let (exe, argv) = resolve_command(process, &env)?;
-    ch.send(&Msg::Created)?; // sync 3
-    ch.expect(Msg::Ack)?;
-    let _ = nix::unistd::close(ch.raw_fd());
-    exec_process(&exe, &argv, env, late_seccomp)
 }

@@ -5,10 +5,12 @@
 //! /proc/PID/setgroups: the kernel's rule); any other map goes through the setuid
 //! helpers newuidmap/newgidmap (package uidmap), which check /etc/subuid and /etc/subgid.
 
+use std::path::Path;
 use std::process::Command;
 
 use oci_spec::runtime::{LinuxIdMapping, Spec};
 
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
 fn format(maps: &[LinuxIdMapping]) -> String {
@@ -73,7 +75,7 @@ fn writer(kind: Kind, maps: &[LinuxIdMapping], privileged: bool, own: u32) -> Wr
     }
 }
 
-pub fn write(pid: i32, spec: &Spec) -> Result<()> {
+pub fn write(pid: i32, spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     let Some(linux) = spec.linux() else {
         return Ok(());
     };
@@ -95,13 +97,16 @@ pub fn write(pid: i32, spec: &Spec) -> Result<()> {
             continue;
         };
         match writer(kind, maps, privileged, own) {
-            Writer::Direct => write_proc(pid, kind, maps)?,
+            Writer::Direct => write_map(pid, kind, maps, sys)?,
             Writer::DirectDenySetgroups => {
                 let path = format!("/proc/{pid}/setgroups");
-                std::fs::write(&path, "deny").map_err(|e| {
-                    Error::Other(format!("{}: write deny to {path}: {e}", kind.field()))
-                })?;
-                write_proc(pid, kind, maps)?
+                sys.write_proc(Path::new(&path), b"deny")
+                    .map_err(|errno| Error::ProcWrite {
+                        field: format!("{} (deny setgroups)", kind.field()),
+                        path,
+                        errno,
+                    })?;
+                write_map(pid, kind, maps, sys)?
             }
             Writer::Helper => run_helper(pid, kind, maps, own)?,
         }
@@ -109,10 +114,14 @@ pub fn write(pid: i32, spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-fn write_proc(pid: i32, kind: Kind, maps: &[LinuxIdMapping]) -> Result<()> {
+fn write_map(pid: i32, kind: Kind, maps: &[LinuxIdMapping], sys: &dyn Syscall) -> Result<()> {
     let path = format!("/proc/{pid}/{}", kind.file());
-    std::fs::write(&path, format(maps))
-        .map_err(|e| Error::Other(format!("{}: write {path}: {e}", kind.field())))
+    sys.write_proc(Path::new(&path), format(maps).as_bytes())
+        .map_err(|errno| Error::ProcWrite {
+            field: kind.field().into(),
+            path,
+            errno,
+        })
 }
 
 /// `newuidmap PID ID HOSTID SIZE...`: the helper checks the ranges against /etc/sub[ug]id.

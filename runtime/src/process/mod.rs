@@ -1,12 +1,21 @@
-//! Creating a container's init: `parent::create` (in `capsa create`) and `child::init` (the
-//! forked process that becomes the container), read side by side: their `// sync N`
-//! comments match, and `channel` documents the messages.
+//! Making container processes: `parent::create` (in `capsa create`) and `child::init` (the
+//! cloned process that becomes the container), read side by side: their `// sync N`
+//! comments match, `channel` documents the messages and `sync::drive` is the parent's
+//! side of them. `exec` makes a process in an existing container the same way; `prepare`
+//! (before the fork), `stage` (the first stage's fork) and `setup` (the steps before
+//! execve) are what the two share.
 
-pub mod child;
+mod child;
 pub mod exec;
-pub mod idmap;
+mod idmap;
 pub mod parent;
+mod prepare;
+mod setup;
+mod stage;
+mod sync;
 pub mod wait;
+
+pub use prepare::check_config;
 
 use std::path::PathBuf;
 

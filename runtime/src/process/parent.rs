@@ -1,30 +1,258 @@
-//! `capsa create`, the parent's side. One function, one step per line; `// sync N` marks
-//! the points that match `child::init`.
+//! `capsa create`, the parent's side: check everything, make the state dir, the exec fifo
+//! and the cgroup, clone the init, then drive it through its sync points (`sync::drive`),
+//! doing at each what `CreateSteps` says. Any error undoes all of it (`Cleanup`).
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
-use oci_spec::runtime::LinuxResources;
+use oci_spec::runtime::{LinuxResources, Spec};
 
+use super::prepare::{self, process_of, ProcessPlan};
+use super::sync::{self, Shape, Steps};
 use super::{child, idmap, CreateOptions};
 use crate::cgroups::delegation::{self, Decision};
-use crate::cgroups::{self, Cgroup};
-use crate::channel::{self, Msg};
+use crate::cgroups::{self, Cgroup, Prefetch};
+use crate::channel;
+use crate::error::SysContext;
 use crate::namespaces::Plan;
 use crate::spec::Bundle;
 use crate::state::{self, ContainerDir, Saved, Status};
-use crate::syscall::{clone_process, Forked};
+use crate::syscall::{Forked, Linux, Syscall};
 use crate::utils::write_atomic;
-use crate::{hooks, rlimits, Error, Result};
+use crate::{hooks, Error, Result};
+
+/// What `create` leaves to its caller.
+pub struct Created {
+    pub pid: i32,
+    /// `run` in the foreground with a terminal and no --console-socket: our end of the
+    /// console socket, on which the pty master arrives.
+    pub console: Option<UnixStream>,
+    /// The container's cgroup, for a `run` that deletes the container when it exits.
+    pub cgroup: Cgroup,
+    /// What was saved in state.json, so `run` need not read it back.
+    pub saved: Saved,
+}
+
+/// Create the container; returns with its init waiting for `start`.
+pub fn create(opts: &CreateOptions) -> Result<Created> {
+    create_with(opts, &Linux)
+}
+
+fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
+    let bundle = Bundle::load(&opts.bundle)?;
+    let spec = &bundle.spec;
+    let plan = Plan::from_spec(spec)?;
+    let process = process_of(spec)?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let process_plan = ProcessPlan::new(process, seccomp)?;
+    let terminal = process.terminal().unwrap_or(false);
+    prepare::check_terminal(terminal, opts.console_socket.as_deref(), opts.foreground)?;
+
+    let mut cleanup = Cleanup::new(ContainerDir::create(&opts.root, &opts.id)?);
+    let fifo = make_exec_fifo(&cleanup)?;
+    let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
+    let cgroup_path = cgroups::path_for(spec, &opts.id);
+    let resources = resources_for(spec, opts.rootless);
+    let cgroup = open_cgroup(&cleanup, &cgroup_path, opts, resources.as_ref())?;
+    if opts.foreground && plan.two_stage {
+        // The init will be a grandchild: let it be reparented to us, so `run` can wait.
+        sys.set_child_subreaper()
+            .ctx(|| "set child subreaper".into())?;
+    }
+    let (ch, child_ch) = channel::pair()?;
+
+    let first = match sys
+        .clone_process(plan.clone_flags)
+        .ctx(|| "clone the container's init".into())?
+    {
+        Forked::Child => {
+            drop(ch);
+            // The state dir lock belongs to `capsa create`, not to the init outliving it.
+            if let Some(dir) = cleanup.dir.take() {
+                dir.close_in_child();
+            }
+            child::init(child::Args {
+                bundle: &bundle,
+                plan: &plan,
+                process: &process_plan,
+                channel: child_ch,
+                fifo,
+                console: consoles.child,
+                opts,
+                sys,
+            })
+        }
+        Forked::Parent(pid) => pid.as_raw(),
+    };
+    drop((child_ch, fifo, consoles.child));
+    cleanup.pids.push(first);
+    let no_cgroup = cgroup.is_none();
+    cleanup.cgroup = Some((cgroup, cgroup_path.clone()));
+
+    let shape = Shape {
+        ready_first: false,
+        child_maps_ids: plan.two_stage && plan.new_user,
+        forks: plan.fork_init,
+        mounts: true,
+        seccomp_listener: process_plan.seccomp_listener(),
+    };
+    let mut steps = CreateSteps {
+        spec,
+        plan: &plan,
+        resources: resources.as_ref(),
+        prefetch: None,
+        saved: Saved::new(opts, &bundle, first, cgroup_path, no_cgroup),
+        cleanup: &mut cleanup,
+        pid_file: opts.pid_file.as_ref(),
+        sys,
+    };
+    let pid = match sync::drive(&ch, shape, first, &mut steps) {
+        Ok(pid) => pid,
+        Err(Error::PeerGone { .. }) => return Err(init_death(first)),
+        Err(e) => return Err(e),
+    };
+    let saved = steps.saved;
+    // The init clears its parent-death signal, then closes its end.
+    while ch.recv()?.is_some() {}
+    let (cgroup, _) = cleanup.disarm();
+    Ok(Created {
+        pid,
+        console: consoles.ours,
+        cgroup,
+        saved,
+    })
+}
+
+/// The parent's side of each sync point of `create`.
+struct CreateSteps<'a> {
+    spec: &'a Spec,
+    plan: &'a Plan,
+    resources: Option<&'a LinuxResources>,
+    /// libcgroups' manager, opened on a thread while the init mounts.
+    prefetch: Option<Prefetch>,
+    saved: Saved,
+    cleanup: &'a mut Cleanup,
+    pid_file: Option<&'a PathBuf>,
+    sys: &'a dyn Syscall,
+}
+
+impl CreateSteps<'_> {
+    fn cgroup(&self) -> &Cgroup {
+        &self.cleanup.cgroup.as_ref().expect("set before the sync").0
+    }
+}
+
+impl Steps for CreateSteps<'_> {
+    /// sync 1: the cgroup first, so the init's cgroup namespace is rooted there.
+    fn place(&mut self, child: i32) -> Result<()> {
+        self.prefetch = self.resources.and_then(|_| self.cgroup().prefetch());
+        self.cgroup().enter(child, self.resources)?;
+        if let Some(adj) = process_of(self.spec)?.oom_score_adj() {
+            let path = format!("/proc/{child}/oom_score_adj");
+            self.sys
+                .write_proc(Path::new(&path), adj.to_string().as_bytes())
+                .map_err(|errno| Error::ProcWrite {
+                    field: format!("process.oomScoreAdj {adj}"),
+                    path,
+                    errno,
+                })?;
+        }
+        if self.plan.new_user && !self.plan.two_stage {
+            idmap::write(child, self.spec, self.sys)?;
+        }
+        Ok(())
+    }
+
+    fn map_ids(&mut self, child: i32) -> Result<()> {
+        idmap::write(child, self.spec, self.sys)
+    }
+
+    fn forked(&mut self, first: i32, pid: i32) -> Result<()> {
+        self.cleanup.pids.insert(0, pid);
+        let _ = waitpid(Pid::from_raw(first), None);
+        self.cleanup.pids.retain(|&p| p != first);
+        self.saved.pid = pid;
+        Ok(())
+    }
+
+    /// sync 2: the mounts and device nodes exist, so a devices cgroup may now deny mknod;
+    /// no hook and no container code has run yet (runc's procReady point).
+    fn mounted(&mut self, pid: i32) -> Result<Option<String>> {
+        let prefetch = self.prefetch.take();
+        self.cgroup().limit(self.resources, prefetch)?;
+        let Some(h) = self
+            .spec
+            .hooks()
+            .as_ref()
+            .filter(|h| hooks::any_for_create(h))
+        else {
+            return Ok(None);
+        };
+        self.saved.pid = pid;
+        // runtime-tools expects "created" in the state the create-time hooks read.
+        let state = state::hook_state_json(&self.saved, Status::Created);
+        hooks::run_all("prestart", h.prestart().as_ref(), &state)?;
+        hooks::run_all("createRuntime", h.create_runtime().as_ref(), &state)?;
+        Ok(Some(state))
+    }
+
+    fn seccomp_listener(&mut self, pid: i32, listener: OwnedFd) -> Result<()> {
+        self.saved.pid = pid;
+        let seccomp = self
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref());
+        send_seccomp_listener(seccomp, &self.saved, pid, listener)
+    }
+
+    /// sync 3: the state (with the init's start time, to tell it from a reused pid) and
+    /// the pid file, each written atomically.
+    fn created(&mut self, pid: i32) -> Result<()> {
+        self.saved.pid = pid;
+        self.saved.pid_start = state::proc_stat(pid)
+            .map(|(_, start)| start)
+            .ok_or_else(|| Error::ProcessGone("container init died during create".into()))?;
+        self.cleanup.dir()?.save(&self.saved)?;
+        if let Some(p) = self.pid_file {
+            write_atomic(p, pid.to_string().as_bytes())?;
+        }
+        Ok(())
+    }
+}
 
 /// Undo a half-made container on any error: no process, cgroup or state dir is left.
 struct Cleanup {
     dir: Option<ContainerDir>,
     cgroup: Option<(Cgroup, PathBuf)>,
     pids: Vec<i32>,
+}
+
+impl Cleanup {
+    fn new(dir: ContainerDir) -> Cleanup {
+        Cleanup {
+            dir: Some(dir),
+            cgroup: None,
+            pids: Vec::new(),
+        }
+    }
+
+    fn dir(&self) -> Result<&ContainerDir> {
+        self.dir
+            .as_ref()
+            .ok_or_else(|| Error::Other("state dir lost".into()))
+    }
+
+    /// Success: keep everything; the state dir's lock is released.
+    fn disarm(mut self) -> (Cgroup, PathBuf) {
+        self.pids.clear();
+        self.dir = None;
+        self.cgroup.take().expect("set before the sync")
+    }
 }
 
 impl Drop for Cleanup {
@@ -44,231 +272,40 @@ impl Drop for Cleanup {
     }
 }
 
-/// What `create` leaves to its caller.
-pub struct Created {
-    pub pid: i32,
-    /// `run` in the foreground with a terminal and no --console-socket: our end of the
-    /// console socket, on which the pty master arrives.
-    pub console: Option<std::os::unix::net::UnixStream>,
-    /// The container's cgroup, for a `run` that deletes the container when it exits.
-    pub cgroup: Cgroup,
-    /// What was saved in state.json, so `run` need not read it back.
-    pub saved: Saved,
-}
-
-/// Create the container; returns the init's pid with the init waiting for `start`.
-pub fn create(opts: &CreateOptions) -> Result<Created> {
-    let bundle = Bundle::load(&opts.bundle)?;
-    let spec = &bundle.spec;
-    let plan = Plan::from_spec(spec)?;
-    let process = spec
-        .process()
-        .as_ref()
-        .ok_or_else(|| Error::Config("process: missing".into()))?;
-    crate::lsm::check(process)?;
-    let terminal = process.terminal().unwrap_or(false);
-    check_terminal(terminal, opts)?;
-    rlimits::validate(process.rlimits().as_deref().unwrap_or_default())?;
-    let caps = process
-        .capabilities()
-        .as_ref()
-        .map(crate::capabilities::Sets::from_spec)
-        .transpose()?;
-    let seccomp_cfg = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let seccomp = seccomp_cfg
-        .map(crate::seccomp::compile)
-        .transpose()
-        .map_err(|e| Error::Config(e.to_string()))?;
-
-    let dir = ContainerDir::create(&opts.root, &opts.id)?;
-    let mut cleanup = Cleanup {
-        dir: None,
-        cgroup: None,
-        pids: Vec::new(),
-    };
-    let fifo_path = dir.fifo_path();
-    let lock_fd = dir.lock_fd();
-    cleanup.dir = Some(dir);
-    nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
-        .map_err(|e| Error::sys(format!("mkfifo {}", fifo_path.display()), e))?;
-    let fifo: OwnedFd = std::fs::OpenOptions::new()
+/// The start barrier: the init blocks reading it until `start` writes.
+fn make_exec_fifo(cleanup: &Cleanup) -> Result<OwnedFd> {
+    let path = cleanup.dir()?.fifo_path();
+    nix::unistd::mkfifo(&path, Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::sys(format!("mkfifo {}", path.display()), e))?;
+    let fifo = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&fifo_path)
-        .map_err(|e| Error::io("open", &fifo_path, e))?
-        .into();
-    let (console, own_console) = match opts.console_socket.as_deref() {
-        Some(path) => (Some(crate::console::connect(path)?), None),
-        None if terminal => {
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-                .map_err(|e| Error::Other(format!("console socketpair: {e}")))?;
-            (Some(theirs), Some(ours))
-        }
-        None => (None, None),
-    };
-    let cgroup_path = cgroups::path_for(spec, &opts.id);
-    let resources = resources_for(spec, opts.rootless);
-    let cgroup = match delegation::decide(&cgroup_path, opts.rootless, resources.as_ref())? {
-        Decision::Skip(_) => Cgroup::none(0),
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    Ok(fifo.into())
+}
+
+/// The container's cgroup, or none (rootless without delegation).
+fn open_cgroup(
+    cleanup: &Cleanup,
+    path: &std::path::Path,
+    opts: &CreateOptions,
+    resources: Option<&LinuxResources>,
+) -> Result<Cgroup> {
+    match delegation::decide(path, opts.rootless, resources)? {
+        Decision::Skip(_) => Ok(Cgroup::none(0)),
         Decision::Manage => {
             // Recorded before the cgroup exists: a create killed before it saved its state
             // leaves this, and `delete --force` removes the cgroup from it.
-            if let Some(dir) = &cleanup.dir {
-                dir.record_cgroup(&cgroup_path)?;
-            }
-            Cgroup::open(&cgroup_path, opts.systemd_cgroup, &opts.id)?
-        }
-    };
-    if opts.foreground && plan.two_stage {
-        // The init will be a grandchild: let it be reparented to us, so `run` can wait.
-        nix::sys::prctl::set_child_subreaper(true)
-            .map_err(|e| Error::sys("set child subreaper", e))?;
-    }
-    let (parent_ch, child_ch) = channel::pair()?;
-
-    let pid =
-        match clone_process(plan.clone_flags).map_err(|e| Error::sys("clone container init", e))? {
-            Forked::Child => {
-                drop(parent_ch);
-                child::init(child::Args {
-                    spec,
-                    rootfs: &bundle.rootfs,
-                    bundle: &bundle.dir,
-                    plan: &plan,
-                    caps: caps.as_ref(),
-                    seccomp: seccomp.as_ref(),
-                    channel: child_ch,
-                    fifo,
-                    console,
-                    lock_fd,
-                    opts,
-                })
-            }
-            Forked::Parent(pid) => pid.as_raw(),
-        };
-    drop(child_ch);
-    drop(fifo);
-    drop(console);
-    cleanup.pids.push(pid);
-
-    // The limits are applied while the init mounts (it runs no container code before
-    // `start`); placing it first keeps its cgroup namespace rooted at its cgroup.
-    let prefetch = resources.as_ref().and_then(|_| cgroup.prefetch());
-    let no_cgroup = cgroup.is_none();
-    let cgroup = &cleanup.cgroup.insert((cgroup, cgroup_path.clone())).0;
-    cgroup.enter(pid, resources.as_ref())?;
-    if let Some(adj) = process.oom_score_adj() {
-        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
-            .map_err(|e| Error::Other(format!("process.oomScoreAdj {adj}: {e}")))?;
-    }
-    if plan.new_user && !plan.two_stage {
-        idmap::write(pid, spec)?;
-    }
-    parent_ch.send(&Msg::Proceed)?; // sync 1
-                                    // The limits go on once the init has made its mounts and device nodes (a devices
-                                    // cgroup that denies mknod would stop it), before any hook or container code runs:
-                                    // at the first of sync 2, 2a or 3, as runc sets them at procReady.
-    let mut pending_limits = Some(prefetch);
-
-    let mut init_pid = pid;
-    let mut saved = Saved {
-        id: opts.id.clone(),
-        pid,
-        pid_start: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: crate::logging::rfc3339_now(),
-        owner: crate::user::name_of(nix::unistd::geteuid().as_raw()),
-        cgroup_path: cgroup_path.clone(),
-        no_cgroup,
-        config: spec.clone(),
-    };
-    loop {
-        let (msg, fd) = match parent_ch.recv_with_fd()? {
-            Some((m, fd)) => (Some(m), fd),
-            None => (None, None),
-        };
-        if matches!(
-            msg,
-            Some(Msg::RunCreateRuntimeHooks | Msg::SeccompListener | Msg::Created)
-        ) {
-            if let Some(prefetch) = pending_limits.take() {
-                cgroup.limit(resources.as_ref(), prefetch)?;
-            }
-        }
-        match msg {
-            Some(Msg::MapIds) => {
-                // sync 1a
-                idmap::write(pid, spec)?;
-                parent_ch.send(&Msg::Proceed)?;
-            }
-            Some(Msg::InitPid(p)) => {
-                // sync 1b: the first stage exits; the init is its child.
-                init_pid = p;
-                cleanup.pids.insert(0, p);
-                let _ = waitpid(Pid::from_raw(pid), None);
-                cleanup.pids.retain(|&x| x != pid);
-            }
-            Some(Msg::RunCreateRuntimeHooks) => {
-                // sync 2
-                saved.pid = init_pid;
-                // runtime-tools expects "created" in the state the create-time hooks read.
-                let state = state::hook_state_json(&saved, Status::Created);
-                if let Some(h) = spec.hooks() {
-                    hooks::run_all("prestart", h.prestart().as_ref(), &state)?;
-                    hooks::run_all("createRuntime", h.create_runtime().as_ref(), &state)?;
-                }
-                parent_ch.send(&Msg::HooksDone(state))?;
-            }
-            Some(Msg::SeccompListener) => {
-                // sync 2a
-                let fd =
-                    fd.ok_or_else(|| Error::Other("sync: seccomp listener without fd".into()))?;
-                saved.pid = init_pid;
-                send_seccomp_listener(seccomp_cfg, &saved, init_pid, fd)?;
-            }
-            Some(Msg::Created) => break, // sync 3
-            Some(Msg::Error(e)) => return Err(Error::Init(e)),
-            Some(m) => return Err(Error::Other(format!("sync: unexpected {m:?} from init"))),
-            None => return Err(Error::Other(init_death(pid))),
+            cleanup.dir()?.record_cgroup(path)?;
+            Cgroup::open(path, opts.systemd_cgroup, &opts.id)
         }
     }
-
-    saved.pid = init_pid;
-    saved.pid_start = state::proc_stat(init_pid)
-        .map(|(_, s)| s)
-        .ok_or_else(|| Error::Other("container init died during create".into()))?;
-    let dir = cleanup
-        .dir
-        .as_ref()
-        .ok_or_else(|| Error::Other("state dir lost".into()))?;
-    dir.save(&saved)?;
-    if let Some(p) = &opts.pid_file {
-        write_atomic(p, init_pid.to_string().as_bytes())?;
-    }
-    parent_ch.send(&Msg::Ack)?; // sync 3 answer
-                                // The init clears its parent-death signal, then closes its end.
-    while parent_ch.recv()?.is_some() {}
-
-    cleanup.pids.clear();
-    let (cgroup, _) = cleanup
-        .cgroup
-        .take()
-        .ok_or_else(|| Error::Other("cgroup handle lost".into()))?;
-    if let Some(dir) = cleanup.dir.take() {
-        drop(dir); // releases the lock
-    }
-    Ok(Created {
-        pid: init_pid,
-        console: own_console,
-        cgroup,
-        saved,
-    })
 }
 
 /// The config's resources; rootless without device rules, which only root can apply
 /// (runc ignores them there too; the user namespace keeps the container from mknod).
-fn resources_for(spec: &oci_spec::runtime::Spec, rootless: bool) -> Option<LinuxResources> {
+fn resources_for(spec: &Spec, rootless: bool) -> Option<LinuxResources> {
     let mut r = spec.linux().as_ref()?.resources().clone()?;
     if rootless && r.devices().is_some() {
         tracing::debug!("rootless: linux.resources.devices not applied");
@@ -278,7 +315,7 @@ fn resources_for(spec: &oci_spec::runtime::Spec, rootless: bool) -> Option<Linux
 }
 
 /// Hand the notify listener to `linux.seccomp.listenerPath` with the container's state.
-fn send_seccomp_listener(
+pub(super) fn send_seccomp_listener(
     cfg: Option<&oci_spec::runtime::LinuxSeccomp>,
     saved: &Saved,
     pid: i32,
@@ -301,23 +338,10 @@ fn send_seccomp_listener(
     .map_err(|e| Error::Other(format!("linux.seccomp.listenerPath: {e}")))
 }
 
-fn check_terminal(terminal: bool, opts: &CreateOptions) -> Result<()> {
-    match (terminal, opts.console_socket.is_some()) {
-        (true, false) if opts.foreground => Ok(()),
-        (true, false) => Err(Error::Config(
-            "process.terminal is true: --console-socket is required".into(),
-        )),
-        (false, true) => Err(Error::Config(
-            "--console-socket was given but process.terminal is false".into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Why the init went away without a word: its exit status.
-fn init_death(pid: i32) -> String {
-    match waitpid(Pid::from_raw(pid), None) {
+fn init_death(pid: i32) -> Error {
+    Error::ProcessGone(match waitpid(Pid::from_raw(pid), None) {
         Ok(s) => format!("container init exited during create: {s:?}"),
         Err(e) => format!("container init went away during create: {e}"),
-    }
+    })
 }

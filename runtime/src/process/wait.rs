@@ -3,43 +3,27 @@
 //! --console-socket), copying between our stdio and the pty master, in raw mode, with
 //! SIGWINCH resizing the container's terminal.
 
-use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::SignalFd;
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::termios::{self, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::syscall::{get_winsize, set_winsize};
 use crate::{Error, Result};
 
 /// Receive the pty master that the container sent over our end of its console socket.
 pub fn receive_pty_master(sock: &UnixStream) -> Result<OwnedFd> {
     let mut buf = [0u8; 4096];
-    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| Error::sys("receive the pty master", e))?;
-    for c in msg
-        .cmsgs()
-        .map_err(|e| Error::sys("receive the pty master", e))?
-    {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                return Ok(crate::syscall::own(*fd));
-            }
-        }
-    }
-    Err(Error::Other("the container sent no pty master".into()))
+    let (_, fds) = capsa_linux::fdpass::recv(sock.as_fd(), &mut buf)
+        .map_err(|e| Error::sys("receive the pty master", e))?;
+    fds.into_iter()
+        .next()
+        .ok_or_else(|| Error::Other("the container sent no pty master".into()))
 }
 
 /// Puts our terminal in raw mode while the container owns it; restores it on drop.
@@ -67,8 +51,8 @@ impl Drop for RawMode {
 }
 
 fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
-    if let Some((rows, cols)) = crate::syscall::get_winsize(from) {
-        let _ = crate::syscall::set_winsize(to, rows, cols);
+    if let Some((rows, cols)) = get_winsize(from) {
+        let _ = set_winsize(to, rows, cols);
     }
 }
 

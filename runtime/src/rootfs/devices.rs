@@ -5,11 +5,13 @@
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, Mode, SFlag};
 
 use super::inroot::InRoot;
+use super::paths::fd_path;
 use super::RootfsContext;
+use crate::error::AsErrno;
 use crate::{Error, Result};
 
 struct Dev {
@@ -44,8 +46,8 @@ fn defaults() -> Vec<Dev> {
     .collect()
 }
 
-fn err(path: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("linux.devices ({}): {what}: {e}", path.display()))
+fn err(path: &Path, what: &str, e: impl AsErrno) -> Error {
+    Error::mount("linux.devices", path, what, e.errno())
 }
 
 pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result<()> {
@@ -62,7 +64,12 @@ pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result
             T::C | T::U => SFlag::S_IFCHR,
             T::B => SFlag::S_IFBLK,
             T::P => SFlag::S_IFIFO,
-            T::A => return Err(err(d.path(), "type", "\"a\" is not a device type")),
+            T::A => {
+                return Err(Error::Config(format!(
+                    "linux.devices ({}): type \"a\" is not a device type",
+                    d.path().display()
+                )))
+            }
         };
         devs.retain(|x| x.path != *d.path());
         devs.push(Dev {
@@ -75,9 +82,11 @@ pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result
             gid: d.gid(),
         });
     }
-    for d in &devs {
-        create(ctx, root, d)?;
-    }
+    // Device modes are exactly the config's: nothing masked off while they are made.
+    let umask = ctx.sys.umask(Mode::empty());
+    let made = devs.iter().try_for_each(|d| create(ctx, root, d));
+    ctx.sys.umask(umask);
+    made?;
     if dev_mounted {
         symlinks(root)?;
     }
@@ -89,10 +98,12 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
     let dir = root
         .mkdir_all(parent, 0o755)
         .map_err(|e| err(&d.path, "mkdir", e))?;
-    let name = d
-        .path
-        .file_name()
-        .ok_or_else(|| err(&d.path, "path", "no file name"))?;
+    let name = d.path.file_name().ok_or_else(|| {
+        Error::Config(format!(
+            "linux.devices ({}): no file name",
+            d.path.display()
+        ))
+    })?;
     if ctx.in_userns {
         // Bind the host's node over an empty file.
         let _ = nix::sys::stat::mknodat(
@@ -105,40 +116,40 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
         let target = root
             .resolve(&d.path)
             .map_err(|e| err(&d.path, "resolve", e))?;
-        let target_path = format!("/proc/self/fd/{}", target.as_fd().as_raw_fd());
-        return mount(
-            Some(&d.path),
-            target_path.as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| err(&d.path, "bind from host", e));
+        return ctx
+            .sys
+            .mount(
+                Some(&d.path),
+                &fd_path(&target),
+                None,
+                MsFlags::MS_BIND,
+                None,
+            )
+            .map_err(|e| err(&d.path, "bind from host", e));
     }
     let _ = nix::unistd::unlinkat(
         Some(dir.as_fd().as_raw_fd()),
         name,
         nix::unistd::UnlinkatFlags::NoRemoveDir,
     );
-    let old = nix::sys::stat::umask(Mode::empty());
-    let res = nix::sys::stat::mknodat(
-        Some(dir.as_fd().as_raw_fd()),
-        name,
-        d.kind,
-        Mode::from_bits_truncate(d.mode & 0o7777),
-        makedev(d.major, d.minor),
-    );
-    nix::sys::stat::umask(old);
-    res.map_err(|e| err(&d.path, "mknod", e))?;
-    if d.uid.is_some() || d.gid.is_some() {
-        nix::unistd::fchownat(
-            Some(dir.as_fd().as_raw_fd()),
+    ctx.sys
+        .mknodat(
+            dir.as_fd(),
             name,
-            d.uid.map(nix::unistd::Uid::from_raw),
-            d.gid.map(nix::unistd::Gid::from_raw),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            d.kind,
+            Mode::from_bits_truncate(d.mode & 0o7777),
+            makedev(d.major, d.minor),
         )
-        .map_err(|e| err(&d.path, "chown", e))?;
+        .map_err(|e| err(&d.path, "mknod", e))?;
+    if d.uid.is_some() || d.gid.is_some() {
+        ctx.sys
+            .fchownat(
+                dir.as_fd(),
+                name,
+                d.uid.map(nix::unistd::Uid::from_raw),
+                d.gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| err(&d.path, "chown", e))?;
     }
     Ok(())
 }
@@ -165,11 +176,12 @@ fn symlinks(root: &InRoot) -> Result<()> {
             let _ = root.remove_file(link);
         }
         root.symlink(target, link).map_err(|e| {
-            Error::Other(format!(
-                "symlink {} -> {}: {e}",
-                link.display(),
-                target.display()
-            ))
+            Error::mount(
+                "/dev",
+                link,
+                format!("symlink to {}", target.display()),
+                e.errno(),
+            )
         })?;
     }
     Ok(())

@@ -14,80 +14,50 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
+use capsa_linux::resolve::{self, relative, Scope};
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
-
-use crate::syscall::own;
 
 /// An O_PATH descriptor of the rootfs; the anchor of every lookup in it.
 pub struct InRoot {
     root: OwnedFd,
 }
 
-fn open_how(flags: OFlag, resolve: ResolveFlag) -> OpenHow {
-    OpenHow::new()
-        .flags(flags | OFlag::O_CLOEXEC)
-        .resolve(resolve)
-}
-
-fn in_root() -> ResolveFlag {
-    ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS
-}
-
-/// `p` relative to the rootfs ("/" and "" become ".").
-fn relative(p: &Path) -> &Path {
-    let r = p.strip_prefix("/").unwrap_or(p);
-    if r.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        r
-    }
-}
-
-fn at(dir: BorrowedFd<'_>, path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
-    let fd = openat2(dir.as_raw_fd(), path, how)?;
-    Ok(own(fd))
-}
-
-fn at_cwd(path: &Path, how: OpenHow) -> nix::Result<OwnedFd> {
-    let fd = openat2(libc::AT_FDCWD, path, how)?;
-    Ok(own(fd))
+fn open(dir: &impl AsFd, path: &Path, flags: OFlag, scope: Scope) -> nix::Result<OwnedFd> {
+    resolve::open(dir.as_fd(), path, flags, Mode::empty(), scope)
 }
 
 impl InRoot {
     pub fn open(rootfs: &Path) -> io::Result<InRoot> {
-        let how = open_how(OFlag::O_PATH | OFlag::O_DIRECTORY, ResolveFlag::empty());
-        let root = at_cwd(rootfs, how)?;
-        Ok(InRoot { root })
+        Ok(InRoot {
+            root: resolve::open_dir(rootfs)?,
+        })
     }
 
     /// An O_PATH descriptor of `p`, symlinks followed inside the rootfs.
     pub fn resolve(&self, p: &Path) -> io::Result<OwnedFd> {
-        Ok(at(
-            self.root.as_fd(),
-            relative(p),
-            open_how(OFlag::O_PATH, in_root()),
-        )?)
+        Ok(open(&self.root, p, OFlag::O_PATH, Scope::InRoot)?)
     }
 
     /// Like `resolve`, but a symlink as the last component is returned, not followed.
     pub fn resolve_nofollow(&self, p: &Path) -> io::Result<OwnedFd> {
-        Ok(at(
-            self.root.as_fd(),
-            relative(p),
-            open_how(OFlag::O_PATH | OFlag::O_NOFOLLOW, in_root()),
+        Ok(open(
+            &self.root,
+            p,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+            Scope::InRoot,
         )?)
     }
 
     /// `p` as a directory, created (with its missing parents, mode `mode`) if absent.
     pub fn mkdir_all(&self, p: &Path, mode: u32) -> io::Result<OwnedFd> {
-        let dir_how = open_how(OFlag::O_PATH | OFlag::O_DIRECTORY, in_root());
+        let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
         let rel = relative(p);
-        match at(self.root.as_fd(), rel, dir_how) {
+        match open(&self.root, rel, dir_flags, Scope::InRoot) {
             Err(Errno::ENOENT) => {}
             r => return Ok(r?),
         }
@@ -110,16 +80,13 @@ impl InRoot {
             }
             existing -= 1;
             let prefix: PathBuf = comps[..existing].iter().collect();
-            match at(self.root.as_fd(), relative(&prefix), dir_how) {
+            match open(&self.root, &prefix, dir_flags, Scope::InRoot) {
                 Ok(fd) => break fd,
                 Err(Errno::ENOENT) => continue,
                 Err(e) => return Err(e.into()),
             }
         };
-        let step = open_how(
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW,
-            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
-        );
+        let step = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
         for name in &comps[existing..] {
             match nix::sys::stat::mkdirat(
                 Some(dir.as_raw_fd()),
@@ -129,7 +96,7 @@ impl InRoot {
                 Ok(()) | Err(Errno::EEXIST) => {}
                 Err(e) => return Err(e.into()),
             }
-            dir = at(dir.as_fd(), Path::new(name), step)?;
+            dir = open(&dir, Path::new(name), step, Scope::BeneathNoSymlinks)?;
         }
         Ok(dir)
     }
@@ -146,12 +113,13 @@ impl InRoot {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
         let parent = self.mkdir_all(p.parent().unwrap_or(Path::new("/")), 0o755)?;
         let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
-        let how = open_how(
+        match resolve::open(
+            parent.as_fd(),
+            Path::new(name),
             flags,
-            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS,
-        )
-        .mode(Mode::from_bits_truncate(mode));
-        match at(parent.as_fd(), Path::new(name), how) {
+            Mode::from_bits_truncate(mode),
+            Scope::BeneathNoSymlinks,
+        ) {
             // Lost a race with another creator: fine if what is there now resolves.
             Ok(_) | Err(Errno::EEXIST) => self.resolve(p),
             Err(e) => Err(e.into()),

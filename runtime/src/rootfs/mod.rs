@@ -6,21 +6,24 @@
 //! the image, or swapped during set-up, cannot send a mount outside the container
 //! (CVE-2021-30465, CVE-2024-45310, CVE-2025-52565 class).
 
-pub mod devices;
-pub mod inroot;
-pub mod mountinfo;
-pub mod mounts;
-pub mod options;
-pub mod paths;
+mod devices;
+mod inroot;
+mod mounts;
+mod options;
+mod paths;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::path::Path;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
 
 use crate::error::SysContext;
+use crate::syscall::Syscall;
 use crate::{Error, Result};
+
+pub(crate) use inroot::InRoot;
+pub(crate) use paths::fd_path;
 
 /// What the mount set-up needs to know beyond the spec.
 pub struct RootfsContext<'a> {
@@ -29,6 +32,7 @@ pub struct RootfsContext<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub new_cgroupns: bool,
+    pub sys: &'a dyn Syscall,
 }
 
 fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
@@ -50,45 +54,46 @@ fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     root_propagation(ctx.spec)?;
     let prop = MsFlags::MS_SLAVE | MsFlags::MS_REC;
-    mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+    ctx.sys
+        .mount(None, Path::new("/"), None, prop, None)
         .ctx(|| "set propagation of /".into())?;
-    make_parent_private(ctx.rootfs)?;
-    mount(
-        Some(ctx.rootfs),
-        ctx.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx(|| format!("bind rootfs {}", ctx.rootfs.display()))
+    make_parent_private(ctx)?;
+    ctx.sys
+        .mount(
+            Some(ctx.rootfs),
+            ctx.rootfs,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .ctx(|| format!("bind rootfs {}", ctx.rootfs.display()))
 }
 
 /// pivot_root refuses a new root whose parent mount is shared.
-fn make_parent_private(rootfs: &Path) -> Result<()> {
-    let parent = rootfs.parent().unwrap_or(Path::new("/"));
-    let entries = mountinfo::read();
+fn make_parent_private(ctx: &RootfsContext) -> Result<()> {
+    let parent = ctx.rootfs.parent().unwrap_or(Path::new("/"));
+    let entries = capsa_linux::mountinfo::read();
     let best = entries
         .iter()
         .filter(|m| parent.starts_with(&m.mount_point))
         .max_by_key(|m| m.mount_point.len());
-    if let Some(m) = best {
-        if m.optional.contains("shared:") {
-            mount(
-                None::<&str>,
-                m.mount_point.as_str(),
-                None::<&str>,
+    if let Some(m) = best.filter(|m| m.is_shared()) {
+        ctx.sys
+            .mount(
+                None,
+                Path::new(&m.mount_point),
+                None,
                 MsFlags::MS_PRIVATE,
-                None::<&str>,
+                None,
             )
             .ctx(|| format!("make {} private", m.mount_point))?;
-        }
     }
     Ok(())
 }
 
 /// Mount the config's mounts, in order, then populate /dev.
 pub fn mount_all(ctx: &RootfsContext) -> Result<()> {
-    let root = inroot::InRoot::open(ctx.rootfs).map_err(|e| Error::io("open", ctx.rootfs, e))?;
+    let root = InRoot::open(ctx.rootfs).map_err(|e| Error::io("open", ctx.rootfs, e))?;
     let list = ctx.spec.mounts().as_deref().unwrap_or_default();
     for (i, m) in list.iter().enumerate() {
         mounts::mount_one(ctx, &root, i, m)?;
@@ -99,41 +104,38 @@ pub fn mount_all(ctx: &RootfsContext) -> Result<()> {
 
 /// Switch the root: pivot_root(".", ".") then detach the old root, the sequence runc uses,
 /// or (--no-pivot) move the rootfs over / and chroot.
-pub fn pivot(rootfs: &Path, no_pivot: bool) -> Result<()> {
+pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
     let dir = std::fs::File::open(rootfs).map_err(|e| Error::io("open", rootfs, e))?;
-    nix::unistd::fchdir(dir.as_raw_fd()).ctx(|| "chdir to rootfs".into())?;
+    sys.fchdir(dir.as_fd()).ctx(|| "chdir to rootfs".into())?;
+    let here = Path::new(".");
     if no_pivot {
-        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        sys.mount(Some(here), Path::new("/"), None, MsFlags::MS_MOVE, None)
             .ctx(|| "move rootfs to /".into())?;
-        nix::unistd::chroot(".").ctx(|| "chroot".into())?;
+        sys.chroot(here).ctx(|| "chroot".into())?;
     } else {
-        nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+        sys.pivot_root(here, here).ctx(|| "pivot_root".into())?;
         // The old root is now stacked under "."; keep its unmount from reaching the host.
-        mount(
-            None::<&str>,
-            ".",
-            None::<&str>,
-            MsFlags::MS_SLAVE | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| "make old root slave".into())?;
-        umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
+        let slave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        sys.mount(None, here, None, slave, None)
+            .ctx(|| "make old root slave".into())?;
+        sys.umount2(here, MntFlags::MNT_DETACH)
+            .ctx(|| "detach old root".into())?;
     }
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())
+    sys.chdir(Path::new("/")).ctx(|| "chdir /".into())
 }
 
 /// After pivot: masked and readonly paths, propagation, read-only root.
-pub fn finalize(spec: &Spec) -> Result<()> {
+pub fn finalize(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     if let Some(linux) = spec.linux() {
         for p in linux.masked_paths().as_deref().unwrap_or_default() {
-            paths::mask(Path::new(p))?;
+            paths::mask(Path::new(p), sys)?;
         }
         for p in linux.readonly_paths().as_deref().unwrap_or_default() {
-            paths::make_readonly(Path::new(p))?;
+            paths::make_readonly(Path::new(p), sys)?;
         }
     }
     if let Some(prop) = root_propagation(spec)? {
-        mount(None::<&str>, "/", None::<&str>, prop, None::<&str>)
+        sys.mount(None, Path::new("/"), None, prop, None)
             .ctx(|| "set linux.rootfsPropagation".into())?;
     }
     if spec
@@ -142,7 +144,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .and_then(|r| r.readonly())
         .unwrap_or(false)
     {
-        paths::remount_readonly(Path::new("/"))?;
+        paths::remount_readonly(Path::new("/"), sys)?;
     }
     Ok(())
 }

@@ -1,26 +1,28 @@
 //! One entry of config.json `mounts`: resolve its target inside the rootfs, mount through
 //! the target's descriptor, then apply what a bind mount only takes on a remount.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, MsFlags};
+use capsa_linux::mountinfo;
+use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
-use std::os::fd::OwnedFd;
 
 use super::inroot::InRoot;
-use super::mountinfo;
 use super::options::{MountOptions, REMOUNT_FLAGS};
+use super::paths::fd_path;
 use super::RootfsContext;
-use crate::syscall::mount_setattr_recursive;
+use crate::error::AsErrno;
+use crate::syscall::Syscall;
 use crate::{Error, Result};
 
-fn fd_path(fd: &impl AsFd) -> String {
-    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+fn merr(i: usize, dest: &Path, what: &str, e: impl AsErrno) -> Error {
+    Error::mount(format!("mounts[{i}]"), dest, what, e.errno())
 }
 
-fn merr(i: usize, dest: &Path, what: &str, e: impl std::fmt::Display) -> Error {
-    Error::Other(format!("mounts[{i}] ({}): {what}: {e}", dest.display()))
+/// A mount refused for what its target is, not for an errno.
+fn refuse(i: usize, dest: &Path, what: &str, why: &str) -> Error {
+    Error::Other(format!("mounts[{i}] ({}): {what}: {why}", dest.display()))
 }
 
 pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Result<()> {
@@ -28,7 +30,7 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
     let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("none");
     if opts.idmap {
-        return Err(merr(
+        return Err(refuse(
             i,
             dest,
             "options",
@@ -51,9 +53,9 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         flags.remove(MsFlags::MS_REC);
     }
     let data = opts.data();
-    let res = mount(
+    let res = ctx.sys.mount(
         source.as_deref(),
-        fd_path(&target).as_str(),
+        &fd_path(&target),
         Some(typ),
         flags,
         data.as_deref(),
@@ -62,14 +64,15 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         Ok(()) => {}
         // Without its own network namespace a user namespace may not mount sysfs: bind it.
         Err(nix::errno::Errno::EPERM) if typ == "sysfs" && ctx.in_userns => {
-            mount(
-                Some("/sys"),
-                fd_path(&target).as_str(),
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .map_err(|e| merr(i, dest, "bind /sys", e))?;
+            ctx.sys
+                .mount(
+                    Some(Path::new("/sys")),
+                    &fd_path(&target),
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None,
+                )
+                .map_err(|e| merr(i, dest, "bind /sys", e))?;
         }
         Err(e) => {
             let src = source
@@ -86,20 +89,17 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
             .resolve(dest)
             .map_err(|e| merr(i, dest, "resolve", e))?;
         if needs_remount {
-            remount_bind(&top, flags & REMOUNT_FLAGS).map_err(|e| merr(i, dest, "remount", e))?;
+            remount_bind(&top, flags & REMOUNT_FLAGS, ctx.sys)
+                .map_err(|e| merr(i, dest, "remount", e))?;
         }
         for p in &opts.propagation {
-            mount(
-                None::<&str>,
-                fd_path(&top).as_str(),
-                None::<&str>,
-                *p,
-                None::<&str>,
-            )
-            .map_err(|e| merr(i, dest, "set propagation", e))?;
+            ctx.sys
+                .mount(None, &fd_path(&top), None, *p, None)
+                .map_err(|e| merr(i, dest, "set propagation", e))?;
         }
         if opts.rec_set | opts.rec_clr != 0 {
-            mount_setattr_recursive(top.as_fd(), opts.rec_set, opts.rec_clr)
+            ctx.sys
+                .mount_setattr_recursive(top.as_fd(), opts.rec_set, opts.rec_clr)
                 .map_err(|e| merr(i, dest, "mount_setattr", e))?;
         }
     }
@@ -108,18 +108,12 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user
 /// namespace (nosuid, nodev, noexec, atime) that a remount may not clear.
-pub fn remount_bind(target: &impl AsFd, flags: MsFlags) -> nix::Result<()> {
+pub fn remount_bind(target: &impl AsFd, flags: MsFlags, sys: &dyn Syscall) -> nix::Result<()> {
     let path = fd_path(target);
     let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-    match mount(
-        None::<&str>,
-        path.as_str(),
-        None::<&str>,
-        base | flags,
-        None::<&str>,
-    ) {
+    match sys.mount(None, &path, None, base | flags, None) {
         Err(nix::errno::Errno::EPERM) => {
-            let st = nix::sys::statvfs::statvfs(path.as_str())?;
+            let st = nix::sys::statvfs::fstatvfs(target.as_fd())?;
             let mut locked = MsFlags::empty();
             let f = st.flags();
             use nix::sys::statvfs::FsFlags as V;
@@ -135,13 +129,7 @@ pub fn remount_bind(target: &impl AsFd, flags: MsFlags) -> nix::Result<()> {
                     locked |= m;
                 }
             }
-            mount(
-                None::<&str>,
-                path.as_str(),
-                None::<&str>,
-                base | flags | locked,
-                None::<&str>,
-            )
+            sys.mount(None, &path, None, base | flags | locked, None)
         }
         r => r,
     }
@@ -178,8 +166,8 @@ fn make_target(
                 .map_err(|e| merr(i, dest, "stat", e))?;
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {}
-                libc::S_IFLNK => return Err(merr(i, dest, typ, "mount point is a symlink")),
-                _ => return Err(merr(i, dest, typ, "mount point is not a directory")),
+                libc::S_IFLNK => return Err(refuse(i, dest, typ, "mount point is a symlink")),
+                _ => return Err(refuse(i, dest, typ, "mount point is not a directory")),
             }
         }
     }
@@ -228,19 +216,20 @@ fn mount_cgroup(
             let top = root
                 .resolve(dest)
                 .map_err(|e| merr(i, dest, "resolve", e))?;
-            remount_bind(&top, MsFlags::MS_RDONLY | base)
+            remount_bind(&top, MsFlags::MS_RDONLY | base, ctx.sys)
                 .map_err(|e| merr(i, dest, "remount ro", e))?;
         }
         return Ok(());
     }
-    mount(
-        Some("tmpfs"),
-        fd_path(&target).as_str(),
-        Some("tmpfs"),
-        base,
-        Some("mode=755"),
-    )
-    .map_err(|e| merr(i, dest, "mount tmpfs", e))?;
+    ctx.sys
+        .mount(
+            Some(Path::new("tmpfs")),
+            &fd_path(&target),
+            Some("tmpfs"),
+            base,
+            Some("mode=755"),
+        )
+        .map_err(|e| merr(i, dest, "mount tmpfs", e))?;
     drop(target);
     for m in entries
         .iter()
@@ -281,7 +270,7 @@ fn mount_cgroup(
             let top = root
                 .resolve(&sub)
                 .map_err(|e| merr(i, &sub, "resolve", e))?;
-            remount_bind(&top, MsFlags::MS_RDONLY | base)
+            remount_bind(&top, MsFlags::MS_RDONLY | base, ctx.sys)
                 .map_err(|e| merr(i, &sub, "remount ro", e))?;
         }
     }
@@ -289,14 +278,15 @@ fn mount_cgroup(
         let top = root
             .resolve(dest)
             .map_err(|e| merr(i, dest, "resolve", e))?;
-        mount(
-            None::<&str>,
-            fd_path(&top).as_str(),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
-            Some("mode=755"),
-        )
-        .map_err(|e| merr(i, dest, "remount tmpfs ro", e))?;
+        ctx.sys
+            .mount(
+                None,
+                &fd_path(&top),
+                None,
+                MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
+                Some("mode=755"),
+            )
+            .map_err(|e| merr(i, dest, "remount tmpfs ro", e))?;
     }
     Ok(())
 }
@@ -317,27 +307,27 @@ fn mount_hierarchy(
 ) -> Result<()> {
     if ctx.new_cgroupns {
         let d = (!data.is_empty()).then_some(data);
-        if mount(
-            Some("cgroup"),
-            fd_path(target).as_str(),
+        let fresh = ctx.sys.mount(
+            Some(Path::new("cgroup")),
+            &fd_path(target),
             Some(fstype),
             base,
             d,
-        )
-        .is_ok()
-        {
+        );
+        if fresh.is_ok() {
             return Ok(());
         }
     }
     let src: PathBuf = Path::new(host_mount).join(own_path.unwrap_or("/").trim_start_matches('/'));
-    mount(
-        Some(&src),
-        fd_path(target).as_str(),
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(|e| merr(i, dest, &format!("bind {}", src.display()), e))
+    ctx.sys
+        .mount(
+            Some(&src),
+            &fd_path(target),
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None,
+        )
+        .map_err(|e| merr(i, dest, &format!("bind {}", src.display()), e))
 }
 
 /// This process' cgroup per hierarchy, keyed by controller list ("" for cgroup2).

@@ -91,15 +91,5 @@ fn flag_supported(flag: libc::c_ulong) -> bool {
     } else {
         flag
     };
-    // SAFETY: seccomp(2) with a NULL program pointer: the kernel fails with EFAULT reading it
-    // (or EINVAL on the flags) and touches no memory of ours.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags,
-            std::ptr::null::<libc::sock_fprog>(),
-        )
-    };
-    rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
+    crate::syscall::seccomp_flag_supported(flags)
 }

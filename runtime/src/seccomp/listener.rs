@@ -2,12 +2,11 @@
 //! connect to the agent's unix socket and send the container process state as JSON with the
 //! listener fd in one SCM_RIGHTS message; `fds` names it "seccompFd".
 
-use std::io::{IoSlice, Write};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
-use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::{ContainerProcessStateBuilder, State, SECCOMP_FD_NAME};
 
 use super::SeccompError;
@@ -54,15 +53,8 @@ pub fn send_listener(
     };
     let json = process_state_json(state, pid, metadata)?;
     let mut stream = UnixStream::connect(listener_path).map_err(err("connect"))?;
-    let fds = [fd.as_raw_fd()];
-    let sent = sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(&json)],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    )
-    .map_err(|e| err("sendmsg")(e.into()))?;
+    let sent = capsa_linux::fdpass::send(stream.as_fd(), &json, &[fd])
+        .map_err(|e| err("sendmsg")(e.into()))?;
     // A stream may take a long state in parts; the fd went with the first.
     stream.write_all(&json[sent..]).map_err(err("write"))?;
     Ok(())

@@ -60,11 +60,15 @@ mod syscalls;
 mod tests;
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxSeccomp;
 use seccompiler::sock_filter;
+
+use crate::syscall::{SeccompLoaded, Syscall};
 
 pub use features::features;
 pub use listener::{process_state_json, send_listener};
@@ -111,7 +115,8 @@ pub fn syscall_names() -> impl Iterator<Item = &'static str> {
 /// A validated, compiled filter, ready to load after fork without allocating.
 #[derive(Clone, Debug)]
 pub struct CompiledFilter {
-    program: Vec<sock_filter>,
+    /// In the kernel's layout (seccompiler's `sock_filter` has the same fields).
+    program: Vec<libc::sock_filter>,
     flags: libc::c_ulong,
     notify: bool,
 }
@@ -119,7 +124,15 @@ pub struct CompiledFilter {
 /// Validates `seccomp` and builds its BPF program.
 pub fn compile(seccomp: &LinuxSeccomp) -> Result<CompiledFilter, SeccompError> {
     let validated = rules::validate(seccomp)?;
-    let program = program::build(&validated)?;
+    let program = program::build(&validated)?
+        .into_iter()
+        .map(|i: sock_filter| libc::sock_filter {
+            code: i.code,
+            jt: i.jt,
+            jf: i.jf,
+            k: i.k,
+        })
+        .collect();
     Ok(CompiledFilter {
         program,
         flags: validated.flags,
@@ -131,43 +144,29 @@ impl CompiledFilter {
     /// Installs the filter on the calling thread (all threads with TSYNC). Needs
     /// no_new_privs or CAP_SYS_ADMIN. Returns the notify listener fd when a rule uses NOTIFY.
     pub fn load(&self) -> Result<Option<OwnedFd>, SeccompError> {
-        let prog = libc::sock_fprog {
-            len: self.program.len() as libc::c_ushort,
-            // The kernel only reads it; seccompiler's sock_filter has the C layout.
-            filter: self.program.as_ptr() as *mut libc::sock_filter,
-        };
-        // SAFETY: `prog` points at `self.program`, alive for the call; the kernel copies the
-        // program in and keeps no pointer to our memory.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                self.flags,
-                &prog as *const libc::sock_fprog,
-            )
-        };
-        if rc < 0 {
-            let source = io::Error::last_os_error();
-            let hint = match source.raw_os_error() {
-                Some(libc::EACCES) => ": needs noNewPrivileges or CAP_SYS_ADMIN",
-                Some(libc::EINVAL) => ": a flag or action this kernel does not support",
-                Some(libc::ESRCH) => ": another thread could not be synchronised (TSYNC)",
-                _ => "",
-            };
-            return Err(SeccompError::Load {
-                flags: self.flags,
-                hint,
-                source,
-            });
+        self.load_with(&crate::syscall::Linux)
+    }
+
+    /// `load` through `sys`.
+    pub(crate) fn load_with(&self, sys: &dyn Syscall) -> Result<Option<OwnedFd>, SeccompError> {
+        match sys.seccomp_set_filter(self.flags, &self.program) {
+            Err(errno) => {
+                let hint = match errno {
+                    Errno::EACCES => ": needs noNewPrivileges or CAP_SYS_ADMIN",
+                    Errno::EINVAL => ": a flag or action this kernel does not support",
+                    Errno::ESRCH => ": another thread could not be synchronised (TSYNC)",
+                    _ => "",
+                };
+                Err(SeccompError::Load {
+                    flags: self.flags,
+                    hint,
+                    source: io::Error::from(errno),
+                })
+            }
+            Ok(SeccompLoaded::Listener(fd)) => Ok(Some(fd)),
+            Ok(SeccompLoaded::ThreadNotSynced(tid)) => Err(SeccompError::ThreadSync(tid)),
+            Ok(SeccompLoaded::Installed) => Ok(None),
         }
-        if self.notify {
-            // SAFETY: with NEW_LISTENER the return value is a new fd that nothing else owns.
-            return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as RawFd) }));
-        }
-        if rc > 0 {
-            return Err(SeccompError::ThreadSync(rc));
-        }
-        Ok(None)
     }
 
     /// Whether a rule uses SCMP_ACT_NOTIFY (so [`load`](Self::load) returns a listener fd).
