@@ -3,8 +3,9 @@
 
 use std::path::PathBuf;
 
-/// Pids whose cmdline contains `needle` as one whole argument pair
-/// (`-id <sandbox id>` of a shim) or whose cgroup is below `cgroup_parent`.
+/// Processes of the pod: a shim started with `-id <shim_id>` (the sandbox id:
+/// both shims group a pod in one process), or anything in a cgroup below
+/// `cgroup_parent`.
 fn processes(shim_id: &str, cgroup_parent: &str) -> Vec<String> {
     let me = std::process::id().to_string();
     let mut found = Vec::new();
