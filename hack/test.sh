@@ -17,6 +17,8 @@
 #   shim-capsa        hack/shim-test.sh: containerd 1.6 + ctr through containerd-shim-capsa-v2
 #                     driving capsa
 #   shim-runc         the same tests, the shim driving runc
+#   cri               hack/cri-test.sh: containerd's CRI driven as a kubelet does, handlers
+#                     capsa (our shim) and runc (the Go shim driving capsa), probe stress
 #   fuzz              hack/fuzz.sh: the config and layer targets, FUZZ_SECONDS (90) each
 #   cgroup-v2         inside a pure cgroup v2 VM (hack/cgv2-vm.sh): the runtime's cgroup, exec,
 #   shim-cgroup-v2    events, rootless tests (hack/cgv2-tests.sh), and the shim's ctr tests
@@ -69,6 +71,9 @@ run_tier integration-runc integration_runc
 run_tier image env RUNTIME="$PWD/target/release/capsa" bash hack/image-test.sh
 run_tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
 run_tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
+# CRI: containerd 1.6 + CRI as a kubelet drives it, handlers capsa and runc, probe stress
+# (hack/cri-test.sh; its cgroup v2 VM part unless SKIP_CGV2=1)
+run_tier cri bash hack/cri-test.sh
 # Fuzz config.json validation and layer unpacking for a while (hack/fuzz.sh).
 run_tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
 if [ "${SKIP_CGV2:-0}" != 1 ]; then
