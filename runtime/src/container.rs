@@ -87,7 +87,7 @@ impl Container {
         if self.saved.no_cgroup {
             return Ok(Cgroup::none(self.saved.pid));
         }
-        Cgroup::open(&self.saved.cgroup_path, false, &self.saved.id)
+        Cgroup::open(&self.saved.cgroup_path, self.saved.systemd, &self.saved.id)
     }
 
     /// In a forked child: drop our copy of the lock, leaving it to the parent.

@@ -22,18 +22,21 @@ use crate::{Error, Result};
 
 pub mod delegation;
 mod hybrid_hugetlb;
+pub mod systemd;
 mod v1_dirs;
 
 use v1_dirs::V1Dirs;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-/// The cgroup path of a container: `linux.cgroupsPath`, else `/<id>` (as runc).
-pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| PathBuf::from(format!("/{id}")))
+/// The cgroup path of a container: `linux.cgroupsPath`, else `/<id>` (as runc); with the
+/// systemd driver, its unit's place in the slice the path names.
+pub fn path_for(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
+    let configured = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    if systemd {
+        return systemd::path_for(configured.as_deref().and_then(Path::to_str), id);
+    }
+    Ok(configured.unwrap_or_else(|| PathBuf::from(format!("/{id}"))))
 }
 
 pub struct Cgroup {
@@ -46,6 +49,8 @@ pub struct Cgroup {
     none: bool,
     /// The init, for a container without a cgroup (set by `enter`).
     init: std::cell::Cell<i32>,
+    /// The systemd driver's unit (`--systemd-cgroup`).
+    unit: Option<systemd::Unit>,
 }
 
 fn no_cgroup(what: &str) -> Error {
@@ -72,15 +77,16 @@ fn open_manager(path: &Path, id: &str) -> Result<AnyCgroupManager> {
 
 impl Cgroup {
     pub fn open(path: &Path, systemd: bool, id: &str) -> Result<Cgroup> {
-        if systemd {
-            let why = if Path::new("/run/systemd/system").exists() {
-                "the systemd cgroup driver is not supported yet; use the cgroupfs driver"
-            } else {
-                "systemd is not running on this host (no /run/systemd/system)"
-            };
-            return Err(Error::Cgroup(format!("--systemd-cgroup: {why}")));
+        if systemd && !systemd::booted() {
+            return Err(Error::Cgroup(
+                "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)"
+                    .into(),
+            ));
         }
         let cg = Cgroup {
+            unit: systemd
+                .then(|| systemd::Unit::from_path(path))
+                .transpose()?,
             path: path.to_path_buf(),
             id: id.into(),
             v1: (!is_unified()).then(|| V1Dirs::find(path)),
@@ -95,6 +101,17 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// Whether the cgroup's directory exists (v2; on v1, systemd's own hierarchy).
+    fn exists(&self) -> bool {
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let root = if self.v1.is_none() {
+            PathBuf::from(ROOT)
+        } else {
+            Path::new(ROOT).join("systemd")
+        };
+        root.join(rel).is_dir()
+    }
+
     /// The handle of a container without a cgroup, whose init is `init` (0: not yet).
     pub fn none(init: i32) -> Cgroup {
         Cgroup {
@@ -104,6 +121,7 @@ impl Cgroup {
             manager: OnceCell::new(),
             none: true,
             init: std::cell::Cell::new(init),
+            unit: None,
         }
     }
 
@@ -150,6 +168,12 @@ impl Cgroup {
         if self.none {
             self.init.set(pid);
             return Ok(());
+        }
+        if let Some(unit) = &self.unit {
+            // A new container's scope; an exec joins the existing one by its files.
+            if !self.exists() {
+                unit.start(&self.id, pid, resources, self.v1.is_none())?;
+            }
         }
         match &self.v1 {
             Some(v1) => v1.place(pid)?,
@@ -216,6 +240,9 @@ impl Cgroup {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        if let Some(unit) = &self.unit {
+            unit.set(resources, self.v1.is_none())?;
+        }
         self.manager()?
             .apply(&opt)
             .map_err(|e| err("update resources of", path, e))
@@ -275,6 +302,14 @@ impl Cgroup {
                 None => {
                     let _ = self.freeze(false);
                 }
+            }
+        }
+        if let Some(unit) = &self.unit {
+            // Stopping the scope kills what is left in it and removes its cgroup; on v1
+            // the hierarchies systemd does not manage are ours to clean below.
+            unit.stop()?;
+            if self.v1.is_none() && !self.exists() {
+                return Ok(());
             }
         }
         let mut last = None;

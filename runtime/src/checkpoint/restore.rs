@@ -67,7 +67,7 @@ pub fn restore(create: &CreateOptions, opts: &Options, detach: bool) -> Result<i
         cgroup: None,
         pid: None,
     };
-    let cgroup_path = cgroups::path_for(spec, &create.id);
+    let cgroup_path = cgroups::path_for(spec, &create.id, create.systemd_cgroup)?;
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
     let cgroup = match delegation::decide(&cgroup_path, create.rootless, resources.as_ref())? {
         Decision::Skip(_) => Cgroup::none(0),

@@ -55,7 +55,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let mut cleanup = Cleanup::new(ContainerDir::create(&opts.root, &opts.id)?);
     let fifo = make_exec_fifo(&cleanup)?;
     let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
-    let cgroup_path = cgroups::path_for(spec, &opts.id);
+    let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
     let resources = resources_for(spec, opts.rootless);
     let cgroup = open_cgroup(&cleanup, &cgroup_path, opts, resources.as_ref())?;
     if opts.foreground && plan.two_stage {
