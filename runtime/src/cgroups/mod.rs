@@ -299,6 +299,12 @@ impl Cgroup {
             }
             return Ok(());
         }
+        // The common case, a container whose processes are gone: the v1 directories go
+        // at the first rmdir, with nothing to read, thaw or kill.
+        if self.v1.as_ref().is_some_and(V1Dirs::remove_if_empty) {
+            hybrid_hugetlb::remove(path);
+            return Ok(());
+        }
         if is_frozen(path) {
             match &self.v1 {
                 Some(v1) => v1.thaw(),

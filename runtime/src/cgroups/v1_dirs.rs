@@ -158,6 +158,21 @@ impl V1Dirs {
         }
     }
 
+    /// rmdir of every directory, which succeeds at once where no task and no sub-cgroup
+    /// is left (cgroupfs takes the control files with the directory). True when all are
+    /// gone; what could not go is left for `remove`.
+    pub fn remove_if_empty(&self) -> bool {
+        let mut all = true;
+        for Hierarchy { dir, .. } in &self.dirs {
+            match std::fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => all = false,
+            }
+        }
+        all
+    }
+
     /// Kill what is left and remove every directory, deepest first. Fails while dying
     /// tasks still keep one busy; the caller retries.
     pub fn remove(&self) -> Result<()> {
