@@ -89,7 +89,7 @@ for rt in "$@"; do
   cleanup_ids "$p" bd
   # `run` deletes the container when it exits: one id serves every run.
   hyperfine -N -w 3 -r "$RUNS" --export-json "$OUT/$name.json" \
-    "$p --root $root run --bundle $B hf-$$" >/dev/null
+    "$p --root $root run --bundle $B hf-$$" >/dev/null 2>&1
   whole=$(jq -r '.results[0].median * 1000 | . * 1000 | round / 1000' "$OUT/$name.json")
   cols=()
   for c in 1 2 3 4 5 6 7; do
