@@ -127,6 +127,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let saved = steps.saved;
     // The init clears its parent-death signal, then closes its end.
     while ch.recv()?.is_some() {}
+    tracing::debug!("{}: created, init {pid}", opts.id);
     let (cgroup, _) = cleanup.disarm();
     Ok(Created {
         pid,
