@@ -19,11 +19,21 @@ const SIGPIPE: u64 = 1 << (libc::SIGPIPE - 1);
 #[test]
 fn the_init_and_an_exec_start_with_sigpipe_at_its_default() {
     let ctx = Ctx::new();
-    let out = ctx.run(&ctx.bundle().args(&["cat", "/proc/self/status"])).ok();
-    assert_eq!(ignored(&out.stdout) & SIGPIPE, 0, "init ignores SIGPIPE: {out}");
+    let out = ctx
+        .run(&ctx.bundle().args(&["cat", "/proc/self/status"]))
+        .ok();
+    assert_eq!(
+        ignored(&out.stdout) & SIGPIPE,
+        0,
+        "init ignores SIGPIPE: {out}"
+    );
 
     let id = ctx.id();
     ctx.create_start(&id, &ctx.bundle().args(&["sleep", "1000"]));
     let out = ctx.rt(&["exec", &id, "cat", "/proc/self/status"]).ok();
-    assert_eq!(ignored(&out.stdout) & SIGPIPE, 0, "exec'd process ignores SIGPIPE: {out}");
+    assert_eq!(
+        ignored(&out.stdout) & SIGPIPE,
+        0,
+        "exec'd process ignores SIGPIPE: {out}"
+    );
 }

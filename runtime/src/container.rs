@@ -204,7 +204,11 @@ impl Container {
             self.wait_gone(Duration::from_secs(10));
         }
         cg.destroy(&self.saved.cgroup_path)?;
-        tracing::debug!("{}: cgroup {} removed", self.id(), self.saved.cgroup_path.display());
+        tracing::debug!(
+            "{}: cgroup {} removed",
+            self.id(),
+            self.saved.cgroup_path.display()
+        );
         if let Some(h) = self.saved.config.hooks() {
             let state = self.hook_state(Status::Stopped);
             hooks::run_all_warn("poststop", h.poststop().as_ref(), &state);

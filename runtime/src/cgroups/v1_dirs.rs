@@ -108,7 +108,11 @@ impl V1Dirs {
                 .map_err(|e| err("open", &p, e))
                 .map(|f| (f, p))
         };
-        tracing::debug!("{}: {} device rules and the defaults", dir.display(), rules.len());
+        tracing::debug!(
+            "{}: {} device rules and the defaults",
+            dir.display(),
+            rules.len()
+        );
         let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
         let defaults = DEFAULT_DEVICE_RULES.iter().map(|r| (true, r.to_string()));
         for (allowed, rule) in rules

@@ -188,7 +188,9 @@ mod tests {
             format!(r#"{{"ociVersion": "1.2.0", "root": {{"path": "rootfs"}}, {inner}}}"#)
         };
         assert_eq!(
-            path_of::<Spec>(&spec(r#""process": {"cwd": "/", "user": {"uid": "x", "gid": 0}}"#)),
+            path_of::<Spec>(&spec(
+                r#""process": {"cwd": "/", "user": {"uid": "x", "gid": 0}}"#
+            )),
             "process.user.uid"
         );
         assert_eq!(
@@ -212,6 +214,9 @@ mod tests {
     #[test]
     fn the_document_itself_has_no_path() {
         assert_eq!(at(b"[1,2]", 1, 1), "");
-        assert_eq!(render(&[Seg::Key("a".into()), Seg::Index(2), Seg::Key("b".into())]), "a[2].b");
+        assert_eq!(
+            render(&[Seg::Key("a".into()), Seg::Index(2), Seg::Key("b".into())]),
+            "a[2].b"
+        );
     }
 }
