@@ -182,9 +182,11 @@ impl Cgroup {
             return Ok(());
         }
         if let Some(unit) = &self.unit {
-            // A new container's scope; an exec joins the existing one by its files.
+            // A new container's scope; an exec joins the existing one by its files. Its
+            // resources come with `limit`, as runc sets them: a device policy now would
+            // deny the init the mknod of /dev's nodes.
             if !self.exists() {
-                unit.start(&self.id, pid, resources, self.v1.is_none())?;
+                unit.start(&self.id, pid, self.v1.is_none())?;
             }
         }
         match &self.v1 {
@@ -222,6 +224,9 @@ impl Cgroup {
         let Some(resources) = resources.filter(|_| !self.none) else {
             return Ok(());
         };
+        if let Some(unit) = &self.unit {
+            unit.set(resources, self.v1.is_none())?;
+        }
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
             return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
         }

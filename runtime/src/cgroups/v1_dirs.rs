@@ -196,8 +196,9 @@ impl V1Dirs {
     }
 }
 
-/// What every container may use besides its config's rules (libcgroups' defaults).
-const DEFAULT_DEVICE_RULES: &[&str] = &[
+/// What every container may use besides its config's rules (libcgroups' defaults; the
+/// systemd driver gives them to systemd too).
+pub(super) const DEFAULT_DEVICE_RULES: &[&str] = &[
     "c 1:3 rwm",
     "c 1:5 rwm",
     "c 1:7 rwm",

@@ -22,6 +22,8 @@ fn err(what: &str, e: impl std::fmt::Display) -> Error {
 
 pub struct Bus {
     conn: Connection,
+    /// systemd sends JobRemoved to subscribers only; a second Subscribe is an error.
+    subscribed: std::sync::Once,
 }
 
 fn zvalue(v: &Value) -> ZValue<'_> {
@@ -36,6 +38,21 @@ fn zvalue(v: &Value) -> ZValue<'_> {
     }
 }
 
+/// Runs `f` (which may start threads: zbus' executor, async-io's reactor, our job
+/// waiter) with every signal blocked in this thread, so the threads it starts inherit that
+/// mask. A thread that takes signals would steal the SIGCHLD `run` and `restore` wait for
+/// with a signalfd in the main thread (a process-directed signal goes to any thread that
+/// does not block it, where the default action drops it): the foreground run hung.
+fn signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{SigSet, SigmaskHow};
+    let old = SigSet::all().thread_swap_mask(SigmaskHow::SIG_BLOCK);
+    let out = f();
+    if let Ok(old) = old {
+        let _ = old.thread_set_mask();
+    }
+    out
+}
+
 /// The D-Bus error's name, for the cases we handle ("...UnitExists", "...NoSuchUnit").
 fn error_name(e: &zbus::Error) -> Option<&str> {
     match e {
@@ -46,8 +63,12 @@ fn error_name(e: &zbus::Error) -> Option<&str> {
 
 impl Bus {
     pub fn connect() -> Result<Bus> {
-        let conn = Connection::system().map_err(|e| err("connect to the system bus", e))?;
-        Ok(Bus { conn })
+        let conn =
+            signals_blocked(Connection::system).map_err(|e| err("connect to the system bus", e))?;
+        Ok(Bus {
+            conn,
+            subscribed: std::sync::Once::new(),
+        })
     }
 
     fn manager(&self) -> Result<Proxy<'_>> {
@@ -137,25 +158,34 @@ impl Bus {
     /// Listen for JobRemoved before a job is queued, so its end cannot be missed.
     fn job_waiter(&self) -> Result<JobWaiter> {
         let m = self.manager()?;
-        // systemd only signals to subscribers.
-        m.call::<_, _, ()>("Subscribe", &())
-            .map_err(|e| err("subscribe", e))?;
+        let mut subscribed = Ok(());
+        self.subscribed.call_once(|| {
+            subscribed = match m.call::<_, _, ()>("Subscribe", &()) {
+                Err(e) if !error_name(&e).is_some_and(|n| n.ends_with(".AlreadySubscribed")) => {
+                    Err(err("subscribe", e))
+                }
+                _ => Ok(()),
+            };
+        });
+        subscribed?;
         let signals = m
             .receive_signal("JobRemoved")
             .map_err(|e| err("listen for JobRemoved", e))?;
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for msg in signals {
-                let body = msg.body();
-                let Ok((_id, job, _unit, result)) =
-                    body.deserialize::<(u32, OwnedObjectPath, String, String)>()
-                else {
-                    continue;
-                };
-                if tx.send((job, result)).is_err() {
-                    break;
+        signals_blocked(|| {
+            std::thread::spawn(move || {
+                for msg in signals {
+                    let body = msg.body();
+                    let Ok((_id, job, _unit, result)) =
+                        body.deserialize::<(u32, OwnedObjectPath, String, String)>()
+                    else {
+                        continue;
+                    };
+                    if tx.send((job, result)).is_err() {
+                        break;
+                    }
                 }
-            }
+            })
         });
         Ok(JobWaiter { rx })
     }

@@ -134,16 +134,10 @@ impl Unit {
         self.name.ends_with(".slice")
     }
 
-    /// Start the unit with `pid` in it and the resources as properties (runc's set).
-    pub fn start(
-        &self,
-        id: &str,
-        pid: i32,
-        resources: Option<&LinuxResources>,
-        v2: bool,
-    ) -> Result<()> {
+    /// Start the unit with `pid` in it (runc's properties: delegated, accounting on); the
+    /// resources follow with `set`.
+    pub fn start(&self, id: &str, pid: i32, v2: bool) -> Result<()> {
         let bus = self.bus()?;
-        let version = bus.version()?;
         let s = |v: &str| Value::Str(v.to_string());
         let mut props = vec![(
             "Description".to_string(),
@@ -166,15 +160,12 @@ impl Unit {
             props.push((a.into(), Value::Bool(true)));
         }
         props.push(("DefaultDependencies".into(), Value::Bool(false)));
-        if let Some(r) = resources {
-            props.extend(properties::from_resources(r, v2, version)?);
-        }
         tracing::debug!("systemd: start {} with {props:?}", self.name);
         bus.start_transient(&self.name, &props)?;
         Ok(())
     }
 
-    /// `update`: the new resources as properties of the running unit.
+    /// The resources as properties of the running unit (create's limits, `update`).
     pub fn set(&self, resources: &LinuxResources, v2: bool) -> Result<()> {
         let bus = self.bus()?;
         let props = properties::from_resources(resources, v2, bus.version()?)?;

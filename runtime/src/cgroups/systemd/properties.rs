@@ -246,16 +246,45 @@ fn merge(a: &str, b: &str, add: bool) -> String {
         .collect()
 }
 
-/// The config's device rules replayed in order, as the kernel's v1 devices controller
-/// would (runc's emulator): `a *:* rwm` sets the default, other rules add or remove
-/// exceptions. systemd takes a deny-by-default list only.
-fn devices(rules: &[LinuxDeviceCgroup]) -> Result<Vec<Prop>> {
-    if rules.is_empty() {
+/// One of the cgroupfs driver's default rules ("c 136:* rwm") as a config rule.
+fn default_rule(text: &str) -> LinuxDeviceCgroup {
+    let mut it = text.split_whitespace();
+    let (typ, nums, access) = (it.next(), it.next(), it.next());
+    let typ = if typ == Some("b") {
+        LinuxDeviceType::B
+    } else {
+        LinuxDeviceType::C
+    };
+    let (major, minor) = nums.and_then(|n| n.split_once(':')).unwrap_or(("*", "*"));
+    let mut b = oci_spec::runtime::LinuxDeviceCgroupBuilder::default()
+        .allow(true)
+        .typ(typ)
+        .access(access.unwrap_or("rwm"));
+    if let Ok(m) = major.parse::<i64>() {
+        b = b.major(m);
+    }
+    if let Ok(m) = minor.parse::<i64>() {
+        b = b.minor(m);
+    }
+    b.build().expect("a default device rule")
+}
+
+/// The config's device rules, then the defaults every container gets (/dev/null, zero,
+/// full, tty, random, urandom, console, pts, ptmx, tun; mknod of any: the cgroupfs
+/// driver's), replayed in order as the kernel's v1 devices controller would (runc's
+/// emulator): `a *:* rwm` sets the default, other rules add or remove exceptions.
+/// systemd takes a deny-by-default list only.
+fn devices(config: &[LinuxDeviceCgroup]) -> Result<Vec<Prop>> {
+    if config.is_empty() {
         return Ok(Vec::new());
     }
+    let defaults: Vec<LinuxDeviceCgroup> = crate::cgroups::v1_dirs::DEFAULT_DEVICE_RULES
+        .iter()
+        .map(|r| default_rule(r))
+        .collect();
     let mut default_allow = true;
     let mut list: Vec<Rule> = Vec::new();
-    for (i, d) in rules.iter().enumerate() {
+    for (i, d) in config.iter().chain(&defaults).enumerate() {
         let typ = match d.typ().unwrap_or(LinuxDeviceType::A) {
             LinuxDeviceType::A => 'a',
             LinuxDeviceType::B => 'b',
@@ -500,10 +529,23 @@ mod tests {
         ];
         let p = devices(&rules).unwrap();
         assert_eq!(find(&p, "DevicePolicy"), Some(&Value::Str("strict".into())));
-        assert_eq!(
-            find(&p, "DeviceAllow"),
-            Some(&Value::Pairs(vec![("/dev/char/1:3".into(), "rwm".into())]))
-        );
+        let Some(Value::Pairs(allow)) = find(&p, "DeviceAllow") else {
+            panic!("no DeviceAllow: {p:?}")
+        };
+        // the config's 1:3, then the defaults (/dev/null again, /dev/zero, any mknod...)
+        assert_eq!(allow[0], ("/dev/char/1:3".into(), "rwm".into()));
+        for want in [
+            ("/dev/char/1:5", "rwm"),
+            ("/dev/char/5:2", "rwm"),
+            ("char-*", "m"),
+            ("block-*", "m"),
+        ] {
+            assert!(
+                allow.contains(&(want.0.into(), want.1.into())),
+                "{want:?} in {allow:?}"
+            );
+        }
+        assert!(allow.iter().any(|(p, _)| p == "char-pts"), "{allow:?}");
         // allow-all: systemd's auto policy with no list
         let p = devices(&[rule(true, LinuxDeviceType::A, None, None)]).unwrap();
         assert_eq!(find(&p, "DevicePolicy"), Some(&Value::Str("auto".into())));
