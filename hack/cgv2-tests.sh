@@ -2,9 +2,15 @@
 # cgv2-tests.sh: runs the cgroup integration tests (and any others named) inside a
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
-# Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless:
-#               limits, update, pause, ps, events, OOM and delegation on pure cgroup v2)
+# Usage: bash hack/cgv2-tests.sh [--init KIND] [TEST-FILE[:FILTER]...] [-- HARNESS ARGS]
+#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless
+#               checkpoint podman:checkpoint: limits, update, pause, ps, events, OOM and
+#               delegation on pure cgroup v2; checkpoint/restore with CRIU, which works on
+#               the guest's kernel, and through podman); FILTER: only its tests matching it
+#   --init KIND the guest's PID 1 (hack/cgv2-vm.sh): `systemd` for the systemd cgroup
+#               driver's tests (default list then: systemd)
+# In the guest CAPSA_REQUIRE_CRIU=1 and, under systemd, CAPSA_REQUIRE_SYSTEMD=1: a test
+# that would skip for want of CRIU or systemd fails instead.
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
@@ -17,14 +23,22 @@ ROOT=$(pwd)
 RT=${CAPSA_RUNTIME:-$ROOT/target/release/capsa}
 export CGV2VM_TIMEOUT=${CGV2VM_TIMEOUT:-2400}
 
-tests=() extra=()
+tests=() extra=() init=shell
 while [ $# -gt 0 ]; do
   case $1 in
+    --init) init=${2:?--init needs a kind}; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) tests+=("$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless)
+if [ ${#tests[@]} -eq 0 ]; then
+  case $init in
+    systemd) tests=(systemd) ;;
+    *) tests=(cgroups exec events rootless checkpoint podman:checkpoint) ;;
+  esac
+fi
+require=(CAPSA_REQUIRE_CRIU=1)
+[ "$init" = systemd ] && require+=(CAPSA_REQUIRE_SYSTEMD=1)
 
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh
@@ -37,17 +51,23 @@ rm -rf "$stage" && mkdir -p "$stage/bin"
 cp "$RT" "$stage/$(basename "$RT")"
 RT="$stage/$(basename "$RT")"
 
-bins=()
-for t in "${tests[@]}"; do
+bins=() built=()
+for spec in "${tests[@]}"; do
+  t=${spec%%:*} filter=
+  [ "$t" = "$spec" ] || filter=${spec#*:}
+  bins+=("$stage/bin/$t${filter:+:$filter}")
+  [[ " ${built[*]} " == *" $t "* ]] && continue
+  built+=("$t")
   b=$(cargo test -j2 -p integration --test "$t" --no-run --message-format=json 2>/dev/null |
     jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t and .executable != null) | .executable' | tail -1)
   [ -n "$b" ] && [ -x "$b" ] || { echo "cgv2-tests: could not build test $t" >&2; exit 1; }
   cp "$b" "$stage/bin/$t"
-  bins+=("$stage/bin/$t")
 done
 
-# One guest command: every binary, serially (the VM has few vCPUs), rc = worst.
-guest='rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $CGV2_EXTRA || rc=1; done; exit $rc'
-echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM" >&2
-exec bash hack/cgv2-vm.sh "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
-  bash -c "$guest" cgv2 "${bins[@]}"
+# One guest command: every binary (BIN or BIN:FILTER), serially (the VM has few vCPUs),
+# rc = worst.
+guest='rc=0; for b in "$@"; do f=; case $b in *:*) f=${b#*:}; b=${b%%:*} ;; esac
+  echo "== $b $f" >&2; "$b" --test-threads=1 $f $CGV2_EXTRA || rc=1; done; exit $rc'
+echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM (init: $init)" >&2
+exec bash hack/cgv2-vm.sh --init "$init" "$ROOT" -- env CAPSA_RUNTIME="$RT" "${require[@]}" \
+  CGV2_EXTRA="${extra[*]:-}" bash -c "$guest" cgv2 "${bins[@]}"

@@ -13,8 +13,9 @@
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
 #   protobuf-compiler  protoc, for the CRI client (integration/cri), which the lint tier's
 #                   clippy --all-targets builds
-#   criu            checkpoint/restore (integration/tests/checkpoint.rs, run in the VM tier:
-#                   Debian's criu 3.17 fails `criu check` on kernels newer than it knows)
+#   criu iptables   checkpoint/restore (integration/tests/checkpoint.rs), run in the VM tier:
+#                   Debian's criu 3.17 fails `criu check` on kernels newer than it knows;
+#                   CRIU locks the container's network with iptables-restore
 #   bats            runc's own checkpoint.bats, run in the VM (hack/runc-bats.sh)
 # It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
 # no login, no home) with subordinate ids 400000-465535 in /etc/subuid and /etc/subgid for
@@ -37,7 +38,7 @@ rootless_user() {
 }
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
-      protobuf-compiler criu bats podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
+      protobuf-compiler criu iptables bats podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"
 rootless_user
