@@ -12,17 +12,22 @@ use crate::Ctx;
 /// it knows), the tests print why and return, unless `CAPSA_REQUIRE_CRIU=1` (the VM tier
 /// of hack/test.sh, whose kernel CRIU supports) makes that a failure.
 pub fn usable() -> bool {
-    let out = Command::new("criu").arg("check").output();
+    let out = Command::new("criu")
+        .args(["check", "-v2", "-o", "/dev/stderr"]) // why it fails, else it says nothing
+        .output();
     let why = match out {
         Ok(o) if o.status.success() => return true,
-        Ok(o) => format!(
-            "`criu check` fails on this kernel: {}",
-            String::from_utf8_lossy(&o.stderr)
+        Ok(o) => {
+            let text = String::from_utf8_lossy(&[o.stdout, o.stderr].concat()).into_owned();
+            // the first error is the cause ("vdso: Failed to fill self vdso symtable")
+            let cause = text
                 .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-        ),
+                .find(|l| l.contains("Error"))
+                .or_else(|| text.lines().rev().find(|l| !l.trim().is_empty()))
+                .unwrap_or("exit status 1, no output")
+                .to_string();
+            format!("`criu check` fails on this kernel: {cause}")
+        }
         Err(e) => format!("no criu ({e})"),
     };
     if std::env::var("CAPSA_REQUIRE_CRIU").as_deref() == Ok("1") {
