@@ -45,7 +45,7 @@ if [ "${1:-}" = --cgv2 ]; then
   # Build here: compiling inside the emulated guest would take ages.
   [ -n "${SHIM_TEST_SHIM_BIN:-}" ] || cargo build -j2 -p containerd-shim-capsa-v2 >&2
   cargo test -j2 -p containerd-shim-capsa-v2 --test ctr --no-run >&2
-  exec bash hack/cgv2-vm.sh "$ROOT" -- env SKIP_APT=1 bash "$ROOT/hack/shim-test.sh" "$@"
+  exec bash hack/cgv2-vm.sh "$ROOT" -- env SKIP_APT=1 SHIM_TEST_REQUIRE_CRIU=1 bash "$ROOT/hack/shim-test.sh" "$@"
 fi
 if [ -n "${SHIM_TEST_WORK:-}" ]; then
   WORK=$SHIM_TEST_WORK KEEP_WORK=1
