@@ -982,3 +982,63 @@ fn checkpoint_options_exit_and_paths() {
     let _ = std::fs::remove_dir_all(&images);
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// `SystemdCgroup = true` in the runtime options: the shim passes `--systemd-cgroup`, and
+/// the container's cgroup is the scope systemd makes from a `slice:prefix:name` path
+/// (ctr's `--cgroup`), gone with the task. Needs systemd as PID 1 (the VM tier runs the
+/// shim's tests under `cgv2-vm.sh --init systemd`); skipped elsewhere unless
+/// SHIM_TEST_REQUIRE_SYSTEMD=1.
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn systemd_cgroup_option() {
+    if !Path::new("/run/systemd/system").is_dir() {
+        let why = "systemd is not PID 1 here";
+        if std::env::var("SHIM_TEST_REQUIRE_SYSTEMD").as_deref() == Ok("1") {
+            panic!("SHIM_TEST_REQUIRE_SYSTEMD=1 but {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let c = Container::new("sdcg");
+    let runtime = std::env::var("SHIM_TEST_RUNTIME").unwrap_or_else(|_| "runc".into());
+    let config = env().dir.join("runtime-systemd.toml");
+    std::fs::write(
+        &config,
+        format!("BinaryName = \"{runtime}\"\nSystemdCgroup = true\n"),
+    )
+    .unwrap();
+    let cgroup = format!("system.slice:capsa-shim:{}", c.id);
+    let unit = format!("capsa-shim-{}.scope", c.id);
+    let e = env();
+    ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        config.to_str().unwrap(),
+        "--cgroup",
+        &cgroup,
+        &e.image,
+        &c.id,
+        "sleep",
+        "1000",
+    ]);
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    assert_eq!(own.trim(), format!("0::/system.slice/{unit}"), "{own}");
+    let active = |u: &str| {
+        Command::new("systemctl")
+            .args(["is-active", "--quiet", u])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(active(&unit), "{unit} is not active");
+    ok(&["task", "kill", "-s", "SIGKILL", &c.id]);
+    eventually("task stopped", || c.status() == "STOPPED");
+    ok(&["task", "delete", &c.id]);
+    eventually("the scope to go", || !active(&unit));
+    assert!(!Path::new("/sys/fs/cgroup/system.slice")
+        .join(&unit)
+        .exists());
+    c.finish();
+}
