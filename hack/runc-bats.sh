@@ -15,7 +15,8 @@
 # Offline: the busybox image runc's get-images.sh would download is made here from
 # busybox-static (the tests read it as testdata/busybox-amd64.tar.xz), and recvtty is
 # built from runc's vendored sources with Debian's Go (golang-go, installed if missing).
-# Environment: CGV2VM_TIMEOUT (default here 2400), BATS_ARGS (more bats arguments).
+# Environment: CGV2VM_TIMEOUT (default here 2400), BATS_FILTER (bats -f: a regex of the
+# test names to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -55,10 +56,11 @@ fi
 # get-images.sh fetches a Debian rootfs too (only some other files use it): a stand-in.
 [ -e "$td/debian-amd64.tar.xz" ] || cp "$td/busybox-amd64.tar.xz" "$td/debian-amd64.tar.xz"
 
-sd=()
+sd=() filter=()
 [ "$init" = systemd ] && sd=(RUNC_USE_SYSTEMD=1)
+[ -n "${BATS_FILTER:-}" ] && filter=(-f "$BATS_FILTER")
 echo "runc-bats: ${files[*]} of $SRC against $RT in the VM (init: $init)" >&2
 cd "$stage/src/tests/integration"
 exec bash "$ROOT/hack/cgv2-vm.sh" --init "$init" "$ROOT" -- \
   env RUNC="$stage/bin/$(basename "$RT")" "${sd[@]}" PATH="$PATH" \
-  bats -t ${BATS_ARGS:-} "${files[@]}"
+  bats -t "${filter[@]}" "${files[@]}"
