@@ -401,7 +401,9 @@ fn lifecycle_as_user_without_a_cgroup() {
         "{ex}"
     );
     // Only the caller's id is mapped: an exec as another user fails and says why.
-    let ex = rl.rt(&["exec", "-u", "1000", &id, "/bin/true"]).fails();
+    let ex = rl
+        .rt(&["exec", "-u", "1000", &id, "/bin/true"])
+        .exec_fails();
     if rl.ctx.rt.is_capsa() {
         assert!(
             ex.stderr.contains("process.user") && ex.stderr.contains("not mapped"),

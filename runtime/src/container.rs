@@ -90,9 +90,12 @@ impl Container {
         Cgroup::open(&self.saved.cgroup_path, false, &self.saved.id)
     }
 
-    /// In a forked child: drop our copy of the lock, leaving it to the parent.
-    pub fn close_in_child(self) {
-        self.dir.close_in_child();
+    /// Let go of the lock, keeping what create saved: for a command that goes on for a
+    /// long time (events) or may wait on the container's own processes (exec, whose new
+    /// process freezes in a paused container until `resume`, which needs the lock).
+    pub fn release(self) -> Saved {
+        drop(self.dir);
+        self.saved
     }
 
     fn bad_status(&self, status: Status, what: &str) -> Error {

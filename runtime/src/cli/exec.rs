@@ -60,13 +60,17 @@ pub struct ExecArgs {
     cgroup: Vec<String>,
 }
 
+/// exec's own failures exit 255, as runc's do, so a caller can tell them from the
+/// process' exit status.
+pub const FAILED: i32 = 255;
+
 pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
     let c = Container::load(&cli.root()?, &a.id, false)?;
     match c.status() {
         Status::Created | Status::Running => {}
         Status::Paused if a.ignore_paused => {}
         Status::Paused => anyhow::bail!(
-            "container \"{}\" is paused: exec needs --ignore-paused",
+            "container \"{}\": cannot exec in a paused container (use --ignore-paused to override)",
             a.id
         ),
         s => anyhow::bail!("container \"{}\" is {s}: cannot exec in it", a.id),

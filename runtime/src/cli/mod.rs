@@ -128,12 +128,15 @@ pub fn main() -> i32 {
     match dispatch(&cli, cmd) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let (msg, code) = match cmd {
+                Command::Exec(_) => (format!("exec failed: {e:#}"), exec::FAILED),
+                _ => (format!("{e:#}"), 1),
+            };
             if logging::logs_to_file(cli.log.as_deref()) {
                 tracing::error!("{msg}");
             }
             eprintln!("capsa: {msg}");
-            1
+            code
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::Result;
 /// The sync points one child goes through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shape {
-    /// exec: the first child says `Ready` (its state lock closed) before it is placed.
+    /// exec: the first child says `Ready` (non-dumpable) before it is placed.
     pub ready_first: bool,
     /// Two stages with a new user namespace: the first stage asks for its id maps.
     pub child_maps_ids: bool,
