@@ -349,3 +349,48 @@ fn cgroup_removed_when_create_fails() {
     ctx.create(&id, &b).fails();
     ctx.assert_nothing_left(&id, &b);
 }
+
+/// The host's cgroup2 line (`0::PATH`) of a process.
+fn unified_line(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// On a hybrid host (v1 controllers plus a cgroup2 mount) the container is placed in the
+/// cgroup2 hierarchy too, as runc does: the init and an exec'd process read the
+/// container's path on their `0::` line, and nothing is left there after delete.
+#[test]
+fn hybrid_host_places_in_cgroup2_too() {
+    let hybrid = cgroup::hierarchies()
+        .iter()
+        .any(|h| h.v2 && h.mount == std::path::Path::new("/sys/fs/cgroup/unified"));
+    if !hybrid {
+        integration::skip("not a hybrid cgroup host");
+        return;
+    }
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = running(&ctx, &b);
+    assert_eq!(unified_line(ctx.pid(&id)), b.cgroups_path(), "init");
+    let pidfile = ctx.path("exec.pid");
+    ctx.rt(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    assert_eq!(unified_line(pid), b.cgroups_path(), "exec");
+    ctx.delete_force(&id).ok();
+    assert!(
+        cgroup::existing_dirs(&b.cgroups_path()).is_empty(),
+        "cgroup removed by delete"
+    );
+}

@@ -260,3 +260,70 @@ fn update_changes_limits_in_the_cgroup() {
         cgroup::read(&pids, "pids.max") == "17"
     });
 }
+
+/// The host's view of a process' cgroup in the hierarchy whose controllers list (the
+/// middle field of /proc/PID/cgroup) names `ctrl` ("" for cgroup2's `0::` line).
+fn cgroup_of(pid: i32, ctrl: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| {
+        let mut it = l.splitn(3, ':');
+        let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
+        let hit = if ctrl.is_empty() {
+            ctrls.is_empty()
+        } else {
+            ctrls.split(',').any(|c| c == ctrl)
+        };
+        hit.then(|| path.to_string())
+    })
+}
+
+/// `exec -d --pid-file` of a sleeping process with `extra` flags; returns its pid.
+fn exec_sleeper(ctx: &Ctx, id: &str, extra: &[&str]) -> i32 {
+    let pidfile = ctx.path(&format!("exec-{}.pid", ctx.id()));
+    let pf = pidfile.to_str().unwrap();
+    let mut args = vec!["exec", "-d", "--pid-file", pf];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[id, "sleep", "1000"]);
+    ctx.rt(&args).ok();
+    std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .parse()
+        .expect("pid file is a number")
+}
+
+/// `exec --cgroup`: the process joins an existing sub-cgroup of the container's, named
+/// per controller on v1 (`memory:sub`) or alone on v2; a path outside the container's
+/// cgroup, a missing sub-cgroup or an unknown controller are exec's own failures.
+#[test]
+fn exec_cgroup_joins_a_sub_cgroup() {
+    let ctx = Ctx::new();
+    let (id, b) = sleeping(&ctx);
+    let path = b.cgroups_path();
+    let (ctrl, arg) = if is_unified() {
+        ("", "sub")
+    } else {
+        ("memory", "memory:sub")
+    };
+    std::fs::create_dir(
+        controller_dir(if ctrl.is_empty() { "pids" } else { ctrl }, &path).join("sub"),
+    )
+    .expect("mkdir the sub-cgroup");
+    let pid = exec_sleeper(&ctx, &id, &["--cgroup", arg]);
+    assert_eq!(cgroup_of(pid, ctrl), Some(format!("{path}/sub")), "{arg}");
+    // "/" is the container's own cgroup.
+    let pid = exec_sleeper(&ctx, &id, &["--cgroup", "/"]);
+    assert_eq!(
+        cgroup_of(pid, if ctrl.is_empty() { "" } else { "pids" }),
+        Some(path.clone())
+    );
+    let out = ctx
+        .rt(&["exec", "--cgroup", "..", &id, "true"])
+        .exec_fails();
+    assert!(out.all().contains(".. is not a sub cgroup path"), "{out}");
+    ctx.rt(&["exec", "--cgroup", "nonexistent", &id, "true"])
+        .exec_fails();
+    if !is_unified() {
+        ctx.rt(&["exec", "--cgroup", "whaaat:/", &id, "true"])
+            .exec_fails();
+    }
+}

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 
 pub mod delegation;
 mod hybrid_hugetlb;
+pub mod sub;
 mod v1_dirs;
 
 use v1_dirs::V1Dirs;
@@ -162,6 +163,28 @@ impl Cgroup {
             hybrid_hugetlb::apply(&self.path, pid, &hugepages)?;
         }
         Ok(())
+    }
+
+    /// `exec --cgroup`: place `pid` in an existing sub-cgroup of the container's.
+    pub fn enter_sub(&self, pid: i32, sub: &sub::SubCgroups) -> Result<()> {
+        if self.none {
+            return Err(no_cgroup("--cgroup"));
+        }
+        if let Some(v1) = &self.v1 {
+            return v1.place_sub(pid, sub);
+        }
+        let rel = match sub.for_controllers(&[]) {
+            Some(rel) => rel,
+            None => {
+                return Err(Error::Cgroup(
+                    "--cgroup: cgroup v2 has no per-controller paths: give PATH alone".into(),
+                ))
+            }
+        };
+        let own = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let procs = Path::new(ROOT).join(own).join(rel).join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string())
+            .map_err(|e| err(&format!("adding pid {pid} to"), &procs, e))
     }
 
     fn hybrid_hugepages(

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::sub::SubCgroups;
 use crate::{Error, Result};
 use capsa_linux::mountinfo::{self, MountEntry};
 
@@ -28,6 +29,9 @@ pub(super) const CONTROLLERS: &[&str] = &[
     "net_cls",
     "freezer",
 ];
+
+/// The named hierarchy systemd keeps on a v1 host.
+const SYSTEMD: &str = "name=systemd";
 
 struct Hierarchy {
     mount: PathBuf,
@@ -55,17 +59,26 @@ impl V1Dirs {
         let rel = path.strip_prefix("/").unwrap_or(path);
         let mut dirs: Vec<Hierarchy> = Vec::new();
         for m in mounts {
-            if m.fstype != "cgroup" {
-                continue;
-            }
-            let controllers: Vec<String> = m
-                .super_options
-                .split(',')
-                .filter(|o| CONTROLLERS.contains(o))
-                .map(String::from)
-                .collect();
+            let controllers: Vec<String> = match m.fstype.as_str() {
+                // Hybrid: the cgroup2 mount beside the v1 controllers. runc places the
+                // container there too, so its processes have a cgroup of their own in every
+                // hierarchy (`0::/<path>` in /proc/PID/cgroup), for exec as for the init.
+                "cgroup2" if m.root == "/" => Vec::new(),
+                // systemd's named hierarchy: runc joins it too, so every line of
+                // /proc/PID/cgroup names the container's cgroup.
+                "cgroup" => m
+                    .super_options
+                    .split(',')
+                    .filter(|o| CONTROLLERS.contains(o) || *o == SYSTEMD)
+                    .map(String::from)
+                    .collect(),
+                _ => continue,
+            };
+            let unified = m.fstype == "cgroup2";
             // A hierarchy mounted twice is one hierarchy.
-            if controllers.is_empty() || dirs.iter().any(|h| h.controllers == controllers) {
+            if (controllers.is_empty() && !unified)
+                || dirs.iter().any(|h| h.controllers == controllers)
+            {
                 continue;
             }
             let mount = PathBuf::from(&m.mount_point);
@@ -78,7 +91,8 @@ impl V1Dirs {
         V1Dirs { dirs }
     }
 
-    /// Create the directories and move `pid` into each.
+    /// Create the directories and move `pid` into each (systemd's named hierarchy and, on
+    /// a hybrid host, the cgroup2 mount too).
     pub fn place(&self, pid: i32) -> Result<()> {
         for h in &self.dirs {
             let dir = &h.dir;
@@ -88,6 +102,33 @@ impl V1Dirs {
             }
             let procs = dir.join("cgroup.procs");
             std::fs::write(&procs, pid.to_string()).map_err(|e| err("write", &procs, e))?;
+        }
+        Ok(())
+    }
+
+    /// `exec --cgroup`: move `pid` into existing sub-cgroups of the container's, the same
+    /// one in every hierarchy (`All`) or one per named controller (the others get the
+    /// container's own). Nothing is created: a missing sub-cgroup is an error, as in runc.
+    pub fn place_sub(&self, pid: i32, sub: &SubCgroups) -> Result<()> {
+        if let SubCgroups::PerController(list) = sub {
+            for (ctrl, _) in list {
+                let known = ctrl.is_empty() && self.dirs.iter().any(|h| h.controllers.is_empty())
+                    || self.has(ctrl);
+                if !known {
+                    return Err(Error::Cgroup(format!(
+                        "--cgroup: unknown controller {ctrl:?}"
+                    )));
+                }
+            }
+        }
+        for h in &self.dirs {
+            let dir = match sub.for_controllers(&h.controllers) {
+                Some(rel) => h.dir.join(rel),
+                None => h.dir.clone(),
+            };
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string())
+                .map_err(|e| err(&format!("adding pid {pid} to"), &procs, e))?;
         }
         Ok(())
     }
@@ -107,10 +148,12 @@ impl V1Dirs {
     /// Every process in the cgroup and its descendants (read from the devices hierarchy, or
     /// the first one, as runc does).
     pub fn pids(&self) -> Vec<i32> {
-        let Some(dir) = self
-            .dir_of("devices")
-            .or_else(|| self.dirs.first().map(|h| h.dir.as_path()))
-        else {
+        let Some(dir) = self.dir_of("devices").or_else(|| {
+            self.dirs
+                .iter()
+                .find(|h| h.controllers.iter().any(|c| c != SYSTEMD))
+                .map(|h| h.dir.as_path())
+        }) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -203,7 +246,8 @@ mod tests {
     use super::*;
 
     /// A v1 layout in a temp dir: cpu,cpuacct and cpuset and memory hierarchies (cpuset
-    /// mounted twice), a named one and a cgroup2 one that are not ours.
+    /// mounted twice), systemd's named one, another named one that is not ours, and a
+    /// cgroup2 one (hybrid).
     fn hierarchies(root: &Path) -> Vec<MountEntry> {
         let line = |id: u32, dir: &str, fstype: &str, opts: &str| {
             std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -218,6 +262,7 @@ mod tests {
             line(32, "cpuset-again", "cgroup", "cpuset"),
             line(33, "memory", "cgroup", "memory"),
             line(34, "systemd", "cgroup", "name=systemd"),
+            line(36, "other", "cgroup", "name=other"),
             line(35, "unified", "cgroup2", "nsdelegate"),
         ]
         .concat();
@@ -243,7 +288,13 @@ mod tests {
             let procs = t.path().join(h).join("parent/ctr/cgroup.procs");
             assert_eq!(std::fs::read_to_string(procs).unwrap(), "4242", "{h}");
         }
-        for skipped in ["cpuset-again", "systemd", "unified"] {
+        // Hybrid: the cgroup2 mount too, as runc.
+        let unified = t.path().join("unified/parent/ctr/cgroup.procs");
+        assert_eq!(std::fs::read_to_string(unified).unwrap(), "4242");
+        // systemd's named hierarchy too, as runc.
+        let named = t.path().join("systemd/parent/ctr/cgroup.procs");
+        assert_eq!(std::fs::read_to_string(named).unwrap(), "4242");
+        for skipped in ["cpuset-again", "other"] {
             assert!(!t.path().join(skipped).join("parent").exists(), "{skipped}");
         }
         // cpuset: cpus and mems filled down from the parent at each empty level.

@@ -6,6 +6,7 @@ use clap::Args;
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
 use super::Cli;
+use crate::cgroups::sub::SubCgroups;
 use crate::container::Container;
 use crate::process::exec::{exec, ExecOptions};
 use crate::state::Status;
@@ -55,7 +56,8 @@ pub struct ExecArgs {
     apparmor: Option<String>,
     #[arg(long = "process-label")]
     process_label: Option<String>,
-    /// Join a sub-cgroup of the container (not supported: an error if given)
+    /// Run the process in an existing sub-cgroup of the container: [CONTROLLER[,...]:]PATH
+    /// (repeatable, one per controller on cgroup v1)
     #[arg(long)]
     cgroup: Vec<String>,
 }
@@ -75,9 +77,7 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         ),
         s => anyhow::bail!("container \"{}\" is {s}: cannot exec in it", a.id),
     }
-    if !a.cgroup.is_empty() {
-        anyhow::bail!("--cgroup: joining a sub-cgroup is not supported yet");
-    }
+    let sub_cgroups = SubCgroups::parse(&a.cgroup)?;
     if a.preserve_fds < 0 {
         anyhow::bail!("--preserve-fds must not be negative");
     }
@@ -91,6 +91,7 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         foreground: !a.detach,
+        sub_cgroups,
     };
     let (pid, console) = exec(c, &opts)?;
     if a.detach {

@@ -25,6 +25,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use super::prepare::{self, ProcessPlan};
 use super::sync::{self, Shape, Steps};
 use super::{setup, stage};
+use crate::cgroups::sub::SubCgroups;
 use crate::cgroups::Cgroup;
 use crate::channel::{self, Channel, Msg};
 use crate::container::Container;
@@ -41,6 +42,8 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// Foreground: we will wait for the process, so it must come back to us.
     pub foreground: bool,
+    /// `--cgroup`: sub-cgroups of the container's to join instead of its own.
+    pub sub_cgroups: Option<SubCgroups>,
 }
 
 /// Start the process; returns its pid (host view) and, for a terminal in the foreground
@@ -113,6 +116,7 @@ fn exec_with(
     drop((child_ch, namespaces, consoles.child));
     let mut steps = ExecSteps {
         cgroup: &cgroup,
+        sub_cgroups: opts.sub_cgroups.as_ref(),
         saved: &saved,
         pid_file: opts.pid_file.as_ref(),
         first,
@@ -141,6 +145,7 @@ fn exec_with(
 /// The parent's side of each sync point of `exec`.
 struct ExecSteps<'a> {
     cgroup: &'a Cgroup,
+    sub_cgroups: Option<&'a SubCgroups>,
     saved: &'a Saved,
     pid_file: Option<&'a PathBuf>,
     first: i32,
@@ -160,7 +165,10 @@ impl ExecSteps<'_> {
 
 impl Steps for ExecSteps<'_> {
     fn place(&mut self, child: i32) -> Result<()> {
-        self.cgroup.enter(child, None)
+        match self.sub_cgroups {
+            Some(sub) => self.cgroup.enter_sub(child, sub),
+            None => self.cgroup.enter(child, None),
+        }
     }
 
     fn map_ids(&mut self, _: i32) -> Result<()> {
