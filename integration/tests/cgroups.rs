@@ -394,3 +394,58 @@ fn hybrid_host_places_in_cgroup2_too() {
         "cgroup removed by delete"
     );
 }
+
+/// A cgroup frozen before the container exists: `run -d` and `create` refuse it (the init
+/// would freeze the moment it is placed, and the runtime wait for it for ever) and leave
+/// nothing; runc's words are "container's cgroup unexpectedly frozen".
+#[test]
+fn create_in_a_frozen_cgroup_is_refused() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    b.write();
+    let (dir, file, frozen, thawed) = if is_unified() {
+        (
+            controller_dir("pids", &b.cgroups_path()),
+            "cgroup.freeze",
+            "1",
+            "0",
+        )
+    } else {
+        (
+            controller_dir("freezer", &b.cgroups_path()),
+            "freezer.state",
+            "FROZEN",
+            "THAWED",
+        )
+    };
+    std::fs::create_dir_all(&dir).expect("mkdir the cgroup");
+    std::fs::write(dir.join(file), frozen).expect("freeze it");
+    let dir_s = b.dir.to_str().unwrap().to_string();
+    for cmd in ["run", "create"] {
+        let id = ctx.id();
+        let mut args = vec![cmd, "--bundle", dir_s.as_str()];
+        if cmd == "run" {
+            args.push("-d");
+        }
+        args.push(&id);
+        let out = ctx.rt(&args).fails();
+        assert!(out.all().contains("cgroup unexpectedly frozen"), "{out}");
+        assert!(cgroup::procs(&dir).is_empty(), "{out}");
+        ctx.assert_not_exist(ctx.rt(&["state", &id]), &id);
+    }
+    let _ = std::fs::write(dir.join(file), thawed);
+}
+
+/// A second container in the cgroup of a running one: created, with runc's warning.
+#[test]
+fn create_in_a_non_empty_cgroup_warns() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    running(&ctx, &b);
+    let id = ctx.id();
+    let out = ctx.create(&id, &b).ok();
+    assert!(
+        out.all().contains("container's cgroup is not empty"),
+        "{out}"
+    );
+}

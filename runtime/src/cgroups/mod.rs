@@ -22,6 +22,7 @@ use crate::{Error, Result};
 
 pub mod delegation;
 mod hybrid_hugetlb;
+pub mod preflight;
 pub mod sub;
 mod v1_dirs;
 

@@ -298,7 +298,9 @@ fn open_cgroup(
             // Recorded before the cgroup exists: a create killed before it saved its state
             // leaves this, and `delete --force` removes the cgroup from it.
             cleanup.dir()?.record_cgroup(path)?;
-            Cgroup::open(path, opts.systemd_cgroup, &opts.id)
+            let cgroup = Cgroup::open(path, opts.systemd_cgroup, &opts.id)?;
+            cgroups::preflight::check(&cgroup, path)?;
+            Ok(cgroup)
         }
     }
 }
