@@ -17,6 +17,9 @@ fn stats_event_has_real_numbers() {
     let id = ctx.id();
     ctx.create_start(&id, &b);
     let out = ctx.rt(&["events", "--stats", &id]).ok();
+    // runc's key order: scripts match the start of the line.
+    let start = format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":");
+    assert!(out.stdout.starts_with(&start), "{out}");
     let ev: serde_json::Value =
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(ev["type"], "stats", "{ev}");
@@ -61,6 +64,8 @@ fn oom_event_when_over_the_memory_limit() {
         let ev: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
         if ev["type"] == "oom" {
+            // Exactly runc's line, which scripts grep for.
+            assert_eq!(line, format!("{{\"type\":\"oom\",\"id\":\"{id}\"}}"));
             seen_oom = true;
             break;
         }
