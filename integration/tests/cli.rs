@@ -107,14 +107,51 @@ fn spec_refuses_to_overwrite() {
     assert_eq!(std::fs::read_to_string(b.config_path()).unwrap(), before);
 }
 
+/// runc's shape, which scripts parse: `<name> version X.Y.Z`, `commit: ...`,
+/// `spec: X.Y.Z`, for `--version` and `-v`.
 #[test]
-fn version_names_the_spec() {
+fn version_in_runcs_shape() {
     let ctx = Ctx::new();
-    let out = ctx.rt(&["--version"]).ok();
-    assert!(
-        out.stdout.lines().any(|l| l.starts_with("spec: ")),
-        "runc's shape (a `spec:` line): {out}"
-    );
+    for flag in ["--version", "-v"] {
+        let out = ctx.rt(&[flag]).ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let semver = |s: &str| {
+            let v: Vec<&str> = s.split(['.', '+', '-', '~']).take(3).collect();
+            v.len() == 3 && v.iter().all(|n| n.parse::<u32>().is_ok())
+        };
+        let name = if ctx.rt.is_capsa() { "capsa" } else { "runc" };
+        let first = lines.first().copied().unwrap_or_default();
+        let v = first.strip_prefix(&format!("{name} version "));
+        assert!(v.is_some_and(semver), "first line: {out}");
+        assert!(
+            lines.get(1).is_some_and(|l| l.starts_with("commit:")),
+            "{out}"
+        );
+        let spec = lines.get(2).and_then(|l| l.strip_prefix("spec: "));
+        assert!(spec.is_some_and(semver), "{out}");
+    }
+}
+
+/// Every command has its help (`-h` and `--help`, exit 0, naming the command), and an
+/// unknown one is an error.
+#[test]
+fn help_for_every_command() {
+    let ctx = Ctx::new();
+    for cmd in [
+        "create", "start", "run", "state", "list", "kill", "delete", "exec", "pause", "resume",
+        "events", "ps", "update", "features", "spec",
+    ] {
+        for flag in ["-h", "--help"] {
+            let out = ctx.rt(&[cmd, flag]).ok();
+            assert!(out.stdout.contains(cmd), "{out}");
+        }
+    }
+    for flag in ["-h", "--help"] {
+        let out = ctx.rt(&[flag]).ok();
+        assert!(out.stdout.contains("exec"), "{out}");
+    }
+    let out = ctx.rt(&["foo", "-h"]);
+    assert!(!out.success(), "{out}");
 }
 
 #[test]

@@ -89,9 +89,12 @@ enum Command {
     Spec(spec::SpecArgs),
 }
 
+/// runc's shape: `<name> version X`, then `commit:` and `spec:` lines.
 const VERSION_TEXT: &str = concat!(
     "capsa version ",
     env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("CAPSA_COMMIT"),
     "\nspec: ",
     "1.2.0",
     "\nseccomp: built in (no libseccomp)\n"
