@@ -24,7 +24,9 @@ pub mod delegation;
 mod hybrid_hugetlb;
 pub mod preflight;
 pub mod sub;
+mod v1_devices;
 mod v1_dirs;
+pub mod v1_limits;
 
 use v1_dirs::V1Dirs;
 
@@ -214,35 +216,55 @@ impl Cgroup {
         if self.hybrid_hugepages(Some(&resources)).is_some() {
             resources.set_hugepage_limits(None);
         }
-        let opt = ControllerOpt {
-            resources: &resources,
-            disable_oom_killer: resources
-                .memory()
-                .as_ref()
-                .and_then(|m| m.disable_oom_killer())
-                .unwrap_or(false),
-            oom_score_adj: None,
-            freezer_state: None,
-        };
-        self.manager()?
-            .apply(&opt)
-            .map_err(|e| err("apply linux.resources to", &self.path, e))
+        let disable_oom_killer = resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false);
+        self.apply(&resources, disable_oom_killer, "apply linux.resources to")
     }
 
-    /// `capsa update`: apply new resources to the existing cgroup.
-    pub fn update(&self, path: &Path, resources: &LinuxResources) -> Result<()> {
-        let opt = ControllerOpt {
-            resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        };
+    /// `capsa update`: apply new resources to the existing cgroup (`resources.devices`:
+    /// the container's own rules, set again as the minimal change).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        self.apply(resources, false, "update resources of")
+    }
+
+    /// libcgroups' manager with what it applies as runc does; on v1, what it does not
+    /// (`v1_limits`) written after it.
+    fn apply(
+        &self,
+        resources: &LinuxResources,
+        disable_oom_killer: bool,
+        what: &str,
+    ) -> Result<()> {
+        let (rest, own) = match &self.v1 {
+            Some(_) => {
+                let rules = resources
+                    .devices()
+                    .as_ref()
+                    .map(|d| [d.clone(), v1_limits::default_device_rules()].concat());
+                let (rest, own) = v1_limits::split(resources, rules.as_deref())?;
+                (rest, Some(own))
+            }
+            None => (resources.clone(), None),
+        };
+        let opt = ControllerOpt {
+            resources: &rest,
+            disable_oom_killer,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
         self.manager()?
             .apply(&opt)
-            .map_err(|e| err("update resources of", path, e))
+            .map_err(|e| err(what, &self.path, e))?;
+        match (own, &self.v1) {
+            (Some(own), Some(v1)) => own.apply(|c| v1.dir_of(c).map(Path::to_path_buf)),
+            _ => Ok(()),
+        }
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {

@@ -138,7 +138,7 @@ impl V1Dirs {
         self.dir_of(controller).is_some()
     }
 
-    fn dir_of(&self, controller: &str) -> Option<&Path> {
+    pub fn dir_of(&self, controller: &str) -> Option<&Path> {
         self.dirs
             .iter()
             .find(|h| h.controllers.iter().any(|c| c == controller))
