@@ -16,6 +16,7 @@ pub mod image;
 pub mod leftovers;
 pub mod mountinfo;
 pub mod poll;
+pub mod probe;
 pub mod runtime;
 pub mod spec;
 

@@ -1,0 +1,191 @@
+//! seccomp as runc applies it, seen from inside the container (a static C probe makes raw
+//! syscalls and prints what the kernel answered): conditions on one argument ORed, the
+//! -ENOSYS answer to syscalls newer than the profile.
+
+use integration::probe::compile_static;
+use integration::{Bundle, Ctx};
+use serde_json::json;
+
+/// `name` compiled from `source` into the bundle's rootfs, run as the container's process.
+fn with_probe(b: Bundle, name: &str, source: &str) -> Bundle {
+    compile_static(source, &b.rootfs().join(name));
+    b.args(&[&format!("/{name}")])
+}
+
+const PRINT_RET: &str = r#"
+#include <errno.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+static int ret(long r) { return r < 0 ? -errno : (int)r; }
+"#;
+
+/// The lines the probe printed, as `name value` pairs.
+fn answers(out: &integration::Out) -> std::collections::HashMap<String, i32> {
+    out.stdout
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_string(), v.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Two conditions on one argument index are ORed (runc and crun); ANDed they could never
+/// both hold, and the rule would never match.
+#[test]
+fn conditions_on_one_argument_are_ored() {
+    let ctx = Ctx::new();
+    let source = format!(
+        "{PRINT_RET}int main(void) {{
+            printf(\"a %d\\n\", ret(syscall(SYS_getpgid, 1337)));
+            printf(\"b %d\\n\", ret(syscall(SYS_getpgid, 2020)));
+            printf(\"own %d\\n\", ret(syscall(SYS_getpgid, 0)));
+            return 0;
+        }}"
+    );
+    let b = with_probe(ctx.bundle(), "probe", &source).linux(
+        "seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{
+                "names": ["getpgid"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOANO,
+                "args": [
+                    { "index": 0, "value": 1337, "op": "SCMP_CMP_EQ" },
+                    { "index": 0, "value": 2020, "op": "SCMP_CMP_EQ" }
+                ]
+            }]
+        }),
+    );
+    let out = ctx.run(&b).ok();
+    let a = answers(&out);
+    assert_eq!(a.get("a"), Some(&-libc::ENOANO), "{out}");
+    assert_eq!(a.get("b"), Some(&-libc::ENOANO), "{out}");
+    assert!(a.get("own").is_some_and(|&p| p > 0), "{out}");
+}
+
+/// What a static probe, the runtime's last steps and runc's Go runtime need.
+const ALLOWED: &[&str] = &[
+    "access",
+    "arch_prctl",
+    "brk",
+    "capget",
+    "capset",
+    "chdir",
+    "clock_gettime",
+    "clock_nanosleep",
+    "clone",
+    "close",
+    "close_range",
+    "dup",
+    "dup2",
+    "dup3",
+    "epoll_create1",
+    "epoll_ctl",
+    "epoll_pwait",
+    "epoll_wait",
+    "eventfd2",
+    "execve",
+    "execveat",
+    "exit",
+    "exit_group",
+    "faccessat",
+    "faccessat2",
+    "fchdir",
+    "fchmod",
+    "fchown",
+    "fcntl",
+    "fstat",
+    "fstatfs",
+    "futex",
+    "getcwd",
+    "getdents64",
+    "getegid",
+    "geteuid",
+    "getgid",
+    "getgroups",
+    "getpid",
+    "getppid",
+    "getrandom",
+    "getrlimit",
+    "gettid",
+    "gettimeofday",
+    "getuid",
+    "ioctl",
+    "kill",
+    "lseek",
+    "madvise",
+    "mmap",
+    "mprotect",
+    "munmap",
+    "nanosleep",
+    "newfstatat",
+    "open",
+    "openat",
+    "pipe2",
+    "poll",
+    "ppoll",
+    "prctl",
+    "pread64",
+    "prlimit64",
+    "read",
+    "readlink",
+    "readlinkat",
+    "recvfrom",
+    "recvmsg",
+    "rseq",
+    "rt_sigaction",
+    "rt_sigprocmask",
+    "rt_sigreturn",
+    "sched_getaffinity",
+    "sched_yield",
+    "sendmsg",
+    "sendto",
+    "set_robust_list",
+    "set_tid_address",
+    "setgid",
+    "setgroups",
+    "setresgid",
+    "setresuid",
+    "setsid",
+    "setuid",
+    "sigaltstack",
+    "socket",
+    "stat",
+    "statx",
+    "tgkill",
+    "umask",
+    "uname",
+    "wait4",
+    "waitid",
+    "write",
+    "writev",
+];
+
+/// A syscall numbered past every syscall a refusing profile names gets ENOSYS (runc's
+/// filters), so programs fall back from a syscall newer than the profile; one below
+/// that the profile does not allow still gets the default errno.
+#[test]
+fn a_syscall_newer_than_the_profile_gets_enosys() {
+    let ctx = Ctx::new();
+    let source = format!(
+        "{PRINT_RET}int main(void) {{
+            printf(\"past %d\\n\", ret(syscall(1000, 0, 0, 0)));
+            printf(\"unlisted %d\\n\", ret(syscall(SYS_getpgid, 0)));
+            return 0;
+        }}"
+    );
+    let b = with_probe(ctx.bundle(), "probe", &source).linux(
+        "seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": ALLOWED, "action": "SCMP_ACT_ALLOW" }]
+        }),
+    );
+    let out = ctx.run(&b).ok();
+    let a = answers(&out);
+    assert_eq!(a.get("past"), Some(&-libc::ENOSYS), "{out}");
+    assert_eq!(a.get("unlisted"), Some(&-libc::EPERM), "{out}");
+}
