@@ -18,6 +18,7 @@ pub mod mountinfo;
 pub mod poll;
 pub mod probe;
 pub mod runtime;
+pub mod seccomp_agent;
 pub mod spec;
 
 pub use bundle::Bundle;

@@ -1,10 +1,12 @@
 //! seccomp as runc applies it, seen from inside the container (a static C probe makes raw
 //! syscalls and prints what the kernel answered): conditions on one argument ORed, the
-//! -ENOSYS answer to syscalls newer than the profile.
+//! -ENOSYS answer to syscalls newer than the profile, startContainer hooks under the
+//! filter, and the notify listener handed to the agent for `exec` as for `create`.
 
 use integration::probe::compile_static;
+use integration::seccomp_agent::Agent;
 use integration::{Bundle, Ctx};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// `name` compiled from `source` into the bundle's rootfs, run as the container's process.
 fn with_probe(b: Bundle, name: &str, source: &str) -> Bundle {
@@ -188,4 +190,104 @@ fn a_syscall_newer_than_the_profile_gets_enosys() {
     let a = answers(&out);
     assert_eq!(a.get("past"), Some(&-libc::ENOSYS), "{out}");
     assert_eq!(a.get("unlisted"), Some(&-libc::EPERM), "{out}");
+}
+
+/// startContainer hooks run in the container with its seccomp filter loaded (runc), with
+/// and without noNewPrivileges: a hook making a killed syscall fails the start.
+#[test]
+fn start_container_hooks_run_under_the_filter() {
+    for nnp in [true, false] {
+        let ctx = Ctx::new();
+        let b = ctx
+            .bundle()
+            .with(|s| s["process"]["noNewPrivileges"] = json!(nnp))
+            .linux(
+                "seccomp",
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL" }]
+                }),
+            )
+            .hook(
+                "startContainer",
+                json!({ "path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/hooked"] }),
+            );
+        let out = ctx.run(&b);
+        assert!(
+            !out.success(),
+            "noNewPrivileges {nnp}: the hook ran unfiltered: {out}"
+        );
+        assert!(
+            !b.rootfs().join("tmp/hooked").exists(),
+            "noNewPrivileges {nnp}"
+        );
+    }
+}
+
+/// `exec` into a container whose filter has a NOTIFY rule: the new process' listener
+/// goes to the agent with the container process state, as create's does, and the agent
+/// answers the process' syscalls.
+#[test]
+fn exec_hands_the_notify_listener_to_the_agent() {
+    for nnp in [true, false] {
+        let ctx = Ctx::new();
+        let agent = Agent::start(&ctx.path("agent.sock"), libc::ENOMEDIUM);
+        let b = ctx
+            .bundle()
+            .args(&["/bin/sleep", "1000"])
+            .with(|s| s["process"]["noNewPrivileges"] = json!(nnp))
+            .linux(
+                "seccomp",
+                json!({
+                    "defaultAction": "SCMP_ACT_ALLOW",
+                    "listenerPath": agent.path,
+                    "listenerMetadata": "tests",
+                    "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+                }),
+            );
+        let id = ctx.id();
+        ctx.create_start(&id, &b);
+        let init = ctx.pid(&id);
+        let out = ctx.rt(&["exec", &id, "mkdir", "/tmp/x"]);
+        assert_eq!(out.code(), Some(1), "noNewPrivileges {nnp}: {out}");
+        assert!(
+            out.all().contains("No medium found"),
+            "the agent's answer: {out}"
+        );
+        let states = agent.states();
+        assert_eq!(states.len(), 2, "create's and exec's listeners: {states:?}");
+        let exec: &Value = &states[1];
+        assert_eq!(exec["fds"], json!(["seccompFd"]), "{exec}");
+        assert_eq!(exec["metadata"], "tests", "{exec}");
+        assert_eq!(exec["state"]["id"], id.as_str(), "{exec}");
+        assert_ne!(
+            exec["pid"],
+            json!(init),
+            "the exec'd process, not the init: {exec}"
+        );
+    }
+}
+
+/// No agent at listenerPath: create fails with runc's words and leaves nothing.
+#[test]
+fn no_agent_fails_create_clearly() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().linux(
+        "seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": ctx.path("nobody.sock"),
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }]
+        }),
+    );
+    let id = ctx.id();
+    let out = ctx.create(&id, &b).fails();
+    assert!(
+        out.all().contains("failed to connect with seccomp agent"),
+        "{out}"
+    );
+    ctx.assert_nothing_left(&id, &b);
 }

@@ -113,12 +113,19 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
 }
 
 /// After `create`: wait for `start`, run the startContainer hooks, exec.
-fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, w: Waiting, sys: &dyn Syscall) -> Error {
+fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, mut w: Waiting, sys: &dyn Syscall) -> Error {
     if let Err(e) = wait_for_start(fifo) {
         return e;
     }
     if let (Some(state), Some(h)) = (&w.hook_state, hooks) {
-        if let Err(e) = hooks::run_all("startContainer", h.start_container().as_ref(), state) {
+        let start_hooks = h.start_container().as_ref().filter(|v| !v.is_empty());
+        if start_hooks.is_some() {
+            // The hooks run in the container: under its seccomp filter, as in runc.
+            if let Err(e) = w.exec.load_seccomp_now(sys) {
+                return e;
+            }
+        }
+        if let Err(e) = hooks::run_all("startContainer", start_hooks, state) {
             return e;
         }
     }

@@ -62,8 +62,19 @@ pub fn prepare<'f>(
     })
 }
 
+impl Ready<'_> {
+    /// Load a filter that would wait for execve now: startContainer hooks run under the
+    /// container's filter (runc), and they run before the exec.
+    pub fn load_seccomp_now(&mut self, sys: &dyn Syscall) -> Result<()> {
+        match self.late_seccomp.take() {
+            Some(filter) => filter.load_with(sys).map(drop).map_err(Error::Seccomp),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A late seccomp filter, then execve; returns only the error. Nothing of ours runs
-/// filtered but the exec itself.
+/// filtered but the exec itself (and startContainer hooks, see `load_seccomp_now`).
 pub fn exec(ready: Ready, sys: &dyn Syscall) -> Error {
     if let Some(filter) = ready.late_seccomp {
         if let Err(e) = filter.load_with(sys) {

@@ -99,7 +99,7 @@ pub enum SeccompError {
     },
     #[error("loading the seccomp filter: thread {0} could not be synchronised (TSYNC)")]
     ThreadSync(libc::c_long),
-    #[error("seccomp listener {path}: {what}")]
+    #[error("seccomp listener {path}: {what}: {source}")]
     Listener {
         path: PathBuf,
         what: &'static str,
