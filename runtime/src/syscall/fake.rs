@@ -73,6 +73,11 @@ pub enum Call {
         put_old: String,
     },
     Chroot(String),
+    /// fchown of descriptor `fd` to `uid` (group unchanged).
+    FdChown {
+        fd: RawFd,
+        uid: u32,
+    },
     Chdir(String),
     Mknod {
         path: String,
@@ -358,6 +363,13 @@ impl Syscall for Recorder {
             gid: gid.map(|g| g.as_raw()),
         })
     }
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()> {
+        self.record(Call::FdChown {
+            fd,
+            uid: uid.as_raw(),
+        })
+    }
+
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()> {
         self.record(Call::WriteProc {
             path: path.to_string_lossy().into_owned(),

@@ -374,6 +374,10 @@ impl Syscall for Linux {
         )
     }
 
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()> {
+        nix::unistd::fchown(fd, Some(uid), None)
+    }
+
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()> {
         let fd = open_path(path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW)?;
         let fs = nix::sys::statfs::fstatfs(&fd)?;

@@ -132,6 +132,8 @@ pub trait Syscall {
         uid: Option<Uid>,
         gid: Option<Gid>,
     ) -> nix::Result<()>;
+    /// fchown(2) of an open descriptor to `uid`, its group left as it is.
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()>;
     /// Write `value` to a file of procfs, checking that the opened file is on procfs, so
     /// a mount over /proc cannot redirect the write (CVE-2019-16884, CVE-2025-52881).
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()>;
