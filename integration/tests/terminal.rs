@@ -178,3 +178,20 @@ fn the_pty_belongs_to_the_process_user() {
     let exec = read_master(sock.master(), Some(":620"));
     assert!(exec.contains("owner=1000:5:620"), "exec -t: {exec:?}");
 }
+
+/// `exec -p` with a process.json that has no `user`: it runs as 0:0, as runc and crun
+/// accept it.
+#[test]
+fn exec_process_json_without_user_runs_as_root() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    let p = ctx.path("process.json");
+    ctx.write(
+        &p,
+        r#"{"args": ["/bin/sh", "-c", "id -u; id -g"], "cwd": "/", "env": ["PATH=/bin"]}"#,
+    );
+    let out = ctx.rt(&["exec", "-p", p.to_str().unwrap(), &id]).ok();
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["0", "0"], "{out}");
+}

@@ -110,8 +110,14 @@ fn build_process(c: &Container, a: &ExecArgs) -> anyhow::Result<Process> {
     let mut p = match &a.process {
         Some(f) => {
             let data = std::fs::read(f).map_err(|e| Error::io("read --process", f, e))?;
-            serde_json::from_slice::<Process>(&data)
-                .map_err(|e| anyhow::anyhow!("--process {}: {e}", f.display()))?
+            let bad = |e: serde_json::Error| anyhow::anyhow!("--process {}: {e}", f.display());
+            let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(bad)?;
+            // Without `user` the process runs as 0:0, as runc and crun take it.
+            if let Some(obj) = v.as_object_mut() {
+                obj.entry("user")
+                    .or_insert_with(|| serde_json::json!({ "uid": 0, "gid": 0 }));
+            }
+            serde_json::from_value::<Process>(v).map_err(bad)?
         }
         None => {
             if a.command.is_empty() {
