@@ -218,6 +218,11 @@ fn start_container_hooks_run_under_the_filter() {
             !out.success(),
             "noNewPrivileges {nnp}: the hook ran unfiltered: {out}"
         );
+        // runc's words, which its own suite looks for.
+        assert!(
+            out.all().contains("error running hook") && out.all().contains("bad system call"),
+            "{out}"
+        );
         assert!(
             !b.rootfs().join("tmp/hooked").exists(),
             "noNewPrivileges {nnp}"

@@ -166,8 +166,21 @@ fn make_target(
                 .map_err(|e| merr(i, dest, "stat", e))?;
             match st.st_mode & libc::S_IFMT {
                 libc::S_IFDIR => {}
-                libc::S_IFLNK => return Err(refuse(i, dest, typ, "mount point is a symlink")),
-                _ => return Err(refuse(i, dest, typ, "mount point is not a directory")),
+                // runc's words first ("must be mounted on ordinary directory").
+                libc::S_IFLNK => {
+                    return Err(refuse(
+                        i,
+                        dest,
+                        typ,
+                        "must be mounted on ordinary directory (the mount point is a symlink)",
+                    ))
+                }
+                _ => return Err(refuse(
+                    i,
+                    dest,
+                    typ,
+                    "must be mounted on ordinary directory (the mount point is not a directory)",
+                )),
             }
         }
     }
