@@ -95,6 +95,27 @@ fn spec_writes_a_config_that_runs() {
     assert_eq!(out.out(), "spec-ok");
 }
 
+/// `spec` gives a cgroup namespace only on a pure cgroup v2 host, as runc: on a v1 or
+/// hybrid host the container sees the host's cgroup paths (runc 1.1 never adds one).
+#[test]
+fn spec_cgroup_namespace_only_on_cgroup_v2() {
+    let ctx = Ctx::new();
+    let dir = ctx.mkdir("specdir");
+    ctx.rt(&["spec", "--bundle", dir.to_str().unwrap()]).ok();
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cgroupns = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    if integration::cgroup::is_unified() {
+        assert!(cgroupns || !ctx.rt.is_capsa(), "{spec}");
+    } else {
+        assert!(!cgroupns, "{spec}");
+    }
+}
+
 #[test]
 fn spec_refuses_to_overwrite() {
     let ctx = Ctx::new();

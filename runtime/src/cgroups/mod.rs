@@ -374,7 +374,7 @@ fn pidns_members(init: i32) -> Vec<i32> {
     pids
 }
 
-fn is_unified() -> bool {
+pub(crate) fn is_unified() -> bool {
     nix::sys::statfs::statfs(ROOT)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
