@@ -37,6 +37,32 @@ fn default_mounts_are_present() {
     );
 }
 
+/// A read-only /dev (runc#3248) is made read-only last: /dev/pts and the device nodes
+/// still go into it, and it keeps its own flags.
+#[test]
+fn read_only_dev_still_gets_its_mounts_and_nodes() {
+    let ctx = Ctx::new();
+    let out = ctx
+        .sh_in(
+            "cat /proc/self/mountinfo; [ -c /dev/null ] && echo null-ok",
+            |b| {
+                b.with(|s| {
+                    for m in s["mounts"].as_array_mut().unwrap() {
+                        if m["destination"] == "/dev" {
+                            m["options"].as_array_mut().unwrap().push(json!("ro"));
+                        }
+                    }
+                })
+            },
+        )
+        .ok();
+    let dev = mountinfo::find(&out.stdout, "/dev").unwrap_or_else(|| panic!("{out}"));
+    assert!(dev.has_opt("ro") && dev.has_opt("nosuid"), "{dev:?}");
+    let pts = mountinfo::find(&out.stdout, "/dev/pts").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(pts.fstype, "devpts");
+    assert!(out.stdout.contains("null-ok"), "{out}");
+}
+
 #[test]
 fn tmpfs_with_options() {
     let ctx = Ctx::new();

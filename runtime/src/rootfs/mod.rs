@@ -124,7 +124,8 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
     sys.chdir(Path::new("/")).ctx(|| "chdir /".into())
 }
 
-/// After pivot: masked and readonly paths, propagation, read-only root.
+/// After pivot: masked and readonly paths, read-only tmpfs mounts (a read-only /dev),
+/// propagation, read-only root.
 pub fn finalize(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     if let Some(linux) = spec.linux() {
         for p in linux.masked_paths().as_deref().unwrap_or_default() {
@@ -132,6 +133,11 @@ pub fn finalize(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
         }
         for p in linux.readonly_paths().as_deref().unwrap_or_default() {
             paths::make_readonly(Path::new(p), sys)?;
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if mounts::read_only_last(m) {
+            mounts::remount_read_only_last(m, i, sys)?;
         }
     }
     if let Some(prop) = root_propagation(spec)? {

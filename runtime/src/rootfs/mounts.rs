@@ -52,6 +52,10 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
     if !opts.is_bind() {
         flags.remove(MsFlags::MS_REC);
     }
+    if read_only_last(m) {
+        // Mounts and device nodes still go below it: read-only in `rootfs::finalize`.
+        flags.remove(MsFlags::MS_RDONLY);
+    }
     let data = opts.data();
     let res = ctx.sys.mount(
         source.as_deref(),
@@ -104,6 +108,27 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         }
     }
     Ok(())
+}
+
+/// A read-only tmpfs (a read-only /dev, runc#3248) is mounted read-write and made
+/// read-only last, as runc does: /dev/pts, /dev/shm and the device nodes go into it first.
+pub fn read_only_last(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("tmpfs")
+        && MountOptions::parse(m.options().as_deref().unwrap_or_default())
+            .flags
+            .contains(MsFlags::MS_RDONLY)
+}
+
+/// After pivot_root: the `read_only_last` mounts made read-only, keeping their own flags.
+pub fn remount_read_only_last(m: &Mount, i: usize, sys: &dyn Syscall) -> Result<()> {
+    let dest = m.destination();
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
+    let fd = crate::syscall::open_path(
+        dest,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_DIRECTORY,
+    )
+    .map_err(|e| merr(i, dest, "open", e))?;
+    remount_bind(&fd, opts.flags & REMOUNT_FLAGS, sys).map_err(|e| merr(i, dest, "remount ro", e))
 }
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user
