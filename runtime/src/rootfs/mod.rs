@@ -109,6 +109,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
     sys.fchdir(dir.as_fd()).ctx(|| "chdir to rootfs".into())?;
     let here = Path::new(".");
     if no_pivot {
+        hide_full_proc_and_sys(rootfs, sys)?;
         sys.mount(Some(here), Path::new("/"), None, MsFlags::MS_MOVE, None)
             .ctx(|| "move rootfs to /".into())?;
         sys.chroot(here).ctx(|| "chroot".into())?;
@@ -122,6 +123,43 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
             .ctx(|| "detach old root".into())?;
     }
     sys.chdir(Path::new("/")).ctx(|| "chdir /".into())
+}
+
+/// --no-pivot leaves the old root in our mount namespace, under the chroot. The kernel
+/// lets a process that makes a user and pid namespace mount a new procfs or sysfs only
+/// where a full one is visible: the host's would do, and that procfs has no masked
+/// paths. So, as runc does, every full procfs and sysfs outside the rootfs is detached
+/// (or covered with a tmpfs where it may not be) before the move.
+fn hide_full_proc_and_sys(rootfs: &Path, sys: &dyn Syscall) -> Result<()> {
+    use nix::errno::Errno;
+    for m in capsa_linux::mountinfo::read() {
+        let point = Path::new(&m.mount_point);
+        if m.root != "/"
+            || !matches!(m.fstype.as_str(), "proc" | "sysfs")
+            || point.starts_with(rootfs)
+        {
+            continue;
+        }
+        // No unmount may reach the host.
+        match sys.mount(None, point, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None) {
+            // A parent of it is gone already.
+            Err(Errno::ENOENT) => continue,
+            r => r.ctx(|| format!("--no-pivot: make {} slave", m.mount_point))?,
+        }
+        match sys.umount2(point, MntFlags::MNT_DETACH) {
+            Err(Errno::EINVAL | Errno::EPERM) => sys
+                .mount(
+                    Some(Path::new("tmpfs")),
+                    point,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None,
+                )
+                .ctx(|| format!("--no-pivot: cover {}", m.mount_point))?,
+            r => r.ctx(|| format!("--no-pivot: detach {}", m.mount_point))?,
+        }
+    }
+    Ok(())
 }
 
 /// After pivot: masked and readonly paths, read-only tmpfs mounts (a read-only /dev),
