@@ -28,6 +28,7 @@ pub struct Args<'a> {
     /// The exec fifo: `start` writes to it.
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
+    pub bind_sources: &'a rootfs::BindSources,
     pub opts: &'a CreateOptions,
     pub sys: &'a dyn Syscall,
 }
@@ -89,6 +90,7 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
         bundle: &a.bundle.dir,
         in_userns: a.plan.in_userns(),
         new_cgroupns: a.plan.new_cgroup,
+        bind_sources: a.bind_sources,
         sys,
     };
     rootfs::prepare(&ctx)?;
@@ -341,6 +343,7 @@ mod tests {
             channel: ours,
             fifo,
             console: None,
+            bind_sources: &Default::default(),
             opts: &opts,
             sys: &sys,
         };
@@ -521,6 +524,7 @@ mod tests {
             channel: ours,
             fifo: tempfile::tempfile().unwrap().into(),
             console: None,
+            bind_sources: &Default::default(),
             opts: &opts,
             sys: &sys,
         };

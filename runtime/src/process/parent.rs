@@ -19,6 +19,7 @@ use crate::cgroups::{self, Cgroup, Prefetch};
 use crate::channel;
 use crate::error::SysContext;
 use crate::namespaces::Plan;
+use crate::rootfs;
 use crate::spec::Bundle;
 use crate::state::{self, ContainerDir, Saved, Status};
 use crate::syscall::{Forked, Linux, Syscall};
@@ -58,6 +59,11 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let cgroup_path = cgroups::path_for(spec, &opts.id);
     let resources = resources_for(spec, opts.rootless);
     let cgroup = open_cgroup(&cleanup, &cgroup_path, opts, resources.as_ref())?;
+    // Rootless, the sources are the caller's own, and open_tree needs privilege.
+    let bind_sources = match plan.new_user && !opts.rootless {
+        true => rootfs::BindSources::open(spec, &bundle.dir)?,
+        false => rootfs::BindSources::default(),
+    };
     if opts.foreground && plan.two_stage {
         // The init will be a grandchild: let it be reparented to us, so `run` can wait.
         sys.set_child_subreaper()
@@ -82,13 +88,14 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
                 channel: child_ch,
                 fifo,
                 console: consoles.child,
+                bind_sources: &bind_sources,
                 opts,
                 sys,
             })
         }
         Forked::Parent(pid) => pid.as_raw(),
     };
-    drop((child_ch, fifo, consoles.child));
+    drop((child_ch, fifo, consoles.child, bind_sources));
     cleanup.pids.push(first);
     let no_cgroup = cgroup.is_none();
     cleanup.cgroup = Some((cgroup, cgroup_path.clone()));

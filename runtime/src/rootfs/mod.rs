@@ -32,7 +32,51 @@ pub struct RootfsContext<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub new_cgroupns: bool,
+    /// Bind sources opened by `create` before the user namespace (`BindSources::open`).
+    pub bind_sources: &'a BindSources,
     pub sys: &'a dyn Syscall,
+}
+
+/// The sources of the config's bind mounts, opened by `create` with the host's
+/// credentials before the init enters a new user namespace, whose root may not be able
+/// to reach them (a 0700 directory of the host's root), as runc does: detached copies
+/// (open_tree) that the init moves onto their targets. Indexed as `mounts`; empty
+/// without a new user namespace.
+#[derive(Default)]
+pub struct BindSources(Vec<Option<std::os::fd::OwnedFd>>);
+
+impl BindSources {
+    pub fn open(spec: &Spec, bundle: &Path) -> Result<BindSources> {
+        let mut v = Vec::new();
+        for (i, m) in spec.mounts().iter().flatten().enumerate() {
+            let opts = options::MountOptions::parse(m.options().as_deref().unwrap_or_default());
+            let fd = match m.source() {
+                Some(src) if opts.is_bind() && m.typ().as_deref() != Some("cgroup") => {
+                    let path = bundle.join(src);
+                    // A detached copy: the init attaches it in its own mount namespace,
+                    // where a plain descriptor of ours could not be bind-mounted from.
+                    let recursive = opts.flags.contains(MsFlags::MS_REC);
+                    let fd = crate::syscall::open_tree_clone(&path, recursive).map_err(|e| {
+                        Error::mount(
+                            format!("mounts[{i}]"),
+                            m.destination(),
+                            format!("open bind source {}", path.display()),
+                            e,
+                        )
+                    })?;
+                    Some(fd)
+                }
+                _ => None,
+            };
+            v.push(fd);
+        }
+        Ok(BindSources(v))
+    }
+
+    /// The descriptor of `mounts[i]`'s source, if it was opened.
+    pub fn get(&self, i: usize) -> Option<&std::os::fd::OwnedFd> {
+        self.0.get(i).and_then(Option::as_ref)
+    }
 }
 
 fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {

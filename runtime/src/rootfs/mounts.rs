@@ -40,13 +40,18 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, root, i, dest, &opts);
     }
-    let source = m.source().as_ref().map(|s| {
-        if opts.is_bind() && s.is_relative() {
-            ctx.bundle.join(s)
-        } else {
-            s.clone()
-        }
-    });
+    let opened = ctx.bind_sources.get(i);
+    let source = match opened {
+        // Opened by `create` before the user namespace: mounted through its descriptor.
+        Some(fd) => Some(fd_path(fd)),
+        None => m.source().as_ref().map(|s| {
+            if opts.is_bind() && s.is_relative() {
+                ctx.bundle.join(s)
+            } else {
+                s.clone()
+            }
+        }),
+    };
     let target = make_target(root, i, dest, &opts, source.as_deref(), typ)?;
     let mut flags = opts.flags;
     if !opts.is_bind() {
@@ -57,13 +62,16 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         flags.remove(MsFlags::MS_RDONLY);
     }
     let data = opts.data();
-    let res = ctx.sys.mount(
-        source.as_deref(),
-        &fd_path(&target),
-        Some(typ),
-        flags,
-        data.as_deref(),
-    );
+    let res = match opened {
+        Some(tree) => ctx.sys.move_mount(tree.as_fd(), target.as_fd()),
+        None => ctx.sys.mount(
+            source.as_deref(),
+            &fd_path(&target),
+            Some(typ),
+            flags,
+            data.as_deref(),
+        ),
+    };
     match res {
         Ok(()) => {}
         // Without its own network namespace a user namespace may not mount sysfs: bind it.

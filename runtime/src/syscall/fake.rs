@@ -73,6 +73,10 @@ pub enum Call {
         put_old: String,
     },
     Chroot(String),
+    /// A detached tree moved onto `target` (the path the descriptor names).
+    MoveMount {
+        target: String,
+    },
     /// fchown of descriptor `fd` to `uid` (group unchanged).
     FdChown {
         fd: RawFd,
@@ -363,6 +367,12 @@ impl Syscall for Recorder {
             gid: gid.map(|g| g.as_raw()),
         })
     }
+    fn move_mount(&self, _from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
+        self.record(Call::MoveMount {
+            target: fd_real(to),
+        })
+    }
+
     fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()> {
         self.record(Call::FdChown {
             fd,
