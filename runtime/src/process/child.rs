@@ -97,6 +97,9 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     rootfs::mount_all(&ctx)?;
     ch.send(&Msg::Mounted)?; // sync 2
     let hook_state = ch.expect_hooks_done()?;
+    // createContainer hooks run from the rootfs, as in runc (they use relative paths).
+    sys.chdir(&a.bundle.rootfs)
+        .ctx(|| format!("chdir {}", a.bundle.rootfs.display()))?;
     run_hooks("createContainer", spec, hook_state.as_deref(), |h| {
         h.create_container().as_ref()
     })?;
