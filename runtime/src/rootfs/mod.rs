@@ -6,6 +6,7 @@
 //! the image, or swapped during set-up, cannot send a mount outside the container
 //! (CVE-2021-30465, CVE-2024-45310, CVE-2025-52565 class).
 
+mod copyup;
 mod devices;
 mod inroot;
 mod mounts;

@@ -8,6 +8,7 @@ use capsa_linux::mountinfo;
 use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
 
+use super::copyup;
 use super::inroot::InRoot;
 use super::options::{MountOptions, REMOUNT_FLAGS};
 use super::paths::fd_path;
@@ -62,6 +63,11 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         flags.remove(MsFlags::MS_RDONLY);
     }
     let data = opts.data();
+    // tmpcopyup: what the tmpfs will cover, opened before it does.
+    let covered = (opts.tmpcopyup && typ == "tmpfs")
+        .then(|| copyup::open_dir(&target))
+        .transpose()
+        .map_err(|e| merr(i, dest, "tmpcopyup: open the directory", e))?;
     let res = match opened {
         Some(tree) => ctx.sys.move_mount(tree.as_fd(), target.as_fd()),
         None => ctx.sys.mount(
@@ -95,6 +101,13 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         }
     }
     drop(target);
+    if let Some(covered) = covered {
+        let top = root
+            .resolve(dest)
+            .and_then(|fd| copyup::open_dir(&fd).map_err(std::io::Error::from))
+            .map_err(|e| merr(i, dest, "tmpcopyup: open the tmpfs", e))?;
+        copyup::copy_dir(&covered, &top, ctx.sys).map_err(|e| merr(i, dest, "tmpcopyup", e))?;
+    }
     let needs_remount = opts.is_bind() && flags.intersects(REMOUNT_FLAGS);
     if needs_remount || !opts.propagation.is_empty() || opts.rec_set | opts.rec_clr != 0 {
         let top = root

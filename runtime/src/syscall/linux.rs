@@ -460,6 +460,16 @@ pub fn open_path(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).map(owned)
 }
 
+/// openat(2) relative to `dir`, the descriptor owned (close-on-exec added).
+pub fn open_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlag,
+    mode: Mode,
+) -> nix::Result<OwnedFd> {
+    nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_CLOEXEC, mode).map(owned)
+}
+
 /// Open the peer (slave) of a pty master by descriptor, never by path (CVE-2025-52565).
 pub fn pty_peer(master: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     const TIOCGPTPEER: libc::c_ulong = 0x5441;

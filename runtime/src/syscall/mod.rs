@@ -28,8 +28,8 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Pid, Uid};
 
 pub use linux::{
-    detached_overlay, die_with_parent, exit_now, get_winsize, memfd_sealed_copy, open_path,
-    open_tree_clone, pidfd_open, pty_peer, seccomp_flag_supported, set_controlling_tty,
+    detached_overlay, die_with_parent, exit_now, get_winsize, memfd_sealed_copy, open_at,
+    open_path, open_tree_clone, pidfd_open, pty_peer, seccomp_flag_supported, set_controlling_tty,
     set_winsize, unlockpt, Linux,
 };
 
