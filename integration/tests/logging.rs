@@ -166,6 +166,8 @@ fn debug_logs_for_exec() {
     ctx.create_start(&id, &b);
     let out = ctx.rt(&["--debug", "exec", &id, "true"]).ok();
     assert!(out.stderr.contains("level=debug"), "{out}");
+    // The process' own steps are logged, not only the runtime's (runc: "setns_init").
+    assert!(out.stderr.contains("about to exec"), "{out}");
     let log = ctx.path("exec.log");
     let out = ctx
         .rt(&[

@@ -45,6 +45,7 @@ pub fn init(a: Args) -> ! {
         }
     };
     // Closing our end tells `create` it may go: we no longer depend on it.
+    tracing::debug!("init: closing the pipe to signal completion");
     drop(a.channel);
     let err = start(&a.fifo, a.bundle.spec.hooks().as_ref(), ready, a.sys);
     eprintln!("capsa: {err}");
@@ -66,6 +67,7 @@ pub struct Waiting<'a> {
 fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     let (ch, sys, spec) = (&a.channel, a.sys, &a.bundle.spec);
     let process = process_of(spec)?;
+    tracing::debug!("init: set-up starts (runc: child process in init())");
     // Die with `capsa create`.
     sys.set_pdeathsig(Some(Signal::SIGKILL))
         .ctx(|| "set parent death signal".into())?;

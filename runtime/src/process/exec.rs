@@ -215,6 +215,7 @@ fn run_child(
 ) -> Result<std::convert::Infallible> {
     first_stage(ch, namespaces, sys)?;
     // The process, in every namespace of the container.
+    tracing::debug!("exec: set-up starts (runc: child process in init())");
     let pty = match &console {
         Some(sock) => {
             let size = process
@@ -228,6 +229,7 @@ fn run_child(
     let ready = setup::prepare(process, plan, pty, opts.preserve_fds, ch, sys)?;
     ch.send(&Msg::Created)?; // sync 3
     ch.expect(Msg::Ack)?;
+    tracing::debug!("exec: about to exec (runc: setns_init: about to exec)");
     Err(setup::exec(ready, sys))
 }
 

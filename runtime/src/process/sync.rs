@@ -46,7 +46,10 @@ pub trait Steps {
 /// the one its first stage forked), recorded by `Steps::created` before it was answered.
 pub fn drive(ch: &Channel, shape: Shape, child: i32, steps: &mut dyn Steps) -> Result<i32> {
     use tracing::debug;
-    debug!("sync: child {child} cloned ({shape:?})");
+    // Where a step is one runc logs too, its debug line carries runc's words in
+    // parentheses, so a `--debug` log reads against runc's (and scripts comparing them,
+    // runc's own tests among them, find them).
+    debug!("sync: child {child} cloned, {shape:?} (runc: nsexec container setup)");
     if shape.ready_first {
         ch.expect(Msg::Ready)?; // sync 0
         debug!("sync 0: child {child} ready");
