@@ -320,8 +320,14 @@ fn exec_cgroup_joins_a_sub_cgroup() {
         .rt(&["exec", "--cgroup", "..", &id, "true"])
         .exec_fails();
     assert!(out.all().contains(".. is not a sub cgroup path"), "{out}");
-    ctx.rt(&["exec", "--cgroup", "nonexistent", &id, "true"])
+    let out = ctx
+        .rt(&["exec", "--cgroup", "nonexistent", &id, "true"])
         .exec_fails();
+    // runc's words, which scripts match.
+    assert!(
+        out.all().contains("adding pid") && out.all().contains("no such file"),
+        "{out}"
+    );
     if !is_unified() {
         ctx.rt(&["exec", "--cgroup", "whaaat:/", &id, "true"])
             .exec_fails();

@@ -186,8 +186,7 @@ impl Cgroup {
         };
         let own = self.path.strip_prefix("/").unwrap_or(&self.path);
         let procs = Path::new(ROOT).join(own).join(rel).join("cgroup.procs");
-        std::fs::write(&procs, pid.to_string())
-            .map_err(|e| err(&format!("adding pid {pid} to"), &procs, e))
+        std::fs::write(&procs, pid.to_string()).map_err(|e| sub::join_error(pid, &procs, &e))
     }
 
     fn hybrid_hugepages(

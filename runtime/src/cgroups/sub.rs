@@ -51,6 +51,19 @@ impl SubCgroups {
     }
 }
 
+/// The error of moving `pid` into a sub-cgroup, in runc's words ("adding pid N to
+/// cgroups: ...: no such file or directory"), which scripts match.
+pub fn join_error(pid: i32, procs: &Path, e: &std::io::Error) -> Error {
+    let why = e
+        .raw_os_error()
+        .map(|n| nix::errno::Errno::from_raw(n).desc().to_lowercase())
+        .unwrap_or_else(|| e.to_string());
+    Error::Cgroup(format!(
+        "--cgroup: adding pid {pid} to cgroups: {}: {why}",
+        procs.display()
+    ))
+}
+
 /// A sub-path that stays inside the container's cgroup ("/" is the cgroup itself).
 fn relative(p: &str) -> Result<PathBuf> {
     let mut out = PathBuf::new();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::sub::SubCgroups;
+use super::sub::{self, SubCgroups};
 use crate::{Error, Result};
 use capsa_linux::mountinfo::{self, MountEntry};
 
@@ -128,7 +128,7 @@ impl V1Dirs {
             };
             let procs = dir.join("cgroup.procs");
             std::fs::write(&procs, pid.to_string())
-                .map_err(|e| err(&format!("adding pid {pid} to"), &procs, e))?;
+                .map_err(|e| sub::join_error(pid, &procs, &e))?;
         }
         Ok(())
     }
