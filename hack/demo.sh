@@ -1,22 +1,25 @@
 #!/usr/bin/env bash
-# demo.sh - the whole way from an image to a process, with no registry:
+# demo.sh - the whole way from a registry to a process:
 #   1. build the project (cargo build --release)
 #   2. make a small OCI image from busybox-static (an OCI layout written here: layer tar,
 #      config, manifest, index; nothing binary is committed to the repository)
-#   3. capsa-image import, then bundle (overlay: shared read-only layer + a writable layer)
+#   3. start a local registry (Debian's docker-registry on 127.0.0.1), capsa-image push the
+#      image there (from a publisher's store), capsa-image pull it into the demo's store, then
+#      bundle (overlay: shared read-only layer + a writable layer)
 #   4. run a container with the runtime; it writes /hello.txt
 #   5. capsa-image commit of the container's writable layer into a new image
 #   6. bundle the committed image and run it: it shows /hello.txt
 #
 # Usage (as root): bash hack/demo.sh
 # Environment: RUNTIME   OCI runtime with the runc CLI (default target/release/capsa)
-#              DEMO_DIR  work dir: store, bundles, image (default /var/tmp/capsa-demo; wiped)
+#              DEMO_DIR  work dir: store, bundles, image (wiped first, kept after; default a
+#                        new dir, mktemp -d /var/tmp/capsa-demo.XXXXXX, removed at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RUNTIME=${RUNTIME:-$CARGO_TARGET_DIR/release/capsa}
-DEMO=${DEMO_DIR:-/var/tmp/capsa-demo}
+DEMO=${DEMO_DIR:-}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { echo "demo: FAILED: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (overlay mounts, containers)"
@@ -25,6 +28,7 @@ die() { echo "demo: FAILED: $*" >&2; exit 1; }
 need=()
 { [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 command -v sha256sum >/dev/null || need+=(coreutils)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 if [ "$(basename "$RUNTIME")" = runc ] && ! command -v runc >/dev/null; then need+=(runc); fi
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
@@ -39,11 +43,9 @@ CI=$CARGO_TARGET_DIR/release/capsa-image
 command -v "$RUNTIME" >/dev/null || die "runtime $RUNTIME not found (set RUNTIME=runc to use runc)"
 
 # ---------------------------------------------------------------- clean start, cleanup on exit
-STORE=$DEMO/store
-B1=$DEMO/bundle-write
-B2=$DEMO/bundle-show
-RTROOT=$DEMO/runtime-root
+paths() { STORE=$DEMO/store B1=$DEMO/bundle-write B2=$DEMO/bundle-show RTROOT=$DEMO/runtime-root; }
 cleanup() {
+  registry_stop
   for id in capsa-demo-write capsa-demo-show; do
     "$RUNTIME" --root "$RTROOT" delete -f "$id" >/dev/null 2>&1 || true
   done
@@ -51,11 +53,42 @@ cleanup() {
     [ -d "$b" ] && "$CI" --store "$STORE" rm "$b" >/dev/null 2>&1 || true
   done
 }
-trap cleanup EXIT
-if [ -d "$DEMO" ]; then
-  cleanup
-  rm -rf "$DEMO"
+# the registry: docker-registry on a free 127.0.0.1 port, its storage in $DEMO/registry
+REG_PID=
+registry_start() {
+  REG_PORT=5000
+  while (exec 3<>"/dev/tcp/127.0.0.1/$REG_PORT") 2>/dev/null; do REG_PORT=$((REG_PORT + 1)); done
+  mkdir -p "$DEMO/registry"
+  printf 'version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$DEMO/registry/data" "$REG_PORT" > "$DEMO/registry/config.yml"
+  docker-registry serve "$DEMO/registry/config.yml" > "$DEMO/registry/log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$REG_PORT") 2>/dev/null && return 0
+    kill -0 "$REG_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  cat "$DEMO/registry/log" >&2; die "docker-registry did not start"
+}
+registry_stop() {
+  [ -n "$REG_PID" ] || return 0
+  kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; REG_PID=
+}
+if [ -n "$DEMO" ]; then
+  KEEP=1
+  paths
+  if [ -d "$DEMO" ]; then cleanup; rm -rf "$DEMO"; fi
+else
+  KEEP=0
+  DEMO=$(mktemp -d /var/tmp/capsa-demo.XXXXXX)
+  paths
 fi
+finish() {
+  cleanup
+  # our own dir, unless something is still mounted under it
+  if [ "$KEEP" = 0 ] && ! grep -qF " $DEMO/" /proc/self/mounts; then rm -rf "$DEMO"; fi
+}
+trap finish EXIT
 mkdir -p "$DEMO/image" "$RTROOT"
 
 # ---------------------------------------------------------------- 2. an OCI image by hand
@@ -86,10 +119,14 @@ printf '{"imageLayoutVersion":"1.0.0"}' > "$L/oci-layout"
 printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s,"annotations":{"org.opencontainers.image.ref.name":"localhost/demo/busybox:1"}}]}' "$md" "$ms" > "$L/index.json"
 rm -rf "$R" "$DEMO/layer.tar"
 
-# ---------------------------------------------------------------- 3. import + bundle
-say "3. capsa-image import + bundle (store $STORE)"
-"$CI" --store "$STORE" import "$L"
-"$CI" --store "$STORE" bundle localhost/demo/busybox:1 "$B1" -- \
+# ---------------------------------------------------------------- 3. registry: push, pull, bundle
+say "3. local registry: capsa-image push, then pull + bundle (store $STORE)"
+"$CI" --store "$DEMO/publisher" import "$L"
+registry_start
+IMAGE=127.0.0.1:$REG_PORT/demo/busybox:1
+"$CI" --store "$DEMO/publisher" push --plain-http localhost/demo/busybox:1 "$IMAGE"
+"$CI" --store "$STORE" pull --plain-http "$IMAGE"
+"$CI" --store "$STORE" bundle "$IMAGE" "$B1" -- \
   /bin/sh -c 'echo "hello from a committed container" > /hello.txt && echo "wrote /hello.txt"'
 "$CI" --store "$STORE" ls
 
@@ -114,4 +151,4 @@ out=$("$RUNTIME" --root "$RTROOT" run --bundle "$B2" capsa-demo-show </dev/null)
 echo "$out"
 "$CI" --store "$STORE" rm "$B2" >/dev/null
 [ "$out" = "hello from a committed container" ] || die "unexpected output: $out"
-say "demo passed: image -> bundle -> container -> commit -> image -> container (runtime: $RUNTIME)"
+say "demo passed: registry -> pull -> bundle -> container -> commit -> image -> container (runtime: $RUNTIME)"

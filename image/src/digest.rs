@@ -93,9 +93,13 @@ impl<R: Read> HashReader<R> {
         }
     }
     /// Reads the rest of the stream (tar padding after the end marker counts for the digest).
-    pub fn finish(mut self) -> io::Result<(Digest, u64)> {
+    pub fn finish(self) -> io::Result<(Digest, u64)> {
+        self.finish_into().map(|(d, n, _)| (d, n))
+    }
+    /// `finish`, handing the inner reader back.
+    pub fn finish_into(mut self) -> io::Result<(Digest, u64, R)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_hasher(self.hasher), self.count))
+        Ok((Digest::from_hasher(self.hasher), self.count, self.inner))
     }
 }
 

@@ -33,6 +33,19 @@ pub enum Error {
     NoImage(String),
     #[error("{0}")]
     Invalid(String),
+    /// the registry answered with an error, or could not be reached
+    #[error("{0}")]
+    Registry(String),
+    /// the registry answered an HTTP error status
+    #[error("{what}: {detail}")]
+    Status {
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    /// credentials missing or refused
+    #[error("authentication: {0}")]
+    Auth(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,6 +9,7 @@ use crate::size::disk_usage;
 use crate::store::{normalize_ref, LayerMeta, Store, TempDir};
 use crate::unpack::{clean_path, unpack_layer};
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -84,13 +85,14 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-struct Plan {
-    name: String,
-    manifest_bytes: Vec<u8>,
-    manifest_digest: Digest,
-    config_bytes: Vec<u8>,
-    config_digest: Digest,
-    layers: Vec<(Descriptor, Digest)>,
+pub(crate) struct Plan {
+    pub name: String,
+    pub manifest_bytes: Vec<u8>,
+    pub manifest_digest: Digest,
+    pub config_bytes: Vec<u8>,
+    pub config_digest: Digest,
+    /// (blob descriptor, diff_id), bottom layer first
+    pub layers: Vec<(Descriptor, Digest)>,
 }
 
 /// Imports every image found at `src` (layout dir or archive). `name` renames the image
@@ -224,88 +226,14 @@ fn plan_from_manifest(source: &Source, name: String, md: &Digest) -> Result<Plan
     })
 }
 
+/// The files of an archive staged under the staging dir: archive path -> (file, sha256).
+type StagedFiles = HashMap<String, (PathBuf, Digest)>;
+
 /// Streams an archive once, staging every file with its sha256; then reads it as an OCI
 /// archive (oci-layout + index.json) or a docker-archive (manifest.json).
 fn stage_archive(src: &Path, staging: &TempDir) -> Result<(Source, Vec<Plan>)> {
     let name = src.display().to_string();
-    let f = File::open(src).ctx(|| format!("open {name}"))?;
-    let (_, r) = decompress(f).ctx(|| format!("read {name}"))?;
-    let mut ar = tar::Archive::new(r);
-    let mut files: HashMap<String, (PathBuf, Digest)> = HashMap::new();
-    let mut links: HashMap<String, String> = HashMap::new();
-    let mut n = 0;
-    let bad = |reason: String| malformed(format!("archive {name}"), reason);
-    for e in ar.entries().map_err(|e| bad(e.to_string()))? {
-        let mut e = e.map_err(|e| bad(format!("tar: {e}")))?;
-        let raw = e.path_bytes().into_owned();
-        let comps = clean_path(&raw)
-            .map_err(|r| bad(format!("entry {:?}: {r}", String::from_utf8_lossy(&raw))))?;
-        let path = comps
-            .iter()
-            .map(|c| c.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        match e.header().entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                n += 1;
-                let dst = staging.path().join(format!("f{n}"));
-                let mut out = io::BufWriter::new(
-                    File::create(&dst).ctx(|| format!("create {}", dst.display()))?,
-                );
-                let mut hr = HashReader::new(&mut e);
-                io::copy(&mut hr, &mut out).map_err(|err| bad(format!("entry {path}: {err}")))?;
-                out.flush().ctx(|| format!("write {}", dst.display()))?;
-                let (d, _) = hr
-                    .finish()
-                    .map_err(|err| bad(format!("entry {path}: {err}")))?;
-                if let Some(hex) = path.strip_prefix("blobs/sha256/") {
-                    if hex != d.hex() {
-                        return Err(Error::DigestMismatch {
-                            what: format!("blob {path} in {name}"),
-                            expected: format!("sha256:{hex}"),
-                            actual: d.to_string(),
-                        });
-                    }
-                }
-                files.insert(path, (dst, d));
-            }
-            tar::EntryType::Symlink | tar::EntryType::Link => {
-                // docker save links duplicate layers: <id>/layer.tar -> ../<other>/layer.tar
-                let t = e
-                    .link_name_bytes()
-                    .map(|b| b.into_owned())
-                    .unwrap_or_default();
-                let base = if e.header().entry_type() == tar::EntryType::Symlink {
-                    comps[..comps.len().saturating_sub(1)]
-                        .iter()
-                        .map(|c| c.to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
-                } else {
-                    Vec::new()
-                };
-                let mut parts = base;
-                for c in String::from_utf8_lossy(&t).split('/') {
-                    match c {
-                        "" | "." => {}
-                        ".." => {
-                            parts
-                                .pop()
-                                .ok_or_else(|| bad(format!("link {path} escapes the archive")))?;
-                        }
-                        c => parts.push(c.to_string()),
-                    }
-                }
-                links.insert(path, parts.join("/"));
-            }
-            _ => {}
-        }
-    }
-    // resolve links to the staged files they name
-    for (l, t) in &links {
-        if let Some(v) = files.get(t).cloned() {
-            files.insert(l.clone(), v);
-        }
-    }
+    let files = stage_files(src, staging)?;
     let by_digest: HashMap<Digest, PathBuf> = files
         .values()
         .map(|(p, d)| (d.clone(), p.clone()))
@@ -323,96 +251,225 @@ fn stage_archive(src: &Path, staging: &TempDir) -> Result<(Source, Vec<Plan>)> {
         return Ok((source, plans));
     }
     let Some((mpath, _)) = files.get("manifest.json") else {
-        return Err(bad(
-            "neither an OCI archive (oci-layout, index.json) nor a docker-archive (manifest.json)"
-                .into(),
+        return Err(archive_error(
+            &name,
+            "neither an OCI archive (oci-layout, index.json) nor a docker-archive (manifest.json)",
         ));
     };
     let entries: Vec<DockerArchiveEntry> =
         serde_json::from_slice(&fs::read(mpath).ctx(|| "read manifest.json")?)
-            .map_err(|e| bad(format!("manifest.json: {e}")))?;
+            .map_err(|e| archive_error(&name, format!("manifest.json: {e}")))?;
     let mut plans = Vec::new();
     for ent in entries {
-        let lookup = |p: &str, what: &str| {
-            files
-                .get(p.trim_start_matches("./"))
-                .cloned()
-                .ok_or_else(|| {
-                    bad(format!(
-                        "manifest.json names {what} {p:?}, not in the archive"
-                    ))
-                })
-        };
-        let (cpath, cdig) = lookup(&ent.config, "config")?;
-        let mut layers = Vec::new();
-        for l in &ent.layers {
-            let (lp, ld) = lookup(l, "layer")?;
-            let mut head = [0u8; 8];
-            let n = File::open(&lp)
-                .and_then(|mut f| f.read(&mut head))
-                .ctx(|| format!("read {}", lp.display()))?;
-            let size = fs::metadata(&lp)
-                .ctx(|| format!("stat {}", lp.display()))?
-                .len();
-            layers.push(Descriptor {
-                media_type: Compression::detect(&head[..n]).layer_media_type().into(),
-                digest: ld,
-                size,
-                annotations: None,
-                platform: None,
+        plans.extend(plans_from_docker_entry(&name, src, &files, &ent)?);
+    }
+    if plans.is_empty() {
+        return Err(archive_error(&name, "manifest.json lists no image"));
+    }
+    Ok((source, plans))
+}
+
+fn archive_error(name: &str, reason: impl std::fmt::Display) -> Error {
+    malformed(format!("archive {name}"), reason)
+}
+
+/// The tar walk: every regular file copied to the staging dir and hashed (a
+/// `blobs/sha256/<hex>` checked against its name), then the links pointed at the files they
+/// name.
+fn stage_files(src: &Path, staging: &TempDir) -> Result<StagedFiles> {
+    let name = src.display().to_string();
+    let bad = |reason: String| archive_error(&name, reason);
+    let f = File::open(src).ctx(|| format!("open {name}"))?;
+    let (_, r) = decompress(f).ctx(|| format!("read {name}"))?;
+    let mut ar = tar::Archive::new(r);
+    let mut files = StagedFiles::new();
+    let mut links: HashMap<String, String> = HashMap::new();
+    let mut n = 0;
+    for e in ar.entries().map_err(|e| bad(e.to_string()))? {
+        let mut e = e.map_err(|e| bad(format!("tar: {e}")))?;
+        let raw = e.path_bytes().into_owned();
+        let comps = clean_path(&raw)
+            .map_err(|r| bad(format!("entry {:?}: {r}", String::from_utf8_lossy(&raw))))?;
+        let path = comps
+            .iter()
+            .map(|c| c.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        match e.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                n += 1;
+                let dst = staging.path().join(format!("f{n}"));
+                let d = stage_file(&name, &path, &mut e, &dst)?;
+                files.insert(path, (dst, d));
+            }
+            kind @ (tar::EntryType::Symlink | tar::EntryType::Link) => {
+                let t = e
+                    .link_name_bytes()
+                    .map(|b| b.into_owned())
+                    .unwrap_or_default();
+                // a symlink's target is relative to its own dir, a hardlink's to the root
+                let base = match kind {
+                    tar::EntryType::Symlink => &comps[..comps.len().saturating_sub(1)],
+                    _ => &[][..],
+                };
+                let target = archive_link_target(base, &t)
+                    .ok_or_else(|| bad(format!("link {path} escapes the archive")))?;
+                links.insert(path, target);
+            }
+            _ => {}
+        }
+    }
+    // docker save links duplicate layers: <id>/layer.tar -> ../<other>/layer.tar
+    for (l, t) in &links {
+        if let Some(v) = files.get(t).cloned() {
+            files.insert(l.clone(), v);
+        }
+    }
+    Ok(files)
+}
+
+/// Copies one archive file to `dst`, returning its sha256; a `blobs/sha256/<hex>` file must
+/// hash to its name.
+fn stage_file(name: &str, path: &str, data: &mut impl Read, dst: &Path) -> Result<Digest> {
+    let bad = |err: io::Error| archive_error(name, format!("entry {path}: {err}"));
+    let mut out =
+        io::BufWriter::new(File::create(dst).ctx(|| format!("create {}", dst.display()))?);
+    let mut hr = HashReader::new(data);
+    io::copy(&mut hr, &mut out).map_err(bad)?;
+    out.flush().ctx(|| format!("write {}", dst.display()))?;
+    let (d, _) = hr.finish().map_err(bad)?;
+    if let Some(hex) = path.strip_prefix("blobs/sha256/") {
+        if hex != d.hex() {
+            return Err(Error::DigestMismatch {
+                what: format!("blob {path} in {name}"),
+                expected: format!("sha256:{hex}"),
+                actual: d.to_string(),
             });
         }
-        let config_bytes = fs::read(&cpath).ctx(|| format!("read {}", cpath.display()))?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(MT_MANIFEST.into()),
-            config: Descriptor {
-                media_type: MT_CONFIG.into(),
-                digest: cdig.clone(),
-                size: config_bytes.len() as u64,
-                annotations: None,
-                platform: None,
-            },
-            layers,
+    }
+    Ok(d)
+}
+
+/// The archive path a link names, from the components of the dir it is relative to; None
+/// when `..` climbs above the archive's root.
+fn archive_link_target(base: &[OsString], target: &[u8]) -> Option<String> {
+    let mut parts: Vec<String> = base
+        .iter()
+        .map(|c| c.to_string_lossy().into_owned())
+        .collect();
+    for c in String::from_utf8_lossy(target).split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c.to_string()),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// One image of a docker-archive's manifest.json: an OCI manifest is made for it (layer
+/// media types from the layers' magic bytes), one plan per RepoTag.
+fn plans_from_docker_entry(
+    name: &str,
+    src: &Path,
+    files: &StagedFiles,
+    ent: &DockerArchiveEntry,
+) -> Result<Vec<Plan>> {
+    let lookup = |p: &str, what: &str| {
+        files
+            .get(p.trim_start_matches("./"))
+            .cloned()
+            .ok_or_else(|| {
+                archive_error(
+                    name,
+                    format!("manifest.json names {what} {p:?}, not in the archive"),
+                )
+            })
+    };
+    let (cpath, cdig) = lookup(&ent.config, "config")?;
+    let mut layers = Vec::new();
+    for l in &ent.layers {
+        let (lp, ld) = lookup(l, "layer")?;
+        layers.push(staged_layer_descriptor(&lp, ld)?);
+    }
+    let config_bytes = fs::read(&cpath).ctx(|| format!("read {}", cpath.display()))?;
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: Some(MT_MANIFEST.into()),
+        config: Descriptor {
+            media_type: MT_CONFIG.into(),
+            digest: cdig.clone(),
+            size: config_bytes.len() as u64,
             annotations: None,
-        };
-        let manifest_bytes = serde_json::to_vec(&manifest).expect("serialize manifest");
-        let md = Digest::of_bytes(&manifest_bytes);
-        let tags = ent.repo_tags.clone().unwrap_or_default();
-        let config: ImageConfig = serde_json::from_slice(&config_bytes)
-            .map_err(|e| malformed(format!("config {cdig}"), e))?;
-        if config.rootfs.diff_ids.len() != manifest.layers.len() {
-            return Err(bad(format!(
+            platform: None,
+        },
+        layers,
+        annotations: None,
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).expect("serialize manifest");
+    let md = Digest::of_bytes(&manifest_bytes);
+    let config: ImageConfig = serde_json::from_slice(&config_bytes)
+        .map_err(|e| malformed(format!("config {cdig}"), e))?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(archive_error(
+            name,
+            format!(
                 "image has {} layers but its config has {} diff_ids",
                 manifest.layers.len(),
                 config.rootfs.diff_ids.len()
-            )));
-        }
-        let names = if tags.is_empty() {
-            vec![normalize_ref(&base_name(src))]
-        } else {
-            tags
-        };
-        for n in names {
-            plans.push(Plan {
-                name: normalize_ref(&n),
-                manifest_bytes: manifest_bytes.clone(),
-                manifest_digest: md.clone(),
-                config_bytes: config_bytes.clone(),
-                config_digest: cdig.clone(),
-                layers: manifest
-                    .layers
-                    .iter()
-                    .cloned()
-                    .zip(config.rootfs.diff_ids.iter().cloned())
-                    .collect(),
-            });
-        }
+            ),
+        ));
     }
-    if plans.is_empty() {
-        return Err(bad("manifest.json lists no image".into()));
-    }
-    Ok((source, plans))
+    let tags = ent.repo_tags.clone().unwrap_or_default();
+    let names = if tags.is_empty() {
+        vec![normalize_ref(&base_name(src))]
+    } else {
+        tags
+    };
+    let layers: Vec<(Descriptor, Digest)> = manifest
+        .layers
+        .iter()
+        .cloned()
+        .zip(config.rootfs.diff_ids.iter().cloned())
+        .collect();
+    Ok(names
+        .iter()
+        .map(|n| Plan {
+            name: normalize_ref(n),
+            manifest_bytes: manifest_bytes.clone(),
+            manifest_digest: md.clone(),
+            config_bytes: config_bytes.clone(),
+            config_digest: cdig.clone(),
+            layers: layers.clone(),
+        })
+        .collect())
+}
+
+/// The descriptor of a staged docker-archive layer: size, and media type from its magic bytes.
+fn staged_layer_descriptor(path: &Path, digest: Digest) -> Result<Descriptor> {
+    let mut head = [0u8; 8];
+    let n = File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .ctx(|| format!("read {}", path.display()))?;
+    let size = fs::metadata(path)
+        .ctx(|| format!("stat {}", path.display()))?
+        .len();
+    Ok(Descriptor {
+        media_type: Compression::detect(&head[..n]).layer_media_type().into(),
+        digest,
+        size,
+        annotations: None,
+        platform: None,
+    })
+}
+
+/// What an import staged: unpacked layer dirs and blob files, each verified.
+#[derive(Default)]
+pub(crate) struct Staged {
+    pub layers: BTreeMap<Digest, PathBuf>,
+    pub blobs: BTreeMap<Digest, PathBuf>,
 }
 
 fn commit_import(
@@ -421,133 +478,199 @@ fn commit_import(
     plans: Vec<Plan>,
     staging: &TempDir,
 ) -> Result<Vec<Imported>> {
-    // 1. unpack what the store lacks, into staging
-    let mut staged_layers: BTreeMap<Digest, PathBuf> = BTreeMap::new();
-    let mut staged_blobs: BTreeMap<Digest, PathBuf> = BTreeMap::new();
+    let mut staged = Staged::default();
     let mut results = Vec::new();
     for plan in &plans {
-        let mut unpacked = 0;
-        let mut reused = 0;
-        let mut lowers: Vec<PathBuf> = Vec::new();
-        for (desc, diff_id) in &plan.layers {
-            let have_layer = store.has_layer(diff_id) || staged_layers.contains_key(diff_id);
-            let have_blob = store.has_blob(&desc.digest) || staged_blobs.contains_key(&desc.digest);
-            let src_path = source.path(&desc.digest);
-            if have_layer && have_blob {
+        results.push(stage_plan(store, source, plan, staging, &mut staged)?);
+    }
+    copy_source_blobs(source, &mut staged, staging)?;
+    install(store, &staged, &plans)?;
+    Ok(results)
+}
+
+/// Unpacks (into staging) the layers of one image that neither the store nor this import
+/// has yet, bottom to top.
+fn stage_plan(
+    store: &Store,
+    source: &Source,
+    plan: &Plan,
+    staging: &TempDir,
+    staged: &mut Staged,
+) -> Result<Imported> {
+    let mut unpacked = 0;
+    let mut reused = 0;
+    let mut lowers: Vec<PathBuf> = Vec::new();
+    for (desc, diff_id) in &plan.layers {
+        let have_layer = store.has_layer(diff_id) || staged.layers.contains_key(diff_id);
+        let have_blob = store.has_blob(&desc.digest) || staged.blobs.contains_key(&desc.digest);
+        if have_layer && have_blob {
+            reused += 1;
+        } else {
+            let p = source
+                .path(&desc.digest)
+                .ok_or_else(|| source.missing("layer", &desc.digest))?;
+            let tmp_blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
+            if have_layer {
+                // the layer is known under another compression: only store the blob
+                copy_verified_blob(source, desc, &p, &tmp_blob)?;
                 reused += 1;
             } else {
-                let p = src_path
-                    .clone()
-                    .ok_or_else(|| source.missing("layer", &desc.digest))?;
+                // a layout's blob is copied into the store while it is unpacked
+                let copy_to = (matches!(source.blobs, Blobs::Dir(_)) && !have_blob)
+                    .then_some(tmp_blob.as_path());
                 let layer_dir = staging.path().join(format!("layer-{}", diff_id.hex()));
-                let fs_dir = layer_dir.join("fs");
-                let tmp_blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
-                let f = File::open(&p).ctx(|| format!("open {}", p.display()))?;
-                let mismatch = |got: Digest| Error::DigestMismatch {
-                    what: format!("layer blob in {}", source.name),
-                    expected: desc.digest.to_string(),
-                    actual: got.to_string(),
-                };
-                if have_layer {
-                    // the layer is known under another compression: only store the blob
-                    let mut hr = HashReader::new(f);
-                    let mut out =
-                        File::create(&tmp_blob).ctx(|| format!("create {}", tmp_blob.display()))?;
-                    io::copy(&mut hr, &mut out).ctx(|| format!("copy layer {}", desc.digest))?;
-                    let (got, _) = hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
-                    if got != desc.digest {
-                        return Err(mismatch(got));
-                    }
-                    reused += 1;
-                } else {
-                    fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
-                    let name = desc.digest.to_string();
-                    // a layout's blob is copied into the store while it is unpacked
-                    let out = if matches!(source.blobs, Blobs::Dir(_)) && !have_blob {
-                        Some(io::BufWriter::with_capacity(
-                            1 << 20,
-                            File::create(&tmp_blob)
-                                .ctx(|| format!("create {}", tmp_blob.display()))?,
-                        ))
-                    } else {
-                        None
-                    };
-                    let tee = Tee {
-                        inner: HashReader::new(f),
-                        out,
-                    };
-                    let (res, tee) = unpack_layer(tee, &fs_dir, &name, Some(diff_id), &lowers);
-                    let mut tee =
-                        tee.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
-                    if let Some(o) = tee.out.as_mut() {
-                        o.flush().ctx(|| format!("write {}", tmp_blob.display()))?;
-                    }
-                    // check the blob's digest first: a corrupt blob shows as a bad tar or gzip
-                    // stream too, but the digest names the cause
-                    let (got, _) = tee
-                        .inner
-                        .finish()
-                        .ctx(|| format!("read layer {}", desc.digest))?;
-                    if got != desc.digest {
-                        return Err(mismatch(got));
-                    }
-                    let res = res?;
-                    tracing::debug!(layer = %desc.digest, compression = ?res.compression, "unpacked");
-                    let size =
-                        disk_usage(&fs_dir).ctx(|| format!("size of {}", fs_dir.display()))?;
-                    let meta = LayerMeta {
-                        diff_id: diff_id.clone(),
-                        size,
-                    };
-                    fs::write(
-                        layer_dir.join("meta.json"),
-                        serde_json::to_vec(&meta).expect("meta"),
-                    )
-                    .ctx(|| "write layer meta")?;
-                    staged_layers.insert(diff_id.clone(), layer_dir);
-                    unpacked += 1;
-                }
-                if !have_blob {
-                    let b = if tmp_blob.exists() { tmp_blob } else { p };
-                    staged_blobs.insert(desc.digest.clone(), b);
-                }
+                stage_layer(source, desc, diff_id, &p, copy_to, &layer_dir, &lowers)?;
+                staged.layers.insert(diff_id.clone(), layer_dir);
+                unpacked += 1;
             }
-            let dir = staged_layers
-                .get(diff_id)
-                .map(|p| p.join("fs"))
-                .unwrap_or_else(|| store.layer_fs(diff_id));
-            lowers.insert(0, dir);
+            if !have_blob {
+                let b = if tmp_blob.exists() { tmp_blob } else { p };
+                staged.blobs.insert(desc.digest.clone(), b);
+            }
         }
-        results.push(Imported {
-            name: plan.name.clone(),
-            manifest: plan.manifest_digest.clone(),
-            config: plan.config_digest.clone(),
-            layers_unpacked: unpacked,
-            layers_reused: reused,
-        });
+        let dir = staged
+            .layers
+            .get(diff_id)
+            .map(|p| p.join("fs"))
+            .unwrap_or_else(|| store.layer_fs(diff_id));
+        lowers.insert(0, dir);
     }
-    // 2. everything verified: move into the store, then point the refs at it
-    for (d, p) in &staged_blobs {
-        if matches!(source.blobs, Blobs::Dir(_)) && !p.starts_with(staging.path()) {
+    Ok(Imported {
+        name: plan.name.clone(),
+        manifest: plan.manifest_digest.clone(),
+        config: plan.config_digest.clone(),
+        layers_unpacked: unpacked,
+        layers_reused: reused,
+    })
+}
+
+fn blob_mismatch(source_name: &str, desc: &Descriptor, got: Digest) -> Error {
+    Error::DigestMismatch {
+        what: format!("layer blob in {source_name}"),
+        expected: desc.digest.to_string(),
+        actual: got.to_string(),
+    }
+}
+
+/// Copies the layer blob at `src` to `dst`, checking its digest.
+fn copy_verified_blob(source: &Source, desc: &Descriptor, src: &Path, dst: &Path) -> Result<()> {
+    let f = File::open(src).ctx(|| format!("open {}", src.display()))?;
+    let mut hr = HashReader::new(f);
+    let mut out = File::create(dst).ctx(|| format!("create {}", dst.display()))?;
+    io::copy(&mut hr, &mut out).ctx(|| format!("copy layer {}", desc.digest))?;
+    let (got, _) = hr.finish().ctx(|| format!("read layer {}", desc.digest))?;
+    if got != desc.digest {
+        return Err(blob_mismatch(&source.name, desc, got));
+    }
+    Ok(())
+}
+
+/// Unpacks the layer blob at `src` into `layer_dir/fs` (checking the blob's digest and the
+/// diff_id) and writes `layer_dir/meta.json`; with `copy_to`, the blob is copied there on
+/// the way.
+fn stage_layer(
+    source: &Source,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    src: &Path,
+    copy_to: Option<&Path>,
+    layer_dir: &Path,
+    lowers: &[PathBuf],
+) -> Result<()> {
+    let f = File::open(src).ctx(|| format!("open {}", src.display()))?;
+    let out = match copy_to {
+        Some(p) => Some(io::BufWriter::with_capacity(
+            1 << 20,
+            File::create(p).ctx(|| format!("create {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let tee = Tee { inner: f, out };
+    let mut tee = unpack_blob(tee, &source.name, desc, diff_id, layer_dir, lowers)?;
+    if let (Some(o), Some(p)) = (tee.out.as_mut(), copy_to) {
+        o.flush().ctx(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Unpacks the layer blob read from `blob` into `layer_dir/fs`, checks the blob's digest
+/// (read to its end) and the diff_id, and writes `layer_dir/meta.json`. Returns the reader,
+/// at the blob's end.
+pub(crate) fn unpack_blob<R: Read + Send + 'static>(
+    blob: R,
+    source_name: &str,
+    desc: &Descriptor,
+    diff_id: &Digest,
+    layer_dir: &Path,
+    lowers: &[PathBuf],
+) -> Result<R> {
+    let fs_dir = layer_dir.join("fs");
+    fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+    let name = desc.digest.to_string();
+    let (res, hr) = unpack_layer(HashReader::new(blob), &fs_dir, &name, Some(diff_id), lowers);
+    let hr = hr.ok_or_else(|| Error::Invalid("unpack thread failed".into()))?;
+    // check the blob's digest first: a corrupt blob shows as a bad tar or gzip stream too,
+    // but the digest names the cause
+    let (got, _, blob) = hr
+        .finish_into()
+        .ctx(|| format!("read layer {}", desc.digest))?;
+    if got != desc.digest {
+        return Err(blob_mismatch(source_name, desc, got));
+    }
+    let res = res?;
+    tracing::debug!(layer = %desc.digest, compression = ?res.compression, "unpacked");
+    write_layer_meta(layer_dir, diff_id)?;
+    Ok(blob)
+}
+
+/// meta.json beside a staged layer's fs/: its diff_id and disk usage.
+fn write_layer_meta(layer_dir: &Path, diff_id: &Digest) -> Result<()> {
+    let fs_dir = layer_dir.join("fs");
+    let size = disk_usage(&fs_dir).ctx(|| format!("size of {}", fs_dir.display()))?;
+    let meta = LayerMeta {
+        diff_id: diff_id.clone(),
+        size,
+    };
+    fs::write(
+        layer_dir.join("meta.json"),
+        serde_json::to_vec(&meta).expect("meta"),
+    )
+    .ctx(|| "write layer meta")
+}
+
+/// A layout's blobs that were not copied into staging on the way are copied now (the
+/// source stays untouched; everything else in staging is renamed into the store).
+fn copy_source_blobs(source: &Source, staged: &mut Staged, staging: &TempDir) -> Result<()> {
+    if !matches!(source.blobs, Blobs::Dir(_)) {
+        return Ok(());
+    }
+    for (d, p) in staged.blobs.iter_mut() {
+        if !p.starts_with(staging.path()) {
             let dst = staging.path().join(format!("copy-{}", d.hex()));
-            fs::copy(p, &dst).ctx(|| format!("copy blob {d}"))?;
-            store.put_blob_file(&dst, d)?;
-        } else {
-            store.put_blob_file(p, d)?;
+            fs::copy(&*p, &dst).ctx(|| format!("copy blob {d}"))?;
+            *p = dst;
         }
     }
-    for (d, p) in &staged_layers {
+    Ok(())
+}
+
+/// Everything staged and verified: blobs and layers renamed into the store, then the
+/// images' configs and manifests, and the refs last.
+pub(crate) fn install(store: &Store, staged: &Staged, plans: &[Plan]) -> Result<()> {
+    for (d, p) in &staged.blobs {
+        store.put_blob_file(p, d)?;
+    }
+    for (d, p) in &staged.layers {
         store.put_layer(p, d)?;
     }
-    for plan in &plans {
+    for plan in plans {
         store.put_blob_bytes(&plan.config_bytes)?;
         store.put_blob_bytes(&plan.manifest_bytes)?;
     }
     store.update_refs(|refs| {
-        for plan in &plans {
+        for plan in plans {
             refs.insert(plan.name.clone(), plan.manifest_digest.clone());
         }
         Ok(())
-    })?;
-    Ok(results)
+    })
 }

@@ -12,6 +12,12 @@ pub mod gc;
 pub mod import;
 pub mod info;
 pub mod oci;
+#[cfg(feature = "registry")]
+pub mod pull;
+#[cfg(feature = "registry")]
+pub mod push;
+#[cfg(feature = "registry")]
+pub mod registry;
 pub mod runtime_spec;
 pub mod size;
 pub mod store;

@@ -1,8 +1,10 @@
 //! capsa-image command line.
 use anyhow::{Context, Result};
-use capsa_image::{bundle, commit, export, gc, import, info, size::human, store::Store};
+use capsa_image::{
+    bundle, commit, export, gc, import, info, pull, push, registry, size::human, store::Store,
+};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +31,54 @@ enum Cmd {
         /// Name for the image (the source must hold exactly one)
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Pull an image from a registry (REF: [HOST/]NAME[:TAG][@DIGEST]; short names per registries.conf)
+    Pull {
+        reference: String,
+        #[command(flatten)]
+        net: NetArgs,
+        /// OS/ARCH[/VARIANT] to choose from an image index (default: linux/this host's arch)
+        #[arg(long)]
+        platform: Option<String>,
+        /// Blobs downloaded at once
+        #[arg(long, default_value_t = 3)]
+        jobs: usize,
+        /// No progress bars
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Push a stored image to a registry (DEST: HOST/NAME[:TAG]; default: the image's ref)
+    Push {
+        image: String,
+        dest: Option<String>,
+        #[command(flatten)]
+        net: NetArgs,
+        /// Upload blobs in PATCH chunks of this many bytes (default: one PUT per blob)
+        #[arg(long)]
+        chunk_size: Option<u64>,
+        /// No progress bars
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Check credentials against a registry and store them in the auth file
+    Login {
+        host: String,
+        #[arg(long, short = 'u')]
+        username: String,
+        #[arg(long, short = 'p', conflicts_with = "password_stdin")]
+        password: Option<String>,
+        /// Read the password from standard input
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
+    /// Remove a registry's credentials from the auth file
+    Logout {
+        host: String,
+        /// Auth file (default: $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json)
+        #[arg(long)]
+        authfile: Option<PathBuf>,
     },
     /// Make a runtime bundle (config.json + rootfs) of IMAGE in DIR; ARGS after -- replace Cmd
     Bundle {
@@ -89,6 +139,48 @@ enum Cmd {
     },
 }
 
+/// How to reach a registry.
+#[derive(clap::Args)]
+struct NetArgs {
+    /// USER:PASSWORD (else the auth file, else ~/.docker/config.json)
+    #[arg(long)]
+    creds: Option<String>,
+    /// Auth file (default: $REGISTRY_AUTH_FILE, else $XDG_RUNTIME_DIR/containers/auth.json)
+    #[arg(long)]
+    authfile: Option<PathBuf>,
+    /// Verify the registry's TLS certificate
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    tls_verify: bool,
+    /// Directory of extra CA certificates (*.crt)
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Plain HTTP instead of HTTPS
+    #[arg(long)]
+    plain_http: bool,
+}
+
+impl NetArgs {
+    fn options(&self) -> Result<registry::Options> {
+        Ok(registry::Options {
+            tls_verify: self.tls_verify,
+            cert_dir: self.cert_dir.clone(),
+            plain_http: self.plain_http,
+            creds: self
+                .creds
+                .as_deref()
+                .map(registry::auth::Creds::parse)
+                .transpose()?,
+            authfile: self.authfile.clone(),
+        })
+    }
+}
+
+/// Progress bars only on a terminal, and not with --quiet.
+fn show_progress(quiet: bool) -> bool {
+    use std::io::IsTerminal;
+    !quiet && std::io::stderr().is_terminal()
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -108,15 +200,66 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     let store = Store::open(&cli.store)?;
     match cli.cmd {
-        Cmd::Import { source, name } => {
-            let res = import::import(&store, &source, name.as_deref())
-                .with_context(|| format!("import {}", source.display()))?;
-            for r in res {
-                println!(
-                    "{}\t{}\t{} layers unpacked, {} already in the store",
-                    r.name, r.config, r.layers_unpacked, r.layers_reused
-                );
+        Cmd::Import { source, name } => import_cmd(&store, &source, name.as_deref()),
+        Cmd::Pull {
+            reference,
+            net,
+            platform,
+            jobs,
+            quiet,
+        } => {
+            let o = pull::PullOptions {
+                net: net.options()?,
+                platform,
+                jobs,
+                progress: show_progress(quiet),
+            };
+            let r =
+                pull::pull(&store, &reference, &o).with_context(|| format!("pull {reference}"))?;
+            println!(
+                "{}\t{}\t{} layers fetched, {} already in the store",
+                r.name, r.config, r.layers_unpacked, r.layers_reused
+            );
+            Ok(())
+        }
+        Cmd::Push {
+            image,
+            dest,
+            net,
+            chunk_size,
+            quiet,
+        } => {
+            let o = push::PushOptions {
+                net: net.options()?,
+                chunk: chunk_size,
+                progress: show_progress(quiet),
+            };
+            let r = push::push(&store, &image, dest.as_deref(), &o)
+                .with_context(|| format!("push {image}"))?;
+            println!(
+                "{}\t{}\t{} blobs uploaded, {} mounted, {} already there",
+                r.reference,
+                r.manifest.map(|d| d.to_string()).unwrap_or_default(),
+                r.uploaded,
+                r.mounted,
+                r.existed
+            );
+            Ok(())
+        }
+        Cmd::Login {
+            host,
+            username,
+            password,
+            password_stdin,
+            net,
+        } => login_cmd(&host, username, password, password_stdin, &net),
+        Cmd::Logout { host, authfile } => {
+            let f = authfile.unwrap_or_else(registry::auth::default_auth_file);
+            if !registry::auth::remove(&f, &host)? {
+                anyhow::bail!("not logged in to {host} (in {})", f.display());
             }
+            println!("removed login for {host} from {}", f.display());
+            Ok(())
         }
         Cmd::Bundle {
             image,
@@ -133,12 +276,14 @@ fn run(cli: Cli) -> Result<()> {
             let c = bundle::create(&store, &image, &dir, &opts)
                 .with_context(|| format!("bundle {image} in {}", dir.display()))?;
             println!("{}", c.bundle.display());
+            Ok(())
         }
         Cmd::Rm { bundles } => {
             for b in bundles {
                 let c = bundle::remove(&store, &b).with_context(|| format!("rm {b}"))?;
                 println!("{}", c.bundle.display());
             }
+            Ok(())
         }
         Cmd::Commit {
             bundle,
@@ -148,105 +293,161 @@ fn run(cli: Cli) -> Result<()> {
             let c = commit::commit(&store, &bundle, &new_ref, message.as_deref())
                 .with_context(|| format!("commit {bundle}"))?;
             println!("{}\t{}", c.name, c.config);
+            Ok(())
         }
-        Cmd::Images { json } => {
-            let imgs = info::images(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&imgs)?);
-            } else {
-                println!(
-                    "{:<40} {:<12} {:<20} {:>10} {:>12}",
-                    "REF", "ID", "CREATED", "SIZE", "SHARED SIZE"
-                );
-                for i in imgs {
-                    println!(
-                        "{:<40} {:<12} {:<20} {:>10} {:>12}",
-                        i.name,
-                        i.id.short(),
-                        i.created.get(..19).unwrap_or(&i.created),
-                        human(i.size),
-                        human(i.shared_size)
-                    );
-                }
-            }
-        }
-        Cmd::Ls { json } => {
-            let bs = info::bundles(&store)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&bs)?);
-            } else {
-                println!(
-                    "{:<16} {:<30} {:<30} {:>10} {:>13}",
-                    "ID", "BUNDLE", "IMAGE", "SIZE", "VIRTUAL SIZE"
-                );
-                for b in bs {
-                    println!(
-                        "{:<16} {:<30} {:<30} {:>10} {:>13}",
-                        b.id,
-                        b.bundle,
-                        b.image,
-                        human(b.size),
-                        human(b.virtual_size)
-                    );
-                }
-            }
-        }
-        Cmd::History { image, json } => {
-            let rows = info::history(&store, &image)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<20} {:>10}  {:<60} COMMENT",
-                    "CREATED", "SIZE", "CREATED BY"
-                );
-                for r in rows {
-                    let by: String = r.created_by.chars().take(60).collect();
-                    println!(
-                        "{:<20} {:>10}  {:<60} {}",
-                        r.created.get(..19).unwrap_or(&r.created),
-                        if r.empty_layer {
-                            "0 B".to_string()
-                        } else {
-                            human(r.size)
-                        },
-                        by,
-                        r.comment
-                    );
-                }
-            }
-        }
+        Cmd::Images { json } => images_cmd(&store, json),
+        Cmd::Ls { json } => ls_cmd(&store, json),
+        Cmd::History { image, json } => history_cmd(&store, &image, json),
         Cmd::Rmi { images, force } => {
             let (removed, r) = gc::rmi(&store, &images, force)?;
             for n in removed {
                 println!("untagged {n}");
             }
-            println!(
-                "deleted {} blobs, {} layers ({})",
-                r.blobs,
-                r.layers,
-                human(r.bytes)
-            );
+            print_removed(&r);
+            Ok(())
         }
         Cmd::Gc => {
-            let r = gc::gc(&store)?;
-            println!(
-                "deleted {} blobs, {} layers ({})",
-                r.blobs,
-                r.layers,
-                human(r.bytes)
-            );
+            print_removed(&gc::gc(&store)?);
+            Ok(())
         }
-        Cmd::Export { image, out, format } => {
-            let format: export::Format = match format {
-                Some(f) => f.parse()?,
-                None if out.extension().is_some_and(|e| e == "tar") => export::Format::OciArchive,
-                None => export::Format::OciDir,
-            };
-            export::export(&store, &image, &out, format)
-                .with_context(|| format!("export {image} to {}", out.display()))?;
-            println!("{}", out.display());
-        }
+        Cmd::Export { image, out, format } => export_cmd(&store, &image, &out, format),
     }
+}
+
+fn import_cmd(store: &Store, source: &Path, name: Option<&str>) -> Result<()> {
+    let res = import::import(store, source, name)
+        .with_context(|| format!("import {}", source.display()))?;
+    for r in res {
+        println!(
+            "{}\t{}\t{} layers unpacked, {} already in the store",
+            r.name, r.config, r.layers_unpacked, r.layers_reused
+        );
+    }
+    Ok(())
+}
+
+fn login_cmd(
+    host: &str,
+    user: String,
+    password: Option<String>,
+    password_stdin: bool,
+    net: &NetArgs,
+) -> Result<()> {
+    let pass = match (password, password_stdin) {
+        (Some(p), _) => p,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin().read_line(&mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => anyhow::bail!("login needs --password or --password-stdin"),
+    };
+    let creds = registry::auth::Creds { user, pass };
+    let mut o = net.options()?;
+    o.creds = Some(creds.clone());
+    // a reference only to name the host: the check is GET /v2/ with these credentials
+    let r = registry::Reference::with_host(host, "login-check", host)?;
+    registry::Registry::connect(&r, &o, Vec::new()).with_context(|| format!("login {host}"))?;
+    let f = net
+        .authfile
+        .clone()
+        .unwrap_or_else(registry::auth::default_auth_file);
+    registry::auth::store(&f, host, &creds)?;
+    println!("login succeeded: {host} (stored in {})", f.display());
+    Ok(())
+}
+
+fn images_cmd(store: &Store, json: bool) -> Result<()> {
+    let imgs = info::images(store)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&imgs)?);
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<12} {:<20} {:>10} {:>12}",
+        "REF", "ID", "CREATED", "SIZE", "SHARED SIZE"
+    );
+    for i in imgs {
+        println!(
+            "{:<40} {:<12} {:<20} {:>10} {:>12}",
+            i.name,
+            i.id.short(),
+            i.created.get(..19).unwrap_or(&i.created),
+            human(i.size),
+            human(i.shared_size)
+        );
+    }
+    Ok(())
+}
+
+fn ls_cmd(store: &Store, json: bool) -> Result<()> {
+    let bs = info::bundles(store)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&bs)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<30} {:<30} {:>10} {:>13}",
+        "ID", "BUNDLE", "IMAGE", "SIZE", "VIRTUAL SIZE"
+    );
+    for b in bs {
+        println!(
+            "{:<16} {:<30} {:<30} {:>10} {:>13}",
+            b.id,
+            b.bundle,
+            b.image,
+            human(b.size),
+            human(b.virtual_size)
+        );
+    }
+    Ok(())
+}
+
+fn history_cmd(store: &Store, image: &str, json: bool) -> Result<()> {
+    let rows = info::history(store, image)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:>10}  {:<60} COMMENT",
+        "CREATED", "SIZE", "CREATED BY"
+    );
+    for r in rows {
+        let by: String = r.created_by.chars().take(60).collect();
+        let size = if r.empty_layer {
+            "0 B".to_string()
+        } else {
+            human(r.size)
+        };
+        println!(
+            "{:<20} {:>10}  {:<60} {}",
+            r.created.get(..19).unwrap_or(&r.created),
+            size,
+            by,
+            r.comment
+        );
+    }
+    Ok(())
+}
+
+fn print_removed(r: &gc::GcReport) {
+    println!(
+        "deleted {} blobs, {} layers ({})",
+        r.blobs,
+        r.layers,
+        human(r.bytes)
+    );
+}
+
+fn export_cmd(store: &Store, image: &str, out: &Path, format: Option<String>) -> Result<()> {
+    let format: export::Format = match format {
+        Some(f) => f.parse()?,
+        None if out.extension().is_some_and(|e| e == "tar") => export::Format::OciArchive,
+        None => export::Format::OciDir,
+    };
+    export::export(store, image, out, format)
+        .with_context(|| format!("export {image} to {}", out.display()))?;
+    println!("{}", out.display());
     Ok(())
 }

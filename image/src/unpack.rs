@@ -318,6 +318,7 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
+    /// One tar entry: its path checked, then handed to the step for its kind.
     fn entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<()> {
         let raw = entry.path_bytes().into_owned();
         let comps = clean_path(&raw).map_err(|r| Error::BadEntry {
@@ -329,158 +330,32 @@ impl<'a> Unpacker<'a> {
         let kind = entry.header().entry_type();
         use tar::EntryType as T;
 
-        if comps.is_empty() {
+        let Some(name) = comps.last() else {
             // the layer's root itself ("./"): only a directory may stand there
             if kind != T::Directory {
                 return Err(self.bad(&comps, "the root entry is not a directory"));
             }
-            let r = self.root.as_raw_fd();
-            let dot = OsStr::new(".");
-            sys::lchownat(r, dot, attrs.uid, attrs.gid)
-                .and_then(|_| sys::fchmodat(r, dot, attrs.mode))
-                .map_err(|e| self.io(&comps, "set root attributes", e))?;
-            self.set_xattrs(&comps, r, dot, &attrs)?;
-            self.cached_parent = None; // the root's setgid bit may have changed
-            self.dir_times
-                .push((comps, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
-            return Ok(());
+            return self.root_dir(comps, &attrs);
+        };
+        if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&comps);
         }
-        let (name, parent_comps) = comps.split_last().expect("non-empty");
-        let name = name.clone();
-        let nb = name.as_bytes();
-
-        // whiteouts
-        if nb.starts_with(WHITEOUT_PREFIX.as_bytes()) {
-            let dir = self.parent(&comps, parent_comps)?;
-            if nb == OPAQUE_MARKER.as_bytes() {
-                return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
-                    .map_err(|e| self.io(&comps, "mark directory opaque", e));
-            }
-            if nb.starts_with(b".wh..wh.") {
-                return Ok(()); // AUFS internals (.wh..wh.plnk, ...): meaningless here
-            }
-            let target = OsStr::from_bytes(&nb[WHITEOUT_PREFIX.len()..]).to_os_string();
-            if target.is_empty() || target == "." || target == ".." {
-                return Err(self.bad(&comps, "whiteout names no file"));
-            }
-            self.remove(&comps, dir, &target)?;
-            let dir = self.parent(&comps, parent_comps)?;
-            return sys::mknodat(dir, &target, libc::S_IFCHR, 0)
-                .map_err(|e| self.io(&comps, "create whiteout device", e));
-        }
-
-        let dir = self.parent(&comps, parent_comps)?;
         match kind {
-            T::Directory => {
-                let fresh = match sys::mkdirat(dir, &name, attrs.mode & 0o777) {
-                    Ok(()) => true,
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        let st =
-                            sys::lstat_opt(dir, &name).map_err(|e| self.io(&comps, "stat", e))?;
-                        if matches!(st, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
-                            false // a dir named again: keep its content, set its attributes
-                        } else {
-                            self.remove(&comps, dir, &name)?;
-                            let dir = self.parent(&comps, parent_comps)?;
-                            sys::mkdirat(dir, &name, attrs.mode & 0o777)
-                                .map_err(|e| self.io(&comps, "mkdir", e))?;
-                            true
-                        }
-                    }
-                    Err(e) => return Err(self.io(&comps, "mkdir", e)),
-                };
-                let dir = self.parent(&comps, parent_comps)?;
-                if !fresh || self.needs_chown(attrs.uid, attrs.gid) {
-                    sys::lchownat(dir, &name, attrs.uid, attrs.gid)
-                        .map_err(|e| self.io(&comps, "set directory owner", e))?;
-                }
-                if !fresh || self.needs_chmod(attrs.mode, true) {
-                    sys::fchmodat(dir, &name, attrs.mode)
-                        .map_err(|e| self.io(&comps, "set directory mode", e))?;
-                }
-                self.set_xattrs(&comps, dir, &name, &attrs)?;
-                self.dir_times.push((
-                    comps.clone(),
-                    attrs.atime.unwrap_or(attrs.mtime),
-                    attrs.mtime,
-                ));
-            }
-            T::Regular | T::Continuous | T::GNUSparse => {
-                // created with its final permission bits; the special bits wait for the chown
-                let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-                let fd = match sys::openat(dir, &name, flags, attrs.mode & 0o777) {
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        // a later entry for the same path replaces the earlier one
-                        self.remove(&comps, dir, &name)?;
-                        let dir = self.parent(&comps, parent_comps)?;
-                        sys::openat(dir, &name, flags, attrs.mode & 0o777)
-                    }
-                    r => r,
-                }
-                .map_err(|e| self.io(&comps, "create file", e))?;
-                let mut f = std::fs::File::from(fd);
-                copy_data(entry, &mut f, &mut self.buf)
-                    .map_err(|e| self.io(&comps, "write file", e))?;
-                let raw = f.as_raw_fd();
-                if self.needs_chown(attrs.uid, attrs.gid) {
-                    sys::fchown(raw, attrs.uid, attrs.gid)
-                        .map_err(|e| self.io(&comps, "set file owner", e))?;
-                }
-                if self.needs_chmod(attrs.mode, false) {
-                    sys::fchmod(raw, attrs.mode)
-                        .map_err(|e| self.io(&comps, "set file mode", e))?;
-                }
-                for (k, v) in &attrs.xattrs {
-                    if let Err(e) = sys::fsetxattr(raw, k, v) {
-                        tracing::warn!(layer = self.layer, entry = ?join(&comps), xattr = ?k, "xattr not kept: {e}");
-                    }
-                }
-                sys::futimens(raw, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
-                    .map_err(|e| self.io(&comps, "set times", e))?;
-            }
+            T::Directory => self.dir(comps, &attrs),
+            T::Regular | T::Continuous | T::GNUSparse => self.file(&comps, &attrs, entry),
             T::Symlink => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| self.bad(&comps, "symlink without target"))?
                     .into_owned();
-                let target = OsStr::from_bytes(&target);
-                let dir = match sys::symlinkat(target, dir, &name) {
-                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                        self.remove(&comps, dir, &name)?;
-                        let dir = self.parent(&comps, parent_comps)?;
-                        sys::symlinkat(target, dir, &name).map(|_| dir)
-                    }
-                    r => r.map(|_| dir),
-                }
-                .map_err(|e| self.io(&comps, "create symlink", e))?;
-                if self.needs_chown(attrs.uid, attrs.gid) {
-                    sys::lchownat(dir, &name, attrs.uid, attrs.gid)
-                        .map_err(|e| self.io(&comps, "chown symlink", e))?;
-                }
-                self.set_xattrs(&comps, dir, &name, &attrs)?;
-                sys::lutimensat(dir, &name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
-                    .map_err(|e| self.io(&comps, "set times", e))?;
+                self.symlink(&comps, &attrs, OsStr::from_bytes(&target))
             }
             T::Link => {
                 let target = entry
                     .link_name_bytes()
                     .ok_or_else(|| self.bad(&comps, "hardlink without target"))?
                     .into_owned();
-                let tcomps = clean_path(&target).map_err(|r| {
-                    self.bad(
-                        &comps,
-                        format!(
-                            "hardlink target {:?}: {r}",
-                            String::from_utf8_lossy(&target)
-                        ),
-                    )
-                })?;
-                if tcomps.is_empty() {
-                    return Err(self.bad(&comps, "hardlink to the root"));
-                }
-                if !self.link(&comps, &tcomps, false)? {
-                    self.deferred_links.push((comps.clone(), tcomps));
-                }
+                self.hardlink(comps, &target)
             }
             T::Char | T::Block | T::Fifo => {
                 let t = match kind {
@@ -493,23 +368,179 @@ impl<'a> Unpacker<'a> {
                     h.device_major().ok().flatten().unwrap_or(0),
                     h.device_minor().ok().flatten().unwrap_or(0),
                 );
-                self.remove(&comps, dir, &name)?;
-                let dir = self.parent(&comps, parent_comps)?;
-                sys::mknodat(dir, &name, t | 0o600, dev)
-                    .map_err(|e| self.io(&comps, "mknod", e))?;
-                sys::lchownat(dir, &name, attrs.uid, attrs.gid)
-                    .and_then(|_| sys::fchmodat(dir, &name, attrs.mode))
-                    .map_err(|e| self.io(&comps, "set device attributes", e))?;
-                self.set_xattrs(&comps, dir, &name, &attrs)?;
-                sys::lutimensat(dir, &name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
-                    .map_err(|e| self.io(&comps, "set times", e))?;
+                self.node(&comps, &attrs, t, dev)
             }
-            T::XGlobalHeader => {}
-            other => {
-                return Err(self.bad(&comps, format!("unsupported tar entry type {other:?}")));
+            T::XGlobalHeader => Ok(()),
+            other => Err(self.bad(&comps, format!("unsupported tar entry type {other:?}"))),
+        }
+    }
+
+    /// The layer root's own attributes ("./" in the tar).
+    fn root_dir(&mut self, comps: Vec<OsString>, attrs: &Attrs) -> Result<()> {
+        let r = self.root.as_raw_fd();
+        let dot = OsStr::new(".");
+        sys::lchownat(r, dot, attrs.uid, attrs.gid)
+            .and_then(|_| sys::fchmodat(r, dot, attrs.mode))
+            .map_err(|e| self.io(&comps, "set root attributes", e))?;
+        self.set_xattrs(&comps, r, dot, attrs)?;
+        self.cached_parent = None; // the root's setgid bit may have changed
+        self.dir_times
+            .push((comps, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
+        Ok(())
+    }
+
+    /// `.wh..wh..opq` marks its directory opaque; `.wh.NAME` replaces NAME by a 0:0 char device.
+    fn whiteout(&mut self, comps: &[OsString]) -> Result<()> {
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let nb = name.as_bytes();
+        let dir = self.parent(comps, parent_comps)?;
+        if nb == OPAQUE_MARKER.as_bytes() {
+            return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
+                .map_err(|e| self.io(comps, "mark directory opaque", e));
+        }
+        if nb.starts_with(b".wh..wh.") {
+            return Ok(()); // AUFS internals (.wh..wh.plnk, ...): meaningless here
+        }
+        let target = OsStr::from_bytes(&nb[WHITEOUT_PREFIX.len()..]).to_os_string();
+        if target.is_empty() || target == "." || target == ".." {
+            return Err(self.bad(comps, "whiteout names no file"));
+        }
+        self.remove(comps, dir, &target)?;
+        let dir = self.parent(comps, parent_comps)?;
+        sys::mknodat(dir, &target, libc::S_IFCHR, 0)
+            .map_err(|e| self.io(comps, "create whiteout device", e))
+    }
+
+    /// Creates `name` in `dir` with `create`; when something is already there (a path named
+    /// twice in the tar), removes it and creates again. Returns the parent fd to use next
+    /// (removing may have dropped the cached one).
+    fn create_replacing(
+        &mut self,
+        comps: &[OsString],
+        what: &str,
+        mut create: impl FnMut(RawFd, &OsStr) -> io::Result<()>,
+    ) -> Result<RawFd> {
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let dir = self.parent(comps, parent_comps)?;
+        match create(dir, name) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                self.remove(comps, dir, name)?;
+                let dir = self.parent(comps, parent_comps)?;
+                create(dir, name).map_err(|e| self.io(comps, what, e))?;
+                Ok(dir)
+            }
+            r => r.map(|_| dir).map_err(|e| self.io(comps, what, e)),
+        }
+    }
+
+    fn dir(&mut self, comps: Vec<OsString>, attrs: &Attrs) -> Result<()> {
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let dir = self.parent(&comps, parent_comps)?;
+        let fresh = match sys::mkdirat(dir, name, attrs.mode & 0o777) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let st = sys::lstat_opt(dir, name).map_err(|e| self.io(&comps, "stat", e))?;
+                if matches!(st, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
+                    false // a dir named again: keep its content, set its attributes
+                } else {
+                    self.remove(&comps, dir, name)?;
+                    let dir = self.parent(&comps, parent_comps)?;
+                    sys::mkdirat(dir, name, attrs.mode & 0o777)
+                        .map_err(|e| self.io(&comps, "mkdir", e))?;
+                    true
+                }
+            }
+            Err(e) => return Err(self.io(&comps, "mkdir", e)),
+        };
+        let dir = self.parent(&comps, parent_comps)?;
+        if !fresh || self.needs_chown(attrs.uid, attrs.gid) {
+            sys::lchownat(dir, name, attrs.uid, attrs.gid)
+                .map_err(|e| self.io(&comps, "set directory owner", e))?;
+        }
+        if !fresh || self.needs_chmod(attrs.mode, true) {
+            sys::fchmodat(dir, name, attrs.mode)
+                .map_err(|e| self.io(&comps, "set directory mode", e))?;
+        }
+        self.set_xattrs(&comps, dir, name, attrs)?;
+        let times = (attrs.atime.unwrap_or(attrs.mtime), attrs.mtime);
+        self.dir_times.push((comps, times.0, times.1));
+        Ok(())
+    }
+
+    /// A regular file, created with its final permission bits (the special bits wait for the
+    /// chown, which would clear them).
+    fn file(&mut self, comps: &[OsString], attrs: &Attrs, data: &mut impl Read) -> Result<()> {
+        let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+        let mut fd = None;
+        self.create_replacing(comps, "create file", |d, n| {
+            fd = Some(sys::openat(d, n, flags, attrs.mode & 0o777)?);
+            Ok(())
+        })?;
+        let mut f = std::fs::File::from(fd.expect("created"));
+        copy_data(data, &mut f, &mut self.buf).map_err(|e| self.io(comps, "write file", e))?;
+        let raw = f.as_raw_fd();
+        if self.needs_chown(attrs.uid, attrs.gid) {
+            sys::fchown(raw, attrs.uid, attrs.gid)
+                .map_err(|e| self.io(comps, "set file owner", e))?;
+        }
+        if self.needs_chmod(attrs.mode, false) {
+            sys::fchmod(raw, attrs.mode).map_err(|e| self.io(comps, "set file mode", e))?;
+        }
+        for (k, v) in &attrs.xattrs {
+            if let Err(e) = sys::fsetxattr(raw, k, v) {
+                tracing::warn!(layer = self.layer, entry = ?join(comps), xattr = ?k, "xattr not kept: {e}");
             }
         }
+        sys::futimens(raw, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
+            .map_err(|e| self.io(comps, "set times", e))
+    }
+
+    fn symlink(&mut self, comps: &[OsString], attrs: &Attrs, target: &OsStr) -> Result<()> {
+        let dir =
+            self.create_replacing(comps, "create symlink", |d, n| sys::symlinkat(target, d, n))?;
+        let name = comps.last().expect("non-empty");
+        if self.needs_chown(attrs.uid, attrs.gid) {
+            sys::lchownat(dir, name, attrs.uid, attrs.gid)
+                .map_err(|e| self.io(comps, "chown symlink", e))?;
+        }
+        self.set_xattrs(comps, dir, name, attrs)?;
+        sys::lutimensat(dir, name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
+            .map_err(|e| self.io(comps, "set times", e))
+    }
+
+    /// A hardlink to an entry of this layer; made at the end of the layer when its target
+    /// comes later in the tar.
+    fn hardlink(&mut self, comps: Vec<OsString>, target: &[u8]) -> Result<()> {
+        let parent_comps = &comps[..comps.len() - 1];
+        self.parent(&comps, parent_comps)?;
+        let tcomps = clean_path(target).map_err(|r| {
+            self.bad(
+                &comps,
+                format!("hardlink target {:?}: {r}", String::from_utf8_lossy(target)),
+            )
+        })?;
+        if tcomps.is_empty() {
+            return Err(self.bad(&comps, "hardlink to the root"));
+        }
+        if !self.link(&comps, &tcomps, false)? {
+            self.deferred_links.push((comps, tcomps));
+        }
         Ok(())
+    }
+
+    /// A char or block device or a fifo (`kind` is its S_IF* type).
+    fn node(&mut self, comps: &[OsString], attrs: &Attrs, kind: u32, dev: u64) -> Result<()> {
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let dir = self.parent(comps, parent_comps)?;
+        self.remove(comps, dir, name)?;
+        let dir = self.parent(comps, parent_comps)?;
+        sys::mknodat(dir, name, kind | 0o600, dev).map_err(|e| self.io(comps, "mknod", e))?;
+        sys::lchownat(dir, name, attrs.uid, attrs.gid)
+            .and_then(|_| sys::fchmodat(dir, name, attrs.mode))
+            .map_err(|e| self.io(comps, "set device attributes", e))?;
+        self.set_xattrs(comps, dir, name, attrs)?;
+        sys::lutimensat(dir, name, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime)
+            .map_err(|e| self.io(comps, "set times", e))
     }
 
     /// Hardlinks `comps` to `tcomps` (both inside this layer). Returns false when the target

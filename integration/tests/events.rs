@@ -16,6 +16,8 @@ fn stats_event_has_real_numbers() {
         .args(&["/bin/sleep", "1000"]);
     let id = ctx.id();
     ctx.create_start(&id, &b);
+    let pid = ctx.state(&id)["pid"].as_i64().expect("pid") as i32;
+    ctx.rt.runc_wait_for_exec(pid);
     let out = ctx.rt(&["events", "--stats", &id]).ok();
     // runc's key order: scripts match the start of the line.
     let start = format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":");

@@ -401,6 +401,7 @@ fn lifecycle_as_user_without_a_cgroup() {
         "{ex}"
     );
     // Only the caller's id is mapped: an exec as another user fails and says why.
+    // exec's own failure: 255, runc's convention (capsa's too).
     let ex = rl
         .rt(&["exec", "-u", "1000", &id, "/bin/true"])
         .exec_fails();
