@@ -106,6 +106,10 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
+            if let Some(name) = unknown_command(&e) {
+                // runc's words for it (`runc foo -h`), then clap's hint.
+                eprintln!("No help topic for '{name}'");
+            }
             let _ = e.print();
             return code;
         }
@@ -141,6 +145,18 @@ pub fn main() -> i32 {
             eprintln!("capsa: {msg}");
             code
         }
+    }
+}
+
+/// The command name of an "unrecognized subcommand" error.
+fn unknown_command(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    match e.get(ContextKind::InvalidSubcommand)? {
+        ContextValue::String(s) => Some(s.clone()),
+        _ => None,
     }
 }
 
