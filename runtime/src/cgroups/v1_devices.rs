@@ -11,6 +11,7 @@
 //! cgroup, but only `a *:* rwm` for an allow-default one.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
@@ -60,6 +61,45 @@ fn num(n: Option<i64>) -> String {
     n.map_or("*".into(), |n| n.to_string())
 }
 
+/// A devices.list line or a default rule: `TYPE MAJOR:MINOR ACCESS`.
+fn parse_line(l: &str) -> Option<(char, Option<i64>, Option<i64>, u8)> {
+    let mut it = l.split_whitespace();
+    let (t, mm, acc) = (it.next()?, it.next()?, it.next()?);
+    let (major, minor) = mm.split_once(':')?;
+    let n = |s: &str| s.parse::<i64>().ok();
+    Some((t.chars().next()?, n(major), n(minor), bits(acc)))
+}
+
+/// What every container may use besides its config's rules, allowed after them
+/// (libcgroups' defaults, runc's): the runtime's own device nodes (null, zero, full, tty,
+/// urandom, random), mknod of any device, /dev/console, /dev/pts/*, /dev/ptmx, tun/tap.
+pub const DEFAULT_RULES: &[&str] = &[
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:9 rwm",
+    "c 1:8 rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 5:1 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+];
+
+/// A container's devices cgroup: its config's `rules` (`field` names them in errors),
+/// then `DEFAULT_RULES`.
+pub fn container_rules(rules: &[LinuxDeviceCgroup], field: &str) -> Result<Devices> {
+    let mut d = Devices::from_rules(rules, field)?;
+    for (t, major, minor, b) in DEFAULT_RULES.iter().filter_map(|l| parse_line(l)) {
+        // An allow never fails: it adds to an exception or to nothing.
+        d.apply(t, major, minor, b, true)
+            .map_err(|why| Error::Config(format!("{field}: default rule: {why}")))?;
+    }
+    Ok(d)
+}
+
 fn line((t, major, minor): Node, b: u8) -> String {
     format!("{t} {}:{} {}", num(major), num(minor), access(b))
 }
@@ -94,22 +134,13 @@ impl Devices {
     /// What devices.list says.
     pub fn from_list(text: &str) -> Devices {
         let mut d = Devices::default();
-        for l in text.lines() {
-            let mut it = l.split_whitespace();
-            let (Some(t), Some(mm), Some(acc)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            let Some((major, minor)) = mm.split_once(':') else {
-                continue;
-            };
-            let n = |s: &str| s.parse::<i64>().ok();
-            let t = t.chars().next().unwrap_or('a');
+        for (t, major, minor, b) in text.lines().filter_map(parse_line) {
             if t == 'a' {
                 d.default_allow = true;
                 d.exceptions.clear();
                 continue;
             }
-            *d.exceptions.entry((t, n(major), n(minor))).or_default() |= bits(acc);
+            *d.exceptions.entry((t, major, minor)).or_default() |= b;
         }
         d
     }
@@ -212,23 +243,38 @@ impl Devices {
     }
 }
 
-/// Bring the devices cgroup at `dir` to `target`, writing only what differs.
+/// Bring the devices cgroup at `dir` to `target`, writing only what differs (one write
+/// per rule, devices.allow and devices.deny each opened once, when first needed).
 pub fn set(dir: &Path, target: &Devices) -> Result<()> {
     let list = dir.join("devices.list");
     let text = std::fs::read_to_string(&list).map_err(|e| Error::io("read", &list, e))?;
+    let mut files: [Option<std::fs::File>; 2] = [None, None];
     for w in Devices::from_list(&text).transition(target) {
-        let file = dir.join(if w.allow {
+        let name = if w.allow {
             "devices.allow"
         } else {
             "devices.deny"
-        });
-        std::fs::write(&file, &w.rule).map_err(|e| {
+        };
+        let file = dir.join(name);
+        let fail = |e: std::io::Error| {
             Error::Cgroup(format!(
                 "linux.resources.devices: write {:?} to {}: {e}",
                 w.rule,
                 file.display()
             ))
-        })?;
+        };
+        let slot = &mut files[usize::from(w.allow)];
+        if slot.is_none() {
+            *slot = Some(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&file)
+                    .map_err(fail)?,
+            );
+        }
+        if let Some(f) = slot {
+            f.write_all(w.rule.as_bytes()).map_err(fail)?;
+        }
     }
     Ok(())
 }

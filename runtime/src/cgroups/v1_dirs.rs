@@ -10,8 +10,10 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::sub::{self, SubCgroups};
+use super::v1_devices;
 use crate::{Error, Result};
-use capsa_linux::mountinfo::{self, MountEntry};
+use capsa_linux::mountinfo::MountEntry;
+use oci_spec::runtime::LinuxDeviceCgroup;
 
 /// The v1 controllers libcgroups manages (a hierarchy with none of them, such as
 /// name=systemd, is not the container's business).
@@ -49,13 +51,9 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl V1Dirs {
-    /// The directories of cgroup `path` (relative to each hierarchy's root).
-    pub fn find(path: &Path) -> V1Dirs {
-        V1Dirs::from_mounts(&mountinfo::read(), path)
-    }
-
-    /// The directories of cgroup `path` in the v1 hierarchies of `mounts`.
-    fn from_mounts(mounts: &[MountEntry], path: &Path) -> V1Dirs {
+    /// The directories of cgroup `path` (relative to each hierarchy's root) in the v1
+    /// hierarchies of the mount table `mounts`.
+    pub fn from_mounts(mounts: &[MountEntry], path: &Path) -> V1Dirs {
         let rel = path.strip_prefix("/").unwrap_or(path);
         let mut dirs: Vec<Hierarchy> = Vec::new();
         for m in mounts {
@@ -104,6 +102,26 @@ impl V1Dirs {
             std::fs::write(&procs, pid.to_string()).map_err(|e| err("write", &procs, e))?;
         }
         Ok(())
+    }
+
+    /// `linux.resources.devices`, then the rules every container gets (libcgroups' and
+    /// runc's defaults, `v1_devices::DEFAULT_RULES`), set as the minimal change from what
+    /// devices.list has: nothing is written for what already holds, so a create into an
+    /// existing cgroup or an update never makes the redundant `a` write the kernel
+    /// refuses once the cgroup has children.
+    pub fn apply_device_rules(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        let Some(dir) = self.dir_of("devices") else {
+            return Err(Error::Cgroup(
+                "linux.resources.devices: no devices hierarchy on this host".into(),
+            ));
+        };
+        tracing::debug!(
+            "{}: {} device rules and the defaults",
+            dir.display(),
+            rules.len()
+        );
+        let target = v1_devices::container_rules(rules, "linux.resources.devices")?;
+        v1_devices::set(dir, &target)
     }
 
     /// `exec --cgroup`: move `pid` into existing sub-cgroups of the container's, the same
@@ -169,6 +187,21 @@ impl V1Dirs {
                 let _ = std::fs::write(&state, "THAWED");
             }
         }
+    }
+
+    /// rmdir of every directory, which succeeds at once where no task and no sub-cgroup
+    /// is left (cgroupfs takes the control files with the directory). True when all are
+    /// gone; what could not go is left for `remove`.
+    pub fn remove_if_empty(&self) -> bool {
+        let mut all = true;
+        for Hierarchy { dir, .. } in &self.dirs {
+            match std::fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => all = false,
+            }
+        }
+        all
     }
 
     /// Kill what is left and remove every directory, deepest first. Fails while dying
@@ -245,6 +278,8 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    use capsa_linux::mountinfo;
+
     /// A v1 layout in a temp dir: cpu,cpuacct and cpuset and memory hierarchies (cpuset
     /// mounted twice), systemd's named one, another named one that is not ours, and a
     /// cgroup2 one (hybrid).
@@ -310,5 +345,62 @@ mod tests {
         let mut pids = dirs.pids();
         pids.dedup();
         assert_eq!(pids, vec![4242]);
+    }
+
+    #[test]
+    fn device_rules_then_the_defaults_as_the_minimal_change() {
+        let t = tempfile::tempdir().unwrap();
+        let mut mounts = hierarchies(t.path());
+        let line = format!(
+            "40 1 0:40 / {} rw - cgroup cgroup rw,devices\n",
+            t.path().join("devices").display()
+        );
+        mounts.extend(mountinfo::parse(&line));
+        let dir = t.path().join("devices/ctr");
+        std::fs::create_dir_all(&dir).unwrap();
+        let fresh = |list: &str| {
+            for (f, v) in [
+                ("devices.list", list),
+                ("devices.allow", ""),
+                ("devices.deny", ""),
+            ] {
+                std::fs::write(dir.join(f), v).unwrap();
+            }
+        };
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        let dirs = V1Dirs::from_mounts(&mounts, Path::new("/ctr"));
+        let rules: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]"#,
+        )
+        .unwrap();
+        // A new cgroup (allow everything): the reset, then every exception, each file
+        // opened once.
+        fresh("a *:* rwm\n");
+        dirs.apply_device_rules(&rules).unwrap();
+        assert_eq!(read("devices.deny"), "a *:* rwm");
+        let allowed = [
+            "b *:* m",
+            "c *:* m",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:1 rwm",
+            "c 5:2 rwm",
+            "c 10:200 rwm",
+            "c 10:229 rw",
+            "c 136:* rwm",
+        ];
+        assert_eq!(read("devices.allow"), allowed.concat());
+        // The same rules on a cgroup that has them: nothing written.
+        fresh(&allowed.map(|l| format!("{l}\n")).concat());
+        dirs.apply_device_rules(&rules).unwrap();
+        assert_eq!(
+            (read("devices.allow"), read("devices.deny")),
+            (String::new(), String::new())
+        );
     }
 }

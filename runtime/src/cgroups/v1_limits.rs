@@ -26,36 +26,9 @@ pub struct Own {
     devices: Option<Devices>,
 }
 
-/// The devices runc (and libcgroups) allow in every container after the config's rules:
-/// mknod of any device, the standard character devices, ptys, tun.
-pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
-    let rule = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| {
-        serde_json::from_value::<LinuxDeviceCgroup>(serde_json::json!({
-            "allow": true, "type": typ, "major": major, "minor": minor, "access": access
-        }))
-        .expect("a valid device rule")
-    };
-    let mut v = vec![rule("c", None, None, "m"), rule("b", None, None, "m")];
-    for (major, minor) in [
-        (1, 3),
-        (1, 8),
-        (1, 7),
-        (5, 0),
-        (1, 5),
-        (1, 9),
-        (5, 1),
-        (5, 2),
-    ] {
-        v.push(rule("c", Some(major), Some(minor), "rwm"));
-    }
-    v.push(rule("c", Some(136), None, "rwm"));
-    v.push(rule("c", Some(10), Some(200), "rwm"));
-    v
-}
-
 /// Split `r` into what libcgroups applies and what capsa writes itself. `devices`: the
-/// container's device rules (the config's, then the defaults), or `None` to leave the
-/// devices cgroup as it is (rootless).
+/// config's device rules (the defaults are added after them), or `None` to leave the
+/// devices cgroup as it is.
 pub fn split(
     r: &LinuxResources,
     devices: Option<&[LinuxDeviceCgroup]>,
@@ -90,7 +63,7 @@ pub fn split(
         rest.set_block_io(Some(b));
     }
     own.devices = devices
-        .map(|d| Devices::from_rules(d, "linux.resources.devices"))
+        .map(|d| v1_devices::container_rules(d, "linux.resources.devices"))
         .transpose()?;
     rest.set_devices(None);
     Ok((rest, own))

@@ -29,6 +29,7 @@ pub struct Args<'a> {
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
     pub bind_sources: &'a rootfs::BindSources,
+    pub host_mounts: &'a [capsa_linux::mountinfo::MountEntry],
     pub opts: &'a CreateOptions,
     pub sys: &'a dyn Syscall,
 }
@@ -93,6 +94,7 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
         in_userns: a.plan.in_userns(),
         new_cgroupns: a.plan.new_cgroup,
         bind_sources: a.bind_sources,
+        host_mounts: a.host_mounts,
         sys,
     };
     rootfs::prepare(&ctx)?;
@@ -341,6 +343,7 @@ mod tests {
         let fifo: OwnedFd = tempfile::tempfile().unwrap().into();
         let sys = Recorder::default();
         let opts = opts();
+        let host_mounts = capsa_linux::mountinfo::read();
         let a = Args {
             bundle: b,
             plan: &plan,
@@ -349,6 +352,7 @@ mod tests {
             fifo,
             console: None,
             bind_sources: &Default::default(),
+            host_mounts: &host_mounts,
             opts: &opts,
             sys: &sys,
         };
@@ -530,6 +534,7 @@ mod tests {
             fifo: tempfile::tempfile().unwrap().into(),
             console: None,
             bind_sources: &Default::default(),
+            host_mounts: &[],
             opts: &opts,
             sys: &sys,
         };

@@ -58,7 +58,15 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
     let cgroup_path = cgroups::path_for(spec, &opts.id);
     let resources = resources_for(spec, opts.rootless);
-    let cgroup = open_cgroup(&cleanup, &cgroup_path, opts, resources.as_ref())?;
+    // Read once: the cgroup's v1 hierarchies and the init's cgroup mounts come from it.
+    let host_mounts = capsa_linux::mountinfo::read();
+    let cgroup = open_cgroup(
+        &cleanup,
+        &host_mounts,
+        &cgroup_path,
+        opts,
+        resources.as_ref(),
+    )?;
     // Rootless, the sources are the caller's own, and open_tree needs privilege.
     let bind_sources = match plan.new_user && !opts.rootless {
         true => rootfs::BindSources::open(spec, &bundle.dir)?,
@@ -89,6 +97,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
                 fifo,
                 console: consoles.child,
                 bind_sources: &bind_sources,
+                host_mounts: &host_mounts,
                 opts,
                 sys,
             })
@@ -125,6 +134,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let saved = steps.saved;
     // The init clears its parent-death signal, then closes its end.
     while ch.recv()?.is_some() {}
+    tracing::debug!("{}: created, init {pid}", opts.id);
     let (cgroup, _) = cleanup.disarm();
     Ok(Created {
         pid,
@@ -156,7 +166,7 @@ impl CreateSteps<'_> {
 impl Steps for CreateSteps<'_> {
     /// sync 1: the cgroup first, so the init's cgroup namespace is rooted there.
     fn place(&mut self, child: i32) -> Result<()> {
-        self.prefetch = self.resources.and_then(|_| self.cgroup().prefetch());
+        self.prefetch = self.cgroup().prefetch(self.resources);
         self.cgroup().enter(child, self.resources)?;
         if let Some(adj) = process_of(self.spec)?.oom_score_adj() {
             let path = format!("/proc/{child}/oom_score_adj");
@@ -295,6 +305,7 @@ fn make_exec_fifo(cleanup: &Cleanup) -> Result<OwnedFd> {
 /// The container's cgroup, or none (rootless without delegation).
 fn open_cgroup(
     cleanup: &Cleanup,
+    host_mounts: &[capsa_linux::mountinfo::MountEntry],
     path: &std::path::Path,
     opts: &CreateOptions,
     resources: Option<&LinuxResources>,
@@ -305,7 +316,7 @@ fn open_cgroup(
             // Recorded before the cgroup exists: a create killed before it saved its state
             // leaves this, and `delete --force` removes the cgroup from it.
             cleanup.dir()?.record_cgroup(path)?;
-            let cgroup = Cgroup::open(path, opts.systemd_cgroup, &opts.id)?;
+            let cgroup = Cgroup::open_in(host_mounts, path, opts.systemd_cgroup, &opts.id)?;
             cgroups::preflight::check(&cgroup, path)?;
             Ok(cgroup)
         }
