@@ -46,6 +46,14 @@ pub struct V1Dirs {
     dirs: Vec<Hierarchy>,
 }
 
+/// A cgroup directory we may not write (not delegated to us, or mounted read-only).
+fn not_ours(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+    )
+}
+
 fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Cgroup(format!("{what} {}: {e}", path.display()))
 }
@@ -90,16 +98,34 @@ impl V1Dirs {
     }
 
     /// Create the directories and move `pid` into each (systemd's named hierarchy and, on
-    /// a hybrid host, the cgroup2 mount too).
+    /// a hybrid host, the cgroup2 mount too). Those two carry no limits: where they are
+    /// not ours to write (rootless, with only the controllers' hierarchies delegated; a
+    /// read-only mount), the process stays where it is in them, as runc leaves them.
     pub fn place(&self, pid: i32) -> Result<()> {
         for h in &self.dirs {
             let dir = &h.dir;
-            std::fs::create_dir_all(dir).map_err(|e| err("create", dir, e))?;
+            let extra = h.controllers.iter().all(|c| c == SYSTEMD);
+            let left = |what: &str, path: &Path, e: &std::io::Error| {
+                tracing::debug!("{what} {}: {e}: left (no limits there)", path.display());
+            };
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                if extra && not_ours(&e) {
+                    left("create", dir, &e);
+                    continue;
+                }
+                return Err(err("create", dir, e));
+            }
             if h.controllers.iter().any(|c| c == "cpuset") {
                 fill_cpuset(&h.mount, dir)?;
             }
             let procs = dir.join("cgroup.procs");
-            std::fs::write(&procs, pid.to_string()).map_err(|e| err("write", &procs, e))?;
+            if let Err(e) = std::fs::write(&procs, pid.to_string()) {
+                if extra && not_ours(&e) {
+                    left("write", &procs, &e);
+                    continue;
+                }
+                return Err(err("write", &procs, e));
+            }
         }
         Ok(())
     }
