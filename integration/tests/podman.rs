@@ -152,8 +152,7 @@ fn build_runs_its_run_step_through_the_runtime() {
 
 /// `podman run --read-only` (root read-only; /tmp, /var/tmp, /run as tmpfs with
 /// `tmpcopyup`) and `--tmpfs DIR` (also `tmpcopyup`): the tmpfs starts with what the image
-/// has there. docker's `--tmpfs` reaches the runtime as the same mount (there is no docker
-/// engine on this test host).
+/// has there. docker's `--tmpfs` (no copy-up there) is docker.rs'.
 #[test]
 fn run_read_only_and_tmpfs() {
     let ctx = Ctx::new();
