@@ -566,8 +566,13 @@ fn update_keeps_device_rules_without_rewriting_them() {
     );
     assert!(!before.contains("c 1:11 "), "{before}");
     std::fs::create_dir(dev.join("sub")).expect("a sub-cgroup of the container's");
+    // An update of a limit, and one with nothing but the device rules (`-r` of `{}`).
+    let empty = ctx.path("empty.json");
+    std::fs::write(&empty, "{}").expect("write empty.json");
+    let empty = empty.to_str().unwrap();
     for _ in 0..3 {
         ctx.rt(&["update", "--pids-limit", "30", &id]).ok();
+        ctx.rt(&["update", "-r", empty, &id]).ok();
     }
     assert_eq!(cgroup::read(&dev, "devices.list"), before);
 }
