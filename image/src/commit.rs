@@ -1,10 +1,10 @@
 //! `commit`: the container's upper dir becomes a new gzip layer on top of its image's layers.
 //! Overlay's whiteouts (0:0 char devices) become `.wh.NAME` entries, opaque directories
 //! (trusted.overlay.opaque=y) get a `.wh..wh..opq` entry; the new image shares every old layer.
-use crate::bundle::{self, now_rfc3339};
+use crate::bundle::{self, now_rfc3339, Container};
 use crate::digest::{Digest, HashWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::oci::{Descriptor, History};
+use crate::oci::{Descriptor, History, ImageConfig, Manifest};
 use crate::size::disk_usage;
 use crate::store::{normalize_ref, LayerMeta, Store};
 use crate::sys;
@@ -176,22 +176,22 @@ pub fn write_layer(upper: &Path, out: &Path) -> Result<(Digest, Digest, u64)> {
     Ok((diff_id, digest, size))
 }
 
-pub fn commit(
-    store: &Store,
-    bundle_ref: &str,
-    new_ref: &str,
-    message: Option<&str>,
-) -> Result<Committed> {
-    let _lock = store.lock_shared()?;
-    let c = bundle::find(store, bundle_ref)?;
+/// A layer made from a container's upper dir, stored (blob and unpacked dir).
+pub struct NewLayer {
+    pub diff_id: Digest,
+    /// the gzip blob's descriptor, for the manifest
+    pub descriptor: Descriptor,
+}
+
+/// Writes `c`'s writable layer as a gzip layer blob and unpacks it into the store (the same
+/// path as an import); both land in the store before this returns.
+pub fn commit_layer(store: &Store, c: &Container) -> Result<NewLayer> {
     if c.copy {
         return Err(Error::Invalid(format!(
             "{} is a --copy bundle: it has no writable layer to commit",
             c.bundle.display()
         )));
     }
-    let manifest = store.manifest(&c.manifest)?;
-    let mut config = store.config(&manifest.config.digest)?;
     let staging = store.tmp_dir("commit")?;
     let blob = staging.path().join("layer.tar.gz");
     let (diff_id, digest, size) = write_layer(&c.upper(store), &blob)?;
@@ -214,9 +214,53 @@ pub fn commit(
         )
         .ctx(|| "write layer meta")?;
     }
+    store.put_blob_file(&blob, &digest)?;
+    if fs_dir.exists() {
+        store.put_layer(&layer_dir, &diff_id)?;
+    }
+    Ok(NewLayer {
+        diff_id,
+        descriptor: Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        },
+    })
+}
+
+/// Stores `config` and `manifest` (its config descriptor pointed at `config`) as blobs;
+/// returns (manifest digest, config digest). No ref is written.
+pub fn store_image(
+    store: &Store,
+    manifest: &Manifest,
+    config: &ImageConfig,
+) -> Result<(Digest, Digest)> {
+    let config_bytes = serde_json::to_vec(config).expect("serialize config");
+    let mut m = manifest.clone();
+    m.config.digest = Digest::of_bytes(&config_bytes);
+    m.config.size = config_bytes.len() as u64;
+    let manifest_bytes = serde_json::to_vec(&m).expect("serialize manifest");
+    let cd = store.put_blob_bytes(&config_bytes)?;
+    let md = store.put_blob_bytes(&manifest_bytes)?;
+    Ok((md, cd))
+}
+
+pub fn commit(
+    store: &Store,
+    bundle_ref: &str,
+    new_ref: &str,
+    message: Option<&str>,
+) -> Result<Committed> {
+    let _lock = store.lock_shared()?;
+    let c = bundle::find(store, bundle_ref)?;
+    let manifest = store.manifest(&c.manifest)?;
+    let mut config = store.config(&manifest.config.digest)?;
+    let layer = commit_layer(store, &c)?;
 
     let now = now_rfc3339();
-    config.rootfs.diff_ids.push(diff_id.clone());
+    config.rootfs.diff_ids.push(layer.diff_id.clone());
     config.history.push(History {
         created: Some(now.clone()),
         created_by: Some(format!("capsa-image commit {}", c.bundle.display())),
@@ -224,26 +268,9 @@ pub fn commit(
         ..Default::default()
     });
     config.created = Some(now);
-    let config_bytes = serde_json::to_vec(&config).expect("serialize config");
-    let config_digest = Digest::of_bytes(&config_bytes);
     let mut m = manifest.clone();
-    m.config.digest = config_digest.clone();
-    m.config.size = config_bytes.len() as u64;
-    m.layers.push(Descriptor {
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-        digest: digest.clone(),
-        size,
-        annotations: None,
-        platform: None,
-    });
-    let manifest_bytes = serde_json::to_vec(&m).expect("serialize manifest");
-
-    store.put_blob_file(&blob, &digest)?;
-    if fs_dir.exists() {
-        store.put_layer(&layer_dir, &diff_id)?;
-    }
-    store.put_blob_bytes(&config_bytes)?;
-    let md = store.put_blob_bytes(&manifest_bytes)?;
+    m.layers.push(layer.descriptor.clone());
+    let (md, config_digest) = store_image(store, &m, &config)?;
     let name = normalize_ref(new_ref);
     store.update_refs(|refs| {
         refs.insert(name.clone(), md.clone());
@@ -253,7 +280,7 @@ pub fn commit(
         name,
         manifest: md,
         config: config_digest,
-        layer: digest,
-        diff_id,
+        layer: layer.descriptor.digest,
+        diff_id: layer.diff_id,
     })
 }

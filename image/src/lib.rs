@@ -11,6 +11,7 @@ pub mod export;
 pub mod gc;
 pub mod import;
 pub mod info;
+pub mod mount_targets;
 pub mod oci;
 #[cfg(feature = "registry")]
 pub mod pull;

@@ -272,6 +272,7 @@ fn run(cli: Cli) -> Result<()> {
                 copy,
                 cmd: if args.is_empty() { None } else { Some(args) },
                 tty,
+                ..Default::default()
             };
             let c = bundle::create(&store, &image, &dir, &opts)
                 .with_context(|| format!("bundle {image} in {}", dir.display()))?;
