@@ -1,6 +1,7 @@
 //! capsa-image: layered OCI images to runtime bundles. A content-addressed store of blobs and
 //! unpacked layers; bundles whose rootfs is an overlay of shared layers plus one writable layer
 //! per container; commit of that layer back into an image.
+pub mod build;
 pub mod bundle;
 pub mod commit;
 pub mod compress;
