@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cgv2-tests.sh: runs the cgroup integration tests (and any others named) inside a
-# throw-away QEMU VM with a pure cgroup v2 hierarchy (../shared/tools/cgv2-vm.sh).
+# throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
 # Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
 #   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless:
@@ -8,14 +8,12 @@
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
-#   CAPSA_SHARED_TOOLS  the shared tools dir (default <repo>/../shared/tools)
 #   CGV2VM_TIMEOUT      seconds before the VM is killed (default here 2400)
 # The test binaries are built on the host (the VM is software-emulated and slow);
 # the guest sees the host's root read-only, so it runs them and the runtime in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-TOOLS=${CAPSA_SHARED_TOOLS:-$ROOT/../shared/tools}
 RT=${CAPSA_RUNTIME:-$ROOT/target/release/capsa}
 export CGV2VM_TIMEOUT=${CGV2VM_TIMEOUT:-2400}
 
@@ -51,5 +49,5 @@ done
 # One guest command: every binary, serially (the VM has few vCPUs), rc = worst.
 guest='rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $CGV2_EXTRA || rc=1; done; exit $rc'
 echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM" >&2
-exec bash "$TOOLS/cgv2-vm.sh" "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
+exec bash hack/cgv2-vm.sh "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
   bash -c "$guest" cgv2 "${bins[@]}"

@@ -12,13 +12,14 @@
 #
 # Usage (as root): bash hack/demo.sh
 # Environment: RUNTIME   OCI runtime with the runc CLI (default target/release/capsa)
-#              DEMO_DIR  work dir: store, bundles, image (default /var/tmp/capsa-demo; wiped)
+#              DEMO_DIR  work dir: store, bundles, image (wiped first, kept after; default a
+#                        new dir, mktemp -d /var/tmp/capsa-demo.XXXXXX, removed at the end)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 RUNTIME=${RUNTIME:-$CARGO_TARGET_DIR/release/capsa}
-DEMO=${DEMO_DIR:-/var/tmp/capsa-demo}
+DEMO=${DEMO_DIR:-}
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 die() { echo "demo: FAILED: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "run as root (overlay mounts, containers)"
@@ -42,10 +43,7 @@ CI=$CARGO_TARGET_DIR/release/capsa-image
 command -v "$RUNTIME" >/dev/null || die "runtime $RUNTIME not found (set RUNTIME=runc to use runc)"
 
 # ---------------------------------------------------------------- clean start, cleanup on exit
-STORE=$DEMO/store
-B1=$DEMO/bundle-write
-B2=$DEMO/bundle-show
-RTROOT=$DEMO/runtime-root
+paths() { STORE=$DEMO/store B1=$DEMO/bundle-write B2=$DEMO/bundle-show RTROOT=$DEMO/runtime-root; }
 cleanup() {
   registry_stop
   for id in capsa-demo-write capsa-demo-show; do
@@ -76,11 +74,21 @@ registry_stop() {
   [ -n "$REG_PID" ] || return 0
   kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; REG_PID=
 }
-trap cleanup EXIT
-if [ -d "$DEMO" ]; then
-  cleanup
-  rm -rf "$DEMO"
+if [ -n "$DEMO" ]; then
+  KEEP=1
+  paths
+  if [ -d "$DEMO" ]; then cleanup; rm -rf "$DEMO"; fi
+else
+  KEEP=0
+  DEMO=$(mktemp -d /var/tmp/capsa-demo.XXXXXX)
+  paths
 fi
+finish() {
+  cleanup
+  # our own dir, unless something is still mounted under it
+  if [ "$KEEP" = 0 ] && ! grep -qF " $DEMO/" /proc/self/mounts; then rm -rf "$DEMO"; fi
+}
+trap finish EXIT
 mkdir -p "$DEMO/image" "$RTROOT"
 
 # ---------------------------------------------------------------- 2. an OCI image by hand

@@ -22,10 +22,12 @@
 # generated into fuzz/seeds on every run; crashes land in fuzz/artifacts/<target>/.
 # Each target runs in a private mount namespace where / is read-only and /tmp a private
 # tmpfs: a bug that writes outside the layer dir cannot damage the host, and the layer
-# target's checks still see it. Needs root (the unpacker chowns and makes device nodes).
+# target's checks still see it. The fuzz dir (binaries, seeds, corpus, artifacts) stays
+# writable at its own path, also when the clone lives under /tmp. Needs root (the
+# unpacker chowns and makes device nodes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
+repo=$(pwd -P)
 seconds=${FUZZ_SECONDS:-120}
 targets=${FUZZ_TARGETS:-config layer}
 sanitizer=${FUZZ_SANITIZER:-address}
@@ -63,14 +65,22 @@ for t in $targets; do
   log=$(mktemp)
   echo "fuzz.sh: running $t for ${seconds}s" >&2
   rc=0
-  # private mount namespace: the fuzz dir stays writable (corpus, artifacts), /tmp is a fresh
-  # tmpfs, everything else on / is read-only
+  # private mount namespace: the fuzz dir stays writable, /tmp is a fresh tmpfs, everything
+  # else on / is read-only. The new /tmp is put together aside (on a dir in the fuzz dir),
+  # with the fuzz dir bound back at its own path when it lives under /tmp, then moved onto
+  # /tmp: mounting a tmpfs straight on /tmp would hide a clone there.
   unshare --mount --propagation private -- bash -c '
     set -e
-    mount --bind "$1" "$1"
-    mount -t tmpfs -o mode=1777 fuzz-tmp /tmp
+    fuzz=$1 stage=$1/target/sandbox-tmp; shift
+    mount --bind "$fuzz" "$fuzz"
+    mkdir -p "$stage"
+    mount -t tmpfs -o mode=1777 fuzz-tmp "$stage"
+    case $fuzz in
+      /tmp/*) mkdir -p "$stage/${fuzz#/tmp/}"; mount --bind "$fuzz" "$stage/${fuzz#/tmp/}" ;;
+    esac
+    mount --move "$stage" /tmp
     mount -o remount,bind,ro /
-    shift
+    cd "$fuzz/.."
     exec "$@"' _ "$repo/fuzz" \
     "$bindir/$t" -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2048 -max_len=65536 \
       -print_final_stats=1 -dict="fuzz/seeds/$t.dict" -artifact_prefix="$artifacts/" \

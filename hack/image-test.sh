@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
 # image-test.sh - capsa-image's tests: unit + synthetic-image tests, then the tests on the
-# images make-images.sh builds (three formats vs `umoci unpack`; commit run by containerd
-# and podman). Installs what they need (apt-get update first), builds the images (cached in
-# $CAPSA_TEST_IMAGES, rebuilt by make-images.sh only when missing), runs as root.
+# images hack/make-images.sh builds (three formats vs `umoci unpack`; commit run by
+# containerd and podman). Installs what they need (apt-get update first), builds the images
+# (cached in $CAPSA_TEST_IMAGES, built only when missing), runs as root.
 #
-# Usage: bash hack/image-test.sh            env: CAPSA_TEST_IMAGES (default /var/tmp/capsa-test-images)
-#                                                  RUNTIME (runtime for the commit test, default runc)
+# Usage: bash hack/image-test.sh
+# Environment: CAPSA_TEST_IMAGES  the images (default $CAPSA_CACHE/images, CAPSA_CACHE
+#                                 default /var/tmp/capsa-cache)
+#              RUNTIME            runtime of the commit test (default runc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-TOOLS=${CAPSA_SHARED_TOOLS:-$ROOT/../shared/tools}
-export CAPSA_SHARED_TOOLS=$TOOLS
-export CAPSA_TEST_IMAGES=${CAPSA_TEST_IMAGES:-/var/tmp/capsa-test-images}
+export CAPSA_TEST_IMAGES=${CAPSA_TEST_IMAGES:-${CAPSA_CACHE:-/var/tmp/capsa-cache}/images}
 [ "$(id -u)" = 0 ] || { echo "image-test.sh: run as root" >&2; exit 1; }
 
-PKGS=(busybox-static umoci runc containerd podman buildah skopeo debootstrap jq tar gzip uidmap
-      docker-registry apache2-utils openssl
+PKGS=(busybox-static umoci runc containerd podman buildah conmon netavark skopeo debootstrap
+      debian-archive-keyring jq tar gzip uidmap docker-registry apache2-utils openssl
       fuse-overlayfs slirp4netns)
 bash hack/apt-need.sh image-test "${PKGS[@]}"
 
-# the test images (make-images.sh reuses what it already built)
-if [ ! -f "$CAPSA_TEST_IMAGES/images.json" ]; then
-  SKIP_APT=1 bash "$TOOLS/make-images.sh" "$CAPSA_TEST_IMAGES" >&2
-fi
+# the test images (make-images.sh returns at once when they are built)
+bash hack/make-images.sh "$CAPSA_TEST_IMAGES" >&2
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 # the dependencies on the unpack path (sha256, inflate, zstd, tar) optimized, the rest and

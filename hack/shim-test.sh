@@ -6,30 +6,28 @@
 #                                                   containerd-shim-runc-v2, static release build)
 #
 # Installs what the tests need (apt: containerd runc busybox-static util-linux),
-# builds containerd-shim-capsa-v2, starts a private containerd (../shared/tools/
-# containerd-env.sh with its own CTRD_DIR), imports a busybox docker-archive built
-# here from busybox-static (no registry), runs shim/tests (ignored by a plain
-# `cargo test`), then stops containerd and removes the test cgroup parents.
+# builds containerd-shim-capsa-v2, starts a private containerd (hack/containerd-env.sh
+# in a work dir of its own), imports a busybox docker-archive built here from
+# busybox-static (no registry), runs shim/tests (ignored by a plain `cargo test`), then
+# stops containerd, removes the test cgroup parents and the work dir.
 #
 # Environment:
 #   SHIM_TEST_RUNTIME   runtime binary the shim drives (BinaryName), default: runc
-#   SHIM_CTRD_DIR       containerd dir (default /tmp/capsa-shim-test/containerd)
+#   SHIM_TEST_WORK      work dir, kept (default: a new one, mktemp -d /tmp/capsa-shim.XXXXXX,
+#                       removed at the end; short, for containerd's socket path)
 #   SHIM_TEST_SHIM_BIN  use this shim binary instead of building one
 #   SKIP_APT=1          do not apt-get
 #
 #   bash hack/shim-test.sh --bench (benchmark: `ctr run --rm IMAGE true`, mean ms of
 #       SHIM_BENCH_N (20) runs, interleaved: our shim and the Go runc shim, each
 #       driving runc and SHIM_BENCH_CAPSA (default: capsa on PATH); release build)
-#   bash hack/shim-test.sh --cgv2 [args...]   the same tests inside ../shared/tools/
-#       cgv2-vm.sh (pure cgroup v2 guest; software emulation: about 5 minutes)
+#   bash hack/shim-test.sh --cgv2 [args...]   the same tests inside hack/cgv2-vm.sh
+#       (pure cgroup v2 guest; software emulation: about 5 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-TOOLS=$(realpath -m "$ROOT/../shared/tools")
-[ -d "$TOOLS" ] || TOOLS=/work/shared/tools
-WORK=${SHIM_TEST_WORK:-/tmp/capsa-shim-test}
-export CTRD_DIR=${SHIM_CTRD_DIR:-$WORK/containerd}
-export SHIM_TEST_NAMESPACE=capsa-shim-test
+# containerd namespace, and so the cgroup parent of the containers: one per run
+export SHIM_TEST_NAMESPACE=${SHIM_TEST_NAMESPACE:-capsa-shim-test-$$}
 log() { printf '[shim-test] %s\n' "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "must run as root"; exit 1; }
@@ -47,9 +45,15 @@ if [ "${1:-}" = --cgv2 ]; then
   # Build here: compiling inside the emulated guest would take ages.
   cargo build -j2 -p containerd-shim-capsa-v2 >&2
   cargo test -j2 -p containerd-shim-capsa-v2 --test ctr --no-run >&2
-  exec bash "$TOOLS/cgv2-vm.sh" "$ROOT" -- env SKIP_APT=1 SHIM_TEST_WORK=/tmp/capsa-shim-test \
-    bash "$ROOT/hack/shim-test.sh" "$@"
+  exec bash hack/cgv2-vm.sh "$ROOT" -- env SKIP_APT=1 bash "$ROOT/hack/shim-test.sh" "$@"
 fi
+if [ -n "${SHIM_TEST_WORK:-}" ]; then
+  WORK=$SHIM_TEST_WORK KEEP_WORK=1
+  mkdir -p "$WORK"
+else
+  WORK=$(mktemp -d /tmp/capsa-shim.XXXXXX) KEEP_WORK=0
+fi
+export CTRD_DIR=$WORK/containerd
 if [ -n "${SHIM_TEST_SHIM_BIN:-}" ]; then
   SHIM_BIN=$SHIM_TEST_SHIM_BIN
 elif [ $MODE != test ]; then
@@ -87,21 +91,23 @@ build_image() {
   rm -rf "$d"
 }
 
-mkdir -p "$WORK" "$CTRD_DIR/bin"
+mkdir -p "$CTRD_DIR/bin"
 IMAGE_TAR=$WORK/shim-busybox.docker.tar
 [ -s "$IMAGE_TAR" ] || build_image "$IMAGE_TAR"
 ln -sf "$SHIM_BIN" "$CTRD_DIR/bin/containerd-shim-capsa-v2"
 
 cleanup() {
-  SKIP_APT=1 bash "$TOOLS/containerd-env.sh" stop || true
+  bash hack/containerd-env.sh stop || true
   # the runtime leaves the namespace's parent cgroup: remove our parents only
   for d in /sys/fs/cgroup/*/"$SHIM_TEST_NAMESPACE" /sys/fs/cgroup/"$SHIM_TEST_NAMESPACE"; do
     [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
   done
+  # the work dir, unless kept or something is still mounted under it
+  if [ "$KEEP_WORK" = 0 ] && ! grep -qF " $WORK/" /proc/self/mounts; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
-SOCK=$(SKIP_APT=1 bash "$TOOLS/containerd-env.sh" start)
+SOCK=$(bash hack/containerd-env.sh start)
 export CONTAINERD_ADDRESS=$SOCK
 ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE" images import "$IMAGE_TAR" >&2
 export SHIM_TEST_IMAGE=localhost/shim-busybox:latest SHIM_TEST_CTRD_DIR=$CTRD_DIR

@@ -3,14 +3,16 @@
 #   busybox-static  the rootfs of every test bundle (/bin/busybox + applet symlinks)
 #   runc            the reference runtime the suite is validated against
 #   containerd      containerd + ctr for the runc-shim test (private instance via
-#                   ../shared/tools/containerd-env.sh)
+#                   hack/containerd-env.sh)
 #   crun            the second reference runtime (benchmarks)
 #   podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
 #                   podman driving the runtime (integration/tests/podman.rs, private set-up
-#                   by ../shared/tools/podman-env.sh)
+#                   by hack/podman-env.sh)
 #   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
 #                   nsenter, ps, script)
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
+#   protobuf-compiler  protoc, for the CRI client (integration/cri), which the lint tier's
+#                   clippy --all-targets builds
 # It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
 # no login, no home) with subordinate ids 400000-465535 in /etc/subuid and /etc/subgid for
 # newuidmap/newgidmap (package uidmap); the test creates it the same way when missing.
@@ -32,7 +34,7 @@ rootless_user() {
 }
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
-      podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
+      protobuf-compiler podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"
 rootless_user

@@ -3,18 +3,28 @@
 # installs what the tests need, builds, and runs every tier, going on after a failing tier
 # so one run shows every failure; the exit status is non-zero if any tier failed.
 #
-#   1. packages          hack/test-deps.sh (apt-get update first; only what is missing)
-#   2. build             cargo build --release --workspace
-#   3. unit tests        every crate's own tests (no root needed)
-#   4. runtime kernel    seccomp filters loaded in forked children (runtime/tests)
-#   5. integration       integration/: the built capsa against the real kernel, containerd
-#   6. image             hack/image-test.sh (capsa-image against make-images.sh images, umoci,
-#                        containerd, podman)
-#   7. shim              hack/shim-test.sh: containerd 1.6 + ctr through containerd-shim-capsa-v2,
-#                        driving capsa, then the same tests driving runc
-#   8. cgroup v2         inside a pure cgroup v2 VM: the runtime's cgroup, exec, events, rootless
-#                        tests (hack/cgv2-tests.sh), and the shim's ctr tests driving capsa
-#                        (metrics and OOM on v2); SKIP_CGV2=1 skips them
+#   packages          hack/test-deps.sh (apt-get update first; only what is missing)
+#   build             cargo build --release --workspace
+#   lint              cargo fmt --check; cargo clippy --all-targets -D warnings (check
+#                     builds of their own: the release build's artifacts are untouched)
+#   unit              every crate's own tests (no root needed)
+#   runtime-kernel    seccomp filters loaded in forked children (runtime/tests)
+#   integration       integration/: the built capsa against the real kernel, containerd, podman
+#   integration-runc  the same suite against runc (it is runtime-agnostic; runc's known
+#                     deviations from the spec are printed, docs/testing.md lists them)
+#   image             hack/image-test.sh (capsa-image against hack/make-images.sh's images,
+#                     umoci, containerd, podman)
+#   shim-capsa        hack/shim-test.sh: containerd 1.6 + ctr through containerd-shim-capsa-v2
+#                     driving capsa
+#   shim-runc         the same tests, the shim driving runc
+#   cri               hack/cri-test.sh: containerd's CRI driven as a kubelet does, handlers
+#                     capsa (our shim) and runc (the Go shim driving capsa), probe stress
+#   fuzz              hack/fuzz.sh: the config and layer targets, FUZZ_SECONDS (90) each
+#   cgroup-v2         inside a pure cgroup v2 VM (hack/cgv2-vm.sh): the runtime's cgroup, exec,
+#   shim-cgroup-v2    events, rootless tests (hack/cgv2-tests.sh), and the shim's ctr tests
+#                     driving capsa (metrics and OOM on v2); SKIP_CGV2=1 skips them
+# One tier alone: see docs/testing.md. TIERS="lint unit" runs only the tiers named (packages
+# and build always run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
@@ -31,23 +41,44 @@ tier() {
   fi
 }
 
+want() { [ -z "${TIERS:-}" ] || [[ " $TIERS " == *" $1 "* ]]; }
+run_tier() { if want "$1"; then tier "$@"; fi; }
+
 tier packages bash hack/test-deps.sh || true
 [ ${#failed[@]} -eq 0 ] || { echo "cannot install the test packages"; exit 1; }
 tier build cargo build --release --workspace --locked
 [ ${#failed[@]} -eq 0 ] || { echo "build failed"; exit 1; }
-tier unit cargo test --release --workspace --locked --lib --bins
+lint() { cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings; }
+run_tier lint lint
+run_tier unit cargo test --release --workspace --locked --lib --bins
 # --workspace (not -p capsa): the same feature set as the build, so nothing is rebuilt
-tier runtime-kernel cargo test --release --workspace --locked --test seccomp
-tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
+run_tier runtime-kernel cargo test --release --workspace --locked --test seccomp
+run_tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
   cargo test --release --locked -p integration --no-fail-fast
-tier image env RUNTIME="$PWD/target/release/capsa" bash hack/image-test.sh
-tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
-tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
+# The suite against runc, then the list of runc's tolerated deviations and skipped tests
+# (a missing runc fails the tier: an empty CAPSA_RUNTIME would test capsa again).
+integration_runc() {
+  local report rc=0
+  report=$(mktemp)
+  CAPSA_TEST_REPORT=$report CAPSA_RUNTIME="$(command -v runc || echo runc-not-installed)" \
+    cargo test --release --locked -p integration --no-fail-fast || rc=$?
+  echo "runc: deviations tolerated and tests skipped (count: what):"
+  sort "$report" | uniq -c | sed 's/^ *\([0-9]*\) /  \1: /'
+  rm -f "$report"
+  return $rc
+}
+run_tier integration-runc integration_runc
+run_tier image env RUNTIME="$PWD/target/release/capsa" bash hack/image-test.sh
+run_tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
+run_tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
+# CRI: containerd 1.6 + CRI as a kubelet drives it, handlers capsa and runc, probe stress
+# (hack/cri-test.sh; its cgroup v2 VM part unless SKIP_CGV2=1)
+run_tier cri bash hack/cri-test.sh
 # Fuzz config.json validation and layer unpacking for a while (hack/fuzz.sh).
-tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
+run_tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
 if [ "${SKIP_CGV2:-0}" != 1 ]; then
-  tier cgroup-v2 bash hack/cgv2-tests.sh
-  tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh --cgv2
+  run_tier cgroup-v2 bash hack/cgv2-tests.sh
+  run_tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh --cgv2
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

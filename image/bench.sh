@@ -14,15 +14,17 @@
 # time and of CPU time (user+sys, which the machine's other load disturbs less), and
 # umoci/capsa ratios.
 #
-# Usage (as root): bash image/bench.sh   env: CAPSA_TEST_IMAGES (make-images.sh OUTDIR,
-#   default /var/tmp/capsa-test-images), BENCH_DIR (default /var/tmp/capsa-image-bench),
+# Usage (as root): bash image/bench.sh   env: CAPSA_TEST_IMAGES (hack/make-images.sh OUTDIR,
+#   default $CAPSA_CACHE/images, CAPSA_CACHE default /var/tmp/capsa-cache), BENCH_DIR
+#   (default $CAPSA_CACHE/image-bench, wiped first),
 #   CAPSA_IMAGE (a capsa-image binary to measure instead of building this tree's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-IMAGES=${CAPSA_TEST_IMAGES:-/var/tmp/capsa-test-images}
-W=${BENCH_DIR:-/var/tmp/capsa-image-bench}
+CACHE=${CAPSA_CACHE:-/var/tmp/capsa-cache}
+IMAGES=${CAPSA_TEST_IMAGES:-$CACHE/images}
+W=${BENCH_DIR:-$CACHE/image-bench}
 RUNS=${RUNS:-5}
 LARGE_RUNS=${LARGE_RUNS:-3}
 SIZE_MB=${SIZE_MB:-300}
@@ -33,7 +35,7 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v bc >/dev/null || need+=(bc)
 [ -x /usr/bin/time ] || need+=(time)
 [ ${#need[@]} -eq 0 ] || bash hack/apt-need.sh image/bench.sh "${need[@]}"
-[ -f "$IMAGES/images.json" ] || bash "$ROOT/../shared/tools/make-images.sh" "$IMAGES" >&2
+bash hack/make-images.sh "$IMAGES" >&2
 if [ -n "${CAPSA_IMAGE:-}" ]; then CI=$CAPSA_IMAGE; else
   cargo build --release -j2 -p capsa-image >&2
   CI=$CARGO_TARGET_DIR/release/capsa-image

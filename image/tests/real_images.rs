@@ -1,4 +1,4 @@
-//! The images make-images.sh builds (busybox; debian; nginx with a whiteout and an opaque dir
+//! The images hack/make-images.sh builds (busybox; debian; nginx with a whiteout and an opaque dir
 //! in its top layer), in their three formats, against `umoci unpack` of the same images; and a
 //! commit run by containerd and podman. Ignored by plain `cargo test`: hack/image-test.sh builds
 //! the images and runs these with CAPSA_TEST_IMAGES set.
@@ -20,10 +20,9 @@ fn images_dir() -> PathBuf {
     d
 }
 
-fn tools() -> PathBuf {
-    std::env::var("CAPSA_SHARED_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/tools"))
+/// The repository's hack/ (containerd-env.sh, podman-env.sh).
+fn hack() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack")
 }
 
 fn sh(cmd: &mut Command) -> String {
@@ -98,10 +97,9 @@ struct Clients {
 impl Drop for Clients {
     fn drop(&mut self) {
         let _ = Command::new("bash")
-            .arg(tools().join("containerd-env.sh"))
+            .arg(hack().join("containerd-env.sh"))
             .arg("stop")
             .env("CTRD_DIR", &self.ctrd_dir)
-            .env("SKIP_APT", "1")
             .status();
         let _ = Command::new("podman")
             .args(["rmi", "-a", "-f"])
@@ -184,9 +182,8 @@ fn commit_runs_in_containerd_and_podman() {
     let ctrd_dir = env.path("containerd");
     let podman_dir = env.path("podman");
     let penv_out = sh(Command::new("bash")
-        .arg(tools().join("podman-env.sh"))
-        .env("PODMAN_DIR", &podman_dir)
-        .env("SKIP_APT", "1"));
+        .arg(hack().join("podman-env.sh"))
+        .env("PODMAN_DIR", &podman_dir));
     let podman_env: Vec<(String, String)> = penv_out
         .lines()
         .filter_map(|l| l.strip_prefix("export "))
@@ -204,10 +201,9 @@ fn commit_runs_in_containerd_and_podman() {
         podman_env: podman_env.clone(),
     };
     let sock = sh(Command::new("bash")
-        .arg(tools().join("containerd-env.sh"))
+        .arg(hack().join("containerd-env.sh"))
         .arg("start")
-        .env("CTRD_DIR", &ctrd_dir)
-        .env("SKIP_APT", "1"));
+        .env("CTRD_DIR", &ctrd_dir));
     let sock = sock.trim();
     for (i, tar) in [&docker, &oci].iter().enumerate() {
         let ctr = |args: &[&str]| {

@@ -28,5 +28,25 @@ pub use runtime::{Kind, Out, Runtime};
 /// harness has no "skipped" state, so the reason goes to stderr and the test
 /// returns early; use it only for features the runtime lacks, never for capsa.
 pub fn skip(reason: &str) {
-    eprintln!("SKIPPED: {reason}");
+    report("SKIPPED", reason);
+}
+
+/// `KIND: what` on stderr (which the harness shows only for failed tests), and
+/// appended to the file `CAPSA_TEST_REPORT` names, if set, so a whole run's
+/// skips and tolerated deviations can be listed (hack/test.sh does).
+pub fn report(kind: &str, what: &str) {
+    eprintln!("{kind}: {what}");
+    if let Some(path) = std::env::var_os("CAPSA_TEST_REPORT") {
+        use std::io::Write;
+        // One write of one line with O_APPEND: parallel tests do not interleave.
+        let line = format!("{kind}: {what}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            eprintln!("cannot append to CAPSA_TEST_REPORT {path:?}: {e}");
+        }
+    }
 }

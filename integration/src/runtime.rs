@@ -70,10 +70,31 @@ impl Runtime {
     /// the spec.
     pub fn runc_deviation(&self, what: &str) -> bool {
         if self.kind == Kind::Runc {
-            eprintln!("KNOWN RUNC DEVIATION: {what}");
+            crate::report("KNOWN RUNC DEVIATION", what);
             return true;
         }
         false
+    }
+
+    /// runc 1.1's `start` returns once its init has read exec.fifo, before that init has
+    /// exec'd the container's process: for a moment PID 1 is still `runc:[2:INIT]` (Go:
+    /// several threads, and exit status 2 when a SIGTERM reaches it as PID 1). A test that
+    /// looks at the process right after `start` calls this with its pid: under runc, when
+    /// the init has not exec'd yet, it prints the deviation and waits for the exec; any
+    /// other runtime's `start` is held to having exec'd the process.
+    pub fn runc_wait_for_exec(&self, pid: i32) {
+        let runc_init = || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("runc"))
+        };
+        if self.kind == Kind::Runc
+            && runc_init()
+            && self.runc_deviation("`start` returns before runc's init has exec'd the process")
+        {
+            crate::wait_until("runc's init to exec the container's process", || {
+                !runc_init()
+            });
+        }
     }
 
     /// Whether the runtime claims `word` (a namespace, hook, mount option...)

@@ -1,6 +1,6 @@
 //! containerd's own runc shim (containerd-shim-runc-v2) driving the runtime
 //! under test: `ctr ... --runc-binary <runtime>` against a private containerd
-//! (../shared/tools/containerd-env.sh), on a busybox image built locally.
+//! (hack/containerd-env.sh), on a busybox image built locally.
 //! The shim calls the runtime as it calls runc (`--root
 //! /run/containerd/runc/<ns> --log <bundle>/log.json --log-format json`), so
 //! these tests hold the runtime to what the shim expects of runc: foreground
@@ -23,10 +23,9 @@ use integration::poll::{try_wait_until, HANG_GUARD};
 use integration::runtime::{run_cmd, run_quiet, workspace_dir, Out};
 use integration::{cgroup, image, Ctx};
 
-fn tools_dir() -> PathBuf {
-    std::env::var_os("CAPSA_SHARED_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("../shared/tools"))
+/// The repository's private containerd set-up.
+fn containerd_env() -> PathBuf {
+    workspace_dir().join("hack/containerd-env.sh")
 }
 
 fn have(bin: &str) -> bool {
@@ -46,7 +45,7 @@ fn available() -> bool {
         && have("ctr")
         && have("containerd-shim-runc-v2")
         && have("script")
-        && tools_dir().join("containerd-env.sh").is_file();
+        && containerd_env().is_file();
     if !ok {
         // In CI hack/test-deps.sh installs them: a missing piece there is a failure.
         assert!(
@@ -67,13 +66,12 @@ struct Containerd {
 
 impl Containerd {
     fn start(dir: &Path) -> Containerd {
-        let script = tools_dir().join("containerd-env.sh");
+        let script = containerd_env();
         let out = run_cmd(
             Command::new("bash")
                 .arg(&script)
                 .arg("start")
-                .env("CTRD_DIR", dir)
-                .env("SKIP_APT", "1"),
+                .env("CTRD_DIR", dir),
         )
         .ok();
         let sock = out
@@ -103,8 +101,7 @@ impl Drop for Containerd {
             Command::new("bash")
                 .arg(&self.script)
                 .arg("stop")
-                .env("CTRD_DIR", &self.dir)
-                .env("SKIP_APT", "1"),
+                .env("CTRD_DIR", &self.dir),
         );
     }
 }
@@ -715,12 +712,22 @@ fn ctr_task_metrics() {
         return;
     }
     let w = World::new();
-    let (id, _cg, _) = w.run_detached(
+    let (id, _cg, pid) = w.run_detached(
         "metrics",
         &["--memory-limit", "268435456"],
         // some memory and some CPU time to show
         &["sh", "-c", "x=$(seq 1 20000); while :; do sleep 1000; done"],
     );
+    // Metrics once the shell has started its sleep (RUNNING comes before that).
+    let sleeping = || {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).is_ok_and(|c| {
+            c.split_whitespace().any(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+        })
+    };
+    integration::wait_until("the container's sleep", sleeping);
     let out = w.ctr(&["tasks", "metrics", &id]).ok();
     let m = &out.stdout;
     let num = |names: &[&str]| -> u64 {
@@ -756,11 +763,12 @@ fn ctr_task_kill_and_delete() {
     }
     let w = World::new();
     // The default signal (SIGTERM) reaches init, which traps it.
-    let (id, cg, _) = w.run_detached(
+    let (id, cg, pid) = w.run_detached(
         "term",
         &[],
         &["sh", "-c", "trap 'exit 9' TERM; while :; do sleep 1; done"],
     );
+    w.ctx.rt.runc_wait_for_exec(pid);
     w.ctr(&["tasks", "kill", &id]).ok();
     integration::wait_until("the task to stop", || {
         w.task_status(&id).as_deref() == Some("STOPPED")

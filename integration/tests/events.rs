@@ -16,6 +16,8 @@ fn stats_event_has_real_numbers() {
         .args(&["/bin/sleep", "1000"]);
     let id = ctx.id();
     ctx.create_start(&id, &b);
+    let pid = ctx.state(&id)["pid"].as_i64().expect("pid") as i32;
+    ctx.rt.runc_wait_for_exec(pid);
     let out = ctx.rt(&["events", "--stats", &id]).ok();
     let ev: serde_json::Value =
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));

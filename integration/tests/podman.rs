@@ -1,6 +1,6 @@
 //! podman driving the runtime (`podman --runtime <runtime>`): run, run -it, exec, top,
 //! pause/unpause, update, kill, stop, rm, and a `podman build` whose RUN step goes through
-//! the runtime. A private podman set-up per test (../shared/tools/podman-env.sh with its
+//! the runtime. A private podman set-up per test (hack/podman-env.sh with its
 //! own PODMAN_DIR, vfs storage) and a busybox image built locally. Skipped outside CI when
 //! podman is missing, and when CAPSA_TEST_PODMAN=0.
 
@@ -9,12 +9,6 @@ use std::process::Command;
 
 use integration::runtime::{run_cmd, workspace_dir, Out};
 use integration::{image, Ctx};
-
-fn tools_dir() -> PathBuf {
-    std::env::var_os("CAPSA_SHARED_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("../shared/tools"))
-}
 
 const IMAGE: &str = "localhost/capsa-test-busybox:latest";
 
@@ -56,7 +50,7 @@ impl Podman {
 
     /// `script` in bash with the private podman's environment; `$P` is podman with our runtime.
     fn sh(&self, script: &str) -> Out {
-        let env = tools_dir().join("podman-env.sh");
+        let env = workspace_dir().join("hack/podman-env.sh");
         run_cmd(
             Command::new("bash")
                 .arg("-c")
@@ -67,8 +61,7 @@ impl Podman {
                     self.cgroup_parent
                 ))
                 .env("PODMAN_DIR", &self.dir)
-                .env("PODMAN_DRIVER", "vfs")
-                .env("SKIP_APT", "1"),
+                .env("PODMAN_DRIVER", "vfs"),
         )
     }
 }

@@ -55,8 +55,10 @@ pub struct CreateRequest<'a> {
 
 /// Starts a process through `run` (a runtime create or exec) with its IO
 /// wired; returns its pid, watched by the reaper from before it existed.
+/// `what` names the process in errors ("container ID", "exec E of container ID").
 fn launch(
     proc_: &Arc<Process>,
+    what: &str,
     id: &str,
     namespace: &str,
     pid_file: &Path,
@@ -79,7 +81,13 @@ fn launch(
     if let Some(s) = &socket {
         io.attach_console(s.receive()?)?;
     }
-    let pid = read_pid(pid_file)?;
+    let pid = match read_pid(pid_file, what) {
+        Ok(pid) => pid,
+        Err(e) => {
+            io.close_stdin();
+            return Err(e);
+        }
+    };
     {
         let mut st = proc_.lock();
         st.pid = pid as u32;
@@ -127,6 +135,7 @@ impl Container {
         };
         let res = launch(
             &init,
+            &format!("container {}", req.id),
             req.id,
             req.namespace,
             &pid_file,
@@ -232,6 +241,7 @@ impl Container {
         crate::util::write_atomic(&spec_file, &exec.exec_spec)?;
         let res = launch(
             exec,
+            &format!("exec {} of container {}", exec.exec_id, self.id),
             &self.id,
             &self.namespace,
             &pid_file,

@@ -231,10 +231,58 @@ impl Runtime {
     }
 }
 
-/// Reads a pid file the runtime wrote.
-pub fn read_pid(path: &Path) -> Result<i32> {
-    let s = std::fs::read_to_string(path).map_err(Error::io(format!("read {}", path.display())))?;
-    s.trim()
-        .parse()
-        .map_err(|_| Error::Runtime(format!("bad pid file {}: {s:?}", path.display())))
+/// Reads the pid file the runtime wrote for `what` ("container ID", "exec E
+/// of container ID"). A pid that is not above 0 (an empty file, `0`, a
+/// negative number, garbage) is a runtime bug: it is refused here, so the
+/// shim never waits on it (`waitpid(0)` would be any child of its group, and
+/// a watch on pid 0 never fires: the exec would hang until the pod stops).
+pub fn read_pid(path: &Path, what: &str) -> Result<i32> {
+    let s = std::fs::read_to_string(path).map_err(Error::io(format!(
+        "read the pid file of {what} ({})",
+        path.display()
+    )))?;
+    parse_pid(&s).ok_or_else(|| {
+        Error::Runtime(format!(
+            "the runtime reported an invalid pid {:?} for {what} (pid file {}): refusing it",
+            s.trim(),
+            path.display()
+        ))
+    })
+}
+
+/// The pid in a pid file's text, if it is a number above 0.
+fn parse_pid(text: &str) -> Option<i32> {
+    text.trim().parse::<i32>().ok().filter(|pid| *pid > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_pids_above_zero_are_taken() {
+        assert_eq!(parse_pid("4242"), Some(4242));
+        assert_eq!(parse_pid("17\n"), Some(17));
+        for bad in ["", "\n", "0", "-1", "-4242", "abc", "12abc", "99999999999"] {
+            assert_eq!(parse_pid(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_pid_file_is_an_error_naming_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let pf = dir.path().join("exec.pid");
+        for (text, shown) in [("0", "\"0\""), ("", "\"\""), ("-3", "\"-3\"")] {
+            std::fs::write(&pf, text).unwrap();
+            let e = read_pid(&pf, "exec e1 of container c1").unwrap_err();
+            let msg = e.to_string();
+            assert!(matches!(e, Error::Runtime(_)), "{msg}");
+            assert!(msg.contains("exec e1 of container c1"), "{msg}");
+            assert!(msg.contains(&format!("invalid pid {shown}")), "{msg}");
+        }
+        std::fs::write(&pf, "123").unwrap();
+        assert_eq!(read_pid(&pf, "container c1").unwrap(), 123);
+        let missing = read_pid(&dir.path().join("none.pid"), "container c2").unwrap_err();
+        assert!(missing.to_string().contains("container c2"), "{missing}");
+    }
 }

@@ -717,3 +717,138 @@ fn log_uri_binary() {
     );
     assert!(args.contains(&format!("dir {}", dir.display())), "{args}");
 }
+
+/// A runtime that does the real work (SHIM_TEST_RUNTIME) and then lies in the
+/// pid file of one command: a fake, because what is under test is the shim's
+/// reaction to a runtime bug (capsa once wrote pid 0 for an exec), not the
+/// kernel. The mode file says which command and what it writes: "exec 0",
+/// "create -7", "exec" (an empty file), "none".
+struct LyingRuntime {
+    config: PathBuf,
+    mode: PathBuf,
+}
+
+impl LyingRuntime {
+    fn new(tag: &str) -> Self {
+        let dir = &env().dir;
+        let real = std::env::var("SHIM_TEST_RUNTIME").unwrap_or_else(|_| "runc".into());
+        let which = Command::new("sh")
+            .args(["-c", "command -v \"$1\"", "sh", &real])
+            .output()
+            .unwrap();
+        let real = text(&which.stdout).trim().to_string();
+        assert!(!real.is_empty(), "runtime not found");
+        let script = dir.join(format!("lying-{tag}.sh"));
+        let mode = dir.join(format!("lying-{tag}.mode"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n\
+                 set -- \"$@\"\n\
+                 cmd= pidfile= prev=\n\
+                 for a in \"$@\"; do\n\
+                 \x20 [ -z \"$cmd\" ] && case $a in create|exec) cmd=$a ;; esac\n\
+                 \x20 [ \"$prev\" = --pid-file ] && pidfile=$a\n\
+                 \x20 prev=$a\n\
+                 done\n\
+                 '{real}' \"$@\" || exit $?\n\
+                 set -- $(cat '{mode}')\n\
+                 if [ -n \"$pidfile\" ] && [ \"$cmd\" = \"$1\" ]; then printf '%s' \"$2\" > \"$pidfile\"; fi\n",
+                mode = mode.display()
+            ),
+        )
+        .unwrap();
+        Command::new("chmod")
+            .arg("+x")
+            .arg(&script)
+            .status()
+            .unwrap();
+        let config = dir.join(format!("lying-{tag}.toml"));
+        std::fs::write(&config, format!("BinaryName = \"{}\"\n", script.display())).unwrap();
+        let r = LyingRuntime { config, mode };
+        r.set("none");
+        r
+    }
+
+    fn set(&self, mode: &str) {
+        std::fs::write(&self.mode, mode).unwrap();
+    }
+
+    fn run_args<'a>(&'a self, extra: &[&'a str], id: &'a str, cmd: &[&'a str]) -> Vec<&'a str> {
+        let mut a = vec![
+            "run",
+            "--runtime",
+            RUNTIME_TYPE,
+            "--runtime-config-path",
+            self.config.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.push(env().image.as_str());
+        a.push(id);
+        a.extend_from_slice(cmd);
+        a
+    }
+}
+
+/// ctr under a time limit: a shim that waits on a bad pid hangs the call,
+/// and the test must fail on it, not hang.
+fn ctr_limited(args: &[&str]) -> Output {
+    let e = env();
+    let o = Command::new("timeout")
+        .args(["-k", "5", "60", "ctr", "-a", &e.address, "-n", &e.namespace])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run timeout ctr");
+    assert_ne!(o.status.code(), Some(124), "ctr {args:?} hung for 60 s");
+    o
+}
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn a_pid_not_above_zero_from_the_runtime_is_an_error() {
+    let fake = LyingRuntime::new("pid");
+    for (i, pid) in ["0", "", "-7"].into_iter().enumerate() {
+        fake.set(&format!("create {pid}"));
+        let c = Container::new(&format!("badpid-c{i}"));
+        let o = ctr_limited(&fake.run_args(&["--rm"], &c.id, &["true"]));
+        assert!(!o.status.success(), "create with pid {pid:?} succeeded");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!("invalid pid \"{pid}\" for container {}", c.id)),
+            "{err}"
+        );
+        c.finish();
+    }
+    fake.set("none");
+    let c = Container::new("badpid-e");
+    ok(&fake.run_args(&["-d"], &c.id, &["sleep", "1000"]));
+    for (i, pid) in ["0", "", "-7"].into_iter().enumerate() {
+        fake.set(&format!("exec {pid}"));
+        let exec_id = format!("bad{i}");
+        let o = ctr_limited(&["task", "exec", "--exec-id", &exec_id, &c.id, "true"]);
+        assert!(!o.status.success(), "exec with pid {pid:?} succeeded");
+        let err = text(&o.stderr);
+        assert!(
+            err.contains(&format!(
+                "invalid pid \"{pid}\" for exec {exec_id} of container {}",
+                c.id
+            )),
+            "{err}"
+        );
+    }
+    // The container is unharmed: a truthful exec still reports its status.
+    fake.set("none");
+    let o = ctr_limited(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "good",
+        &c.id,
+        "sh",
+        "-c",
+        "exit 6",
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o.stderr));
+    c.finish();
+}
