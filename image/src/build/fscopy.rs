@@ -487,7 +487,8 @@ pub fn extract(src: &Source, dst: &OwnedFd, attrs: Attrs) -> io::Result<()> {
         let mode = attrs.chmod.unwrap_or(h.mode()? & 0o7777);
         let (uid, gid) = match attrs.owner {
             Some(o) => o,
-            None => (h.uid()? as u32, h.gid()? as u32),
+            // an empty owner field (some writers) is root
+            None => (h.uid().unwrap_or(0) as u32, h.gid().unwrap_or(0) as u32),
         };
         let mtime = h.mtime().unwrap_or(0) as i64;
         let et = h.entry_type();
