@@ -1102,3 +1102,49 @@ fn same_as_podman_build_and_runs_in_capsa_podman_containerd() {
     assert_eq!(out, expect, "containerd");
     clients.ctr(&["images", "rm", "localhost/same:capsa"]);
 }
+
+#[test]
+#[ignore = "needs the make-images.sh busybox image and CAPSA_RUNTIME: run hack/image-test.sh"]
+fn interrupt_kills_the_step_and_cleans_up() {
+    use std::io::BufRead;
+    let env = env_with_busybox("build-interrupt");
+    let ctx = context(
+        &env,
+        "ctx",
+        &[(
+            "Dockerfile",
+            b"FROM localhost/bb:1\nRUN echo started; sleep 600\nRUN echo never\n",
+        )],
+    );
+    let mut child = Command::new(BIN)
+        .arg("--store")
+        .arg(env.store())
+        .args(["build", "-t", "localhost/int:1"])
+        .arg(&ctx)
+        .env("CAPSA_RUNTIME", runtime())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the step runs once its output shows; then Ctrl-C (SIGINT to capsa-image)
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap() == "started" {
+            break;
+        }
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("step 2/3 `RUN echo started; sleep 600`: interrupted"),
+        "{err}"
+    );
+    assert!(!env.ok(&["images"]).contains("localhost/int"));
+    assert_nothing_left(&env);
+}

@@ -211,6 +211,8 @@ struct Builder<'a> {
 
 pub fn build(store: &Store, o: &BuildOptions) -> Result<Built> {
     let _lock = store.lock_shared()?;
+    // Ctrl-C ends the build at the current step, which then cleans up after itself
+    let _interrupts = sys::catch_interrupts().ctx(|| "catch interrupts")?;
     let dockerfile = o
         .dockerfile
         .clone()
@@ -305,6 +307,9 @@ impl<'a> Builder<'a> {
                     .join(", ")
             );
         }
+        if sys::interrupted() {
+            return Err(Error::Invalid("interrupted".into()));
+        }
         let tags: Vec<String> = self.o.tags.iter().map(|t| normalize_ref(t)).collect();
         if !tags.is_empty() {
             self.store.update_refs(|refs| {
@@ -383,7 +388,15 @@ impl<'a> Builder<'a> {
     ) -> Result<T> {
         self.step += 1;
         self.say(format!("STEP {}/{}: {}", self.step, self.total, ins.text));
-        f(self).map_err(|e| Error::Step {
+        let r = if sys::interrupted() {
+            Err(Error::Invalid("interrupted".into()))
+        } else {
+            f(self).map_err(|e| match sys::interrupted() {
+                true => Error::Invalid(format!("interrupted ({e})")),
+                false => e,
+            })
+        };
+        r.map_err(|e| Error::Step {
             step: self.step,
             total: self.total,
             instruction: ins.text.clone(),

@@ -15,7 +15,8 @@ use serde_json::{json, Value};
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// The capabilities docker gives a build step (and every container by default).
 pub const CAPS: [&str; 14] = [
@@ -127,6 +128,33 @@ fn etc_files(s: &RunStep) -> Result<Vec<(&'static str, PathBuf)>> {
     ])
 }
 
+/// Waits for the runtime; on an interrupt (Ctrl-C), kills the container: its init, pid 1 of
+/// its namespace, ignores the SIGINT the runtime passes on.
+fn wait(child: &mut Child, runtime: &Path, root: &Path, id: &str) -> Result<ExitStatus> {
+    let mut killed = false;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(st) = child
+            .try_wait()
+            .ctx(|| format!("wait for {}", runtime.display()))?
+        {
+            return Ok(st);
+        }
+        if !killed && crate::sys::interrupted() {
+            killed = true;
+            let _ = Command::new(runtime)
+                .arg("--root")
+                .arg(root)
+                .args(["kill", id, "KILL"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
 /// Runs the step's command in `c`; its output goes to ours (or a log with `quiet`).
 pub fn run(c: &Container, cfg: &ImageConfig, s: &RunStep) -> Result<()> {
     let spec = spec(c, cfg, s)?;
@@ -146,7 +174,7 @@ pub fn run(c: &Container, cfg: &ImageConfig, s: &RunStep) -> Result<()> {
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let status = Command::new(s.runtime)
+    let mut child = Command::new(s.runtime)
         .arg("--root")
         .arg(&root)
         .arg("run")
@@ -156,8 +184,9 @@ pub fn run(c: &Container, cfg: &ImageConfig, s: &RunStep) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .status()
+        .spawn()
         .ctx(|| format!("run {}", s.runtime.display()))?;
+    let status = wait(&mut child, s.runtime, &root, &id)?;
     // a runtime that failed half-way may have left the container: never leave it running
     let _ = Command::new(s.runtime)
         .arg("--root")
