@@ -205,6 +205,8 @@ struct Builder<'a> {
     total: usize,
     cached: usize,
     bundles: usize,
+    /// the digest of the context files the current COPY/ADD copies (from its cache key)
+    copy_digest: Option<Digest>,
     /// build args some ARG declared
     used_args: BTreeSet<String>,
 }
@@ -246,6 +248,7 @@ pub fn build(store: &Store, o: &BuildOptions) -> Result<Built> {
         total: 0,
         cached: 0,
         bundles: 0,
+        copy_digest: None,
         used_args: BTreeSet::new(),
     };
     b.run()
@@ -910,7 +913,9 @@ impl<'a> Builder<'a> {
         for s in &sources {
             h.add(s).ctx(|| format!("read {}", s.rel.join("/")))?;
         }
-        Ok(h.finish().to_string())
+        let d = h.finish();
+        self.copy_digest = Some(d.clone());
+        Ok(d.to_string())
     }
 
     fn copy_step(&mut self, st: &mut State, stage: usize, ins: &Instruction) -> Result<String> {
@@ -947,11 +952,20 @@ impl<'a> Builder<'a> {
         };
         let ignore = from.is_none().then(|| self.ignore.clone());
         let sources = self.sources(&src_root, &srcs, ignore.as_ref(), ins)?;
-        let mut digest = TreeHash::new(ignore.clone());
-        for s in &sources {
-            digest.add(s).ctx(|| format!("read {}", s.rel.join("/")))?;
-        }
-        digest.note(format!("{chown:?} {chmod:?}").as_bytes());
+        // the digest in the history: of the files copied (the context's was made for the
+        // cache key), and of the attributes given to them
+        let files = match (from.is_none(), self.copy_digest.take()) {
+            (true, Some(d)) => d,
+            _ => {
+                let mut h = TreeHash::new(ignore.clone());
+                for s in &sources {
+                    h.add(s).ctx(|| format!("read {}", s.rel.join("/")))?;
+                }
+                h.finish()
+            }
+        };
+        let mut digest = TreeHash::new(None);
+        digest.note(format!("{files} {chown:?} {chmod:?}").as_bytes());
         let digest = digest.finish();
 
         let md = st.md.clone();

@@ -16,6 +16,7 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 /// The capabilities docker gives a build step (and every container by default).
@@ -129,17 +130,17 @@ fn etc_files(s: &RunStep) -> Result<Vec<(&'static str, PathBuf)>> {
 }
 
 /// Waits for the runtime; on an interrupt (Ctrl-C), kills the container: its init, pid 1 of
-/// its namespace, ignores the SIGINT the runtime passes on.
-fn wait(child: &mut Child, runtime: &Path, root: &Path, id: &str) -> Result<ExitStatus> {
+/// its namespace, ignores the SIGINT the runtime passes on. The wait itself is on a thread,
+/// so the exit is seen at once; the interrupt flag is looked at every 100 ms.
+fn wait(mut child: Child, runtime: &Path, root: &Path, id: &str) -> Result<ExitStatus> {
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let r = child.wait();
+        let _ = tx.send(());
+        r
+    });
     let mut killed = false;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if let Some(st) = child
-            .try_wait()
-            .ctx(|| format!("wait for {}", runtime.display()))?
-        {
-            return Ok(st);
-        }
+    while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_millis(100)) {
         if !killed && crate::sys::interrupted() {
             killed = true;
             let _ = Command::new(runtime)
@@ -150,9 +151,11 @@ fn wait(child: &mut Child, runtime: &Path, root: &Path, id: &str) -> Result<Exit
                 .stderr(Stdio::null())
                 .status();
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(50));
     }
+    waiter
+        .join()
+        .expect("the waiter thread does not panic")
+        .ctx(|| format!("wait for {}", runtime.display()))
 }
 
 /// Runs the step's command in `c`; its output goes to ours (or a log with `quiet`).
@@ -174,7 +177,7 @@ pub fn run(c: &Container, cfg: &ImageConfig, s: &RunStep) -> Result<()> {
     };
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    let mut child = Command::new(s.runtime)
+    let child = Command::new(s.runtime)
         .arg("--root")
         .arg(&root)
         .arg("run")
@@ -186,7 +189,7 @@ pub fn run(c: &Container, cfg: &ImageConfig, s: &RunStep) -> Result<()> {
         .stderr(err)
         .spawn()
         .ctx(|| format!("run {}", s.runtime.display()))?;
-    let status = wait(&mut child, s.runtime, &root, &id)?;
+    let status = wait(child, s.runtime, &root, &id)?;
     // a runtime that failed half-way may have left the container: never leave it running
     let _ = Command::new(s.runtime)
         .arg("--root")
