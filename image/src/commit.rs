@@ -183,9 +183,56 @@ pub struct NewLayer {
     pub descriptor: Descriptor,
 }
 
-/// Writes `c`'s writable layer as a gzip layer blob and unpacks it into the store (the same
-/// path as an import); both land in the store before this returns.
-pub fn commit_layer(store: &Store, c: &Container) -> Result<NewLayer> {
+/// Where the store's unpacked copy of a committed layer comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerFrom {
+    /// unpacked from the blob just written, as an import would (the bundle stays usable)
+    Blob,
+    /// the bundle's upper dir itself, moved into the store once what a layer never holds is
+    /// taken out of it (overlay's own xattrs, sockets): no second write of every file. The
+    /// bundle is unmounted and can only be removed afterwards (a build step's bundle).
+    MoveUpper,
+}
+
+/// Takes out of an upper dir what `write_layer` leaves out of a layer: overlay's own xattrs
+/// (but opaque markers), SELinux labels and NFSv4 ACLs, sockets. What stays is the layer the
+/// blob holds, in the store's (overlay) format.
+fn clean_upper(dir: &OwnedFd) -> io::Result<()> {
+    let d = dir.as_raw_fd();
+    let strip = |name: &OsStr| -> io::Result<()> {
+        for (k, _) in sys::lxattrs(d, name)? {
+            if k.as_c_str() != OPAQUE_XATTR && !xattr_allowed(k.as_bytes()) {
+                sys::lremovexattr(d, name, &k)?;
+            }
+        }
+        Ok(())
+    };
+    for name in sys::list_dir(dir)? {
+        let st = sys::fstatat(d, &name)?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFSOCK => {
+                sys::unlinkat(d, &name, false)?;
+                continue;
+            }
+            libc::S_IFDIR => {
+                let sub = sys::openat(
+                    d,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )?;
+                clean_upper(&sub)?;
+            }
+            _ => {}
+        }
+        strip(&name)?;
+    }
+    Ok(())
+}
+
+/// Writes `c`'s writable layer as a gzip layer blob and puts the layer, unpacked, into the
+/// store (`from` says how); both land in the store before this returns.
+pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<NewLayer> {
     if c.copy {
         return Err(Error::Invalid(format!(
             "{} is a --copy bundle: it has no writable layer to commit",
@@ -194,16 +241,42 @@ pub fn commit_layer(store: &Store, c: &Container) -> Result<NewLayer> {
     }
     let staging = store.tmp_dir("commit")?;
     let blob = staging.path().join("layer.tar.gz");
-    let (diff_id, digest, size) = write_layer(&c.upper(store), &blob)?;
+    let upper = c.upper(store);
+    let (diff_id, digest, size) = write_layer(&upper, &blob)?;
 
-    // unpack the new layer from the blob just written: the same path as an import
     let layer_dir = staging.path().join("layer");
     let fs_dir = layer_dir.join("fs");
     if !store.has_layer(&diff_id) {
-        fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
-        let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
-        let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
-        unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
+        match from {
+            // unpack the new layer from the blob just written: the same path as an import
+            LayerFrom::Blob => {
+                fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+                let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
+                let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
+                unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
+            }
+            LayerFrom::MoveUpper => {
+                let rootfs = c.rootfs();
+                if bundle::is_mounted(&rootfs) {
+                    sys::umount(&rootfs).ctx(|| format!("unmount {}", rootfs.display()))?;
+                }
+                let root = sys::open_dir(&upper).ctx(|| format!("open {}", upper.display()))?;
+                clean_upper(&root)
+                    .and_then(|_| {
+                        for (k, _) in sys::lxattrs(root.as_raw_fd(), OsStr::new("."))? {
+                            if k.as_c_str() != OPAQUE_XATTR && !xattr_allowed(k.as_bytes()) {
+                                sys::lremovexattr(root.as_raw_fd(), OsStr::new("."), &k)?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .ctx(|| format!("clean {}", upper.display()))?;
+                drop(root);
+                fs::create_dir_all(&layer_dir).ctx(|| format!("create {}", layer_dir.display()))?;
+                fs::rename(&upper, &fs_dir)
+                    .ctx(|| format!("move {} to {}", upper.display(), fs_dir.display()))?;
+            }
+        }
         let meta = LayerMeta {
             diff_id: diff_id.clone(),
             size: disk_usage(&fs_dir).ctx(|| "size of new layer")?,
@@ -257,7 +330,7 @@ pub fn commit(
     let c = bundle::find(store, bundle_ref)?;
     let manifest = store.manifest(&c.manifest)?;
     let mut config = store.config(&manifest.config.digest)?;
-    let layer = commit_layer(store, &c)?;
+    let layer = commit_layer(store, &c, LayerFrom::Blob)?;
 
     let now = now_rfc3339();
     config.rootfs.diff_ids.push(layer.diff_id.clone());

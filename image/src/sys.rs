@@ -276,6 +276,13 @@ pub fn lxattrs(dir: RawFd, name: &OsStr) -> io::Result<Vec<(CString, Vec<u8>)>> 
     Ok(out)
 }
 
+/// Removes the xattr `key` of `name` in `dir`, symlinks not followed.
+pub fn lremovexattr(dir: RawFd, name: &OsStr, key: &CStr) -> io::Result<()> {
+    let p = proc_path(dir, name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::lremovexattr(p.as_ptr(), key.as_ptr()) }).map(drop)
+}
+
 pub fn lgetxattr(dir: RawFd, name: &OsStr, key: &CStr) -> io::Result<Option<Vec<u8>>> {
     let p = proc_path(dir, name)?;
     let mut val = vec![0u8; 256];

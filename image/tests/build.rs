@@ -251,7 +251,7 @@ CMD ["cat /app/run.txt"]
 FROM localhost/bb:1
 COPY --from=base /app/run.txt /from-name.txt
 COPY --from=0 /opt/t/x /from-index.txt
-RUN rm /etc/group
+RUN rm /etc/group && rm -r /var/www && mkdir /var/www && echo new > /var/www/index.html
 CMD ["cat", "/from-name.txt"]
 "#;
 
@@ -521,8 +521,58 @@ fn every_instruction_checked_from_outside() {
         &[
             ("etc/", dir(0o755, 0)),
             ("etc/.wh.group", file('f', 0o644, 0, b"")),
+            ("var/", dir(0o755, 0)),
+            ("var/www/", dir(0o755, 0)),
+            ("var/www/.wh..wh..opq", file('f', 0o644, 0, b"")),
+            ("var/www/index.html", file('f', 0o644, 0, b"new\n")),
         ],
-        "RUN rm: a whiteout",
+        "RUN rm: a whiteout; rm -r + mkdir: an opaque directory",
+    );
+    // the layers the build moved into the store (the steps' upper dirs) are those an import
+    // of the exported image unpacks from the blobs: entries and xattrs (opaque marker kept,
+    // overlay's own dropped)
+    let oci = env.path("final.oci");
+    env.ok(&[
+        "export",
+        "localhost/built:1",
+        oci.to_str().unwrap(),
+        "--format",
+        "oci",
+    ]);
+    let store2 = env.path("store2");
+    let o = Command::new(BIN)
+        .arg("--store")
+        .arg(&store2)
+        .args(["import", oci.to_str().unwrap(), "--name", "again:1"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let diff_ids: Vec<String> = fin.config["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap()[7..].to_string())
+        .collect();
+    for hex in &diff_ids {
+        let ours = env.store().join("layers").join(hex).join("fs");
+        let imported = store2.join("layers").join(hex).join("fs");
+        assert_same_tree(&ours, &imported);
+        for p in tree(&ours).keys() {
+            assert_eq!(
+                xattrs(&ours.join(p)),
+                xattrs(&imported.join(p)),
+                "xattrs of {p}"
+            );
+        }
+    }
+    let www = env
+        .store()
+        .join("layers")
+        .join(&diff_ids[3])
+        .join("fs/var/www");
+    assert_eq!(
+        xattrs(&www),
+        vec![("trusted.overlay.opaque".to_string(), b"y".to_vec())]
     );
     assert_eq!(fin.id, id, "the id printed is the exported config's digest");
 
@@ -575,6 +625,31 @@ fn every_instruction_checked_from_outside() {
         .get("OnBuild")
         .is_none_or(|v| v.is_null()));
     assert_eq!(child.layers.len(), base.layers.len() + 2);
+}
+
+/// The xattrs of `p` (not following a symlink), sorted.
+fn xattrs(p: &Path) -> Vec<(String, Vec<u8>)> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 65536];
+    // SAFETY: c is a valid C string, names a writable buffer of its length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    assert!(n >= 0, "llistxattr {}", p.display());
+    let mut out = Vec::new();
+    for k in names[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|k| !k.is_empty())
+    {
+        let kc = std::ffi::CString::new(k).unwrap();
+        let mut v = vec![0u8; 65536];
+        // SAFETY: valid C strings, v a writable buffer of its length.
+        let m = unsafe { libc::lgetxattr(c.as_ptr(), kc.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        assert!(m >= 0, "lgetxattr {}", p.display());
+        v.truncate(m as usize);
+        out.push((String::from_utf8_lossy(k).into_owned(), v));
+    }
+    out.sort();
+    out
 }
 
 /// Runs a bundle with capsa; returns its stdout.

@@ -15,7 +15,7 @@ mod stages;
 pub mod words;
 
 use crate::bundle::{self, now_rfc3339, BundleOptions, Container};
-use crate::commit::{commit_layer, store_image};
+use crate::commit::{commit_layer, store_image, LayerFrom};
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::oci::*;
@@ -726,7 +726,8 @@ impl<'a> Builder<'a> {
 
     /// Commits the step bundle's writable layer as the state's next layer.
     fn add_layer(&self, st: &mut State, c: &Container) -> Result<()> {
-        let layer = commit_layer(self.store, c)?;
+        // the step's bundle goes right after: its upper dir becomes the layer
+        let layer = commit_layer(self.store, c, LayerFrom::MoveUpper)?;
         st.config.rootfs.diff_ids.push(layer.diff_id);
         st.manifest.layers.push(layer.descriptor);
         Ok(())
