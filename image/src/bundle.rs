@@ -28,6 +28,9 @@ pub struct Container {
     /// the rootfs has a layer of mount targets between the image and the upper dir
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub init: bool,
+    /// overlay `volatile`: no syncs of the upper dir (a build step's, disposable)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile: bool,
 }
 
 impl Container {
@@ -56,6 +59,9 @@ pub struct BundleOptions {
     /// /etc/hostname, /etc/resolv.conf) in a layer of their own below the upper dir, so that
     /// the runtime creating them leaves nothing in the writable layer (what a build commits)
     pub mount_targets: bool,
+    /// mount the overlay `volatile` (no syncs of the upper dir: copy-ups do not fsync each
+    /// file); for bundles whose writable layer is thrown away or committed right after
+    pub volatile: bool,
 }
 
 impl Default for BundleOptions {
@@ -66,6 +72,7 @@ impl Default for BundleOptions {
             tty: false,
             spec: true,
             mount_targets: false,
+            volatile: false,
         }
     }
 }
@@ -135,12 +142,15 @@ pub fn mount_rootfs(store: &Store, c: &Container) -> Result<()> {
             )));
         }
     }
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
         lowers.join(":"),
         c.upper(store).display(),
         c.dir(store).join("work").display()
     );
+    if c.volatile {
+        opts.push_str(",volatile");
+    }
     if opts.len() > 4000 {
         return Err(Error::Invalid(format!(
             "image has too many layers ({}) for one overlay mount option string",
@@ -209,6 +219,7 @@ pub fn create_for(
         copy: opts.copy,
         created: now_rfc3339(),
         init: opts.mount_targets && !opts.copy,
+        volatile: opts.volatile && !opts.copy,
     };
     // undo everything made so far if a later step fails
     struct Undo<'a> {

@@ -1208,6 +1208,22 @@ fn interrupt_kills_the_step_and_cleans_up() {
             break;
         }
     }
+    // the step's overlay is mounted volatile: its copy-ups are not synced (the writable
+    // layer is committed or thrown away right after)
+    let store = env.store().to_string_lossy().into_owned();
+    let overlays: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(" - overlay ") && l.contains(&format!("upperdir={store}/")))
+        .map(String::from)
+        .collect();
+    assert!(
+        !overlays.is_empty(),
+        "no overlay of the step's bundle mounted"
+    );
+    for l in &overlays {
+        assert!(l.split(',').any(|o| o == "volatile"), "not volatile: {l}");
+    }
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -715,6 +715,8 @@ impl<'a> Builder<'a> {
             &BundleOptions {
                 spec: false,
                 mount_targets,
+                // the writable layer is committed (moved into the store) or thrown away
+                volatile: true,
                 ..Default::default()
             },
         )?;
