@@ -18,6 +18,8 @@
 #                   drift in background load hits all alike (default 1)
 #   -w N  WARMUP    hyperfine warm-up runs per round (default 3)
 #   -m N  RSS_RUNS  runs under GNU time for the RSS (default 10)
+#   -c    COLD=1    drop the page cache before every timed run (sync; drop_caches 3): a
+#                   start with nothing cached, as after boot; the drop is not timed
 #   -o D  OUTDIR    hyperfine JSON and RSS samples (default: a new dir under
 #                   $CAPSA_CACHE/bench, CAPSA_CACHE default /var/tmp/capsa-cache)
 # All runtimes run in one environment (hack/bench-lib.sh bench_env): on a hybrid cgroup
@@ -26,14 +28,16 @@
 set -euo pipefail
 HACK=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HACK/bench-lib.sh"
-usage() { sed -n '2,26p' "$HACK/bench-runtimes.sh" >&2; exit "${1:-2}"; }
+usage() { sed -n '2,28p' "$HACK/bench-runtimes.sh" >&2; exit "${1:-2}"; }
 [ "$(id -u)" = 0 ] || { echo "bench-runtimes.sh: run as root" >&2; exit 1; }
 [ -n "${BENCH_IN_ENV:-}" ] || bench_pkgs
 bench_env "$HACK/bench-runtimes.sh" "$@"
 
 RUNS=${RUNS:-30} ROUNDS=${ROUNDS:-1} WARMUP=${WARMUP:-3} RSS_RUNS=${RSS_RUNS:-10} OUTDIR=${OUTDIR:-}
-while getopts r:R:w:m:o:h opt; do
+COLD=${COLD:-0}
+while getopts r:R:w:m:o:ch opt; do
   case $opt in
+    c) COLD=1 ;;
     r) RUNS=$OPTARG ;; R) ROUNDS=$OPTARG ;; w) WARMUP=$OPTARG ;; m) RSS_RUNS=$OPTARG ;;
     o) OUTDIR=$OPTARG ;; h) usage 0 ;; *) usage ;;
   esac
@@ -56,7 +60,7 @@ echo "# bench-runtimes $(date -Is)"
 echo "host: $(uname -r), $(nproc) cpus, cgroups: $BENCH_HOST_CGROUPS"
 load_report
 echo "environment: $BENCH_CGROUP_ENV_USED (v1ns: private mount ns without the cgroup2 mount), tini -s, nice $(nice)"
-echo "hyperfine $(hyperfine --version | cut -d' ' -f2): warmup=$WARMUP runs=$RUNS rounds=$ROUNDS; rss runs=$RSS_RUNS; out=$OUTDIR"
+echo "hyperfine $(hyperfine --version | cut -d' ' -f2): cold=$COLD warmup=$WARMUP runs=$RUNS rounds=$ROUNDS; rss runs=$RSS_RUNS; out=$OUTDIR"
 echo
 
 n=${#RTS[@]}
@@ -71,14 +75,16 @@ done
 echo
 
 per=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+PREP=()
+[ "$COLD" = 1 ] && PREP=(--prepare 'sync; echo 3 > /proc/sys/vm/drop_caches')
 for k in $(seq 1 "$ROUNDS"); do
   for i in $(seq 0 $((n - 1))); do
     [ "${OK[i]}" = 1 ] || continue
     q=$(printf %q "${RTS[i]}") p="bench${i}x"
     echo "## round $k/$ROUNDS: ${NAMES[i]}"
-    hyperfine --style basic -i --warmup "$WARMUP" --runs "$per" --export-json "run-$i-$k.json" \
+    hyperfine --style basic -i "${PREP[@]}" --warmup "$WARMUP" --runs "$per" --export-json "run-$i-$k.json" \
       -n "${NAMES[i]} run" "$q run --bundle $qb ${p}r\$\$" 2>&1 | grep -E 'Benchmark|Time|Range' | sed 's/^ */   /'
-    hyperfine --style basic -i --warmup "$WARMUP" --runs "$per" --export-json "csd-$i-$k.json" \
+    hyperfine --style basic -i "${PREP[@]}" --warmup "$WARMUP" --runs "$per" --export-json "csd-$i-$k.json" \
       -n "${NAMES[i]} c/s/d" "$q create --bundle $qb ${p}c\$\$ && $q start ${p}c\$\$ && $q delete -f ${p}c\$\$" \
       2>&1 | grep -E 'Benchmark|Time|Range' | sed 's/^ */   /'
     if [ "$k" = 1 ]; then

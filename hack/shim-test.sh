@@ -43,7 +43,7 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 if [ "${1:-}" = --cgv2 ]; then
   shift
   # Build here: compiling inside the emulated guest would take ages.
-  cargo build -j2 -p containerd-shim-capsa-v2 >&2
+  [ -n "${SHIM_TEST_SHIM_BIN:-}" ] || cargo build -j2 -p containerd-shim-capsa-v2 >&2
   cargo test -j2 -p containerd-shim-capsa-v2 --test ctr --no-run >&2
   exec bash hack/cgv2-vm.sh "$ROOT" -- env SKIP_APT=1 bash "$ROOT/hack/shim-test.sh" "$@"
 fi
@@ -57,11 +57,8 @@ export CTRD_DIR=$WORK/containerd
 if [ -n "${SHIM_TEST_SHIM_BIN:-}" ]; then
   SHIM_BIN=$SHIM_TEST_SHIM_BIN
 elif [ $MODE != test ]; then
-  # Statically linked (glibc crt-static): only the libc code used is mapped,
-  # not the whole shared libc. --target keeps the flag off proc-macros.
-  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-    cargo build -j2 --release --target x86_64-unknown-linux-gnu -p containerd-shim-capsa-v2 >&2
-  SHIM_BIN=$CARGO_TARGET_DIR/x86_64-unknown-linux-gnu/release/containerd-shim-capsa-v2
+  # The shipped shim (hack/build-dist.sh: small, statically linked).
+  SHIM_BIN=$(bash hack/build-dist.sh | grep 'containerd-shim-capsa-v2$')
 else
   cargo build -j2 -p containerd-shim-capsa-v2 >&2
   SHIM_BIN=$CARGO_TARGET_DIR/debug/containerd-shim-capsa-v2

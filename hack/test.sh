@@ -4,7 +4,9 @@
 # so one run shows every failure; the exit status is non-zero if any tier failed.
 #
 #   packages          hack/test-deps.sh (apt-get update first; only what is missing)
-#   build             cargo build --release --workspace
+#   build             cargo build --release --workspace, then hack/build-dist.sh: the shipped
+#                     binaries (target/dist: capsa and the shim, small and static), which
+#                     the integration, image, shim, cri and cgroup v2 tiers run
 #   lint              cargo fmt --check; cargo clippy --all-targets -D warnings (check
 #                     builds of their own: the release build's artifacts are untouched)
 #   unit              every crate's own tests (no root needed)
@@ -46,14 +48,18 @@ run_tier() { if want "$1"; then tier "$@"; fi; }
 
 tier packages bash hack/test-deps.sh || true
 [ ${#failed[@]} -eq 0 ] || { echo "cannot install the test packages"; exit 1; }
-tier build cargo build --release --workspace --locked
+# The workspace (release), then the binaries capsa ships (hack/build-dist.sh: small,
+# static), which the tiers below run: what is tested is what ships.
+build() { cargo build --release --workspace --locked && bash hack/build-dist.sh >/dev/null; }
+tier build build
 [ ${#failed[@]} -eq 0 ] || { echo "build failed"; exit 1; }
+CAPSA=$PWD/target/dist/capsa SHIM=$PWD/target/dist/containerd-shim-capsa-v2
 lint() { cargo fmt --all --check && cargo clippy --workspace --all-targets --locked -- -D warnings; }
 run_tier lint lint
 run_tier unit cargo test --release --workspace --locked --lib --bins
 # --workspace (not -p capsa): the same feature set as the build, so nothing is rebuilt
 run_tier runtime-kernel cargo test --release --workspace --locked --test seccomp
-run_tier integration env CAPSA_RUNTIME="$PWD/target/release/capsa" \
+run_tier integration env CAPSA_RUNTIME="$CAPSA" \
   cargo test --release --locked -p integration --no-fail-fast
 # The suite against runc, then the list of runc's tolerated deviations and skipped tests
 # (a missing runc fails the tier: an empty CAPSA_RUNTIME would test capsa again).
@@ -68,17 +74,18 @@ integration_runc() {
   return $rc
 }
 run_tier integration-runc integration_runc
-run_tier image env RUNTIME="$PWD/target/release/capsa" bash hack/image-test.sh
-run_tier shim-capsa env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh
-run_tier shim-runc env SHIM_TEST_RUNTIME=runc bash hack/shim-test.sh
+run_tier image env RUNTIME="$CAPSA" bash hack/image-test.sh
+run_tier shim-capsa env SHIM_TEST_RUNTIME="$CAPSA" SHIM_TEST_SHIM_BIN="$SHIM" bash hack/shim-test.sh
+run_tier shim-runc env SHIM_TEST_RUNTIME=runc SHIM_TEST_SHIM_BIN="$SHIM" bash hack/shim-test.sh
 # CRI: containerd 1.6 + CRI as a kubelet drives it, handlers capsa and runc, probe stress
 # (hack/cri-test.sh; its cgroup v2 VM part unless SKIP_CGV2=1)
-run_tier cri bash hack/cri-test.sh
+run_tier cri env CRI_CAPSA="$CAPSA" CRI_SHIM="$SHIM" bash hack/cri-test.sh
 # Fuzz config.json validation and layer unpacking for a while (hack/fuzz.sh).
 run_tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
 if [ "${SKIP_CGV2:-0}" != 1 ]; then
-  run_tier cgroup-v2 bash hack/cgv2-tests.sh
-  run_tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$PWD/target/release/capsa" bash hack/shim-test.sh --cgv2
+  run_tier cgroup-v2 env CAPSA_RUNTIME="$CAPSA" bash hack/cgv2-tests.sh
+  run_tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$CAPSA" SHIM_TEST_SHIM_BIN="$SHIM" \
+    bash hack/shim-test.sh --cgv2
 fi
 
 if [ ${#failed[@]} -gt 0 ]; then

@@ -37,7 +37,7 @@ pub fn parse(text: &str) -> Vec<MountEntry> {
 
 /// The mount table of the calling process (empty if /proc is not there).
 pub fn read() -> Vec<MountEntry> {
-    parse(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+    parse(&crate::read_small("/proc/self/mountinfo").unwrap_or_default())
 }
 
 /// Whether `path` is the mount point of some mount (exact match, after unescaping).

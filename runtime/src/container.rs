@@ -120,6 +120,7 @@ impl Container {
             .map_err(|e| Error::io("write exec fifo", &fifo, e))?;
         wait_exec(&f);
         let _ = std::fs::remove_file(&fifo);
+        tracing::debug!("{}: started", self.id());
         if let Some(h) = self.saved.config.hooks() {
             let state = self.hook_state(Status::Running);
             hooks::run_all_warn("poststart", h.poststart().as_ref(), &state);
@@ -203,6 +204,11 @@ impl Container {
             self.wait_gone(Duration::from_secs(10));
         }
         cg.destroy(&self.saved.cgroup_path)?;
+        tracing::debug!(
+            "{}: cgroup {} removed",
+            self.id(),
+            self.saved.cgroup_path.display()
+        );
         if let Some(h) = self.saved.config.hooks() {
             let state = self.hook_state(Status::Stopped);
             hooks::run_all_warn("poststop", h.poststop().as_ref(), &state);

@@ -123,14 +123,17 @@ fn cstring(s: OsString) -> Option<CString> {
 }
 
 /// Is our own image a file nobody can write: on a read-only overlayfs, or a sealed memfd?
+/// One statfs tells both the filesystem and its read-only flag; only a memfd (on tmpfs or
+/// hugetlbfs) needs its seals read.
 fn is_sealed() -> Result<bool, Error> {
+    use nix::sys::statfs::{HUGETLBFS_MAGIC, OVERLAYFS_SUPER_MAGIC, TMPFS_MAGIC};
     let st = nix::sys::statfs::statfs(SELF_EXE).map_err(sys(format!("statfs {SELF_EXE}")))?;
-    if st.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC {
-        let vfs =
-            nix::sys::statvfs::statvfs(SELF_EXE).map_err(sys(format!("statvfs {SELF_EXE}")))?;
-        if vfs.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
-            return Ok(true);
-        }
+    let fs = st.filesystem_type();
+    if fs == OVERLAYFS_SUPER_MAGIC {
+        return Ok(st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY));
+    }
+    if fs != TMPFS_MAGIC && fs != HUGETLBFS_MAGIC {
+        return Ok(false);
     }
     let fd =
         open_path(Path::new(SELF_EXE), OFlag::O_RDONLY).map_err(sys(format!("open {SELF_EXE}")))?;

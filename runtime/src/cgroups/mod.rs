@@ -72,6 +72,16 @@ fn open_manager(path: &Path, id: &str) -> Result<AnyCgroupManager> {
 
 impl Cgroup {
     pub fn open(path: &Path, systemd: bool, id: &str) -> Result<Cgroup> {
+        Cgroup::open_in(&capsa_linux::mountinfo::read(), path, systemd, id)
+    }
+
+    /// `open`, with the host's mount table already read.
+    pub fn open_in(
+        mounts: &[capsa_linux::mountinfo::MountEntry],
+        path: &Path,
+        systemd: bool,
+        id: &str,
+    ) -> Result<Cgroup> {
         if systemd {
             let why = if Path::new("/run/systemd/system").exists() {
                 "the systemd cgroup driver is not supported yet; use the cgroupfs driver"
@@ -83,7 +93,7 @@ impl Cgroup {
         let cg = Cgroup {
             path: path.to_path_buf(),
             id: id.into(),
-            v1: (!is_unified()).then(|| V1Dirs::find(path)),
+            v1: (!is_unified()).then(|| V1Dirs::from_mounts(mounts, path)),
             manager: OnceCell::new(),
             none: false,
             init: Default::default(),
@@ -122,10 +132,12 @@ impl Cgroup {
         Ok(self.manager.get_or_init(|| m))
     }
 
-    /// Start opening libcgroups' manager on another thread. Only after the init is
-    /// cloned: a clone while another thread may hold a lock would copy the lock held.
-    pub fn prefetch(&self) -> Option<Prefetch> {
-        if self.none || self.manager.get().is_some() {
+    /// Start opening libcgroups' manager on another thread, when `resources` will need
+    /// it. Only after the init is cloned: a clone while another thread may hold a lock
+    /// would copy the lock held.
+    pub fn prefetch(&self, resources: Option<&LinuxResources>) -> Option<Prefetch> {
+        let needed = resources.is_some_and(|r| !self.v1_devices_only(r));
+        if !needed || self.none || self.manager.get().is_some() {
             return None;
         }
         let (path, id) = (self.path.clone(), self.id.clone());
@@ -186,6 +198,9 @@ impl Cgroup {
         let Some(resources) = resources.filter(|_| !self.none) else {
             return Ok(());
         };
+        if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
+            return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
+        }
         let mut resources = resources.clone();
         if self.hybrid_hugepages(Some(&resources)).is_some() {
             resources.set_hugepage_limits(None);
@@ -203,6 +218,21 @@ impl Cgroup {
         self.manager()?
             .apply(&opt)
             .map_err(|e| err("apply linux.resources to", &self.path, e))
+    }
+
+    /// On v1, resources with nothing but device rules (the default config's) are
+    /// written here, without libcgroups' manager, whose opening reads the mount table
+    /// and /proc/self/cgroup once per controller.
+    fn v1_devices_only(&self, r: &LinuxResources) -> bool {
+        self.v1.is_some()
+            && r.memory().is_none()
+            && r.cpu().is_none()
+            && r.pids().is_none()
+            && r.block_io().is_none()
+            && r.hugepage_limits().as_ref().is_none_or(Vec::is_empty)
+            && r.network().is_none()
+            && r.rdma().is_none()
+            && r.unified().as_ref().is_none_or(|u| u.is_empty())
     }
 
     /// `capsa update`: apply new resources to the existing cgroup.
@@ -267,6 +297,12 @@ impl Cgroup {
             for pid in self.pids().unwrap_or_default() {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::SIGKILL);
             }
+            return Ok(());
+        }
+        // The common case, a container whose processes are gone: the v1 directories go
+        // at the first rmdir, with nothing to read, thaw or kill.
+        if self.v1.as_ref().is_some_and(V1Dirs::remove_if_empty) {
+            hybrid_hugetlb::remove(path);
             return Ok(());
         }
         if is_frozen(path) {

@@ -4,13 +4,15 @@
 //! each of its twelve controllers (~1 ms per open), is only opened for what needs its
 //! controllers: limits, stats, freezing.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::{Error, Result};
-use capsa_linux::mountinfo::{self, MountEntry};
+use capsa_linux::mountinfo::MountEntry;
+use oci_spec::runtime::LinuxDeviceCgroup;
 
 /// The v1 controllers libcgroups manages (a hierarchy with none of them, such as
 /// name=systemd, is not the container's business).
@@ -45,13 +47,9 @@ fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
 }
 
 impl V1Dirs {
-    /// The directories of cgroup `path` (relative to each hierarchy's root).
-    pub fn find(path: &Path) -> V1Dirs {
-        V1Dirs::from_mounts(&mountinfo::read(), path)
-    }
-
-    /// The directories of cgroup `path` in the v1 hierarchies of `mounts`.
-    fn from_mounts(mounts: &[MountEntry], path: &Path) -> V1Dirs {
+    /// The directories of cgroup `path` (relative to each hierarchy's root) in the v1
+    /// hierarchies of the mount table `mounts`.
+    pub fn from_mounts(mounts: &[MountEntry], path: &Path) -> V1Dirs {
         let rel = path.strip_prefix("/").unwrap_or(path);
         let mut dirs: Vec<Hierarchy> = Vec::new();
         for m in mounts {
@@ -92,6 +90,43 @@ impl V1Dirs {
         Ok(())
     }
 
+    /// `linux.resources.devices`, then the rules every container gets, in the order
+    /// libcgroups writes them: the runtime's own device nodes (null, zero, full, tty,
+    /// urandom, random), mknod of any device, /dev/console, /dev/pts/*, /dev/ptmx and
+    /// tun/tap. One write per rule to devices.allow or devices.deny, each file opened once.
+    pub fn apply_device_rules(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
+        let Some(dir) = self.dir_of("devices") else {
+            return Err(Error::Cgroup(
+                "linux.resources.devices: no devices hierarchy on this host".into(),
+            ));
+        };
+        let open = |name: &str| {
+            let p = dir.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(|e| err("open", &p, e))
+                .map(|f| (f, p))
+        };
+        tracing::debug!(
+            "{}: {} device rules and the defaults",
+            dir.display(),
+            rules.len()
+        );
+        let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
+        let defaults = DEFAULT_DEVICE_RULES.iter().map(|r| (true, r.to_string()));
+        for (allowed, rule) in rules
+            .iter()
+            .map(|r| (r.allow(), r.to_string()))
+            .chain(defaults)
+        {
+            let (f, p) = if allowed { &mut allow } else { &mut deny };
+            f.write_all(rule.as_bytes())
+                .map_err(|e| err(&format!("write {rule:?} to"), p, e))?;
+        }
+        Ok(())
+    }
+
     /// Whether some v1 hierarchy has `controller`.
     pub fn has(&self, controller: &str) -> bool {
         self.dir_of(controller).is_some()
@@ -128,6 +163,21 @@ impl V1Dirs {
         }
     }
 
+    /// rmdir of every directory, which succeeds at once where no task and no sub-cgroup
+    /// is left (cgroupfs takes the control files with the directory). True when all are
+    /// gone; what could not go is left for `remove`.
+    pub fn remove_if_empty(&self) -> bool {
+        let mut all = true;
+        for Hierarchy { dir, .. } in &self.dirs {
+            match std::fs::remove_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => all = false,
+            }
+        }
+        all
+    }
+
     /// Kill what is left and remove every directory, deepest first. Fails while dying
     /// tasks still keep one busy; the caller retries.
     pub fn remove(&self) -> Result<()> {
@@ -145,6 +195,22 @@ impl V1Dirs {
         Ok(())
     }
 }
+
+/// What every container may use besides its config's rules (libcgroups' defaults).
+const DEFAULT_DEVICE_RULES: &[&str] = &[
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:9 rwm",
+    "c 1:8 rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 5:1 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+];
 
 /// A new cpuset cgroup starts with no cpus and no mems, and takes no task until it has
 /// them: copy them down from the parent at each level that is still empty.
@@ -201,6 +267,8 @@ fn remove_tree(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use capsa_linux::mountinfo;
 
     /// A v1 layout in a temp dir: cpu,cpuacct and cpuset and memory hierarchies (cpuset
     /// mounted twice), a named one and a cgroup2 one that are not ours.
@@ -259,5 +327,37 @@ mod tests {
         let mut pids = dirs.pids();
         pids.dedup();
         assert_eq!(pids, vec![4242]);
+    }
+
+    #[test]
+    fn device_rules_then_the_defaults_one_write_each() {
+        let t = tempfile::tempdir().unwrap();
+        let mut mounts = hierarchies(t.path());
+        let line = format!(
+            "40 1 0:40 / {} rw - cgroup cgroup rw,devices\n",
+            t.path().join("devices").display()
+        );
+        mounts.extend(mountinfo::parse(&line));
+        let dir = t.path().join("devices/ctr");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("devices.allow"), "").unwrap();
+        std::fs::write(dir.join("devices.deny"), "").unwrap();
+        let dirs = V1Dirs::from_mounts(&mounts, Path::new("/ctr"));
+        let rules: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]"#,
+        )
+        .unwrap();
+        dirs.apply_device_rules(&rules).unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("devices.deny"), "a *:* rwm");
+        assert_eq!(
+            read("devices.allow"),
+            ["c 10:229 rw"]
+                .iter()
+                .chain(DEFAULT_DEVICE_RULES)
+                .copied()
+                .collect::<String>()
+        );
     }
 }

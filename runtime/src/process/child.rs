@@ -28,6 +28,7 @@ pub struct Args<'a> {
     /// The exec fifo: `start` writes to it.
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
+    pub host_mounts: &'a [capsa_linux::mountinfo::MountEntry],
     pub opts: &'a CreateOptions,
     pub sys: &'a dyn Syscall,
 }
@@ -89,6 +90,7 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
         bundle: &a.bundle.dir,
         in_userns: a.plan.in_userns(),
         new_cgroupns: a.plan.new_cgroup,
+        host_mounts: a.host_mounts,
         sys,
     };
     rootfs::prepare(&ctx)?;
@@ -327,6 +329,7 @@ mod tests {
         let fifo: OwnedFd = tempfile::tempfile().unwrap().into();
         let sys = Recorder::default();
         let opts = opts();
+        let host_mounts = capsa_linux::mountinfo::read();
         let a = Args {
             bundle: b,
             plan: &plan,
@@ -334,6 +337,7 @@ mod tests {
             channel: ours,
             fifo,
             console: None,
+            host_mounts: &host_mounts,
             opts: &opts,
             sys: &sys,
         };
@@ -514,6 +518,7 @@ mod tests {
             channel: ours,
             fifo: tempfile::tempfile().unwrap().into(),
             console: None,
+            host_mounts: &[],
             opts: &opts,
             sys: &sys,
         };

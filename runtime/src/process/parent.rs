@@ -57,7 +57,15 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
     let cgroup_path = cgroups::path_for(spec, &opts.id);
     let resources = resources_for(spec, opts.rootless);
-    let cgroup = open_cgroup(&cleanup, &cgroup_path, opts, resources.as_ref())?;
+    // Read once: the cgroup's v1 hierarchies and the init's cgroup mounts come from it.
+    let host_mounts = capsa_linux::mountinfo::read();
+    let cgroup = open_cgroup(
+        &cleanup,
+        &host_mounts,
+        &cgroup_path,
+        opts,
+        resources.as_ref(),
+    )?;
     if opts.foreground && plan.two_stage {
         // The init will be a grandchild: let it be reparented to us, so `run` can wait.
         sys.set_child_subreaper()
@@ -82,6 +90,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
                 channel: child_ch,
                 fifo,
                 console: consoles.child,
+                host_mounts: &host_mounts,
                 opts,
                 sys,
             })
@@ -118,6 +127,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let saved = steps.saved;
     // The init clears its parent-death signal, then closes its end.
     while ch.recv()?.is_some() {}
+    tracing::debug!("{}: created, init {pid}", opts.id);
     let (cgroup, _) = cleanup.disarm();
     Ok(Created {
         pid,
@@ -149,7 +159,7 @@ impl CreateSteps<'_> {
 impl Steps for CreateSteps<'_> {
     /// sync 1: the cgroup first, so the init's cgroup namespace is rooted there.
     fn place(&mut self, child: i32) -> Result<()> {
-        self.prefetch = self.resources.and_then(|_| self.cgroup().prefetch());
+        self.prefetch = self.cgroup().prefetch(self.resources);
         self.cgroup().enter(child, self.resources)?;
         if let Some(adj) = process_of(self.spec)?.oom_score_adj() {
             let path = format!("/proc/{child}/oom_score_adj");
@@ -288,6 +298,7 @@ fn make_exec_fifo(cleanup: &Cleanup) -> Result<OwnedFd> {
 /// The container's cgroup, or none (rootless without delegation).
 fn open_cgroup(
     cleanup: &Cleanup,
+    host_mounts: &[capsa_linux::mountinfo::MountEntry],
     path: &std::path::Path,
     opts: &CreateOptions,
     resources: Option<&LinuxResources>,
@@ -298,7 +309,7 @@ fn open_cgroup(
             // Recorded before the cgroup exists: a create killed before it saved its state
             // leaves this, and `delete --force` removes the cgroup from it.
             cleanup.dir()?.record_cgroup(path)?;
-            Cgroup::open(path, opts.systemd_cgroup, &opts.id)
+            Cgroup::open_in(host_mounts, path, opts.systemd_cgroup, &opts.id)
         }
     }
 }

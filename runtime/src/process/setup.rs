@@ -39,6 +39,10 @@ pub fn prepare<'f>(
         console::attach(pty)?;
     }
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default(), sys)?;
+    // The process starts with the default action for every signal, as runc's do: Rust's
+    // runtime made capsa ignore SIGPIPE, and an ignored signal stays ignored across exec.
+    sys.default_signal(nix::sys::signal::Signal::SIGPIPE)
+        .ctx(|| "reset SIGPIPE".into())?;
     let cwd = process.cwd();
     sys.chdir(cwd)
         .ctx(|| format!("process.cwd {}", cwd.display()))?;
@@ -174,7 +178,7 @@ fn resolve_command(process: &Process, env: &[String]) -> Result<(CString, Vec<CS
 mod tests {
     use super::*;
     use crate::channel::pair;
-    use crate::syscall::fake::{Call, Recorder};
+    use crate::syscall::fake::{in_order, Call, Recorder};
 
     fn process(json: serde_json::Value) -> Process {
         serde_json::from_value(json).unwrap()
@@ -206,35 +210,39 @@ mod tests {
             "{err}"
         );
         let calls = sys.calls();
-        let at = |what: &str, pred: &dyn Fn(&Call) -> bool| sys.position(what, pred);
-        let order = [
-            at("setsid", &|c| *c == Call::Setsid),
-            at("rlimit", &|c| {
-                matches!(
-                    c,
-                    Call::Rlimit {
-                        soft: 10,
-                        hard: 20,
-                        ..
-                    }
-                )
-            }),
-            at("chdir", &|c| *c == Call::Chdir("/".into())),
-            // 3 + --preserve-fds 2
-            at("cloexec", &|c| *c == Call::CloexecFrom(5)),
-            at("bounding", &|c| matches!(c, Call::DropBounding(_))),
-            at("keepcaps", &|c| *c == Call::Keepcaps(true)),
-            at("setgroups", &|c| matches!(c, Call::Setgroups(_))),
-            at("setgid", &|c| *c == Call::Setresgid(1000)),
-            at("setuid", &|c| *c == Call::Setresuid(1000)),
-            at("keepcaps off", &|c| *c == Call::Keepcaps(false)),
-            at("capset", &|c| matches!(c, Call::SetCaps { .. })),
-            at("no_new_privs", &|c| *c == Call::NoNewPrivs),
-            // with noNewPrivileges the filter waits until right before execve
-            at("seccomp", &|c| matches!(c, Call::Seccomp { .. })),
-            at("execve", &|c| matches!(c, Call::Execve { .. })),
-        ];
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "{calls:#?}");
+        let rlimit = |c: &Call| {
+            matches!(
+                c,
+                Call::Rlimit {
+                    soft: 10,
+                    hard: 20,
+                    ..
+                }
+            )
+        };
+        let sigpipe = |c: &Call| *c == Call::DefaultSignal(nix::sys::signal::Signal::SIGPIPE);
+        in_order(
+            &calls,
+            &[
+                ("setsid", &|c| *c == Call::Setsid),
+                ("rlimit", &rlimit),
+                ("SIGPIPE to default", &sigpipe),
+                ("chdir", &|c| *c == Call::Chdir("/".into())),
+                // 3 + --preserve-fds 2
+                ("cloexec", &|c| *c == Call::CloexecFrom(5)),
+                ("bounding", &|c| matches!(c, Call::DropBounding(_))),
+                ("keepcaps", &|c| *c == Call::Keepcaps(true)),
+                ("setgroups", &|c| matches!(c, Call::Setgroups(_))),
+                ("setgid", &|c| *c == Call::Setresgid(1000)),
+                ("setuid", &|c| *c == Call::Setresuid(1000)),
+                ("keepcaps off", &|c| *c == Call::Keepcaps(false)),
+                ("capset", &|c| matches!(c, Call::SetCaps { .. })),
+                ("no_new_privs", &|c| *c == Call::NoNewPrivs),
+                // with noNewPrivileges the filter waits until right before execve
+                ("seccomp", &|c| matches!(c, Call::Seccomp { .. })),
+                ("execve", &|c| matches!(c, Call::Execve { .. })),
+            ],
+        );
         assert_eq!(
             calls.last(),
             Some(&Call::Execve {

@@ -2,9 +2,10 @@
 //! standard symlinks. In a user namespace mknod is not allowed, so devices are bind
 //! mounted from the host instead.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::stat::{makedev, Mode, SFlag};
 
@@ -84,20 +85,42 @@ pub fn populate(ctx: &RootfsContext, root: &InRoot, dev_mounted: bool) -> Result
     }
     // Device modes are exactly the config's: nothing masked off while they are made.
     let umask = ctx.sys.umask(Mode::empty());
-    let made = devs.iter().try_for_each(|d| create(ctx, root, d));
+    let mut dirs = Dirs::default();
+    let made = devs
+        .iter()
+        .try_for_each(|d| create(ctx, root, &mut dirs, d));
     ctx.sys.umask(umask);
     made?;
     if dev_mounted {
-        symlinks(root)?;
+        let dev = dirs.get(root, Path::new("/dev"))?;
+        symlinks(root, dev)?;
     }
     Ok(())
 }
 
-fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
+/// The directories devices go in, each opened (made if missing) once: most are /dev.
+#[derive(Default)]
+struct Dirs(Vec<(PathBuf, OwnedFd)>);
+
+impl Dirs {
+    fn get(&mut self, root: &InRoot, dir: &Path) -> Result<BorrowedFd<'_>> {
+        let i = match self.0.iter().position(|(p, _)| p == dir) {
+            Some(i) => i,
+            None => {
+                let fd = root
+                    .mkdir_all(dir, 0o755)
+                    .map_err(|e| err(dir, "mkdir", e))?;
+                self.0.push((dir.to_path_buf(), fd));
+                self.0.len() - 1
+            }
+        };
+        Ok(self.0[i].1.as_fd())
+    }
+}
+
+fn create(ctx: &RootfsContext, root: &InRoot, dirs: &mut Dirs, d: &Dev) -> Result<()> {
     let parent = d.path.parent().unwrap_or(Path::new("/dev"));
-    let dir = root
-        .mkdir_all(parent, 0o755)
-        .map_err(|e| err(&d.path, "mkdir", e))?;
+    let dir = dirs.get(root, parent)?;
     let name = d.path.file_name().ok_or_else(|| {
         Error::Config(format!(
             "linux.devices ({}): no file name",
@@ -107,7 +130,7 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
     if ctx.in_userns {
         // Bind the host's node over an empty file.
         let _ = nix::sys::stat::mknodat(
-            Some(dir.as_fd().as_raw_fd()),
+            Some(dir.as_raw_fd()),
             name,
             SFlag::S_IFREG,
             Mode::from_bits_truncate(0o600),
@@ -127,24 +150,25 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
             )
             .map_err(|e| err(&d.path, "bind from host", e));
     }
-    let _ = nix::unistd::unlinkat(
-        Some(dir.as_fd().as_raw_fd()),
-        name,
-        nix::unistd::UnlinkatFlags::NoRemoveDir,
-    );
-    ctx.sys
-        .mknodat(
-            dir.as_fd(),
-            name,
-            d.kind,
-            Mode::from_bits_truncate(d.mode & 0o7777),
-            makedev(d.major, d.minor),
-        )
-        .map_err(|e| err(&d.path, "mknod", e))?;
+    let perm = Mode::from_bits_truncate(d.mode & 0o7777);
+    let dev = makedev(d.major, d.minor);
+    let made = match ctx.sys.mknodat(dir, name, d.kind, perm, dev) {
+        // The image has something there: the config's node replaces it.
+        Err(Errno::EEXIST) => {
+            let _ = nix::unistd::unlinkat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            ctx.sys.mknodat(dir, name, d.kind, perm, dev)
+        }
+        r => r,
+    };
+    made.map_err(|e| err(&d.path, "mknod", e))?;
     if d.uid.is_some() || d.gid.is_some() {
         ctx.sys
             .fchownat(
-                dir.as_fd(),
+                dir,
                 name,
                 d.uid.map(nix::unistd::Uid::from_raw),
                 d.gid.map(nix::unistd::Gid::from_raw),
@@ -154,35 +178,36 @@ fn create(ctx: &RootfsContext, root: &InRoot, d: &Dev) -> Result<()> {
     Ok(())
 }
 
-fn symlinks(root: &InRoot) -> Result<()> {
+/// The standard links of /dev, made in the directory `dev`: an existing entry is left
+/// alone, but for /dev/ptmx, which must point at this /dev/pts' ptmx.
+fn symlinks(root: &InRoot, dev: BorrowedFd<'_>) -> Result<()> {
     let mut links = vec![
-        ("/proc/self/fd", "/dev/fd"),
-        ("/proc/self/fd/0", "/dev/stdin"),
-        ("/proc/self/fd/1", "/dev/stdout"),
-        ("/proc/self/fd/2", "/dev/stderr"),
+        ("/proc/self/fd", "fd"),
+        ("/proc/self/fd/0", "stdin"),
+        ("/proc/self/fd/1", "stdout"),
+        ("/proc/self/fd/2", "stderr"),
     ];
     if root.resolve(Path::new("/dev/pts/ptmx")).is_ok() {
-        links.push(("pts/ptmx", "/dev/ptmx"));
+        links.push(("pts/ptmx", "ptmx"));
     }
     if Path::new("/proc/kcore").exists() {
-        links.push(("/proc/kcore", "/dev/core"));
+        links.push(("/proc/kcore", "core"));
     }
-    for (target, link) in links {
-        let (target, link) = (Path::new(target), Path::new(link));
-        if root.resolve_nofollow(link).is_ok() {
-            if link != Path::new("/dev/ptmx") {
-                continue;
+    for (target, name) in links {
+        let link = Path::new("/dev").join(name);
+        let made = match nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name) {
+            Err(Errno::EEXIST) if name == "ptmx" => {
+                let _ = nix::unistd::unlinkat(
+                    Some(dev.as_raw_fd()),
+                    name,
+                    nix::unistd::UnlinkatFlags::NoRemoveDir,
+                );
+                nix::unistd::symlinkat(target, Some(dev.as_raw_fd()), name)
             }
-            let _ = root.remove_file(link);
-        }
-        root.symlink(target, link).map_err(|e| {
-            Error::mount(
-                "/dev",
-                link,
-                format!("symlink to {}", target.display()),
-                e.errno(),
-            )
-        })?;
+            Err(Errno::EEXIST) => Ok(()),
+            r => r,
+        };
+        made.map_err(|e| Error::mount("/dev", &link, format!("symlink to {target}"), e))?;
     }
     Ok(())
 }

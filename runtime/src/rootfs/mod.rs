@@ -32,6 +32,8 @@ pub struct RootfsContext<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub new_cgroupns: bool,
+    /// The host's mount table, read by `create` before the clone (the child's is a copy).
+    pub host_mounts: &'a [capsa_linux::mountinfo::MountEntry],
     pub sys: &'a dyn Syscall,
 }
 
@@ -50,14 +52,14 @@ fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
 
 /// Before any mount: stop propagation to the host (rslave whatever the config says; its
 /// rootfsPropagation is applied to the new root after pivot_root), make the rootfs a
-/// mount point.
+/// mount point. After the recursive rslave no mount is shared, so pivot_root's rule that
+/// the new root's parent mount must not be shared holds.
 pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     root_propagation(ctx.spec)?;
     let prop = MsFlags::MS_SLAVE | MsFlags::MS_REC;
     ctx.sys
         .mount(None, Path::new("/"), None, prop, None)
         .ctx(|| "set propagation of /".into())?;
-    make_parent_private(ctx)?;
     ctx.sys
         .mount(
             Some(ctx.rootfs),
@@ -67,28 +69,6 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
             None,
         )
         .ctx(|| format!("bind rootfs {}", ctx.rootfs.display()))
-}
-
-/// pivot_root refuses a new root whose parent mount is shared.
-fn make_parent_private(ctx: &RootfsContext) -> Result<()> {
-    let parent = ctx.rootfs.parent().unwrap_or(Path::new("/"));
-    let entries = capsa_linux::mountinfo::read();
-    let best = entries
-        .iter()
-        .filter(|m| parent.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.len());
-    if let Some(m) = best.filter(|m| m.is_shared()) {
-        ctx.sys
-            .mount(
-                None,
-                Path::new(&m.mount_point),
-                None,
-                MsFlags::MS_PRIVATE,
-                None,
-            )
-            .ctx(|| format!("make {} private", m.mount_point))?;
-    }
-    Ok(())
 }
 
 /// Mount the config's mounts, in order, then populate /dev.
@@ -127,8 +107,9 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
 /// After pivot: masked and readonly paths, propagation, read-only root.
 pub fn finalize(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     if let Some(linux) = spec.linux() {
+        let mut null = None;
         for p in linux.masked_paths().as_deref().unwrap_or_default() {
-            paths::mask(Path::new(p), sys)?;
+            paths::mask(Path::new(p), &mut null, sys)?;
         }
         for p in linux.readonly_paths().as_deref().unwrap_or_default() {
             paths::make_readonly(Path::new(p), sys)?;

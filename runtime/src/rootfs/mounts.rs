@@ -4,8 +4,10 @@
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use capsa_linux::mountinfo;
+use capsa_linux::resolve::{self, Scope};
+use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
+use nix::sys::stat::Mode;
 use oci_spec::runtime::Mount;
 
 use super::inroot::InRoot;
@@ -165,7 +167,8 @@ fn make_target(
             let st = nix::sys::stat::fstat(h.as_fd().as_raw_fd())
                 .map_err(|e| merr(i, dest, "stat", e))?;
             match st.st_mode & libc::S_IFMT {
-                libc::S_IFDIR => {}
+                // Not a symlink: this descriptor is the mount point itself.
+                libc::S_IFDIR => return Ok(h),
                 libc::S_IFLNK => return Err(refuse(i, dest, typ, "mount point is a symlink")),
                 _ => return Err(refuse(i, dest, typ, "mount point is not a directory")),
             }
@@ -196,7 +199,7 @@ fn mount_cgroup(
         .mkdir_all(dest, 0o755)
         .map_err(|e| merr(i, dest, "mkdir", e))?;
     let own = own_cgroups();
-    let entries = mountinfo::read();
+    let entries = ctx.host_mounts;
     let unified_host = entries
         .iter()
         .any(|m| m.mount_point == "/sys/fs/cgroup" && m.fstype == "cgroup2");
@@ -231,6 +234,14 @@ fn mount_cgroup(
         )
         .map_err(|e| merr(i, dest, "mount tmpfs", e))?;
     drop(target);
+    // The tmpfs is new and empty: each hierarchy's directory is made and opened right
+    // under it, no symlink followed.
+    let tmpfs = root
+        .resolve(dest)
+        .map_err(|e| merr(i, dest, "resolve", e))?;
+    let under = |name: &str, flags: OFlag, scope: Scope| {
+        resolve::open(tmpfs.as_fd(), Path::new(name), flags, Mode::empty(), scope)
+    };
     for m in entries
         .iter()
         .filter(|m| m.mount_point.starts_with("/sys/fs/cgroup/"))
@@ -240,9 +251,14 @@ fn mount_cgroup(
             continue;
         }
         let sub = dest.join(name);
-        let t = root
-            .mkdir_all(&sub, 0o755)
-            .map_err(|e| merr(i, &sub, "mkdir", e))?;
+        nix::sys::stat::mkdirat(
+            Some(tmpfs.as_raw_fd()),
+            name,
+            Mode::from_bits_truncate(0o755),
+        )
+        .map_err(|e| merr(i, &sub, "mkdir", e))?;
+        let dir = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW;
+        let t = under(name, dir, Scope::BeneathNoSymlinks).map_err(|e| merr(i, &sub, "open", e))?;
         // The hierarchy's options name its controllers: "rw,cpu", "rw,name=systemd".
         let ctrl: Vec<&str> = m
             .super_options
@@ -267,21 +283,18 @@ fn mount_cgroup(
         )?;
         drop(t);
         if ro {
-            let top = root
-                .resolve(&sub)
+            // Opened again: now the root of the mount just made there.
+            let top = under(name, OFlag::O_PATH, Scope::Beneath)
                 .map_err(|e| merr(i, &sub, "resolve", e))?;
             remount_bind(&top, MsFlags::MS_RDONLY | base, ctx.sys)
                 .map_err(|e| merr(i, &sub, "remount ro", e))?;
         }
     }
     if ro {
-        let top = root
-            .resolve(dest)
-            .map_err(|e| merr(i, dest, "resolve", e))?;
         ctx.sys
             .mount(
                 None,
-                &fd_path(&top),
+                &fd_path(&tmpfs),
                 None,
                 MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | base,
                 Some("mode=755"),
@@ -332,7 +345,7 @@ fn mount_hierarchy(
 
 /// This process' cgroup per hierarchy, keyed by controller list ("" for cgroup2).
 fn own_cgroups() -> std::collections::HashMap<String, String> {
-    std::fs::read_to_string("/proc/self/cgroup")
+    capsa_linux::read_small("/proc/self/cgroup")
         .unwrap_or_default()
         .lines()
         .filter_map(|l| {

@@ -23,8 +23,9 @@ fn open_nofollow(p: &Path) -> nix::Result<OwnedFd> {
 }
 
 /// maskedPaths: a directory gets an empty read-only tmpfs, anything else /dev/null.
-/// The /dev/null used must be the real null device (CVE-2025-31133).
-pub fn mask(p: &Path, sys: &dyn Syscall) -> Result<()> {
+/// The /dev/null used must be the real null device (CVE-2025-31133); it is opened and
+/// checked once, into `null`, for all the paths.
+pub fn mask(p: &Path, null: &mut Option<OwnedFd>, sys: &dyn Syscall) -> Result<()> {
     let err = |what: &str, e: Errno| Error::mount("linux.maskedPaths", p, what, e);
     let fd = match open_nofollow(p) {
         Ok(fd) => fd,
@@ -43,6 +44,23 @@ pub fn mask(p: &Path, sys: &dyn Syscall) -> Result<()> {
             )
             .map_err(|e| err("mount tmpfs", e));
     }
+    let null = match null {
+        Some(null) => null,
+        None => null.insert(real_null(p)?),
+    };
+    sys.mount(
+        Some(&fd_path(null)),
+        &fd_path(&fd),
+        None,
+        MsFlags::MS_BIND,
+        None,
+    )
+    .map_err(|e| err("bind /dev/null", e))
+}
+
+/// The container's /dev/null, checked to be the null device (1:3).
+fn real_null(masking: &Path) -> Result<OwnedFd> {
+    let err = |what: &str, e: Errno| Error::mount("linux.maskedPaths", masking, what, e);
     let null = open_nofollow(Path::new("/dev/null")).map_err(|e| err("open /dev/null", e))?;
     let ns = fstat(null.as_raw_fd()).map_err(|e| err("stat /dev/null", e))?;
     if ns.st_mode & libc::S_IFMT != libc::S_IFCHR
@@ -51,17 +69,10 @@ pub fn mask(p: &Path, sys: &dyn Syscall) -> Result<()> {
     {
         return Err(Error::Other(format!(
             "linux.maskedPaths {}: /dev/null in the container is not the null device (1:3); refusing to mask with it",
-            p.display()
+            masking.display()
         )));
     }
-    sys.mount(
-        Some(&fd_path(&null)),
-        &fd_path(&fd),
-        None,
-        MsFlags::MS_BIND,
-        None,
-    )
-    .map_err(|e| err("bind /dev/null", e))
+    Ok(null)
 }
 
 /// readonlyPaths: bind the path onto itself, then read-only recursively.

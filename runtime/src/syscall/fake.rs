@@ -27,6 +27,7 @@ pub enum Call {
     Dumpable(bool),
     Pdeathsig(Option<Signal>),
     ChildSubreaper,
+    DefaultSignal(Signal),
     Rlimit {
         resource: i32,
         soft: u64,
@@ -224,6 +225,9 @@ impl Syscall for Recorder {
             soft,
             hard,
         })
+    }
+    fn default_signal(&self, signal: Signal) -> nix::Result<()> {
+        self.record(Call::DefaultSignal(signal))
     }
     fn cloexec_from(&self, first: RawFd) -> nix::Result<()> {
         self.record(Call::CloexecFrom(first))

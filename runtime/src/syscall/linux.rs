@@ -124,6 +124,14 @@ impl Syscall for Linux {
         Errno::result(ret).map(drop)
     }
 
+    fn default_signal(&self, signal: Signal) -> nix::Result<()> {
+        use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+        let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: installing SIG_DFL runs no handler code of ours, so nothing about the
+        // state of this process can make it unsound.
+        unsafe { sigaction(signal, &dfl) }.map(drop)
+    }
+
     fn cloexec_from(&self, first: RawFd) -> nix::Result<()> {
         const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
         // SAFETY: close_range only changes descriptor flags; no memory is passed.

@@ -69,6 +69,9 @@ pub trait Syscall {
     fn set_pdeathsig(&self, signal: Option<Signal>) -> nix::Result<()>;
     fn set_child_subreaper(&self) -> nix::Result<()>;
     fn set_rlimit(&self, resource: libc::c_int, soft: u64, hard: u64) -> nix::Result<()>;
+    /// Back to the default action for `signal`: an ignored signal stays ignored across
+    /// execve, and Rust's runtime ignores SIGPIPE in capsa.
+    fn default_signal(&self, signal: Signal) -> nix::Result<()>;
     /// Mark every descriptor from `first` on close-on-exec.
     fn cloexec_from(&self, first: RawFd) -> nix::Result<()>;
     fn join_session_keyring(&self, name: &CStr) -> nix::Result<()>;

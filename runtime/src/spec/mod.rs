@@ -9,6 +9,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::{Error, Result};
 
+mod json_path;
+
 /// A bundle on disk: its absolute directory, its parsed config, the absolute rootfs path.
 pub struct Bundle {
     pub dir: PathBuf,
@@ -37,19 +39,13 @@ impl Bundle {
 /// Parses config.json's bytes (`config` only names the file in the error). Public as the
 /// config fuzz target's entry point, with [`validate`]. A type error names the field by its path (`process.user.uid`), not only by line and column.
 pub fn parse(data: &[u8], config: &Path) -> Result<Spec> {
-    let bad = |field: String, e: &dyn std::fmt::Display| {
-        Error::Config(format!("{}: {field}{e}", config.display()))
-    };
-    let mut de = serde_json::Deserializer::from_slice(data);
-    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = match e.path().to_string() {
-            p if p == "." => String::new(),
+    serde_json::from_slice(data).map_err(|e| {
+        let field = match json_path::at(data, e.line(), e.column()) {
+            p if p.is_empty() => p,
             p => format!("{p}: "),
         };
-        bad(field, e.inner())
-    })?;
-    de.end().map_err(|e| bad(String::new(), &e))?;
-    Ok(spec)
+        Error::Config(format!("{}: {field}{e}", config.display()))
+    })
 }
 
 /// Checks that serde cannot express. Cheap: runs on every create.
