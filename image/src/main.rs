@@ -159,6 +159,9 @@ enum Cmd {
         /// OCI runtime for RUN steps (default: capsa next to capsa-image, else on PATH)
         #[arg(long, env = "CAPSA_RUNTIME")]
         runtime: Option<PathBuf>,
+        /// The cgroup RUN steps' cgroups go under (PARENT/capsa-build-ID; default: the root)
+        #[arg(long, value_name = "PARENT")]
+        cgroup_parent: Option<String>,
         /// Print only the image id (RUN output only when a step fails)
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -360,6 +363,7 @@ fn run(cli: Cli) -> Result<()> {
             no_cache,
             network,
             runtime,
+            cgroup_parent,
             quiet,
             net,
         } => {
@@ -382,6 +386,7 @@ fn run(cli: Cli) -> Result<()> {
                 no_cache,
                 network: network.parse()?,
                 runtime: runtime.or_else(default_runtime),
+                cgroup_parent,
                 quiet,
                 pull: Some(pull::PullOptions {
                     net: net.options()?,

@@ -65,6 +65,8 @@ pub struct BuildOptions {
     pub network: Network,
     /// the OCI runtime RUN steps use (needed only when there is one)
     pub runtime: Option<PathBuf>,
+    /// the cgroup RUN steps' cgroups are made under (None: the root of each hierarchy)
+    pub cgroup_parent: Option<String>,
     /// only the image id on stdout; RUN output only when a step fails
     pub quiet: bool,
     /// how to pull a FROM image missing from the store (None: do not pull)
@@ -212,6 +214,18 @@ struct Builder<'a> {
 }
 
 pub fn build(store: &Store, o: &BuildOptions) -> Result<Built> {
+    if let Some(p) = &o.cgroup_parent {
+        let rel = p.trim_matches('/');
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err(Error::Invalid(format!(
+                "--cgroup-parent {p:?}: a cgroup path (a/b), without empty, . or .. components"
+            )));
+        }
+    }
     let _lock = store.lock_shared()?;
     // Ctrl-C ends the build at the current step, which then cleans up after itself
     let _interrupts = sys::catch_interrupts().ctx(|| "catch interrupts")?;
@@ -785,6 +799,7 @@ impl<'a> Builder<'a> {
                 build_env,
                 network,
                 runtime: &runtime,
+                cgroup_parent: self.o.cgroup_parent.as_deref(),
                 tmp: &tmp,
                 quiet,
             },

@@ -45,6 +45,8 @@ pub struct RunStep<'a> {
     pub build_env: Vec<String>,
     pub network: Network,
     pub runtime: &'a Path,
+    /// the cgroup the step's cgroup goes under (`PARENT/capsa-build-ID`)
+    pub cgroup_parent: Option<&'a str>,
     /// where the build keeps its files (runtime root, hosts files, output log)
     pub tmp: &'a Path,
     /// output to a log file, shown only when the step fails
@@ -82,6 +84,13 @@ fn spec(c: &Container, cfg: &ImageConfig, s: &RunStep) -> Result<Value> {
     };
     p["noNewPrivileges"] = json!(false);
     spec["hostname"] = json!(HOSTNAME);
+    if let Some(parent) = s.cgroup_parent {
+        spec["linux"]["cgroupsPath"] = json!(format!(
+            "/{}/capsa-build-{}",
+            parent.trim_matches('/'),
+            c.id
+        ));
+    }
     if s.network == Network::Host {
         if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
             ns.retain(|n| n["type"] != "network");
