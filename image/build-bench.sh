@@ -11,7 +11,7 @@
 # runs no daemon, so that is all its work), and podman/capsa-image ratios. Not the same work
 # per layer: capsa-image writes each new layer as a gzip blob (ready to push or export) and
 # moves the step's upper dir into its store; podman keeps layers uncompressed in
-# containers-storage (a tar-split of each) and compresses them only when it pushes or saves.
+# containers-storage and compresses them only when it pushes or saves.
 #
 # Usage (as root): bash image/build-bench.sh
 #   env: CAPSA_TEST_IMAGES (hack/make-images.sh OUTDIR, default $CAPSA_CACHE/images,
