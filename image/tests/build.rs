@@ -1284,6 +1284,32 @@ fn same_as_podman_build_and_runs_in_capsa_podman_containerd() {
     clients.ctr(&["images", "rm", "localhost/same:capsa"]);
 }
 
+/// Interrupts (SIGINT) the build process of this pid when the test fails before its own
+/// Ctrl-C, and waits for it to end (it cleans up) before the test's dir goes.
+struct Interrupt(u32);
+impl Drop for Interrupt {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.to_string()])
+            .status();
+        for _ in 0..600 {
+            if exited(self.0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+/// Whether the process `pid` (a child of the test) is gone or a zombie.
+fn exited(pid: u32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.is_empty() || stat.rsplit(')').next().unwrap_or("").starts_with(" Z")
+}
+
 #[test]
 #[ignore = "needs the make-images.sh busybox image and CAPSA_RUNTIME: run hack/image-test.sh"]
 fn interrupt_kills_the_step_and_cleans_up() {
@@ -1309,25 +1335,6 @@ fn interrupt_kills_the_step_and_cleans_up() {
         .spawn()
         .unwrap();
     // if an assertion fails before the Ctrl-C below, the build is interrupted all the same
-    // (and has cleaned up) before the test's dir goes
-    struct Interrupt(u32);
-    impl Drop for Interrupt {
-        fn drop(&mut self) {
-            if !std::thread::panicking() {
-                return;
-            }
-            let _ = Command::new("kill")
-                .args(["-INT", &self.0.to_string()])
-                .status();
-            for _ in 0..600 {
-                let stat = fs::read_to_string(format!("/proc/{}/stat", self.0)).unwrap_or_default();
-                if stat.is_empty() || stat.rsplit(')').next().unwrap_or("").starts_with(" Z") {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-    }
     let _interrupt = Interrupt(child.id());
     // the step runs once its output shows; then Ctrl-C (SIGINT to capsa-image)
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -1383,6 +1390,77 @@ fn interrupt_kills_the_step_and_cleans_up() {
     assert!(!o.status.success());
     assert!(
         err.contains("step 2/3 `RUN echo started; sleep 600`: interrupted"),
+        "{err}"
+    );
+    assert!(!env.ok(&["images"]).contains("localhost/int"));
+    assert_nothing_left(&env);
+}
+
+#[test]
+#[ignore = "needs the make-images.sh busybox image and CAPSA_RUNTIME: run hack/image-test.sh"]
+fn interrupt_before_the_container_exists() {
+    use std::io::BufRead;
+    let env = env_with_busybox("build-interrupt-early");
+    let ctx = context(
+        &env,
+        "ctx",
+        &[("Dockerfile", b"FROM localhost/bb:1\nRUN sleep 600\n")],
+    );
+    // the runtime is slow to make the container: the Ctrl-C comes before it exists, so the
+    // build's first kill finds nothing and must be tried again
+    let slow = env.path("slow-runtime");
+    fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\n[ \"$3\" = run ] && sleep 3\nexec {} \"$@\"\n",
+            runtime()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(BIN)
+        .arg("--store")
+        .arg(env.store())
+        .args(["build", "-t", "localhost/int:1", "--cgroup-parent"])
+        .arg(env.cgroup_parent())
+        .arg("--runtime")
+        .arg(&slow)
+        .arg(&ctx)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _interrupt = Interrupt(child.id());
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for l in lines.by_ref() {
+        if l.unwrap() == "STEP 2/2: RUN sleep 600" {
+            break;
+        }
+    }
+    let st = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // the build ends once the container exists (3 s); the deadline is a hang guard only
+    let mut ended = false;
+    for _ in 0..1200 {
+        if exited(child.id()) {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    if !ended {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the build still runs 120 s after its Ctrl-C: its RUN step was not killed");
+    }
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("step 2/2 `RUN sleep 600`: interrupted"),
         "{err}"
     );
     assert!(!env.ok(&["images"]).contains("localhost/int"));

@@ -140,7 +140,9 @@ fn etc_files(s: &RunStep) -> Result<Vec<(&'static str, PathBuf)>> {
 
 /// Waits for the runtime; on an interrupt (Ctrl-C), kills the container: its init, pid 1 of
 /// its namespace, ignores the SIGINT the runtime passes on. The wait itself is on a thread,
-/// so the exit is seen at once; the interrupt flag is looked at every 100 ms.
+/// so the exit is seen at once; the interrupt flag is looked at every 100 ms. The kill is
+/// tried again at each look until the runtime takes it: a Ctrl-C that comes before the
+/// runtime has made the container finds nothing to kill yet.
 fn wait(mut child: Child, runtime: &Path, root: &Path, id: &str) -> Result<ExitStatus> {
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
@@ -151,14 +153,14 @@ fn wait(mut child: Child, runtime: &Path, root: &Path, id: &str) -> Result<ExitS
     let mut killed = false;
     while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(Duration::from_millis(100)) {
         if !killed && crate::sys::interrupted() {
-            killed = true;
-            let _ = Command::new(runtime)
+            killed = Command::new(runtime)
                 .arg("--root")
                 .arg(root)
                 .args(["kill", id, "KILL"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .status();
+                .status()
+                .is_ok_and(|s| s.success());
         }
     }
     waiter
