@@ -1282,6 +1282,136 @@ fn same_as_podman_build_and_runs_in_capsa_podman_containerd() {
     ]);
     assert_eq!(out, expect, "containerd");
     clients.ctr(&["images", "rm", "localhost/same:capsa"]);
+
+    // the automatic platform ARGs and an ARG declared twice: the same values in the RUN
+    // step, the same RUN history entry
+    let ctx = context(&env, "ctx-platform", &[("Dockerfile", PLATFORM.as_bytes())]);
+    clients.podman(&[
+        "build",
+        "--runtime",
+        "runc",
+        "--format",
+        "docker",
+        "--network",
+        "none",
+        "--build-arg",
+        "BUILDVARIANT=x9",
+        "-t",
+        "localhost/platform:podman",
+        ctx.to_str().unwrap(),
+    ]);
+    let ptar = env.path("platform.docker.tar");
+    clients.podman(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        ptar.to_str().unwrap(),
+        "localhost/platform:podman",
+    ]);
+    let theirs = read_docker_archive(&ptar, &env.path("platform-podman"));
+    build_ok(
+        &env,
+        &ctx,
+        &[
+            "-t",
+            "localhost/platform:capsa",
+            "--build-arg",
+            "BUILDVARIANT=x9",
+        ],
+    );
+    let ours = export(&env, "localhost/platform:capsa", "platform-capsa");
+    let arch = host_arch();
+    let want = format!("{arch} linux linux/{arch} [] linux/{arch} linux {arch} [x9] a=2\n");
+    assert_eq!(
+        theirs.layers.last().unwrap()["p"].4,
+        sha(want.as_bytes()),
+        "podman: {want}"
+    );
+    assert_eq!(
+        ours.layers.last().unwrap()["p"].4,
+        sha(want.as_bytes()),
+        "capsa-image: {want}"
+    );
+    let last_by = |img: &Saved| {
+        img.config["history"].as_array().unwrap().last().unwrap()["created_by"].clone()
+    };
+    assert_eq!(last_by(&ours), last_by(&theirs));
+}
+
+/// The automatic platform ARGs declared in a stage, and an ARG declared twice.
+const PLATFORM: &str = r#"FROM localhost/test-busybox:latest
+ARG TARGETARCH
+ARG TARGETOS
+ARG TARGETPLATFORM
+ARG TARGETVARIANT
+ARG BUILDPLATFORM
+ARG BUILDOS
+ARG BUILDARCH
+ARG BUILDVARIANT
+ARG A=1
+ARG A=2
+RUN echo "$TARGETARCH $TARGETOS $TARGETPLATFORM [$TARGETVARIANT] $BUILDPLATFORM $BUILDOS $BUILDARCH [$BUILDVARIANT] a=$A" > /p
+"#;
+
+/// This host's architecture as OCI names it.
+fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        a => a,
+    }
+}
+
+#[test]
+#[ignore = "needs the make-images.sh busybox image and CAPSA_RUNTIME: run hack/image-test.sh"]
+fn platform_args_in_from_and_stages() {
+    let env = env_with_busybox("build-platform");
+    let arch = host_arch();
+    // in the global scope without a declaration (FROM), kept by a global `ARG TARGETARCH`,
+    // in a stage only once declared there; never in the image's env; an automatic one given
+    // as --build-arg is not reported as unused
+    let df = format!(
+        "ARG TARGETARCH\n\
+         FROM localhost/bb:1 AS base-{arch}\n\
+         RUN echo \"[$TARGETARCH]\" > /before\n\
+         FROM base-$TARGETARCH\n\
+         ARG TARGETARCH\n\
+         ARG BUILDPLATFORM\n\
+         RUN echo \"$TARGETARCH $BUILDPLATFORM\" > /p && cat /before >> /p\n"
+    );
+    let ctx = context(&env, "ctx", &[("Dockerfile", df.as_bytes())]);
+    let (out, err) = build_ok(
+        &env,
+        &ctx,
+        &[
+            "-t",
+            "localhost/platform:1",
+            "--build-arg",
+            "TARGETVARIANT=v1",
+        ],
+    );
+    assert!(
+        out.contains("STEP 3/6: FROM base-$TARGETARCH\n") && out.contains("STEP 6/6: RUN"),
+        "{out}"
+    );
+    assert!(!err.contains("not consumed"), "{err}");
+    let b = env.path("bundle");
+    env.ok(&["bundle", "localhost/platform:1", b.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(b.join("rootfs/p")).unwrap(),
+        format!("{arch} linux/{arch}\n[]\n")
+    );
+    let spec: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
+    assert!(
+        !spec["process"]["env"].to_string().contains("TARGET"),
+        "{}",
+        spec["process"]["env"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+    assert_nothing_left(&env);
 }
 
 /// Interrupts (SIGINT) the build process of this pid when the test fails before its own

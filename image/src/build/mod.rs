@@ -86,6 +86,23 @@ pub struct Built {
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
+/// The automatic platform ARGs: this host is both the build and the target platform (builds
+/// for another platform are not done).
+fn platform_args() -> [(&'static str, String); 8] {
+    let arch = crate::oci::host_arch();
+    let platform = format!("linux/{arch}");
+    [
+        ("TARGETPLATFORM", platform.clone()),
+        ("TARGETOS", "linux".into()),
+        ("TARGETARCH", arch.into()),
+        ("TARGETVARIANT", String::new()),
+        ("BUILDPLATFORM", platform),
+        ("BUILDOS", "linux".into()),
+        ("BUILDARCH", arch.into()),
+        ("BUILDVARIANT", String::new()),
+    ]
+}
+
 /// A stage's image so far and what the build keeps beside it.
 struct State {
     md: Digest,
@@ -119,18 +136,17 @@ impl State {
         })
     }
     /// NAME=value of the ARGs in scope that have a value and no ENV of the same name.
+    /// Sorted by name; an ARG declared twice has its last value.
     fn build_env(&self) -> Vec<String> {
         let ec = self.config.config.clone().unwrap_or_default();
-        let mut v: Vec<String> = self
-            .args
+        self.args
             .iter()
             .filter(|(k, _)| meta::get_env(&ec, k).is_none())
-            .filter_map(|(k, val)| val.as_ref().map(|val| format!("{k}={val}")))
-            .collect::<BTreeSet<_>>()
+            .filter_map(|(k, val)| val.as_ref().map(|val| (k.as_str(), val.as_str())))
+            .collect::<BTreeMap<_, _>>()
             .into_iter()
-            .collect();
-        v.dedup();
-        v
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect()
     }
     fn args_key(&self) -> String {
         let m: BTreeMap<&str, &str> = self
@@ -279,15 +295,23 @@ impl<'a> Builder<'a> {
 
     fn run(&mut self) -> Result<Built> {
         let (global, stages) = stages::split(&self.df)?;
+        // the automatic platform ARGs (docker's, buildah's): in the global scope for FROM, and
+        // the value of a stage's `ARG TARGETARCH` (…) without a default; a --build-arg wins
+        for (k, v) in platform_args() {
+            let v = self.o.build_args.get(k).cloned().unwrap_or(v);
+            self.global.push((k.to_string(), Some(v)));
+            self.used_args.insert(k.to_string());
+        }
         for ins in &global {
             let g = self.global.clone();
-            let lookup = move |k: &str| {
+            let lookup = |k: &str| {
                 g.iter()
                     .rev()
                     .find(|(n, _)| n == k)
                     .and_then(|(_, v)| v.clone())
             };
-            let decl = self.declare_args(ins, &[], &lookup)?;
+            // an ARG without a default keeps an earlier value (an automatic one)
+            let decl = self.declare_args(ins, &g, &lookup)?;
             self.global.extend(decl);
         }
         let global = self.global.clone();
