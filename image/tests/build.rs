@@ -1337,6 +1337,69 @@ fn same_as_podman_build_and_runs_in_capsa_podman_containerd() {
         img.config["history"].as_array().unwrap().last().unwrap()["created_by"].clone()
     };
     assert_eq!(last_by(&ours), last_by(&theirs));
+
+    // .dockerignore: an excluded directory with a file re-included below it (copied; the
+    // directory made for it 0755 root, its own 0700 not copied), also named as a source; a
+    // re-include through `**` does not reach into an excluded directory; an excluded
+    // directory with nothing re-included is left out
+    let ctx = context(
+        &env,
+        "ctx-ignore",
+        &[
+            (
+                "Dockerfile",
+                b"FROM localhost/test-busybox:latest\nCOPY . /dst/\nCOPY build /b2/\n",
+            ),
+            (
+                ".dockerignore",
+                b"build\n!build/keep.txt\n!**/sub/keep.txt\nother\n",
+            ),
+            ("build/keep.txt", b"k\n"),
+            ("build/drop.txt", b"d\n"),
+            ("build/sub/keep.txt", b"s\n"),
+            ("other/o.txt", b"o\n"),
+            ("top.txt", b"t\n"),
+        ],
+    );
+    fs::set_permissions(ctx.join("build"), fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(ctx.join("build/sub"), fs::Permissions::from_mode(0o750)).unwrap();
+    clients.podman(&[
+        "build",
+        "--runtime",
+        "runc",
+        "--format",
+        "docker",
+        "--network",
+        "none",
+        "-t",
+        "localhost/ignore:podman",
+        ctx.to_str().unwrap(),
+    ]);
+    let ptar = env.path("ignore.docker.tar");
+    clients.podman(&[
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        ptar.to_str().unwrap(),
+        "localhost/ignore:podman",
+    ]);
+    let theirs = read_docker_archive(&ptar, &env.path("ignore-podman"));
+    build_ok(&env, &ctx, &["-t", "localhost/ignore:capsa"]);
+    let ours = export(&env, "localhost/ignore:capsa", "ignore-capsa");
+    assert_eq!(ours.layers.len(), 3);
+    assert_eq!(theirs.layers.len(), 3);
+    let dst = &ours.layers[1];
+    assert_eq!(dst["dst/build/"].1, 0o755, "{dst:#?}");
+    assert!(dst.contains_key("dst/build/keep.txt") && !dst.contains_key("dst/build/drop.txt"));
+    assert!(!dst.contains_key("dst/build/sub/") && !dst.contains_key("dst/other/"));
+    for i in 1..3 {
+        assert_entries(
+            &ours.layers[i],
+            &theirs.layers[i],
+            &format!(".dockerignore layer {i}: capsa-image (left) vs podman (right)"),
+        );
+    }
 }
 
 /// The automatic platform ARGs declared in a stage, and an ARG declared twice.

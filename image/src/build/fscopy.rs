@@ -183,6 +183,8 @@ pub struct Copier<'a> {
     pub attrs: Attrs,
     /// paths (relative to the source's root) that are not copied (.dockerignore)
     pub excluded: &'a dyn Fn(&[String]) -> bool,
+    /// excluded directories walked all the same: something below may be re-included
+    pub reinclude: &'a dyn Fn(&[String]) -> bool,
     links: HashMap<(u64, u64), (Rc<OwnedFd>, OsString)>,
 }
 
@@ -206,12 +208,35 @@ fn clear_target(dir: RawFd, name: &OsStr, keep_dir: bool) -> io::Result<bool> {
 }
 
 impl<'a> Copier<'a> {
-    pub fn new(attrs: Attrs, excluded: &'a dyn Fn(&[String]) -> bool) -> Copier<'a> {
+    pub fn new(
+        attrs: Attrs,
+        excluded: &'a dyn Fn(&[String]) -> bool,
+        reinclude: &'a dyn Fn(&[String]) -> bool,
+    ) -> Copier<'a> {
         Copier {
             attrs,
             excluded,
+            reinclude,
             links: HashMap::new(),
         }
+    }
+
+    /// Whether anything below the excluded directory `rel` (`dir`) is re-included.
+    fn has_included(&self, dir: &OwnedFd, rel: &[String]) -> io::Result<bool> {
+        for name in sys::list_dir(dir)? {
+            let mut path = rel.to_vec();
+            path.push(name.to_string_lossy().into_owned());
+            if !(self.excluded)(&path) {
+                return Ok(true);
+            }
+            if (self.reinclude)(&path)
+                && kind(&sys::fstatat(dir.as_raw_fd(), &name)?) == libc::S_IFDIR
+                && self.has_included(&sys::openat(dir.as_raw_fd(), &name, DIR, 0)?, &path)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     fn set_attrs(&self, dir: RawFd, name: &OsStr, st: &libc::stat) -> io::Result<()> {
@@ -274,6 +299,20 @@ impl<'a> Copier<'a> {
             let mut path = rel.to_vec();
             path.push(name.to_string_lossy().into_owned());
             if (self.excluded)(&path) {
+                // an excluded directory holding re-included entries: those are copied, the
+                // directory made for them as a missing parent (0755 root), as docker's and
+                // buildah's context (which has no entry for the directory itself)
+                if (self.reinclude)(&path) && kind(&sys::fstatat(s, &name)?) == libc::S_IFDIR {
+                    let sub_s = sys::openat(s, &name, DIR, 0)?;
+                    if self.has_included(&sub_s, &path)? {
+                        if !clear_target(d, &name, true)? {
+                            sys::mkdirat(d, &name, 0o755)?;
+                            sys::fchmodat(d, &name, 0o755)?;
+                        }
+                        let sub_d = Rc::new(sys::openat(d, &name, DIR, 0)?);
+                        self.copy_dir_contents(&sub_s, &path, &sub_d)?;
+                    }
+                }
                 continue;
             }
             let st = sys::fstatat(s, &name)?;
@@ -390,6 +429,16 @@ impl TreeHash {
             let mut path = rel.to_vec();
             path.push(n.to_string_lossy().into_owned());
             if self.excluded(&path) {
+                // what a re-include pattern takes from an excluded directory (no entry of
+                // the directory's own: its attributes are not copied)
+                let reinclude = self
+                    .ignore
+                    .as_ref()
+                    .is_some_and(|i| i.may_reinclude_below(&path));
+                if reinclude && kind(&sys::fstatat(d.as_raw_fd(), &n)?) == libc::S_IFDIR {
+                    let sub = sys::openat(d.as_raw_fd(), &n, DIR, 0)?;
+                    self.dir(&sub, &path)?;
+                }
                 continue;
             }
             let st = sys::fstatat(d.as_raw_fd(), &n)?;

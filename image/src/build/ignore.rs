@@ -158,6 +158,19 @@ impl Ignore {
         self.patterns.is_empty()
     }
 
+    /// Whether a `!` pattern may re-include something below the directory `dir`, so that an
+    /// excluded `dir` is still walked (docker's rule, kept by buildah: the pattern, as
+    /// written but cleaned, starts with `dir/`; `!**/x` does not reach into an excluded dir).
+    pub fn may_reinclude_below(&self, dir: &[String]) -> bool {
+        let prefix = format!("{}/", dir.join("/"));
+        self.patterns.iter().any(|p| {
+            p.exclusion && {
+                let text: Vec<String> = p.comps.iter().map(|c| c.iter().collect()).collect();
+                format!("{}/", text.join("/")).starts_with(&prefix)
+            }
+        })
+    }
+
     /// Whether `path` (components relative to the context) is excluded.
     pub fn excluded(&self, path: &[String]) -> bool {
         let name: Vec<Vec<char>> = path.iter().map(|c| c.chars().collect()).collect();
@@ -231,6 +244,15 @@ mod tests {
         assert!(!ig.excluded(&comps("sub/b.txt")));
         assert!(!ig.excluded(&comps("src/main.rs")));
         assert_eq!(clean("/a/./b/../c/"), vec!["a", "c"]);
+        // an excluded directory with a re-included file below it
+        let ig = Ignore::parse("build\n!build/keep.txt\n!**/sub/keep.txt\nother\n");
+        assert!(ig.excluded(&comps("build")));
+        assert!(ig.may_reinclude_below(&comps("build")));
+        assert!(!ig.excluded(&comps("build/keep.txt")));
+        assert!(ig.excluded(&comps("build/drop.txt")));
+        assert!(!ig.may_reinclude_below(&comps("build/sub")));
+        assert!(!ig.may_reinclude_below(&comps("other")));
+        assert!(!ig.may_reinclude_below(&comps("bui")));
         assert_eq!(clean("../../x"), vec!["x"]);
     }
 }

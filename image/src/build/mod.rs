@@ -893,7 +893,9 @@ impl<'a> Builder<'a> {
         ignore: Option<&Ignore>,
         ins: &Instruction,
     ) -> Result<Vec<Source>> {
-        let excluded = |p: &[String]| ignore.is_some_and(|i| i.excluded(p));
+        // an excluded directory something below which is re-included is a source all the same
+        let excluded =
+            |p: &[String]| ignore.is_some_and(|i| i.excluded(p) && !i.may_reinclude_below(p));
         let where_ = if ignore.is_some() {
             "the build context"
         } else {
@@ -1041,6 +1043,7 @@ impl<'a> Builder<'a> {
         };
         let dest_c = clean(&abs);
         let excluded = |p: &[String]| ignore.as_ref().is_some_and(|i| i.excluded(p));
+        let reinclude = |p: &[String]| ignore.as_ref().is_some_and(|i| i.may_reinclude_below(p));
         let is_add = ins.keyword == "ADD";
         let what = format!("{} to {dest}", ins.keyword);
         for src in &sources {
@@ -1048,7 +1051,7 @@ impl<'a> Builder<'a> {
                 owner: Some(owner),
                 chmod,
             };
-            let mut copier = Copier::new(attrs, &excluded);
+            let mut copier = Copier::new(attrs, &excluded, &reinclude);
             if src.is_dir() {
                 let dst =
                     Rc::new(fscopy::mkdir_in_root(&root, &dest_c, owner).ctx(|| what.clone())?);
