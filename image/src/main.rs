@@ -138,7 +138,7 @@ enum Cmd {
     Build {
         /// The build context: the directory COPY and ADD read from
         context: PathBuf,
-        /// The Dockerfile (default: CONTEXT/Dockerfile)
+        /// The Dockerfile (default: CONTEXT/Dockerfile; `-`: stdin)
         #[arg(long, short = 'f')]
         file: Option<PathBuf>,
         /// Name the image (repeatable)

@@ -1659,3 +1659,53 @@ fn interrupt_before_the_container_exists() {
     assert!(!env.ok(&["images"]).contains("localhost/int"));
     assert_nothing_left(&env);
 }
+
+#[test]
+#[ignore = "needs the make-images.sh busybox image and CAPSA_RUNTIME: run hack/image-test.sh"]
+fn dockerfile_from_stdin() {
+    use std::io::Write;
+    let env = env_with_busybox("build-stdin");
+    // a context without a Dockerfile: `-f -` reads it from stdin
+    let ctx = context(&env, "ctx", &[("a.txt", b"from the context\n")]);
+    let run = |df: &[u8]| {
+        let mut child = Command::new(BIN)
+            .arg("--store")
+            .arg(env.store())
+            .args([
+                "build",
+                "-f",
+                "-",
+                "-t",
+                "localhost/stdin:1",
+                "--cgroup-parent",
+            ])
+            .arg(env.cgroup_parent())
+            .arg(&ctx)
+            .env("CAPSA_RUNTIME", runtime())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(df).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = run(b"FROM localhost/bb:1\nCOPY a.txt /a.txt\nRUN cat /a.txt > /b.txt\n");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let b = env.path("bundle");
+    env.ok(&["bundle", "localhost/stdin:1", b.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(b.join("rootfs/b.txt")).unwrap(),
+        "from the context\n"
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+    // a parse error names stdin and the line
+    let o = run(b"FROM localhost/bb:1\nNOPE x\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("<stdin>:2: unknown instruction: NOPE"),
+        "{err}"
+    );
+    assert_nothing_left(&env);
+}

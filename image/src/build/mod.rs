@@ -249,9 +249,18 @@ pub fn build(store: &Store, o: &BuildOptions) -> Result<Built> {
         .dockerfile
         .clone()
         .unwrap_or_else(|| o.context.join("Dockerfile"));
-    let text =
-        std::fs::read_to_string(&dockerfile).ctx(|| format!("read {}", dockerfile.display()))?;
-    let df = parse::parse(&text, &dockerfile.display().to_string())?;
+    // `-f -`: the Dockerfile from stdin (named so in parse errors)
+    let (text, name) = if dockerfile == Path::new("-") {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+            .ctx(|| "read the Dockerfile from stdin")?;
+        (t, "<stdin>".to_string())
+    } else {
+        let t = std::fs::read_to_string(&dockerfile)
+            .ctx(|| format!("read {}", dockerfile.display()))?;
+        (t, dockerfile.display().to_string())
+    };
+    let df = parse::parse(&text, &name)?;
     let context =
         sys::open_dir(&o.context).ctx(|| format!("open context {}", o.context.display()))?;
     let ignore = match std::fs::read_to_string(o.context.join(".dockerignore")) {
