@@ -16,7 +16,9 @@ pub mod image;
 pub mod leftovers;
 pub mod mountinfo;
 pub mod poll;
+pub mod probe;
 pub mod runtime;
+pub mod seccomp_agent;
 pub mod spec;
 
 pub use bundle::Bundle;

@@ -22,7 +22,11 @@ use crate::{Error, Result};
 
 pub mod delegation;
 mod hybrid_hugetlb;
+pub mod preflight;
+pub mod sub;
+mod v1_devices;
 mod v1_dirs;
+pub mod v1_limits;
 
 use v1_dirs::V1Dirs;
 
@@ -176,6 +180,27 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `exec --cgroup`: place `pid` in an existing sub-cgroup of the container's.
+    pub fn enter_sub(&self, pid: i32, sub: &sub::SubCgroups) -> Result<()> {
+        if self.none {
+            return Err(no_cgroup("--cgroup"));
+        }
+        if let Some(v1) = &self.v1 {
+            return v1.place_sub(pid, sub);
+        }
+        let rel = match sub.for_controllers(&[]) {
+            Some(rel) => rel,
+            None => {
+                return Err(Error::Cgroup(
+                    "--cgroup: cgroup v2 has no per-controller paths: give PATH alone".into(),
+                ))
+            }
+        };
+        let own = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let procs = Path::new(ROOT).join(own).join(rel).join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|e| sub::join_error(pid, &procs, &e))
+    }
+
     fn hybrid_hugepages(
         &self,
         resources: Option<&LinuxResources>,
@@ -205,19 +230,12 @@ impl Cgroup {
         if self.hybrid_hugepages(Some(&resources)).is_some() {
             resources.set_hugepage_limits(None);
         }
-        let opt = ControllerOpt {
-            resources: &resources,
-            disable_oom_killer: resources
-                .memory()
-                .as_ref()
-                .and_then(|m| m.disable_oom_killer())
-                .unwrap_or(false),
-            oom_score_adj: None,
-            freezer_state: None,
-        };
-        self.manager()?
-            .apply(&opt)
-            .map_err(|e| err("apply linux.resources to", &self.path, e))
+        let disable_oom_killer = resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false);
+        self.apply(&resources, disable_oom_killer, "apply linux.resources to")
     }
 
     /// On v1, resources with nothing but device rules (the default config's) are
@@ -235,20 +253,51 @@ impl Cgroup {
             && r.unified().as_ref().is_none_or(|u| u.is_empty())
     }
 
-    /// `capsa update`: apply new resources to the existing cgroup.
-    pub fn update(&self, path: &Path, resources: &LinuxResources) -> Result<()> {
-        let opt = ControllerOpt {
-            resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        };
+    /// `capsa update`: apply new resources to the existing cgroup (`resources.devices`:
+    /// the container's own rules, set again as the minimal change).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        // Nothing but the device rules (`update` with no value given, or with ones the
+        // host left unchanged): written in-house, as at create.
+        if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
+            return match resources.devices() {
+                Some(rules) => v1.apply_device_rules(rules),
+                None => Ok(()),
+            };
+        }
+        self.apply(resources, false, "update resources of")
+    }
+
+    /// libcgroups' manager with what it applies as runc does; on v1, what it does not
+    /// (`v1_limits`) written after it.
+    fn apply(
+        &self,
+        resources: &LinuxResources,
+        disable_oom_killer: bool,
+        what: &str,
+    ) -> Result<()> {
+        let (rest, own) = match &self.v1 {
+            Some(_) => {
+                let (rest, own) = v1_limits::split(resources, resources.devices().as_deref())?;
+                (rest, Some(own))
+            }
+            None => (resources.clone(), None),
+        };
+        let opt = ControllerOpt {
+            resources: &rest,
+            disable_oom_killer,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
         self.manager()?
             .apply(&opt)
-            .map_err(|e| err("update resources of", path, e))
+            .map_err(|e| err(what, &self.path, e))?;
+        match (own, &self.v1) {
+            (Some(own), Some(v1)) => own.apply(|c| v1.dir_of(c).map(Path::to_path_buf)),
+            _ => Ok(()),
+        }
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
@@ -364,7 +413,7 @@ fn pidns_members(init: i32) -> Vec<i32> {
     pids
 }
 
-fn is_unified() -> bool {
+pub(crate) fn is_unified() -> bool {
     nix::sys::statfs::statfs(ROOT)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)

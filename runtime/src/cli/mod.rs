@@ -89,9 +89,12 @@ enum Command {
     Spec(spec::SpecArgs),
 }
 
+/// runc's shape: `<name> version X`, then `commit:` and `spec:` lines.
 const VERSION_TEXT: &str = concat!(
     "capsa version ",
     env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("CAPSA_COMMIT"),
     "\nspec: ",
     "1.2.0",
     "\nseccomp: built in (no libseccomp)\n"
@@ -103,6 +106,10 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
+            if let Some(name) = unknown_command(&e) {
+                // runc's words for it (`runc foo -h`), then clap's hint.
+                eprintln!("No help topic for '{name}'");
+            }
             let _ = e.print();
             return code;
         }
@@ -128,13 +135,28 @@ pub fn main() -> i32 {
     match dispatch(&cli, cmd) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let (msg, code) = match cmd {
+                Command::Exec(_) => (format!("exec failed: {e:#}"), exec::FAILED),
+                _ => (format!("{e:#}"), 1),
+            };
             if logging::logs_to_file(cli.log.as_deref()) {
                 tracing::error!("{msg}");
             }
             eprintln!("capsa: {msg}");
-            1
+            code
         }
+    }
+}
+
+/// The command name of an "unrecognized subcommand" error.
+fn unknown_command(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    match e.get(ContextKind::InvalidSubcommand)? {
+        ContextValue::String(s) => Some(s.clone()),
+        _ => None,
     }
 }
 

@@ -28,6 +28,7 @@ pub struct Args<'a> {
     /// The exec fifo: `start` writes to it.
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
+    pub bind_sources: &'a rootfs::BindSources,
     pub host_mounts: &'a [capsa_linux::mountinfo::MountEntry],
     pub opts: &'a CreateOptions,
     pub sys: &'a dyn Syscall,
@@ -45,6 +46,7 @@ pub fn init(a: Args) -> ! {
         }
     };
     // Closing our end tells `create` it may go: we no longer depend on it.
+    tracing::debug!("init: closing the pipe to signal completion");
     drop(a.channel);
     let err = start(&a.fifo, a.bundle.spec.hooks().as_ref(), ready, a.sys);
     eprintln!("capsa: {err}");
@@ -66,6 +68,7 @@ pub struct Waiting<'a> {
 fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     let (ch, sys, spec) = (&a.channel, a.sys, &a.bundle.spec);
     let process = process_of(spec)?;
+    tracing::debug!("init: set-up starts (runc: child process in init())");
     // Die with `capsa create`.
     sys.set_pdeathsig(Some(Signal::SIGKILL))
         .ctx(|| "set parent death signal".into())?;
@@ -96,6 +99,7 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
         bundle: &a.bundle.dir,
         in_userns: a.plan.in_userns(),
         new_cgroupns: a.plan.new_cgroup,
+        bind_sources: a.bind_sources,
         host_mounts: a.host_mounts,
         sys,
     };
@@ -103,6 +107,9 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     rootfs::mount_all(&ctx)?;
     ch.send(&Msg::Mounted)?; // sync 2
     let hook_state = ch.expect_hooks_done()?;
+    // createContainer hooks run from the rootfs, as in runc (they use relative paths).
+    sys.chdir(&a.bundle.rootfs)
+        .ctx(|| format!("chdir {}", a.bundle.rootfs.display()))?;
     run_hooks("createContainer", spec, hook_state.as_deref(), |h| {
         h.create_container().as_ref()
     })?;
@@ -121,12 +128,19 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
 }
 
 /// After `create`: wait for `start`, run the startContainer hooks, exec.
-fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, w: Waiting, sys: &dyn Syscall) -> Error {
+fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, mut w: Waiting, sys: &dyn Syscall) -> Error {
     if let Err(e) = wait_for_start(fifo) {
         return e;
     }
     if let (Some(state), Some(h)) = (&w.hook_state, hooks) {
-        if let Err(e) = hooks::run_all("startContainer", h.start_container().as_ref(), state) {
+        let start_hooks = h.start_container().as_ref().filter(|v| !v.is_empty());
+        if start_hooks.is_some() {
+            // The hooks run in the container: under its seccomp filter, as in runc.
+            if let Err(e) = w.exec.load_seccomp_now(sys) {
+                return e;
+            }
+        }
+        if let Err(e) = hooks::run_all("startContainer", start_hooks, state) {
             return e;
         }
     }
@@ -343,6 +357,7 @@ mod tests {
             channel: ours,
             fifo,
             console: None,
+            bind_sources: &Default::default(),
             host_mounts: &host_mounts,
             opts: &opts,
             sys: &sys,
@@ -552,6 +567,7 @@ mod tests {
             channel: ours,
             fifo: tempfile::tempfile().unwrap().into(),
             console: None,
+            bind_sources: &Default::default(),
             host_mounts: &[],
             opts: &opts,
             sys: &sys,

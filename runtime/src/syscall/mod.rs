@@ -28,9 +28,9 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Pid, Uid};
 
 pub use linux::{
-    detached_overlay, die_with_parent, exit_now, get_winsize, memfd_sealed_copy, open_path,
-    pidfd_open, pty_peer, seccomp_flag_supported, set_controlling_tty, set_winsize, unlockpt,
-    Linux,
+    detached_overlay, die_with_parent, exit_now, get_winsize, memfd_sealed_copy, open_at,
+    open_path, open_tree_clone, pidfd_open, pty_peer, seccomp_flag_supported, set_controlling_tty,
+    set_winsize, unlockpt, Linux,
 };
 
 /// In which of the two processes `clone_process` returned.
@@ -137,6 +137,10 @@ pub trait Syscall {
         uid: Option<Uid>,
         gid: Option<Gid>,
     ) -> nix::Result<()>;
+    /// move_mount(2) of the detached tree `from` (`open_tree_clone`) onto `to`.
+    fn move_mount(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()>;
+    /// fchown(2) of an open descriptor to `uid`, its group left as it is.
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()>;
     /// Write `value` to a file of procfs, checking that the opened file is on procfs, so
     /// a mount over /proc cannot redirect the write (CVE-2019-16884, CVE-2025-52881).
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()>;
