@@ -181,6 +181,12 @@ pub fn create(store: &Store, image: &str, dir: &Path, opts: &BundleOptions) -> R
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&upper, fs::Permissions::from_mode(st.st_mode & 0o7777))
                 .ctx(|| "chmod upper")?;
+            let ufd = sys::open_dir(&upper).ctx(|| "open upper")?;
+            let times = (
+                (st.st_atime, st.st_atime_nsec),
+                (st.st_mtime, st.st_mtime_nsec),
+            );
+            sys::futimens(ufd.as_raw_fd(), times.0, times.1).ctx(|| "set upper times")?;
         }
         mount_rootfs(store, &c)?;
     }

@@ -90,6 +90,21 @@ struct Attrs {
     mtime: (i64, i64),
     atime: Option<(i64, i64)>,
     xattrs: Vec<(CString, Vec<u8>)>,
+    /// a PAX sparse file (GNU.sparse.* records, which the tar crate does not interpret)
+    sparse: Option<PaxSparse>,
+}
+
+/// A sparse file in GNU tar's PAX formats: 0.0 (GNU.sparse.offset/numbytes records), 0.1
+/// (GNU.sparse.map) or 1.0 (the map at the start of the data). The entry's data holds the
+/// listed chunks one after the other.
+#[derive(Default)]
+struct PaxSparse {
+    /// the file's real name (the header's is GNUSparseFile.PID/NAME)
+    name: Option<Vec<u8>>,
+    realsize: Option<u64>,
+    /// (offset, size) of each chunk; None for 1.0: read from the data
+    map: Option<Vec<(u64, u64)>>,
+    major: Option<u64>,
 }
 
 /// What a new entry created in a directory gets without chown/chmod.
@@ -189,6 +204,8 @@ struct Unpacker<'a> {
     creds: Creds,
     /// directories whose times are set at the end, by path in the layer
     dir_times: Vec<DirTimes>,
+    /// the root's (atime, mtime), set after every other directory's
+    root_times: Option<((i64, i64), (i64, i64))>,
     deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
     /// file data goes through this buffer: fewer, larger writes than io::copy's 8 KiB
     buf: Vec<u8>,
@@ -504,6 +521,30 @@ impl<'a> Unpacker<'a> {
         Ok(cur)
     }
 
+    /// The root of a layer over others starts with the attributes of the root below it
+    /// (mode, owner, xattrs, times): in umoci's single tree a layer without a "./" entry
+    /// leaves the root as it was; a "./" entry sets its own.
+    fn inherit_root(&mut self) -> io::Result<()> {
+        let Some(lower) = self.lowers.first() else {
+            return Ok(());
+        };
+        let lfd = lower.as_raw_fd();
+        let st = sys::fstat(lfd)?;
+        let (r, dot) = (self.root.as_raw_fd(), OsStr::new("."));
+        sys::lchownat(r, dot, st.st_uid, st.st_gid)?;
+        sys::fchmodat(r, dot, st.st_mode & 0o7777)?;
+        for (k, v) in sys::lxattrs(lfd, dot)? {
+            if xattr_allowed(k.as_bytes()) {
+                sys::lsetxattr(r, dot, &k, &v)?;
+            }
+        }
+        self.root_times = Some((
+            (st.st_atime, st.st_atime_nsec),
+            (st.st_mtime, st.st_mtime_nsec),
+        ));
+        Ok(())
+    }
+
     /// Removes whatever is at `name` in `dir` (recursively for a directory).
     fn remove(&mut self, entry: &[OsString], dir: RawFd, name: &OsStr) -> Result<()> {
         let Some(st) = sys::lstat_opt(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
@@ -552,13 +593,21 @@ impl<'a> Unpacker<'a> {
 
     /// One tar entry: its path checked, then handed to the step for its kind.
     fn entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<()> {
-        let raw = entry.path_bytes().into_owned();
+        let mut raw = entry.path_bytes().into_owned();
+        let bad_header = |e: io::Error| Error::BadEntry {
+            layer: self.layer.to_string(),
+            entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason: format!("read header: {e}"),
+        };
+        let mut attrs = read_attrs(entry).map_err(bad_header)?;
+        if let Some(n) = attrs.sparse.as_mut().and_then(|s| s.name.take()) {
+            raw = n;
+        }
         let comps = clean_path(&raw).map_err(|r| Error::BadEntry {
             layer: self.layer.to_string(),
             entry: String::from_utf8_lossy(&raw).into_owned(),
             reason: r,
         })?;
-        let attrs = read_attrs(entry).map_err(|e| self.io(&comps, "read header", e))?;
         let kind = entry.header().entry_type();
         use tar::EntryType as T;
 
@@ -574,6 +623,9 @@ impl<'a> Unpacker<'a> {
         }
         match kind {
             T::Directory => self.dir(comps, &attrs),
+            T::Regular | T::Continuous if attrs.sparse.is_some() => {
+                self.sparse_file(&comps, &attrs, entry)
+            }
             T::Regular | T::Continuous | T::GNUSparse => self.file(&comps, &attrs, entry),
             T::Symlink => {
                 let target = entry
@@ -616,8 +668,7 @@ impl<'a> Unpacker<'a> {
             .map_err(|e| self.io(&comps, "set root attributes", e))?;
         self.set_xattrs(&comps, r, dot, attrs)?;
         self.cached_parent = None; // the root's setgid bit may have changed
-        self.dir_times
-            .push((comps, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
+        self.root_times = Some((attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
         Ok(())
     }
 
@@ -716,14 +767,53 @@ impl<'a> Unpacker<'a> {
     /// A regular file, created with its final permission bits (the special bits wait for the
     /// chown, which would clear them).
     fn file(&mut self, comps: &[OsString], attrs: &Attrs, data: &mut impl Read) -> Result<()> {
+        let mut f = self.create_file(comps, attrs)?;
+        copy_data(data, &mut f, &mut self.buf).map_err(|e| self.io(comps, "write file", e))?;
+        self.file_attrs(comps, attrs, f)
+    }
+
+    fn create_file(&mut self, comps: &[OsString], attrs: &Attrs) -> Result<std::fs::File> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let mut fd = None;
         self.create_replacing(comps, "create file", |d, n| {
             fd = Some(sys::openat(d, n, flags, attrs.mode & 0o777)?);
             Ok(())
         })?;
-        let mut f = std::fs::File::from(fd.expect("created"));
-        copy_data(data, &mut f, &mut self.buf).map_err(|e| self.io(comps, "write file", e))?;
+        Ok(std::fs::File::from(fd.expect("created")))
+    }
+
+    /// A PAX sparse file: each chunk of the data written at its offset, holes left as holes,
+    /// the file extended to its real size.
+    fn sparse_file(
+        &mut self,
+        comps: &[OsString],
+        attrs: &Attrs,
+        data: &mut impl Read,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let sp = attrs.sparse.as_ref().expect("sparse");
+        let bad = |e: String| self.bad(comps, format!("sparse file: {e}"));
+        let map = match (&sp.map, sp.major) {
+            (_, Some(1)) => read_sparse_map(data).map_err(|e| bad(e.to_string()))?,
+            (Some(m), _) => m.clone(),
+            (None, _) => return Err(bad("no map".into())),
+        };
+        let mut f = self.create_file(comps, attrs)?;
+        let mut end = 0u64;
+        for (off, len) in map {
+            f.seek(SeekFrom::Start(off))
+                .and_then(|_| copy_data(&mut data.take(len), &mut f, &mut self.buf))
+                .map_err(|e| self.io(comps, "write file", e))?;
+            end = end.max(off.saturating_add(len));
+        }
+        let size = sp.realsize.unwrap_or(end).max(end);
+        f.set_len(size)
+            .map_err(|e| self.io(comps, "write file", e))?;
+        self.file_attrs(comps, attrs, f)
+    }
+
+    /// Owner, mode, xattrs and times of a file just written.
+    fn file_attrs(&mut self, comps: &[OsString], attrs: &Attrs, f: std::fs::File) -> Result<()> {
         let raw = f.as_raw_fd();
         if self.needs_chown(attrs.uid, attrs.gid) {
             sys::fchown(raw, attrs.uid, attrs.gid)
@@ -916,6 +1006,10 @@ impl<'a> Unpacker<'a> {
                 }
             }
         }
+        if let Some((atime, mtime)) = self.root_times {
+            sys::lutimensat(self.root.as_raw_fd(), OsStr::new("."), atime, mtime)
+                .map_err(|e| self.io(&[], "set root times", e))?;
+        }
         Ok(())
     }
 }
@@ -966,11 +1060,44 @@ fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
         mtime: (h.mtime()? as i64, 0),
         atime: None,
         xattrs: Vec::new(),
+        sparse: None,
     };
     if let Some(exts) = entry.pax_extensions()? {
+        let mut sparse = PaxSparse::default();
+        let mut offset = None;
+        let mut chunks = Vec::new();
         for ext in exts {
             let ext = ext?;
             let key = ext.key_bytes();
+            if ext.value_bytes().is_empty() {
+                continue; // an empty record deletes the key (POSIX pax); Go's reader drops it too
+            }
+            if let Some(k) = key.strip_prefix(b"GNU.sparse.") {
+                let num = || ext.value().ok().and_then(|v| v.trim().parse::<u64>().ok());
+                match k {
+                    b"name" => sparse.name = Some(ext.value_bytes().to_vec()),
+                    b"realsize" | b"size" => sparse.realsize = num(),
+                    b"major" => sparse.major = num(),
+                    b"map" => {
+                        let v: Vec<u64> = ext
+                            .value()
+                            .unwrap_or("")
+                            .split(',')
+                            .filter_map(|n| n.trim().parse().ok())
+                            .collect();
+                        sparse.map = Some(v.chunks_exact(2).map(|c| (c[0], c[1])).collect());
+                    }
+                    b"offset" => offset = num(),
+                    b"numbytes" => {
+                        if let (Some(o), Some(n)) = (offset.take(), num()) {
+                            chunks.push((o, n));
+                        }
+                    }
+                    _ => {}
+                }
+                a.sparse.get_or_insert_with(PaxSparse::default);
+                continue;
+            }
             if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                 if xattr_allowed(x) {
                     if let Ok(k) = CString::new(x) {
@@ -988,8 +1115,50 @@ fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
                 _ => {}
             }
         }
+        if a.sparse.is_some() {
+            if sparse.map.is_none() && !chunks.is_empty() {
+                sparse.map = Some(chunks);
+            }
+            a.sparse = Some(sparse);
+        }
     }
     Ok(a)
+}
+
+/// The map at the start of a PAX 1.0 sparse file's data: decimal numbers one a line (the
+/// count, then offset and size of each chunk), padded to a 512-byte block.
+fn read_sparse_map(data: &mut impl Read) -> io::Result<Vec<(u64, u64)>> {
+    let mut consumed = 0u64;
+    let mut line = Vec::new();
+    let mut next = |data: &mut dyn Read| -> io::Result<u64> {
+        line.clear();
+        let mut b = [0u8; 1];
+        loop {
+            data.read_exact(&mut b)?;
+            consumed += 1;
+            if b[0] == b'\n' {
+                break;
+            }
+            if line.len() > 20 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad sparse map"));
+            }
+            line.push(b[0]);
+        }
+        std::str::from_utf8(&line)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad sparse map"))
+    };
+    let n = next(data)?;
+    let mut map = Vec::new();
+    for _ in 0..n {
+        let off = next(data)?;
+        let len = next(data)?;
+        map.push((off, len));
+    }
+    let pad = (512 - consumed % 512) % 512;
+    io::copy(&mut data.take(pad), &mut io::sink())?;
+    Ok(map)
 }
 
 /// A chunk of the decompressed stream, or the error that ended it.
@@ -1167,9 +1336,12 @@ fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBu
         cached_parent: None,
         creds,
         dir_times: Vec::new(),
+        root_times: None,
         deferred_links: Vec::new(),
         buf: vec![0u8; 256 << 10],
     };
+    u.inherit_root()
+        .map_err(|e| u.io(&[], "copy the lower layer's root attributes", e))?;
     let mut ar = tar::Archive::new(rd);
     let entries = ar.entries().map_err(|e| Error::Malformed {
         what: format!("layer {layer}"),

@@ -129,3 +129,74 @@ fn escapes_are_contained_in_the_image_root() {
     assert_eq!(names, ["secret"], "wrote outside");
     assert_eq!(fs::metadata(outside.join("secret")).unwrap().nlink(), 1);
 }
+
+/// mtimes and atimes from the tar (PAX records with fractions, or the header's mtime),
+/// on files, symlinks and directories (their mtimes). (The differential test cannot compare atimes:
+/// umoci reads every file after unpacking.)
+#[test]
+fn times_from_the_tar() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new("times");
+    let mut t = tar::Builder::new(Vec::new());
+    let mut entry = |pax: &[(&str, &[u8])], kind: tar::EntryType, path: &str| {
+        if !pax.is_empty() {
+            t.append_pax_extensions(pax.iter().copied()).unwrap();
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o755);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(0);
+        if kind == tar::EntryType::Symlink {
+            t.append_link(&mut h, path, "f").unwrap();
+        } else {
+            t.append_data(&mut h, path, std::io::empty()).unwrap();
+        }
+    };
+    entry(&[], tar::EntryType::Directory, "d/");
+    entry(
+        &[
+            ("mtime", b"1600000000.123456789"),
+            ("atime", b"1500000000.5"),
+        ],
+        tar::EntryType::Regular,
+        "d/f",
+    );
+    entry(&[], tar::EntryType::Regular, "d/plain");
+    entry(
+        &[("atime", b"1400000000.25")],
+        tar::EntryType::Symlink,
+        "d/s",
+    );
+    entry(
+        &[("mtime", b"1300000000"), ("atime", b"1200000000")],
+        tar::EntryType::Directory,
+        "e/",
+    );
+    let l = t.into_inner().unwrap();
+    let src = env.path("img");
+    oci_layout(&src, "t", &[(gzip(&l), l.clone())], &["sh"]);
+    env.ok(&["import", src.to_str().unwrap(), "--name", "t"]);
+    let b = env.path("b");
+    env.ok(&["bundle", "t", b.to_str().unwrap()]);
+    let r = b.join("rootfs");
+    let times = |p: &str| {
+        let m = fs::symlink_metadata(r.join(p)).unwrap();
+        ((m.mtime(), m.mtime_nsec()), (m.atime(), m.atime_nsec()))
+    };
+    assert_eq!(
+        times("d/f"),
+        ((1_600_000_000, 123_456_789), (1_500_000_000, 500_000_000))
+    );
+    assert_eq!(times("d/plain"), ((1_600_000_000, 0), (1_600_000_000, 0)));
+    assert_eq!(
+        times("d/s"),
+        ((1_600_000_000, 0), (1_400_000_000, 250_000_000))
+    );
+    // a directory's atime is set too, but the import reads every directory afterwards (its
+    // size), which moves the atime (relatime): only the mtime is checked
+    assert_eq!(times("e").0, (1_300_000_000, 0));
+    assert_eq!(times("d").0, (1_600_000_000, 0));
+}

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a private store and bundle area removed (and
 //! unmounted) on drop, synthetic layers and images written with the tar crate, tree listings.
 #![allow(dead_code)]
+pub mod difftree;
 pub mod registry;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
