@@ -523,9 +523,11 @@ impl<'a> Unpacker<'a> {
 
     /// The root of a layer over others starts with the attributes of the root below it
     /// (mode, owner, xattrs, times): in umoci's single tree a layer without a "./" entry
-    /// leaves the root as it was; a "./" entry sets its own.
+    /// leaves the root as it was; a "./" entry sets its own. The bottom layer's root
+    /// starts with the times umoci gives it, the epoch (not the time of the unpack).
     fn inherit_root(&mut self) -> io::Result<()> {
         let Some(lower) = self.lowers.first() else {
+            self.root_times = Some(((0, 0), (0, 0)));
             return Ok(());
         };
         let lfd = lower.as_raw_fd();

@@ -40,7 +40,8 @@ pub struct Tree {
 /// What to leave out of a comparison.
 #[derive(Default, Clone)]
 pub struct Ignore {
-    /// directories whose mtime is "now" on both sides (made implicitly, with no tar entry)
+    /// directories whose mtime is "now" on both sides: made implicitly (no tar entry), and
+    /// their parent (umoci's MkdirAll changes it, and nothing restores it)
     pub dir_mtimes: Vec<String>,
     /// hardlink groups (capsa copies a link to a lower layer's file: its own inode)
     pub links: bool,
