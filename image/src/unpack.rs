@@ -993,8 +993,9 @@ impl<'a> Unpacker<'a> {
         for (comps, tcomps) in std::mem::take(&mut self.deferred_links) {
             self.link(&comps, &tcomps, true)?;
         }
-        // directory times last: creating entries inside changed them
-        for (real, atime, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
+        // directory times last: creating entries inside changed them. In tar order: a
+        // directory named again (or named after it was made implicitly) takes its last times
+        for (real, atime, mtime) in std::mem::take(&mut self.dir_times) {
             let res = match real.split_last() {
                 None => sys::lutimensat(self.root.as_raw_fd(), OsStr::new("."), atime, mtime),
                 Some((name, parent)) => match self.open_real(&join(parent)) {
