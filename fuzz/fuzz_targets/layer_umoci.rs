@@ -28,7 +28,12 @@ const TARGETS: &[&str] = &[
     "a", "b", "/a", "/usr", "../a", "../../..", "/", "a/b", "usr/lib", "/usr/lib", "nowhere",
     "lib", "./a/../b",
 ];
-const XATTRS: &[&str] = &["user.x", "user.y", "trusted.overlay.opaque", "security.capability"];
+const XATTRS: &[&str] = &[
+    "user.x",
+    "user.y",
+    "trusted.overlay.opaque",
+    "security.capability",
+];
 
 struct Input<'a>(&'a [u8]);
 
@@ -89,7 +94,11 @@ fn decode(data: &[u8]) -> Vec<Vec<u8>> {
         let mode = [0o755, 0o644, 0o4755, 0o700][op as usize / 16 % 4];
         let (kind, link, body): (tar::EntryType, String, Vec<u8>) = match op % 9 {
             0 => (tar::EntryType::Directory, String::new(), vec![]),
-            1 | 2 => (tar::EntryType::Regular, String::new(), vec![op; op as usize % 5]),
+            1 | 2 => (
+                tar::EntryType::Regular,
+                String::new(),
+                vec![op; op as usize % 5],
+            ),
             3 => match inp.pick(TARGETS) {
                 Some(tg) => (tar::EntryType::Symlink, tg.to_string(), vec![]),
                 None => break,
@@ -117,7 +126,9 @@ fn decode(data: &[u8]) -> Vec<Vec<u8>> {
                 let Some(x) = inp.pick(XATTRS) else { break };
                 let key = format!("SCHILY.xattr.{x}");
                 let val: &[u8] = if x == "security.capability" {
-                    &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+                    &[
+                        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                    ]
                 } else {
                     b"y"
                 };
@@ -128,11 +139,21 @@ fn decode(data: &[u8]) -> Vec<Vec<u8>> {
                 if layers.len() == 2 {
                     continue;
                 }
-                layers.push(std::mem::replace(&mut t, tar::Builder::new(Vec::new())).into_inner().unwrap());
+                layers.push(
+                    std::mem::replace(&mut t, tar::Builder::new(Vec::new()))
+                        .into_inner()
+                        .unwrap(),
+                );
                 continue;
             }
         };
-        let h = header(kind, path.as_bytes(), link.as_bytes(), mode, body.len() as u64);
+        let h = header(
+            kind,
+            path.as_bytes(),
+            link.as_bytes(),
+            mode,
+            body.len() as u64,
+        );
         t.append(&h, &body[..]).unwrap();
     }
     layers.push(t.into_inner().unwrap());
