@@ -160,6 +160,26 @@ fn decode(data: &[u8]) -> Vec<Vec<u8>> {
     layers
 }
 
+/// The layers' entries, one a line: "layer N: TYPE NAME [-> LINK]".
+fn describe(layers: &[Vec<u8>]) -> String {
+    let mut out = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let mut ar = tar::Archive::new(&l[..]);
+        for e in ar.entries().unwrap().flatten() {
+            let link = e
+                .link_name_bytes()
+                .map(|l| format!(" -> {}", String::from_utf8_lossy(&l)))
+                .unwrap_or_default();
+            out.push(format!(
+                "layer {i}: {:?} {}{link}",
+                e.header().entry_type(),
+                String::from_utf8_lossy(&e.path_bytes())
+            ));
+        }
+    }
+    out.join("\n")
+}
+
 fn sha256(b: &[u8]) -> String {
     capsa_image::digest::Digest::of_bytes(b).hex().to_string()
 }
@@ -275,13 +295,15 @@ fuzz_target!(|data: &[u8]| {
                 let d = difftree::compare(ours, &theirs, &ignore);
                 assert!(
                     d.is_empty(),
-                    "capsa-image and umoci differ on {layers:?}:\n{}",
+                    "capsa-image and umoci differ on\n{}\n{}",
+                    describe(&layers),
                     d.join("\n")
                 );
             }
             Err(e) => assert!(
                 e.contains("climbs above the layer root"),
-                "capsa-image refused what umoci unpacks: {e}"
+                "capsa-image refused what umoci unpacks:\n{}\n{e}",
+                describe(&layers)
             ),
         }
     }

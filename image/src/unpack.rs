@@ -336,7 +336,7 @@ impl<'a> Unpacker<'a> {
             Err(e) if errno_in(&e, &[libc::ENOENT, libc::ENOTDIR, libc::ELOOP, libc::EXDEV]) => {}
             Err(e) => return Err(self.io(entry, "resolve parent", e)),
         }
-        let levels = self.walk(entry, comps)?;
+        let levels = self.walk_dirs(entry, comps)?;
         let real = levels.iter().map(|l| l.name.clone()).collect();
         let fd = self
             .make_dirs(&levels)
@@ -391,7 +391,12 @@ impl<'a> Unpacker<'a> {
     /// Resolves the directory path `comps` in the merged view as securejoin resolves a path
     /// in umoci's single tree: symlinks followed (an absolute one from the image's root),
     /// `..` never above the root, components that exist nowhere kept (MkdirAll makes them).
-    fn walk(&self, entry: &[OsString], comps: &[OsString]) -> Result<Vec<Level>> {
+    /// Err(path) when a component is not a directory (nor a symlink to one).
+    fn walk(
+        &self,
+        entry: &[OsString],
+        comps: &[OsString],
+    ) -> Result<std::result::Result<Vec<Level>, OsString>> {
         let mut levels: Vec<Level> = Vec::new();
         let mut todo: std::collections::VecDeque<OsString> = comps.iter().cloned().collect();
         let mut hops = 0;
@@ -451,15 +456,27 @@ impl<'a> Unpacker<'a> {
                         todo.push_front(OsStr::from_bytes(part).to_os_string());
                     }
                 }
-                Lookup::Entry { .. } => {
-                    return Err(self.bad(
-                        entry,
-                        format!("parent {:?} is not a directory", so_far(&levels, &c)),
-                    ))
-                }
+                Lookup::Entry { .. } => return Ok(Err(so_far(&levels, &c))),
             }
         }
-        Ok(levels)
+        Ok(Ok(levels))
+    }
+
+    /// `walk`, where a component that is not a directory fails the entry.
+    fn walk_dirs(&self, entry: &[OsString], comps: &[OsString]) -> Result<Vec<Level>> {
+        self.walk(entry, comps)?
+            .map_err(|p| self.bad(entry, format!("parent {p:?} is not a directory")))
+    }
+
+    /// Whether the directory `comps` exists in the merged view (this layer or a lower one).
+    fn dir_exists(&self, entry: &[OsString], comps: &[OsString]) -> Result<bool> {
+        if self.open_real(&join(comps)).is_ok() {
+            return Ok(true);
+        }
+        Ok(match self.walk(entry, comps)? {
+            Ok(levels) => levels.iter().all(|l| !l.dirs.is_empty()),
+            Err(_) => false,
+        })
     }
 
     /// Makes the path of `levels` a path of directories in this layer: a directory it lacks
@@ -678,6 +695,11 @@ impl<'a> Unpacker<'a> {
     fn whiteout(&mut self, comps: &[OsString]) -> Result<()> {
         let (name, parent_comps) = comps.split_last().expect("non-empty");
         let nb = name.as_bytes();
+        // in a directory no layer has there is nothing to hide: no directory is made for it
+        // (umoci makes none either)
+        if !self.dir_exists(comps, parent_comps)? {
+            return Ok(());
+        }
         let dir = self.parent(comps, parent_comps)?;
         if nb == OPAQUE_MARKER.as_bytes() {
             return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
@@ -899,7 +921,7 @@ impl<'a> Unpacker<'a> {
                 }
             }
         }
-        let levels = self.walk(comps, tparent)?;
+        let levels = self.walk_dirs(comps, tparent)?;
         let dirs = match levels.last() {
             Some(l) => &l.dirs,
             None => &self.root_dirs(),

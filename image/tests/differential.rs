@@ -438,6 +438,18 @@ fn corpus(work: &Path) -> Vec<Case> {
             }),
         ),
         case(
+            "whiteouts and opaque markers in directories no layer has",
+            vec![
+                T::new().file("f", 0o644, b"f").done(),
+                T::new()
+                    .file("nodir/.wh.x", 0o644, b"")
+                    .file("nodir2/sub/.wh..wh..opq", 0o644, b"")
+                    .file("f/.wh.x", 0o644, b"")
+                    .done(),
+            ],
+            same(),
+        ),
+        case(
             "opaque directories in the layer that also adds to them",
             vec![
                 T::new()
