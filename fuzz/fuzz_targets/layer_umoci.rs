@@ -257,6 +257,9 @@ fn capsa_tree(run: &Path, layers: &[Vec<u8>]) -> Result<difftree::Tree, String> 
 fuzz_target!(|data: &[u8]| {
     static N: AtomicU64 = AtomicU64::new(0);
     let layers = decode(data);
+    if std::env::var_os("LAYER_UMOCI_SHOW").is_some() {
+        eprintln!("{}", describe(&layers)); // to read a reproducer
+    }
     let run = std::env::temp_dir().join(format!(
         "capsa-fuzz-umoci-{}-{}",
         std::process::id(),

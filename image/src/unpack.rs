@@ -468,6 +468,22 @@ impl<'a> Unpacker<'a> {
             .map_err(|p| self.bad(entry, format!("parent {p:?} is not a directory")))
     }
 
+    /// Whether a lower layer has `name` in the directory `comps` (seen through the layers).
+    fn lower_has(&self, entry: &[OsString], comps: &[OsString], name: &OsStr) -> Result<bool> {
+        let dirs = match self.walk(entry, comps)? {
+            Ok(levels) => match levels.into_iter().last() {
+                Some(l) => l.dirs,
+                None => self.root_dirs(),
+            },
+            Err(_) => return Ok(false),
+        };
+        let lower: Vec<LayerDir> = dirs.into_iter().filter(|d| d.layer() != 0).collect();
+        let found = self
+            .lookup(&lower, name)
+            .map_err(|e| self.io(entry, "stat whiteout target", e))?;
+        Ok(!matches!(found, Lookup::Missing { .. }))
+    }
+
     /// Whether the directory `comps` exists in the merged view (this layer or a lower one).
     fn dir_exists(&self, entry: &[OsString], comps: &[OsString]) -> Result<bool> {
         if self.open_real(&join(comps)).is_ok() {
@@ -715,6 +731,9 @@ impl<'a> Unpacker<'a> {
         // a whiteout hides only the lower layers' entry, never one of its own layer (OCI
         // image spec; umoci keeps the paths the layer wrote)
         match sys::lstat_opt(dir, &target).map_err(|e| self.io(comps, "stat", e))? {
+            // nothing below to hide: no whiteout (overlay lists one in a directory that no
+            // lower layer merges with, though a lookup does not find it)
+            None if !self.lower_has(comps, parent_comps, &target)? => Ok(()),
             None => sys::mknodat(dir, &target, libc::S_IFCHR, 0)
                 .map_err(|e| self.io(comps, "create whiteout device", e)),
             // a directory of this layer: what the lower ones have below it goes

@@ -438,13 +438,17 @@ fn corpus(work: &Path) -> Vec<Case> {
             }),
         ),
         case(
-            "whiteouts and opaque markers in directories no layer has",
+            "whiteouts and opaque markers in directories no layer has; of names none has",
             vec![
                 T::new().file("f", 0o644, b"f").done(),
                 T::new()
                     .file("nodir/.wh.x", 0o644, b"")
                     .file("nodir2/sub/.wh..wh..opq", 0o644, b"")
                     .file("f/.wh.x", 0o644, b"")
+                    .dir("usr/", 0o755)
+                    .file("usr/.wh.a", 0o644, b"")
+                    .sym("usr/l", "/usr/lib")
+                    .file("usr/.wh.b", 0o644, b"")
                     .done(),
             ],
             same(),
