@@ -1040,7 +1040,13 @@ impl<'a> Unpacker<'a> {
             let res = match real.split_last() {
                 None => sys::lutimensat(self.root.as_raw_fd(), OsStr::new("."), atime, mtime),
                 Some((name, parent)) => match self.open_real(&join(parent)) {
-                    Ok(fd) => sys::lutimensat(fd.as_raw_fd(), name, atime, mtime),
+                    // only while a directory stands there: a later entry may have replaced it
+                    Ok(fd) => match sys::lstat_opt(fd.as_raw_fd(), name) {
+                        Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                            sys::lutimensat(fd.as_raw_fd(), name, atime, mtime)
+                        }
+                        _ => continue,
+                    },
                     Err(_) => continue, // removed or replaced by a later entry
                 },
             };

@@ -508,6 +508,9 @@ fn corpus(work: &Path) -> Vec<Case> {
                 T::new()
                     .dir("d/", 0o755)
                     .file("d/lower", 0o644, b"lower")
+                    .dir("m/", 0o755)
+                    .pax(&[("mtime", b"1111111111")])
+                    .dir("m/n/", 0o755)
                     .done(),
                 T::new()
                     .file("f", 0o644, b"first")
@@ -523,6 +526,8 @@ fn corpus(work: &Path) -> Vec<Case> {
                     .file("d", 0o644, b"file over the lower dir")
                     .dir("d/", 0o755)
                     .file("d/new", 0o644, b"new")
+                    .file("m/n/o", 0o644, b"o")
+                    .file("m/n", 0o600, b"a file where a dir was made implicitly")
                     .done(),
             ],
             // the root's mtime: umoci's MkdirAll of later/ changed it
