@@ -18,6 +18,8 @@ pub mod mountinfo;
 pub mod poll;
 pub mod runtime;
 pub mod spec;
+pub mod unprivileged;
+pub mod user_podman;
 
 pub use bundle::Bundle;
 pub use ctx::Ctx;

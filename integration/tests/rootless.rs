@@ -9,77 +9,13 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use integration::bundle::make_rootfs;
 use integration::runtime::{run_cmd, run_quiet};
+use integration::unprivileged::{chown_r, user, User, SUB_SIZE, SUB_START, USER};
 use integration::{cgroup, leftovers, wait_until, Ctx, Kind, Out};
 use serde_json::{json, Value};
-
-const USER: &str = "capsa-rootless";
-/// The subordinate ids of USER in /etc/subuid and /etc/subgid.
-const SUB_START: u32 = 400_000;
-const SUB_SIZE: u32 = 65_536;
-
-struct User {
-    uid: u32,
-    gid: u32,
-}
-
-/// USER, created (with its subordinate ranges) when missing.
-fn user() -> &'static User {
-    static USER_ONCE: OnceLock<User> = OnceLock::new();
-    USER_ONCE.get_or_init(|| {
-        if !Command::new("id")
-            .arg("-u")
-            .arg(USER)
-            .output()
-            .expect("run id")
-            .status
-            .success()
-        {
-            let st = Command::new("useradd")
-                .args(["--system", "--user-group", "--no-create-home"])
-                .args([
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    USER,
-                ])
-                .status()
-                .expect("run useradd");
-            assert!(st.success(), "useradd {USER}");
-        }
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
-                let sep = if text.is_empty() || text.ends_with('\n') {
-                    ""
-                } else {
-                    "\n"
-                };
-                std::fs::write(f, format!("{text}{sep}{USER}:{SUB_START}:{SUB_SIZE}\n"))
-                    .unwrap_or_else(|e| panic!("add {USER} to {f}: {e}"));
-            }
-        }
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .arg(flag)
-                .arg(USER)
-                .output()
-                .expect("run id");
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("id prints a number")
-        };
-        User {
-            uid: id("-u"),
-            gid: id("-g"),
-        }
-    })
-}
 
 /// One test's rootless world: a home for USER inside the test's temp dir (its
 /// XDG_RUNTIME_DIR and bundles), and the ids to delete at the end.
@@ -89,16 +25,6 @@ struct Rootless<'a> {
     home: PathBuf,
     xdg: PathBuf,
     ids: Mutex<Vec<String>>,
-}
-
-fn chown_r(path: &Path, u: &User) {
-    let st = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", u.uid, u.gid))
-        .arg(path)
-        .status()
-        .expect("run chown");
-    assert!(st.success(), "chown -R {}", path.display());
 }
 
 impl<'a> Rootless<'a> {

@@ -59,6 +59,9 @@ pub fn decide(path: &Path, rootless: bool, resources: Option<&LinuxResources>) -
 pub fn v1_limits_refused(rootless: bool, limits: &[&str]) -> Option<Error> {
     if !rootless
         || limits.is_empty()
+        // `--rootless true` as the host's root: devices.allow is ours to write (runc
+        // applies the limits then too).
+        || crate::rootless::is_host_root()
         || hierarchies().first().map(PathBuf::as_path) == Some(Path::new(super::ROOT))
     {
         return None;

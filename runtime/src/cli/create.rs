@@ -61,6 +61,7 @@ fn options(cli: &Cli, a: &CreateArgs, foreground: bool) -> anyhow::Result<Create
         preserve_fds: a.preserve_fds,
         systemd_cgroup: cli.systemd_cgroup,
         rootless: cli.rootless(),
+        caller_in_userns: crate::rootless::in_user_namespace(),
         foreground,
     })
 }

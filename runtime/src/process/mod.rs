@@ -33,6 +33,9 @@ pub struct CreateOptions {
     pub systemd_cgroup: bool,
     /// Not root (or `--rootless true`): cgroups only where delegated.
     pub rootless: bool,
+    /// We run in a user namespace we did not make (rootless podman, a nested runtime):
+    /// mknod is refused even without a new user namespace, devices are bound from the host.
+    pub caller_in_userns: bool,
     /// `run` in the foreground: the init stays our child (and grandchildren come to us).
     pub foreground: bool,
 }
