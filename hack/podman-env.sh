@@ -74,6 +74,9 @@ runtime = "$RT"
 conmon_path = ["/usr/bin/conmon", "/usr/libexec/podman/conmon"]
 # the runtimes podman passes --log-format=json to (it decides by the binary's name)
 runtime_supports_json = ["crun", "runc", "capsa"]
+# the runtimes that take --cgroup-manager disabled (podman --cgroups=disabled); the key is
+# runtime_supports_nocgroup (singular) in podman 4.3, an unknown key is ignored
+runtime_supports_nocgroup = ["crun", "krun", "capsa"]
 
 [engine.runtimes]
 runc = ["/usr/bin/runc", "/usr/sbin/runc"]

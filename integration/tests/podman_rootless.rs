@@ -191,3 +191,26 @@ fn system_reset_leaves_nothing_of_the_runtime() {
         .collect();
     assert!(procs.is_empty(), "{procs:?}");
 }
+
+#[test]
+fn cgroups_disabled_and_no_conmon() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let out = p
+        .sh("$P run --rm --cgroups=no-conmon $IMAGE sh -c 'echo no-conmon'")
+        .ok();
+    assert_eq!(out.stdout.trim(), "no-conmon", "{out}");
+    // podman passes --cgroup-manager disabled, which runc 1.1 lacks (podman refuses it).
+    if ctx
+        .rt
+        .runc_lacks("--cgroup-manager (podman --cgroups=disabled)")
+    {
+        return;
+    }
+    let out = p
+        .sh("$P run --rm --cgroups=disabled $IMAGE sh -c 'echo disabled'")
+        .ok();
+    assert_eq!(out.stdout.trim(), "disabled", "{out}");
+}

@@ -50,7 +50,8 @@ pub struct Cgroup {
 
 fn no_cgroup(what: &str) -> Error {
     Error::Cgroup(format!(
-        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup)"
+        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup, \
+         or with --cgroup-manager disabled)"
     ))
 }
 

@@ -31,6 +31,8 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
     pub systemd_cgroup: bool,
+    /// `--cgroup-manager disabled`: no cgroup at all, the container stays in ours.
+    pub cgroups_disabled: bool,
     /// Not root (or `--rootless true`): cgroups only where delegated.
     pub rootless: bool,
     /// We run in a user namespace we did not make (rootless podman, a nested runtime):
