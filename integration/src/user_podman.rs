@@ -11,7 +11,7 @@
 //! removes the run dir.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::runtime::{run_cmd, run_quiet, workspace_dir, Out};
@@ -86,7 +86,21 @@ impl<'a> UserPodman<'a> {
 
     /// `program` as the user: setpriv, a clean environment, the private configuration.
     pub fn as_user(&self, program: &str) -> Command {
-        let mut c = Command::new("setpriv");
+        self.as_user_in(None, program)
+    }
+
+    /// [`Self::as_user`], started in the cgroup whose cgroup.procs is `procs` (on cgroup v2
+    /// a user may move processes only within a subtree delegated to it).
+    pub fn as_user_in(&self, procs: Option<&Path>, program: &str) -> Command {
+        let mut c = match procs {
+            None => Command::new("setpriv"),
+            Some(p) => {
+                let mut c = Command::new("sh");
+                c.args(["-c", "echo $$ > \"$0\" && exec setpriv \"$@\""])
+                    .arg(p);
+                c
+            }
+        };
         c.arg(format!("--reuid={}", self.user.uid))
             .arg(format!("--regid={}", self.user.gid))
             .arg("--init-groups")
@@ -107,7 +121,12 @@ impl<'a> UserPodman<'a> {
     /// `script` in bash as the user; `$P` is podman with the runtime under test, `$IMAGE`
     /// the test image.
     pub fn sh(&self, script: &str) -> Out {
-        run_cmd(self.as_user("bash").arg("-c").arg(format!(
+        self.sh_in(None, script)
+    }
+
+    /// [`Self::sh`] in the cgroup whose cgroup.procs is `procs`.
+    pub fn sh_in(&self, procs: Option<&Path>, script: &str) -> Out {
+        run_cmd(self.as_user_in(procs, "bash").arg("-c").arg(format!(
             "set -e; P=\"podman --runtime {}\"; IMAGE={IMAGE}; {script}",
             self.ctx.rt.path.display()
         )))

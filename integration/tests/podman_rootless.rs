@@ -5,9 +5,11 @@
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
+use std::path::{Path, PathBuf};
+
 use integration::unprivileged::{SUB_SIZE, SUB_START};
 use integration::user_podman::UserPodman;
-use integration::Ctx;
+use integration::{cgroup, Ctx};
 
 /// The first line of a /proc/PID/uid_map as (inside, outside, size).
 fn first_map_line(text: &str) -> Vec<u32> {
@@ -213,4 +215,82 @@ fn cgroups_disabled_and_no_conmon() {
         .sh("$P run --rm --cgroups=disabled $IMAGE sh -c 'echo disabled'")
         .ok();
     assert_eq!(out.stdout.trim(), "disabled", "{out}");
+}
+
+/// The test's cgroup parent on cgroup v2, delegated to the user as systemd delegates a
+/// user's subtree: the directory and its cgroup.procs, subtree_control and threads are
+/// the user's, controllers enabled for its children, and a child `init` for the user's
+/// processes (no process may sit in a cgroup whose controllers its children use).
+/// Returns init's cgroup.procs. The Ctx guard removes the tree.
+fn delegate(ctx: &Ctx, p: &UserPodman) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup").join(ctx.cg_parent.trim_start_matches('/'));
+    let init = base.join("init");
+    std::fs::create_dir_all(&init).expect("mkdir the delegated cgroup");
+    let own = |f: &Path| {
+        std::os::unix::fs::chown(f, Some(p.user.uid), Some(p.user.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", f.display()))
+    };
+    for d in [&base, &init] {
+        own(d);
+        for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+            own(&d.join(f));
+        }
+    }
+    std::fs::write(base.join("cgroup.subtree_control"), "+cpu +memory +pids")
+        .expect("enable controllers for the delegated cgroup's children");
+    init.join("cgroup.procs")
+}
+
+#[test]
+fn delegated_cgroup_v2_limits_pause_update() {
+    let ctx = Ctx::new();
+    if !cgroup::is_unified() {
+        integration::skip("needs a pure cgroup v2 host: runs in the VM (hack/cgv2-tests.sh)");
+        return;
+    }
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let procs = delegate(&ctx, &p);
+    let inp = Some(procs.as_path());
+    let id = p
+        .sh_in(
+            inp,
+            "$P run -d --name c1 --pids-limit 42 --memory 64m $IMAGE sleep 1000",
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    // The container's cgroup is inside the delegation, next to the caller's.
+    let dir = procs
+        .parent()
+        .and_then(Path::parent)
+        .expect("base")
+        .join(&id);
+    assert!(dir.is_dir(), "no cgroup {}", dir.display());
+    assert_eq!(cgroup::read(&dir, "pids.max"), "42");
+    let out = p
+        .sh_in(
+            inp,
+            "$P exec c1 cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max",
+        )
+        .ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["42", &(64u64 << 20).to_string()],
+        "{out}"
+    );
+    p.sh_in(inp, "$P pause c1").ok();
+    let out = p.sh_in(inp, "$P inspect -f '{{.State.Status}}' c1").ok();
+    assert_eq!(out.stdout.trim(), "paused", "{out}");
+    assert_eq!(cgroup::read(&dir, "cgroup.freeze"), "1");
+    p.sh_in(inp, "$P unpause c1").ok();
+    p.sh_in(inp, "$P update --memory 32m c1").ok();
+    assert_eq!(cgroup::read(&dir, "memory.max"), (32u64 << 20).to_string());
+    let out = p.sh_in(inp, "$P top c1").ok();
+    assert!(out.stdout.contains("sleep 1000"), "{out}");
+    p.sh_in(inp, "$P stop -t 1 c1 >/dev/null && $P rm c1 >/dev/null")
+        .ok();
+    assert!(!dir.exists(), "cgroup left: {}", dir.display());
 }
