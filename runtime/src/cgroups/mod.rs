@@ -32,12 +32,33 @@ use v1_dirs::V1Dirs;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-/// The cgroup path of a container: `linux.cgroupsPath`, else `/<id>` (as runc).
+/// The cgroup path of a container: `linux.cgroupsPath`; without one, as runc: on cgroup v2
+/// `<the parent of our own cgroup>/<id>` (rootless podman leaves it empty: in a delegated
+/// subtree the container then lands next to the caller's cgroup, inside the delegation),
+/// on v1 `/<id>`.
 pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| PathBuf::from(format!("/{id}")))
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        return p;
+    }
+    let own = is_unified()
+        .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
+        .flatten()
+        .and_then(|t| own_v2_cgroup(&t));
+    default_path(own.as_deref(), id)
+}
+
+/// Our cgroup v2 path from /proc/self/cgroup's `0::PATH` line.
+fn own_v2_cgroup(text: &str) -> Option<PathBuf> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+}
+
+fn default_path(own: Option<&Path>, id: &str) -> PathBuf {
+    own.and_then(Path::parent)
+        .unwrap_or(Path::new("/"))
+        .join(id)
 }
 
 pub struct Cgroup {
@@ -54,7 +75,8 @@ pub struct Cgroup {
 
 fn no_cgroup(what: &str) -> Error {
     Error::Cgroup(format!(
-        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup)"
+        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup, \
+         or with --cgroup-manager disabled)"
     ))
 }
 
@@ -455,4 +477,22 @@ pub fn oom_kills(path: &Path) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_next_to_our_v2_cgroup() {
+        let own = own_v2_cgroup("0::/user.slice/deleg/init\n");
+        assert_eq!(
+            default_path(own.as_deref(), "c1"),
+            Path::new("/user.slice/deleg/c1")
+        );
+        assert_eq!(own_v2_cgroup("1:name=systemd:/x\n"), None);
+        assert_eq!(default_path(None, "c1"), Path::new("/c1"));
+        let root = own_v2_cgroup("0::/\n");
+        assert_eq!(default_path(root.as_deref(), "c1"), Path::new("/c1"));
+    }
 }
