@@ -1,7 +1,8 @@
 //! /dev: default devices and symlinks, the config's devices, device cgroup
 //! rules (runtime-tools: linux_devices, default devices, device cgroup).
 
-use integration::{cgroup, Ctx};
+use integration::cgroup::{self, is_unified};
+use integration::Ctx;
 use serde_json::json;
 
 #[test]
@@ -47,13 +48,19 @@ fn config_devices_are_created() {
     );
 }
 
+/// mknod of a node with /dev/fuse's numbers in /dev, and an attempt to open it.
+const FUSE: &str =
+    "mknod /dev/capsa-fuse c 10 229 && (exec 3</dev/capsa-fuse) 2>&1 && echo opened; echo done";
+
 #[test]
 fn device_cgroup_denies_what_is_not_allowed() {
     let ctx = Ctx::new();
     // A node with /dev/fuse's numbers (10:229), which is in no runtime's
     // default allow list: opening it is EPERM under a deny-all rule, and
     // anything but EPERM (success, or ENODEV without fuse) once allowed.
-    let script = "mknod /tmp/fuse c 10 229 && (exec 3</tmp/fuse) 2>&1 && echo opened; echo done";
+    // The node is made in /dev, the runtime's tmpfs: a rootfs on a nodev
+    // file system (the cgroup v2 VM's /tmp) would refuse it for that reason.
+    let script = FUSE;
     let denied = ctx.sh(script);
     assert!(
         denied.contains("Operation not permitted"),
@@ -95,5 +102,121 @@ fn device_cgroup_denies_what_is_not_allowed() {
             !list.lines().any(|l| l.starts_with("c 10:229")),
             "fuse not allowed: {list}"
         );
+    }
+}
+
+/// The numbers of a real disk of this host (the first of /sys/block that is not a loop,
+/// ram or zram device), if any.
+fn host_disk() -> Option<(u32, u32)> {
+    let mut names: Vec<String> = std::fs::read_dir("/sys/block")
+        .ok()?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            !["loop", "ram", "zram", "nbd"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .collect();
+    names.sort();
+    let dev = std::fs::read_to_string(format!("/sys/block/{}/dev", names.first()?)).ok()?;
+    let (ma, mi) = dev.trim().split_once(':')?;
+    Some((ma.parse().ok()?, mi.parse().ok()?))
+}
+
+/// The regression test of the cgroup v2 gap: a container with CAP_MKNOD (in docker's
+/// and podman's default set, and in the default config) may make a node of a host disk
+/// (runc's defaults allow mknod of anything), but must not open it: 8:0 (sda) and the
+/// numbers of this host's first real disk. Without device rules (capsa on cgroup v2
+/// before its eBPF filter) the open of the real disk succeeds and reads its first sector.
+#[test]
+fn cap_mknod_cannot_open_a_host_disk() {
+    let ctx = Ctx::new();
+    let mut disks: Vec<(u32, u32)> = host_disk().into_iter().collect();
+    if !disks.contains(&(8, 0)) {
+        disks.push((8, 0));
+    }
+    for (ma, mi) in disks {
+        let script = format!(
+            "mknod /dev/capsa-disk b {ma} {mi} && echo made; \
+             (exec 3</dev/capsa-disk && head -c 512 <&3 | wc -c) 2>&1 && echo opened; \
+             (exec 3<>/dev/capsa-disk) 2>&1 && echo opened-rw; echo done"
+        );
+        let out = ctx.sh(&script);
+        assert!(
+            out.contains("made\n"),
+            "mknod b {ma}:{mi} (CAP_MKNOD): {out}"
+        );
+        assert!(
+            !out.contains("opened"),
+            "a host disk's node b {ma}:{mi} was opened in the container: {out}"
+        );
+        assert_eq!(
+            out.matches("Operation not permitted").count(),
+            2,
+            "the device cgroup refuses b {ma}:{mi} (EPERM): {out}"
+        );
+    }
+}
+
+/// Device rules outlive `update` (runc re-applies its rules with any update), and in
+/// capsa an update that gives `devices` replaces them: the new filter is in force at once
+/// and the old one gone (on cgroup v2 every attached program must allow an access, so a
+/// left-over old filter would still deny).
+#[test]
+fn device_rules_hold_across_update() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    let probe = |want_denied: bool, when: &str| {
+        let out = ctx
+            .rt(&[
+                "exec",
+                &id,
+                "/bin/sh",
+                "-c",
+                &FUSE.replace("mknod", "rm -f /dev/capsa-fuse; mknod"),
+            ])
+            .ok()
+            .stdout;
+        assert_eq!(
+            out.contains("Operation not permitted"),
+            want_denied,
+            "{when}: 10:229 denied should be {want_denied}: {out}"
+        );
+    };
+    probe(true, "after create");
+    ctx.rt(&["update", "--pids-limit", "42", &id]).ok();
+    probe(true, "after an update of pids");
+    if !ctx.rt.is_capsa() {
+        // runc's update keeps the create-time rules whatever --resources says.
+        return;
+    }
+    let res = ctx.path("res.json");
+    let allow = json!({ "devices": [
+        { "allow": false, "access": "rwm" },
+        { "allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm" }
+    ]});
+    std::fs::write(&res, allow.to_string()).unwrap();
+    ctx.rt(&["update", "--resources", res.to_str().unwrap(), &id])
+        .ok();
+    probe(false, "after an update allowing it");
+    let deny = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    std::fs::write(&res, deny.to_string()).unwrap();
+    ctx.rt(&["update", "--resources", res.to_str().unwrap(), &id])
+        .ok();
+    probe(true, "after an update denying it again");
+    if is_unified() {
+        // a bad rule: a clear error, the rules in force untouched
+        std::fs::write(&res, r#"{"devices":[{"allow":true,"access":"rwx"}]}"#).unwrap();
+        let bad = ctx
+            .rt(&["update", "--resources", res.to_str().unwrap(), &id])
+            .fails();
+        assert!(
+            bad.all().contains("linux.resources.devices[0].access"),
+            "{bad:?}"
+        );
+        probe(true, "after a refused update");
     }
 }

@@ -23,6 +23,7 @@ use crate::{Error, Result};
 pub mod delegation;
 mod hybrid_hugetlb;
 mod v1_dirs;
+pub mod v2_devices;
 
 use v1_dirs::V1Dirs;
 
@@ -195,6 +196,7 @@ impl Cgroup {
         prefetch: Option<Prefetch>,
     ) -> Result<()> {
         self.finish(prefetch)?;
+        self.v2_devices(resources.and_then(|r| r.devices().as_deref()).or(Some(&[])))?;
         let Some(resources) = resources.filter(|_| !self.none) else {
             return Ok(());
         };
@@ -246,9 +248,25 @@ impl Cgroup {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
+            // checked before anything is changed
+            v2_devices::from_config(rules)?;
+        }
         self.manager()?
             .apply(&opt)
-            .map_err(|e| err("update resources of", path, e))
+            .map_err(|e| err("update resources of", path, e))?;
+        // New device rules replace the old ones; none given: the old ones stay.
+        self.v2_devices(resources.devices().as_deref())
+    }
+
+    /// On cgroup v2, where libcgroups (without its eBPF feature) would ignore them: the
+    /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
+    fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
+        let Some(rules) = rules.filter(|_| !self.none && self.v1.is_none()) else {
+            return Ok(());
+        };
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        v2_devices::apply(&Path::new(ROOT).join(rel), rules)
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
