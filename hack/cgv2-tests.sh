@@ -3,8 +3,9 @@
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
 # Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless:
-#               limits, update, pause, ps, events, OOM and delegation on pure cgroup v2)
+#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless
+#               devices: limits, update, pause, ps, events, OOM, delegation and the eBPF
+#               device rules on pure cgroup v2)
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     *) tests+=("$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless)
+[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless devices)
 
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh
