@@ -220,3 +220,22 @@ fn device_rules_hold_across_update() {
         probe(true, "after a refused update");
     }
 }
+
+/// A config without `linux.resources` still gets the default rules, deny by default (a
+/// cgroup v1 devices directory starts with its parent's allow-all; cgroup v2 has no rules
+/// without a filter).
+#[test]
+fn no_linux_resources_still_denies() {
+    let ctx = Ctx::new();
+    let out = ctx
+        .sh_in(FUSE, |b| {
+            b.with(|s| {
+                s["linux"].as_object_mut().unwrap().remove("resources");
+            })
+        })
+        .ok();
+    assert!(
+        out.stdout.contains("Operation not permitted") && !out.stdout.contains("opened"),
+        "10:229 without linux.resources: {out}"
+    );
+}

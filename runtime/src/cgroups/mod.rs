@@ -198,10 +198,16 @@ impl Cgroup {
         self.finish(prefetch)?;
         self.v2_devices(resources.and_then(|r| r.devices().as_deref()).or(Some(&[])))?;
         let Some(resources) = resources.filter(|_| !self.none) else {
-            return Ok(());
+            // v1 without linux.resources: still the default rules, deny by default (the
+            // cgroup inherits its parent's allow-all otherwise), as runc.
+            return match self.v1.as_ref().filter(|_| !self.none) {
+                Some(v1) => v1.apply_device_rules(&[]),
+                None => Ok(()),
+            };
         };
+        let devices = resources.devices().as_deref().unwrap_or_default();
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
-            return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
+            return v1.apply_device_rules(devices);
         }
         let mut resources = resources.clone();
         if self.hybrid_hugepages(Some(&resources)).is_some() {
@@ -219,7 +225,13 @@ impl Cgroup {
         };
         self.manager()?
             .apply(&opt)
-            .map_err(|e| err("apply linux.resources to", &self.path, e))
+            .map_err(|e| err("apply linux.resources to", &self.path, e))?;
+        match &self.v1 {
+            // libcgroups' v1 device rules start from the parent's (allow-all) set: ours
+            // start from deny-all.
+            Some(v1) => v1.apply_device_rules(devices),
+            None => Ok(()),
+        }
     }
 
     /// On v1, resources with nothing but device rules (the default config's) are
@@ -262,6 +274,12 @@ impl Cgroup {
     /// On cgroup v2, where libcgroups (without its eBPF feature) would ignore them: the
     /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
     fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
+        if self.none && self.v1.is_none() && is_unified() {
+            tracing::info!(
+                "no cgroup of its own (rootless, not delegated): linux.resources.devices not \
+                 enforced, as runc"
+            );
+        }
         let Some(rules) = rules.filter(|_| !self.none && self.v1.is_none()) else {
             return Ok(());
         };

@@ -90,6 +90,7 @@ impl V1Dirs {
         Ok(())
     }
 
+    /// Deny-all (a new cgroup inherits its parent's rules, the root's allow-all), then
     /// `linux.resources.devices`, then the rules every container gets, in the order
     /// libcgroups writes them: the runtime's own device nodes (null, zero, full, tty,
     /// urandom, random), mknod of any device, /dev/console, /dev/pts/*, /dev/ptmx and
@@ -115,9 +116,8 @@ impl V1Dirs {
         );
         let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
         let defaults = DEFAULT_DEVICE_RULES.iter().map(|r| (true, r.to_string()));
-        for (allowed, rule) in rules
-            .iter()
-            .map(|r| (r.allow(), r.to_string()))
+        for (allowed, rule) in std::iter::once((false, "a *:* rwm".to_string()))
+            .chain(rules.iter().map(|r| (r.allow(), r.to_string())))
             .chain(defaults)
         {
             let (f, p) = if allowed { &mut allow } else { &mut deny };
@@ -350,7 +350,8 @@ mod tests {
         .unwrap();
         dirs.apply_device_rules(&rules).unwrap();
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-        assert_eq!(read("devices.deny"), "a *:* rwm");
+        // deny-all first, whatever the config says, then the config's own
+        assert_eq!(read("devices.deny"), "a *:* rwma *:* rwm");
         assert_eq!(
             read("devices.allow"),
             ["c 10:229 rw"]
