@@ -201,13 +201,13 @@ impl Cgroup {
             // v1 without linux.resources: still the default rules, deny by default (the
             // cgroup inherits its parent's allow-all otherwise), as runc.
             return match self.v1.as_ref().filter(|_| !self.none) {
-                Some(v1) => v1.apply_device_rules(&[]),
+                Some(v1) => v1_devices(v1, &[]),
                 None => Ok(()),
             };
         };
         let devices = resources.devices().as_deref().unwrap_or_default();
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
-            return v1.apply_device_rules(devices);
+            return v1_devices(v1, devices);
         }
         let mut resources = resources.clone();
         if self.hybrid_hugepages(Some(&resources)).is_some() {
@@ -229,7 +229,7 @@ impl Cgroup {
         match &self.v1 {
             // libcgroups' v1 device rules start from the parent's (allow-all) set: ours
             // start from deny-all.
-            Some(v1) => v1.apply_device_rules(devices),
+            Some(v1) => v1_devices(v1, devices),
             None => Ok(()),
         }
     }
@@ -373,6 +373,17 @@ impl Cgroup {
         }
         Err(Error::Cgroup(last.unwrap_or_default()))
     }
+}
+
+/// The v1 device rules, but for a rootless runtime (not root, or root of a user
+/// namespace), which may not write devices.deny/allow even in a delegated cgroup: skipped
+/// and logged, as runc.
+fn v1_devices(v1: &V1Dirs, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
+        tracing::info!("rootless: linux.resources.devices not enforced on cgroup v1, as runc");
+        return Ok(());
+    }
+    v1.apply_device_rules(rules)
 }
 
 /// Without a cgroup, the container's processes are those of the init's pid namespace
