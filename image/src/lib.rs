@@ -1,6 +1,7 @@
 //! capsa-image: layered OCI images to runtime bundles. A content-addressed store of blobs and
 //! unpacked layers; bundles whose rootfs is an overlay of shared layers plus one writable layer
 //! per container; commit of that layer back into an image.
+pub mod build;
 pub mod bundle;
 pub mod commit;
 pub mod compress;
@@ -11,6 +12,7 @@ pub mod export;
 pub mod gc;
 pub mod import;
 pub mod info;
+pub mod mount_targets;
 pub mod oci;
 #[cfg(feature = "registry")]
 pub mod pull;

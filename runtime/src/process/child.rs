@@ -83,6 +83,12 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     if !a.opts.no_new_keyring {
         join_session_keyring(&a.opts.id, sys);
     }
+    if a.plan.new_net() {
+        // As runc (its "loopback" network) and crun: a new network namespace has lo
+        // down, and programs expect 127.0.0.1 to answer.
+        sys.loopback_up()
+            .ctx(|| "bring up lo in the new network namespace".into())?;
+    }
 
     let ctx = RootfsContext {
         spec,
@@ -355,6 +361,33 @@ mod tests {
     }
 
     #[test]
+    fn a_joined_network_namespace_keeps_its_interfaces_as_they_are() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({
+                "namespaces": [{"type": "mount"}, {"type": "uts"},
+                               {"type": "network", "path": "/proc/self/ns/net"}]
+            }),
+            serde_json::json!({}),
+        );
+        let (res, calls) = run_init(&b, |ch| {
+            let steps = &mut Script::default();
+            let shape = sync::Shape {
+                mounts: true,
+                ..Default::default()
+            };
+            sync::drive(&ch, shape, 1, steps).unwrap();
+        });
+        res.unwrap();
+        assert!(
+            calls.iter().any(|c| matches!(c, Call::Setns { .. })),
+            "{calls:#?}"
+        );
+        assert!(!calls.contains(&Call::LoopbackUp), "{calls:#?}");
+    }
+
+    #[test]
     fn the_init_sequence_in_the_order_the_spec_requires() {
         let t = tempfile::tempdir().unwrap();
         let b = bundle(
@@ -399,6 +432,7 @@ mod tests {
                     *c == Call::Unshare(CloneFlags::CLONE_NEWCGROUP)
                 }),
                 ("keyring", &|c| *c == Call::SessionKeyring("ut".into())),
+                ("lo up", &|c| *c == Call::LoopbackUp),
                 ("/ rslave", &at(Path::new("/"))),
                 ("the rootfs bind", &at(&rootfs)),
                 ("proc", &at(&rootfs.join("proc"))),
@@ -420,7 +454,7 @@ mod tests {
             ],
         );
         // The rootfs is made private to the host before anything is mounted in it.
-        let Call::Mount { flags, .. } = &calls[order[4]] else {
+        let Call::Mount { flags, .. } = &calls[order[5]] else {
             unreachable!()
         };
         assert_eq!(*flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);

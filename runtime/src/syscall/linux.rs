@@ -295,6 +295,29 @@ impl Syscall for Linux {
         nix::unistd::sethostname(name)
     }
 
+    fn loopback_up(&self) -> nix::Result<()> {
+        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+        let sock = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write the ifreq we own, which
+        // outlives both calls; ifru_flags is the union member those requests use.
+        unsafe {
+            Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+        }
+        Ok(())
+    }
+
     fn setdomainname(&self, name: &str) -> nix::Result<()> {
         // SAFETY: pointer and length describe the bytes of `name`, valid for the call.
         let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };

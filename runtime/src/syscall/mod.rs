@@ -103,6 +103,8 @@ pub trait Syscall {
     fn clear_ambient_caps(&self) -> nix::Result<()>;
     fn raise_ambient_cap(&self, cap: u8) -> nix::Result<()>;
     fn sethostname(&self, name: &str) -> nix::Result<()>;
+    /// Set the loopback interface of our network namespace up.
+    fn loopback_up(&self) -> nix::Result<()>;
     fn setdomainname(&self, name: &str) -> nix::Result<()>;
 
     // --- filesystems ---
