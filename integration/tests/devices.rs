@@ -124,15 +124,51 @@ fn host_disk() -> Option<(u32, u32)> {
     Some((ma.parse().ok()?, mi.parse().ok()?))
 }
 
+/// A loop device of the host over a 1 MiB file of the test, detached on drop: a disk
+/// that surely exists (the cgroup v2 VM has no block device of its own).
+struct Loop(String);
+
+impl Loop {
+    fn new(ctx: &Ctx) -> Option<Loop> {
+        let img = ctx.path("disk.img");
+        std::fs::write(&img, vec![b'D'; 1 << 20]).ok()?;
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .ok()?;
+        let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !dev.is_empty()).then_some(Loop(dev))
+    }
+
+    fn numbers(&self) -> Option<(u32, u32)> {
+        let name = self.0.rsplit('/').next()?;
+        let dev = std::fs::read_to_string(format!("/sys/block/{name}/dev")).ok()?;
+        let (ma, mi) = dev.trim().split_once(':')?;
+        Some((ma.parse().ok()?, mi.parse().ok()?))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.0])
+            .status();
+    }
+}
+
 /// The regression test of the cgroup v2 gap: a container with CAP_MKNOD (in docker's
 /// and podman's default set, and in the default config) may make a node of a host disk
-/// (runc's defaults allow mknod of anything), but must not open it: 8:0 (sda) and the
-/// numbers of this host's first real disk. Without device rules (capsa on cgroup v2
-/// before its eBPF filter) the open of the real disk succeeds and reads its first sector.
+/// (runc's defaults allow mknod of anything), but must not open it: a loop device of the
+/// host (which exists: without device rules, as capsa on cgroup v2 before its eBPF
+/// filter, the container reads it), this host's first real disk where it has one, and
+/// 8:0 (sda).
 #[test]
 fn cap_mknod_cannot_open_a_host_disk() {
     let ctx = Ctx::new();
-    let mut disks: Vec<(u32, u32)> = host_disk().into_iter().collect();
+    let lo = Loop::new(&ctx);
+    let mut disks: Vec<(u32, u32)> = lo.as_ref().and_then(Loop::numbers).into_iter().collect();
+    disks.extend(host_disk());
     if !disks.contains(&(8, 0)) {
         disks.push((8, 0));
     }
