@@ -4,9 +4,10 @@
 #
 # Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
 #   TEST-FILE   integration/tests/<name>.rs to run, or <name>:FILTER for only its tests
-#               whose name contains FILTER (default: cgroups exec events rootless
-#               podman_rootless:delegated: limits, update, pause, ps, events, OOM and
-#               delegation on pure cgroup v2, and rootless podman in a delegated subtree)
+#               whose name contains FILTER (default: cgroups exec events rootless devices
+#               podman_rootless:delegated: limits, update, pause, ps, events, OOM,
+#               delegation and the eBPF device rules on pure cgroup v2, and rootless
+#               podman in a delegated subtree)
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     *) tests+=("$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless podman_rootless:delegated)
+[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless devices podman_rootless:delegated)
 
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh

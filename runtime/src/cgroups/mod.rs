@@ -27,6 +27,7 @@ pub mod sub;
 mod v1_devices;
 mod v1_dirs;
 pub mod v1_limits;
+pub mod v2_devices;
 
 use v1_dirs::V1Dirs;
 
@@ -242,11 +243,17 @@ impl Cgroup {
         prefetch: Option<Prefetch>,
     ) -> Result<()> {
         self.finish(prefetch)?;
+        self.v2_devices(resources.and_then(|r| r.devices().as_deref()).or(Some(&[])))?;
         let Some(resources) = resources.filter(|_| !self.none) else {
-            return Ok(());
+            // v1 without linux.resources: still the default rules, deny by default (the
+            // cgroup inherits its parent's allow-all otherwise), as runc.
+            return match self.v1.as_ref().filter(|_| !self.none) {
+                Some(v1) => v1_devices(v1, &[]),
+                None => Ok(()),
+            };
         };
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
-            return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
+            return v1_devices(v1, resources.devices().as_deref().unwrap_or_default());
         }
         let mut resources = resources.clone();
         if self.hybrid_hugepages(Some(&resources)).is_some() {
@@ -281,6 +288,10 @@ impl Cgroup {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
+            // checked before anything is changed
+            v2_devices::from_config(rules)?;
+        }
         // Nothing but the device rules (`update` with no value given, or with ones the
         // host left unchanged): written in-house, as at create.
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
@@ -289,7 +300,25 @@ impl Cgroup {
                 None => Ok(()),
             };
         }
-        self.apply(resources, false, "update resources of")
+        self.apply(resources, false, "update resources of")?;
+        // New device rules replace the old ones; none given: the old ones stay.
+        self.v2_devices(resources.devices().as_deref())
+    }
+
+    /// On cgroup v2, where libcgroups (without its eBPF feature) would ignore them: the
+    /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
+    fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
+        if self.none && self.v1.is_none() && is_unified() {
+            tracing::info!(
+                "no cgroup of its own (rootless, not delegated): linux.resources.devices not \
+                 enforced, as runc"
+            );
+        }
+        let Some(rules) = rules.filter(|_| !self.none && self.v1.is_none()) else {
+            return Ok(());
+        };
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        v2_devices::apply(&Path::new(ROOT).join(rel), rules)
     }
 
     /// libcgroups' manager with what it applies as runc does; on v1, what it does not
@@ -408,6 +437,17 @@ impl Cgroup {
         }
         Err(Error::Cgroup(last.unwrap_or_default()))
     }
+}
+
+/// The v1 device rules, but for a rootless runtime (not root, or root of a user
+/// namespace), which may not write devices.deny/allow even in a delegated cgroup: skipped
+/// and logged, as runc.
+fn v1_devices(v1: &V1Dirs, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
+        tracing::info!("rootless: linux.resources.devices not enforced on cgroup v1, as runc");
+        return Ok(());
+    }
+    v1.apply_device_rules(rules)
 }
 
 /// Without a cgroup, the container's processes are those of the init's pid namespace
