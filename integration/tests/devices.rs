@@ -4,6 +4,7 @@
 use integration::cgroup::{self, is_unified};
 use integration::Ctx;
 use serde_json::json;
+use std::path::Path;
 
 #[test]
 fn default_devices() {
@@ -132,6 +133,10 @@ impl Loop {
     fn new(ctx: &Ctx) -> Option<Loop> {
         let img = ctx.path("disk.img");
         std::fs::write(&img, vec![b'D'; 1 << 20]).ok()?;
+        if !Path::new("/dev/loop-control").exists() {
+            // a modular loop driver is not loaded until its first use (the v2 VM)
+            let _ = std::process::Command::new("modprobe").arg("loop").status();
+        }
         let out = std::process::Command::new("losetup")
             .args(["-f", "--show"])
             .arg(&img)
