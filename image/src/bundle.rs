@@ -93,30 +93,7 @@ fn new_id(bundle: &Path) -> String {
 
 /// Mounted? (looks the path up in /proc/self/mountinfo)
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&*want))
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    capsa_linux::mountinfo::is_mount_point(path)
 }
 
 /// Mounts the overlay of `c`'s layers and upper dir on its bundle's rootfs.
@@ -266,6 +243,12 @@ pub fn create_for(
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&upper, fs::Permissions::from_mode(st.st_mode & 0o7777))
                 .ctx(|| "chmod upper")?;
+            let ufd = sys::open_dir(&upper).ctx(|| "open upper")?;
+            let times = (
+                (st.st_atime, st.st_atime_nsec),
+                (st.st_mtime, st.st_mtime_nsec),
+            );
+            sys::futimens(ufd.as_raw_fd(), times.0, times.1).ctx(|| "set upper times")?;
         }
         if c.init {
             mount_targets::make(&layer_dirs, &c.init_dir(store))

@@ -1,4 +1,5 @@
 //! capsa-image command line.
+#![deny(unsafe_code)]
 use anyhow::{Context, Result};
 use capsa_image::{
     build, bundle, commit, export, gc, import, info, pull, push, registry, size::human,

@@ -1,6 +1,7 @@
 //! Raw *at syscalls relative to a directory fd. Every path operation of the unpacker and the
 //! copier goes through here, so that nothing ever resolves a path from the host's root or
-//! follows a symlink out of the directory being written. All `unsafe` of the crate lives here.
+//! follows a symlink out of the directory being written. All `unsafe` of the crate lives here
+//! (lib.rs denies it everywhere else); openat2 resolution comes from capsa-linux.
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,37 +24,6 @@ fn fd_result(r: libc::c_int) -> io::Result<OwnedFd> {
     let fd = check(r)?;
     // SAFETY: the kernel just returned this fd to us and nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Opens `path` (relative, several components) strictly beneath `dir`: `..` or a symlink that
-/// would leave `dir` fails with EXDEV, magic links are refused. openat2(2) retries on EAGAIN.
-pub fn open_beneath(dir: RawFd, path: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let p = cstr(path)?;
-    // SAFETY: open_how is a plain C struct; all-zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
-        // SAFETY: p is a valid NUL-terminated string and how a valid open_how of the size given.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                p.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EAGAIN) {
-                continue;
-            }
-            return Err(e);
-        }
-        // SAFETY: a fresh fd from the kernel, owned by nobody else.
-        return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
-    }
 }
 
 /// openat(2) of one name in `dir`.
@@ -371,36 +341,6 @@ pub fn is_mountpoint(path: &std::path::Path) -> bool {
     ) {
         (Ok(a), Ok(b)) => a.dev() != b.dev() || a.ino() == b.ino(),
         _ => false,
-    }
-}
-
-/// Opens `path` as if `dir` were the root: absolute symlinks and `..` stay inside `dir`
-/// (openat2 RESOLVE_IN_ROOT), magic links are refused.
-pub fn open_in_root(dir: RawFd, path: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let p = cstr(path)?;
-    // SAFETY: open_how is a plain C struct; all-zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
-        // SAFETY: p is a valid C string and how a valid open_how of the size given.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                p.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if r >= 0 {
-            // SAFETY: a fresh fd from the kernel, owned by nobody else.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(e);
-        }
     }
 }
 

@@ -180,6 +180,36 @@ fn user_namespace_mappings() {
     );
 }
 
+/// Bind sources that the user namespace's root cannot reach (0700, the host's root's)
+/// are opened by the runtime before the container enters it, as runc does: they mount,
+/// and `exec` sees them.
+#[test]
+fn user_namespace_binds_sources_its_root_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = Ctx::new();
+    let mut b = userns_bundle(&ctx).args(&["/bin/sleep", "1000"]);
+    for n in 1..=2 {
+        let outer = ctx.mkdir(&format!("inaccessible-{n}"));
+        std::fs::create_dir(outer.join("dir")).unwrap();
+        std::fs::write(outer.join("dir/foo.txt"), "x").unwrap();
+        std::fs::set_permissions(&outer, std::fs::Permissions::from_mode(0o700)).unwrap();
+        b = b.mount(serde_json::json!({
+            "source": outer.join("dir"), "destination": format!("/tmp/mount-{n}"),
+            "options": ["bind"]
+        }));
+    }
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    ctx.rt(&[
+        "exec",
+        &id,
+        "stat",
+        "/tmp/mount-1/foo.txt",
+        "/tmp/mount-2/foo.txt",
+    ])
+    .ok();
+}
+
 #[test]
 fn user_namespace_root_inside() {
     let ctx = Ctx::new();

@@ -9,12 +9,16 @@ use crate::compress::decompress;
 use crate::digest::{Digest, Sha256};
 use crate::sys;
 use crate::unpack::clean_path;
+use capsa_linux::resolve::{self, Scope};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::rc::Rc;
 
 const DIR: libc::c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
@@ -58,6 +62,13 @@ impl Source {
     }
 }
 
+/// `rel` opened with openat2 under `root`: `scope` says how symlinks and `..` resolve.
+fn open_scoped(root: &OwnedFd, rel: &str, flags: libc::c_int, scope: Scope) -> io::Result<OwnedFd> {
+    let flags = OFlag::from_bits_truncate(flags);
+    resolve::open(root.as_fd(), Path::new(rel), flags, Mode::empty(), scope)
+        .map_err(io::Error::from)
+}
+
 /// Opens `rel` inside `root` (symlinks resolved inside it).
 pub fn open_source(root: &OwnedFd, rel: &[String]) -> io::Result<Source> {
     let p = if rel.is_empty() {
@@ -65,7 +76,7 @@ pub fn open_source(root: &OwnedFd, rel: &[String]) -> io::Result<Source> {
     } else {
         join(rel)
     };
-    let fd = sys::open_in_root(root.as_raw_fd(), OsStr::new(&p), libc::O_PATH)?;
+    let fd = open_scoped(root, &p, libc::O_PATH, Scope::InRoot)?;
     let st = sys::fstat(fd.as_raw_fd())?;
     Ok(Source {
         rel: rel.to_vec(),
@@ -90,7 +101,7 @@ pub fn glob(
             let dir = if base.is_empty() {
                 sys::openat(root.as_raw_fd(), OsStr::new("."), DIR, 0)
             } else {
-                sys::open_beneath(root.as_raw_fd(), OsStr::new(&join(base)), DIR)
+                open_scoped(root, &join(base), DIR, Scope::Beneath)
             };
             let Ok(dir) = dir else { continue };
             let mut names: Vec<String> = sys::list_dir(&dir)?
@@ -142,12 +153,8 @@ pub fn mkdir_in_root(root: &OwnedFd, path: &[String], owner: (u32, u32)) -> io::
             Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::ENOTDIR)) => {
                 // a symlink: resolve it as the container would
                 let p = join(&path[..=i]);
-                cur = sys::open_in_root(
-                    root.as_raw_fd(),
-                    OsStr::new(&p),
-                    libc::O_RDONLY | libc::O_DIRECTORY,
-                )
-                .map_err(|e| other(format!("/{p}: not a directory in the image ({e})")))?;
+                cur = open_scoped(root, &p, libc::O_RDONLY | libc::O_DIRECTORY, Scope::InRoot)
+                    .map_err(|e| other(format!("/{p}: not a directory in the image ({e})")))?;
             }
             Err(e) => return Err(e),
         }
@@ -160,10 +167,11 @@ pub fn is_dir_in_root(root: &OwnedFd, path: &[String]) -> bool {
     if path.is_empty() {
         return true;
     }
-    sys::open_in_root(
-        root.as_raw_fd(),
-        OsStr::new(&join(path)),
+    open_scoped(
+        root,
+        &join(path),
         libc::O_PATH | libc::O_DIRECTORY,
+        Scope::InRoot,
     )
     .is_ok()
 }

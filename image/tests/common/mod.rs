@@ -2,6 +2,7 @@
 //! unmounted) on drop, synthetic layers and images written with the tar crate, tree listings.
 #![allow(dead_code)]
 pub mod clients;
+pub mod difftree;
 pub mod registry;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -465,4 +466,29 @@ pub fn store_files(store: &Path) -> (usize, usize, usize) {
         count(store.join("layers")),
         count(store.join("tmp")),
     )
+}
+
+/// Writes a docker-archive (`docker save` format: config, one `layer.tar` per layer,
+/// manifest.json) with uncompressed `layers` under the tag `reftag`.
+pub fn docker_archive(out: &Path, reftag: &str, layers: &[Vec<u8>], cmd: &[&str]) {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha(l)).collect();
+    let cfg = config_json(&diff_ids, cmd);
+    let mut t = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        t.append_data(&mut h, name, data).unwrap();
+    };
+    add("config.json", &cfg);
+    let mut names = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let n = format!("l{i}/layer.tar");
+        add(&n, l);
+        names.push(n);
+    }
+    let m = serde_json::json!([{"Config": "config.json", "RepoTags": [reftag], "Layers": names}]);
+    add("manifest.json", &serde_json::to_vec(&m).unwrap());
+    fs::write(out, t.into_inner().unwrap()).unwrap();
 }

@@ -405,6 +405,28 @@ impl Syscall for Linux {
         )
     }
 
+    fn move_mount(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+        const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+        // SAFETY: both paths are empty NUL-terminated strings (the descriptors name the
+        // mounts), which outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                from.as_raw_fd(),
+                c"".as_ptr(),
+                to.as_raw_fd(),
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        };
+        Errno::result(ret).map(drop)
+    }
+
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()> {
+        nix::unistd::fchown(fd, Some(uid), None)
+    }
+
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()> {
         let fd = open_path(path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW)?;
         let fs = nix::sys::statfs::fstatfs(&fd)?;
@@ -467,6 +489,16 @@ pub fn seccomp_flag_supported(flags: libc::c_ulong) -> bool {
 /// open(2) with O_CLOEXEC added: an owned descriptor.
 pub fn open_path(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).map(owned)
+}
+
+/// openat(2) relative to `dir`, the descriptor owned (close-on-exec added).
+pub fn open_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlag,
+    mode: Mode,
+) -> nix::Result<OwnedFd> {
+    nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_CLOEXEC, mode).map(owned)
 }
 
 /// Open the peer (slave) of a pty master by descriptor, never by path (CVE-2025-52565).
@@ -567,6 +599,21 @@ pub fn memfd_sealed_copy(name: &CStr, src: &mut std::fs::File) -> std::io::Resul
         | SealFlag::F_SEAL_SEAL;
     fcntl(dst.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))?;
     Ok(OwnedFd::from(dst))
+}
+
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (and the
+/// mounts below it with `recursive`), to be attached in another mount namespace with
+/// `Syscall::move_mount` (a bind mount's source opened before a user namespace).
+pub fn open_tree_clone(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is a NUL-terminated string that outlives the call; the kernel only
+    // reads it and returns a new descriptor or -1.
+    fd_result(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
 }
 
 /// A detached, read-only, nosuid, nodev overlayfs of `lowerdir` (no upper layer) made
