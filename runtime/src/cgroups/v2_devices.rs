@@ -607,4 +607,58 @@ mod tests {
             Err((e, log)) => panic!("the kernel refused the program: {e}: {log}"),
         }
     }
+
+    /// A cgroup of the host's cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified on
+    /// a hybrid host), removed on drop.
+    struct TestCgroup(std::path::PathBuf);
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    /// `apply` on a real cgroup: one program attached, and a second `apply` (update)
+    /// leaves exactly one, the new one (attached first, then the old one detached).
+    #[test]
+    fn apply_replaces_the_previous_filter() {
+        if !nix::unistd::geteuid().is_root() {
+            return eprintln!("skipped: not root");
+        }
+        let Some(mount) = capsa_linux::mountinfo::read()
+            .into_iter()
+            .find(|m| m.fstype == "cgroup2")
+        else {
+            return eprintln!("skipped: no cgroup2 mount");
+        };
+        let dir = std::path::Path::new(&mount.mount_point)
+            .join(format!("capsa-unit-v2dev-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let cg = TestCgroup(dir);
+        let ids = || {
+            let fd = syscall::open_path(&cg.0, OFlag::O_RDONLY | OFlag::O_DIRECTORY).unwrap();
+            syscall::bpf_query_cgroup_device(fd.as_fd()).unwrap()
+        };
+        assert!(ids().is_empty());
+        apply(
+            &cg.0,
+            &rules(serde_json::json!([{ "allow": false, "access": "rwm" }])),
+        )
+        .unwrap();
+        let first = ids();
+        assert_eq!(first.len(), 1, "one filter after create");
+        apply(&cg.0, &rules(serde_json::json!([{ "allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw" }]))).unwrap();
+        let second = ids();
+        assert_eq!(second.len(), 1, "one filter after update: {second:?}");
+        assert_ne!(first, second, "the new filter, not the old one");
+        // a bad rule: an error naming the field, the filter in force untouched
+        let e = apply(
+            &cg.0,
+            &rules(serde_json::json!([{ "allow": true, "access": "rwx" }])),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.resources.devices[0].access"), "{e}");
+        assert_eq!(ids(), second);
+    }
 }
