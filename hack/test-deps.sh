@@ -15,6 +15,8 @@
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
 #   protobuf-compiler  protoc, for the CRI client (integration/cri), which the lint tier's
 #                   clippy --all-targets builds
+#   umoci           the reference unpacker capsa-image's unpack is compared with (Debian 12:
+#                   0.4.7; image/tests/differential.rs, the fuzz tier's layer-umoci target)
 # It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
 # no login, no home) with subordinate ids 400000-465535 in /etc/subuid and /etc/subgid for
 # newuidmap/newgidmap (package uidmap); the test creates it the same way when missing.
@@ -36,7 +38,7 @@ rootless_user() {
 }
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
-      protobuf-compiler podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
+      protobuf-compiler umoci podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
       docker.io)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"

@@ -20,6 +20,8 @@ pub mod probe;
 pub mod runtime;
 pub mod seccomp_agent;
 pub mod spec;
+pub mod unprivileged;
+pub mod user_podman;
 
 pub use bundle::Bundle;
 pub use ctx::Ctx;

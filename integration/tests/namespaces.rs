@@ -264,3 +264,21 @@ fn cgroup_namespace_root_is_the_container_cgroup() {
         );
     }
 }
+
+/// IFF_UP of the container's lo, from sysfs (mounted in the container's network namespace).
+fn lo_is_up(ctx: &Ctx, b: integration::Bundle) -> bool {
+    let out = ctx.run(&b.sh("cat /sys/class/net/lo/flags")).ok();
+    let flags = out.stdout.trim().trim_start_matches("0x");
+    u32::from_str_radix(flags, 16).unwrap_or_else(|_| panic!("lo flags: {out}")) & 1 == 1
+}
+
+#[test]
+fn a_new_network_namespace_has_lo_up() {
+    // runc (its "loopback" network) and crun bring lo up: 127.0.0.1 must answer.
+    let ctx = Ctx::new();
+    assert!(lo_is_up(&ctx, ctx.bundle()), "lo is up");
+    assert!(
+        lo_is_up(&ctx, userns_bundle(&ctx)),
+        "lo is up in a user namespace too"
+    );
+}

@@ -27,17 +27,39 @@ pub mod sub;
 mod v1_devices;
 mod v1_dirs;
 pub mod v1_limits;
+pub mod v2_devices;
 
 use v1_dirs::V1Dirs;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-/// The cgroup path of a container: `linux.cgroupsPath`, else `/<id>` (as runc).
+/// The cgroup path of a container: `linux.cgroupsPath`; without one, as runc: on cgroup v2
+/// `<the parent of our own cgroup>/<id>` (rootless podman leaves it empty: in a delegated
+/// subtree the container then lands next to the caller's cgroup, inside the delegation),
+/// on v1 `/<id>`.
 pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| PathBuf::from(format!("/{id}")))
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        return p;
+    }
+    let own = is_unified()
+        .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
+        .flatten()
+        .and_then(|t| own_v2_cgroup(&t));
+    default_path(own.as_deref(), id)
+}
+
+/// Our cgroup v2 path from /proc/self/cgroup's `0::PATH` line.
+fn own_v2_cgroup(text: &str) -> Option<PathBuf> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+}
+
+fn default_path(own: Option<&Path>, id: &str) -> PathBuf {
+    own.and_then(Path::parent)
+        .unwrap_or(Path::new("/"))
+        .join(id)
 }
 
 pub struct Cgroup {
@@ -54,7 +76,8 @@ pub struct Cgroup {
 
 fn no_cgroup(what: &str) -> Error {
     Error::Cgroup(format!(
-        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup)"
+        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup, \
+         or with --cgroup-manager disabled)"
     ))
 }
 
@@ -220,8 +243,14 @@ impl Cgroup {
         prefetch: Option<Prefetch>,
     ) -> Result<()> {
         self.finish(prefetch)?;
+        self.v2_devices(resources.and_then(|r| r.devices().as_deref()).or(Some(&[])))?;
         let Some(resources) = resources.filter(|_| !self.none) else {
-            return Ok(());
+            // v1 without linux.resources: still the default rules, deny by default (the
+            // cgroup inherits its parent's allow-all otherwise), as runc.
+            return match self.v1.as_ref().filter(|_| !self.none) {
+                Some(v1) => v1_default_devices(v1),
+                None => Ok(()),
+            };
         };
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
             return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
@@ -267,7 +296,29 @@ impl Cgroup {
                 None => Ok(()),
             };
         }
-        self.apply(resources, false, "update resources of")
+        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
+            // checked before anything is changed
+            v2_devices::from_config(rules)?;
+        }
+        self.apply(resources, false, "update resources of")?;
+        // New device rules replace the old ones; none given: the old ones stay.
+        self.v2_devices(resources.devices().as_deref())
+    }
+
+    /// On cgroup v2, where libcgroups (without its eBPF feature) would ignore them: the
+    /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
+    fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
+        if self.none && self.v1.is_none() && is_unified() {
+            tracing::info!(
+                "no cgroup of its own (rootless, not delegated): linux.resources.devices not \
+                 enforced, as runc"
+            );
+        }
+        let Some(rules) = rules.filter(|_| !self.none && self.v1.is_none()) else {
+            return Ok(());
+        };
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        v2_devices::apply(&Path::new(ROOT).join(rel), rules)
     }
 
     /// libcgroups' manager with what it applies as runc does; on v1, what it does not
@@ -388,6 +439,17 @@ impl Cgroup {
     }
 }
 
+/// The default v1 device rules of a config without `linux.resources`, but for a rootless
+/// runtime (not root, or root of a user namespace), which may not write devices.deny even
+/// in a delegated cgroup: skipped and logged, as runc.
+fn v1_default_devices(v1: &V1Dirs) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
+        tracing::info!("rootless: no device rules on cgroup v1, as runc");
+        return Ok(());
+    }
+    v1.apply_device_rules(&[])
+}
+
 /// Without a cgroup, the container's processes are those of the init's pid namespace
 /// (when it has one of its own; else only the init is known).
 fn pidns_members(init: i32) -> Vec<i32> {
@@ -455,4 +517,22 @@ pub fn oom_kills(path: &Path) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_next_to_our_v2_cgroup() {
+        let own = own_v2_cgroup("0::/user.slice/deleg/init\n");
+        assert_eq!(
+            default_path(own.as_deref(), "c1"),
+            Path::new("/user.slice/deleg/c1")
+        );
+        assert_eq!(own_v2_cgroup("1:name=systemd:/x\n"), None);
+        assert_eq!(default_path(None, "c1"), Path::new("/c1"));
+        let root = own_v2_cgroup("0::/\n");
+        assert_eq!(default_path(root.as_deref(), "c1"), Path::new("/c1"));
+    }
 }

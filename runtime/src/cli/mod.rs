@@ -43,6 +43,15 @@ pub struct Cli {
     /// Use systemd to manage cgroups (cgroupsPath "slice:prefix:name")
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
+    /// crun's cgroup manager flag: cgroupfs (the default), systemd (as --systemd-cgroup),
+    /// or disabled: no cgroup at all (podman passes it for `--cgroups=disabled`)
+    #[arg(
+        long = "cgroup-manager",
+        global = true,
+        value_enum,
+        value_name = "MANAGER"
+    )]
+    cgroup_manager: Option<CgroupManager>,
     /// Ignore cgroup permission errors: true, false or auto (not root, or root of a user
     /// namespace). Before the subcommand only, as runc (`spec --rootless` is spec's own flag)
     #[arg(long, value_enum, default_value = "auto")]
@@ -160,7 +169,26 @@ fn unknown_command(e: &clap::Error) -> Option<String> {
     }
 }
 
+/// `--cgroup-manager` (crun's global flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
+}
+
 impl Cli {
+    /// Whether the systemd cgroup driver was asked for (`--systemd-cgroup` or
+    /// `--cgroup-manager systemd`).
+    pub fn systemd_cgroup(&self) -> bool {
+        self.systemd_cgroup || self.cgroup_manager == Some(CgroupManager::Systemd)
+    }
+
+    /// `--cgroup-manager disabled`: the container gets no cgroup.
+    pub fn cgroups_disabled(&self) -> bool {
+        self.cgroup_manager == Some(CgroupManager::Disabled)
+    }
+
     /// The state root: `--root`, else the default for who we are.
     pub fn root(&self) -> crate::Result<PathBuf> {
         match &self.root_flag {

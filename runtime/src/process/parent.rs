@@ -302,7 +302,7 @@ fn make_exec_fifo(cleanup: &Cleanup) -> Result<OwnedFd> {
     Ok(fifo.into())
 }
 
-/// The container's cgroup, or none (rootless without delegation).
+/// The container's cgroup, or none (rootless without delegation, or disabled).
 fn open_cgroup(
     cleanup: &Cleanup,
     host_mounts: &[capsa_linux::mountinfo::MountEntry],
@@ -310,7 +310,12 @@ fn open_cgroup(
     opts: &CreateOptions,
     resources: Option<&LinuxResources>,
 ) -> Result<Cgroup> {
-    match delegation::decide(path, opts.rootless, resources)? {
+    let decision = if opts.cgroups_disabled {
+        delegation::disabled(resources)?
+    } else {
+        delegation::decide(path, opts.rootless, resources)?
+    };
+    match decision {
         Decision::Skip(_) => Ok(Cgroup::none(0)),
         Decision::Manage => {
             // Recorded before the cgroup exists: a create killed before it saved its state

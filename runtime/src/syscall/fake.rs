@@ -52,6 +52,7 @@ pub enum Call {
     ClearAmbient,
     RaiseAmbient(u8),
     Hostname(String),
+    LoopbackUp,
     Domainname(String),
     Mount {
         source: Option<String>,
@@ -295,6 +296,9 @@ impl Syscall for Recorder {
     }
     fn sethostname(&self, name: &str) -> nix::Result<()> {
         self.record(Call::Hostname(name.into()))
+    }
+    fn loopback_up(&self) -> nix::Result<()> {
+        self.record(Call::LoopbackUp)
     }
     fn setdomainname(&self, name: &str) -> nix::Result<()> {
         self.record(Call::Domainname(name.into()))

@@ -28,9 +28,10 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Pid, Uid};
 
 pub use linux::{
-    detached_overlay, die_with_parent, exit_now, get_winsize, memfd_sealed_copy, open_at,
-    open_path, open_tree_clone, pidfd_open, pty_peer, seccomp_flag_supported, set_controlling_tty,
-    set_winsize, unlockpt, Linux,
+    bpf_attach_cgroup_device, bpf_detach_cgroup_device, bpf_load_cgroup_device, bpf_prog_fd_by_id,
+    bpf_query_cgroup_device, detached_overlay, die_with_parent, exit_now, get_winsize,
+    memfd_sealed_copy, open_at, open_path, open_tree_clone, pidfd_open, pty_peer,
+    seccomp_flag_supported, set_controlling_tty, set_winsize, unlockpt, Linux,
 };
 
 /// In which of the two processes `clone_process` returned.
@@ -102,6 +103,8 @@ pub trait Syscall {
     fn clear_ambient_caps(&self) -> nix::Result<()>;
     fn raise_ambient_cap(&self, cap: u8) -> nix::Result<()>;
     fn sethostname(&self, name: &str) -> nix::Result<()>;
+    /// Set the loopback interface of our network namespace up.
+    fn loopback_up(&self) -> nix::Result<()>;
     fn setdomainname(&self, name: &str) -> nix::Result<()>;
 
     // --- filesystems ---
