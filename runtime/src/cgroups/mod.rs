@@ -309,7 +309,7 @@ impl Cgroup {
     /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
     fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
         if self.none && self.v1.is_none() && is_unified() {
-            tracing::info!(
+            tracing::debug!(
                 "no cgroup of its own (rootless, not delegated): linux.resources.devices not \
                  enforced, as runc"
             );
@@ -444,7 +444,7 @@ impl Cgroup {
 /// in a delegated cgroup: skipped and logged, as runc.
 fn v1_default_devices(v1: &V1Dirs) -> Result<()> {
     if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
-        tracing::info!("rootless: no device rules on cgroup v1, as runc");
+        tracing::debug!("rootless: no device rules on cgroup v1, as runc");
         return Ok(());
     }
     v1.apply_device_rules(&[])
