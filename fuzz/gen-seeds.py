@@ -6,7 +6,9 @@ usage: gen-seeds.py CAPSA OUT
                 every check (seccomp, rlimits, capabilities, namespaces, sysctl, mounts...)
   OUT/layer/    small layer tars: whiteouts, opaque markers, symlinks and hardlinks (inside,
                 escaping, absolute), `..` and absolute entry names, devices, pax xattrs, gzip
-  OUT/config.dict, OUT/layer.dict   libFuzzer dictionaries (JSON keys and values; tar tokens)
+  OUT/layer_umoci/  byte strings layer_umoci decodes into layers (the issue-19 image, links
+                through symlinks, whiteouts next to new files), and random ones
+  OUT/config.dict, OUT/layer.dict, OUT/layer_umoci.dict   libFuzzer dictionaries
 """
 import copy
 import gzip
@@ -202,8 +204,36 @@ def layer_seeds():
     return s
 
 
+def umoci_seeds():
+    """Inputs of fuzz_targets/layer_umoci.rs: op byte (op % 9: 0 dir, 1-2 file, 3 symlink,
+    4 hardlink, 5 fifo, 6 whiteout/opaque, 7 xattr file, 8 next layer), then a path (a byte:
+    0x80 absolute, % 3 + 1 components; one byte per component: a b lib usr .. .) and, for
+    links, a target."""
+    import random
+    rnd = random.Random(19)
+    seeds = {
+        # usr/, usr/lib/, lib -> /usr/lib, lib/a (the issue's image)
+        "abs-symlink": bytes([0, 0, 3, 0, 1, 3, 2, 3, 0, 2, 9, 1, 1, 2, 0]),
+        # the same across two layers
+        "abs-symlink-lower": bytes([0, 0, 3, 0, 1, 3, 2, 3, 0, 2, 9, 8, 0, 1, 1, 2, 0]),
+        # a, a/b file, hardlink lib -> a/b, symlink b -> a, hardlink usr -> b/b
+        "hardlinks": bytes([0, 0, 0, 1, 1, 0, 1, 4, 0, 2, 1, 0, 1, 3, 0, 1, 0, 4, 0, 3, 1, 1, 1]),
+        # a/ a/b ; next layer: .wh.a then a/lib file; opaque marker in usr
+        "whiteouts": bytes([0, 0, 0, 1, 1, 0, 1, 8, 0, 6, 0, 0, 1, 1, 0, 2, 0x46, 0, 3, 1, 1, 3, 0]),
+    }
+    for i in range(24):
+        seeds["random-%d" % i] = bytes(rnd.randrange(256) for _ in range(rnd.randrange(8, 64)))
+    return seeds
+
+
 def main():
     capsa, out = sys.argv[1], sys.argv[2]
+    os.makedirs(os.path.join(out, "layer_umoci"), exist_ok=True)
+    for name, data in umoci_seeds().items():
+        with open(os.path.join(out, "layer_umoci", name), "wb") as f:
+            f.write(data)
+    write_dict(os.path.join(out, "layer_umoci.dict"),
+               {"\x00\x00", "\x03\x00", "\x08", "\x06", "\x80", "\x04\x00"})
     for sub in ("config", "layer"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     base = capsa_spec(capsa)

@@ -19,7 +19,9 @@
 #   exec      capset to the execve of /bin/true: user, seccomp, the last sync, start
 #   workload  /bin/true's execve to its exit
 #   teardown  its exit to the runtime's: reaping, cgroup and state removal
-# and the whole, untraced (hyperfine, the same runs' median), for scale. A runtime whose
+# and the whole, untraced (hyperfine, the same runs' median), for scale; then the system
+# calls of one `run` (strace -f -c over every process of the runtime and the container's
+# init; the median of 5 runs; /bin/true's own calls included, the same for all). A runtime whose
 # trace lacks a marker (e.g. no capset) shows "-" there and folds the time into the next.
 # Runs in the benchmarks' environment (hack/bench-lib.sh bench_env).
 set -euo pipefail
@@ -96,4 +98,17 @@ for rt in "$@"; do
     cols+=("$(awk -v c="$c" '$c != "-" {print $c}' "$OUT/$name.steps" | median)")
   done
   printf '%-10s %8s %8s %8s %8s %8s %8s %8s %10s\n' "$name" "${cols[@]}" "$whole"
+done
+
+echo
+printf '%-10s %10s\n' runtime syscalls
+for rt in "$@"; do
+  p=$(rt_path "$rt"); name=$(basename "$rt")
+  root=$OUT/root-$name
+  for i in 1 2 3 4 5; do
+    strace -f -c -qq -o "$OUT/$name.count" "$p" --root "$root" run --bundle "$B" "sc$i-$$" \
+      >/dev/null 2>&1 || true
+    awk '$NF == "total" {print $4}' "$OUT/$name.count"
+  done | median | xargs printf '%-10s %10s\n' "$name"
+  cleanup_ids "$p" sc
 done

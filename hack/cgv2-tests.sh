@@ -3,10 +3,12 @@
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
 # Usage: bash hack/cgv2-tests.sh [--init KIND] [TEST-FILE[:FILTER]...] [-- HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless
-#               checkpoint podman:checkpoint: limits, update, pause, ps, events, OOM and
-#               delegation on pure cgroup v2; checkpoint/restore with CRIU, which works on
-#               the guest's kernel, and through podman); FILTER: only its tests matching it
+#   TEST-FILE   integration/tests/<name>.rs to run; <name>:FILTER for only its tests whose
+#               name contains FILTER (default: cgroups exec events rootless devices
+#               podman_rootless:delegated checkpoint podman:checkpoint: limits, update,
+#               pause, ps, events, OOM, delegation and the eBPF device rules on pure cgroup
+#               v2, rootless podman in a delegated subtree; checkpoint/restore with CRIU,
+#               which works on the guest's kernel, and through podman)
 #   --init KIND the guest's PID 1 (hack/cgv2-vm.sh): `systemd` for the systemd cgroup
 #               driver's tests (default list then: systemd)
 # In the guest CAPSA_REQUIRE_CRIU=1 and, under systemd, CAPSA_REQUIRE_SYSTEMD=1: a test
@@ -34,7 +36,8 @@ done
 if [ ${#tests[@]} -eq 0 ]; then
   case $init in
     systemd) tests=(systemd) ;;
-    *) tests=(cgroups exec events rootless checkpoint podman:checkpoint) ;;
+    *) tests=(cgroups exec events rootless devices podman_rootless:delegated checkpoint
+              podman:checkpoint) ;;
   esac
 fi
 require=(CAPSA_REQUIRE_CRIU=1)

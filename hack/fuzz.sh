@@ -5,10 +5,13 @@
 #   config  config.json: parse + every check `capsa create` makes before touching the system
 #   layer   capsa-image's layer unpacker on any byte stream, over a small lower layer:
 #           no panic, nothing written outside the layer dir
+#   layer_umoci  the same unpacker against `umoci unpack` as the oracle: layers decoded from
+#           the input; where umoci succeeds capsa-image must give the same tree (or refuse
+#           with one of its deliberate refusals, docs/image.md)
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per target (default 120)
-#   FUZZ_TARGETS   targets to run (default "config layer")
+#   FUZZ_TARGETS   targets to run (default "config layer layer_umoci")
 #   FUZZ_SANITIZER address (default) or none: ASan catches memory errors in unsafe code and
 #                  costs about 2x in executions per second
 #   CAPSA          a built capsa binary for the seeds (default target/release/capsa, built
@@ -17,7 +20,7 @@
 # RUSTC_BOOTSTRAP=1 allows on stable; stable's rust-std ships the ASan runtime for
 # x86_64-unknown-linux-gnu.
 # Installs (idempotently): g++ (libfuzzer-sys builds libFuzzer), python3 (seed generator),
-# util-linux (unshare), and cargo-fuzz (`cargo install --locked`).
+# util-linux (unshare), umoci (layer_umoci's oracle), and cargo-fuzz (`cargo install --locked`).
 # The corpora grow in fuzz/corpus/<target> (kept between runs, not committed); seeds are
 # generated into fuzz/seeds on every run; crashes land in fuzz/artifacts/<target>/.
 # Each target runs in a private mount namespace where / is read-only and /tmp a private
@@ -29,12 +32,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd -P)
 seconds=${FUZZ_SECONDS:-120}
-targets=${FUZZ_TARGETS:-config layer}
+targets=${FUZZ_TARGETS:-config layer layer_umoci}
 sanitizer=${FUZZ_SANITIZER:-address}
 
 [ "$(id -u)" = 0 ] || { echo "fuzz.sh: must run as root" >&2; exit 1; }
 
-bash hack/apt-need.sh fuzz.sh g++ python3 util-linux
+bash hack/apt-need.sh fuzz.sh g++ python3 util-linux umoci
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz" >&2
   cargo install --locked cargo-fuzz

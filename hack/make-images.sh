@@ -14,6 +14,11 @@
 #                                   installs nginx-light, copies two files, deletes
 #                                   /etc/issue.net (whiteout .wh.issue.net) and replaces
 #                                   /etc/skel (opaque dir .wh..wh..opq)
+#   localhost/test-rich:bookworm    4 layers: test-debian + Debian packages rich in links,
+#                                   file capabilities and setuid files (iputils-ping with
+#                                   cap_net_raw, passwd's setuid tools, python3, perl's
+#                                   hardlinks), then absolute symlinks, owners above 65535,
+#                                   a whiteout and an opaque dir (the differential test)
 # Written for each NAME:TAG:
 #   OUTDIR/NAME/                OCI image layout, ref name TAG
 #   OUTDIR/NAME-TAG.docker.tar  docker-archive, RepoTags localhost/NAME:TAG
@@ -52,7 +57,10 @@ fi
 mkdir -p "$OUT" "$WORK"/{storage,run,tmp,networks}
 exec 9>"$OUT/.lock"
 flock 9
-if [ "$FORCE" != 1 ] && [ -f "$OUT/images.json" ]; then
+REFS=(test-busybox:latest test-debian:$SUITE test-nginx:$SUITE test-rich:$SUITE)
+# complete when images.json lists every image (a cache from before an image was added is not)
+if [ "$FORCE" != 1 ] && [ -f "$OUT/images.json" ] &&
+   [ "$(jq length "$OUT/images.json")" = "${#REFS[@]}" ]; then
   log "already built: $OUT"; exit 0
 fi
 rm -f "$OUT/images.json"
@@ -149,8 +157,35 @@ EOF
     -t localhost/test-nginx:$SUITE "$CTX" >&2
 fi
 
+# ---------------------------------------------------------------- rich: packages on debian
+if ! have_image localhost/test-rich:$SUITE; then
+  CTX=$WORK/rich-ctx; rm -rf "$CTX"; mkdir -p "$CTX"
+  cat > "$CTX/Dockerfile" <<EOF
+FROM localhost/test-debian:$SUITE
+ENV DEBIAN_FRONTEND=noninteractive
+# libcap2-bin first: iputils-ping's postinst sets cap_net_raw with setcap when it is there
+RUN set -eux; apt-get update; \
+    apt-get install -y --no-install-recommends libcap2-bin; \
+    apt-get install -y --no-install-recommends iputils-ping passwd; \
+    getcap /bin/ping | grep -q cap_net_raw; \
+    apt-get clean; rm -rf /var/lib/apt/lists/*
+RUN set -eux; apt-get update; \
+    apt-get install -y --no-install-recommends python3 perl; \
+    apt-get clean; rm -rf /var/lib/apt/lists/*
+RUN set -eux; \
+    mkdir -p /opt/tool/bin; echo '#!/bin/sh' > /opt/tool/bin/t; chmod 755 /opt/tool/bin/t; \
+    ln -s /opt/tool /usr/local/tool; ln -s /usr/bin/python3 /usr/local/bin/py; \
+    install -d -o 70000 -g 70000 -m 2750 /srv/big; echo big > /srv/big/f; chown 70000:4000000 /srv/big/f; \
+    rm -rf /usr/share/doc/perl; rm -f /etc/motd; \
+    rm -rf /etc/skel && mkdir /etc/skel && echo replaced > /etc/skel/README
+CMD ["python3"]
+EOF
+  log "buildah bud test-rich (RUN through runc, host network for apt)"
+  "${BA[@]}" bud --pull=never --layers=true --network host --runtime runc --isolation oci \
+    -t localhost/test-rich:$SUITE "$CTX" >&2
+fi
+
 # ---------------------------------------------------------------- export
-REFS=(test-busybox:latest test-debian:$SUITE test-nginx:$SUITE)
 PUSH=("${BA[@]}" push --signature-policy "$WORK/policy.json" --quiet)
 json=()
 for ref in "${REFS[@]}"; do

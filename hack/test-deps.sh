@@ -8,6 +8,8 @@
 #   podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
 #                   podman driving the runtime (integration/tests/podman.rs, private set-up
 #                   by hack/podman-env.sh)
+#   docker.io       dockerd and docker driving the runtime through containerd's runc shim
+#                   (integration/tests/docker.rs: a private dockerd on a private containerd)
 #   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
 #                   nsenter, ps, script)
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
@@ -17,6 +19,8 @@
 #                   Debian's criu 3.17 fails `criu check` on kernels newer than it knows;
 #                   CRIU locks the container's network with iptables-restore
 #   bats            runc's own checkpoint.bats, run in the VM (hack/runc-bats.sh)
+#   umoci           the reference unpacker capsa-image's unpack is compared with (Debian 12:
+#                   0.4.7; image/tests/differential.rs, the fuzz tier's layer-umoci target)
 # It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
 # no login, no home) with subordinate ids 400000-465535 in /etc/subuid and /etc/subgid for
 # newuidmap/newgidmap (package uidmap); the test creates it the same way when missing.
@@ -38,7 +42,8 @@ rootless_user() {
 }
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
-      protobuf-compiler criu iptables bats podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
+      protobuf-compiler criu iptables bats umoci podman buildah conmon netavark aardvark-dns
+      slirp4netns catatonit uidmap docker.io)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"
 rootless_user

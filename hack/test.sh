@@ -23,8 +23,9 @@
 #                     capsa (our shim) and runc (the Go shim driving capsa), probe stress
 #   fuzz              hack/fuzz.sh: the config and layer targets, FUZZ_SECONDS (90) each
 #   cgroup-v2         inside a pure cgroup v2 VM (hack/cgv2-vm.sh): the runtime's cgroup, exec,
-#                     events, rootless tests, checkpoint/restore with CRIU (which works on
-#                     the guest's kernel) directly and through podman (hack/cgv2-tests.sh)
+#                     events, rootless, devices (eBPF) tests, rootless podman in a delegated
+#                     subtree, checkpoint/restore with CRIU (which works on the guest's
+#                     kernel) directly and through podman (hack/cgv2-tests.sh)
 #   systemd           the same VM booted with systemd as PID 1: the --systemd-cgroup driver
 #   shim-cgroup-v2    the shim's ctr tests in the VM (systemd as PID 1) driving capsa: metrics
 #                     and OOM on v2, ctr checkpoint/restore, SystemdCgroup = true;

@@ -4,10 +4,13 @@
 //! followed.
 use crate::sys;
 use crate::unpack::{remove_children, xattr_allowed, OPAQUE_XATTR};
+use capsa_linux::resolve::{self, Scope};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -139,11 +142,14 @@ impl Copier {
             }
             v.extend_from_slice(c.as_bytes());
         }
-        sys::open_beneath(
-            self.dst_root.as_raw_fd(),
-            OsStr::from_bytes(&v),
-            libc::O_PATH | libc::O_DIRECTORY,
+        resolve::open(
+            self.dst_root.as_fd(),
+            Path::new(OsStr::from_bytes(&v)),
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+            Scope::Beneath,
         )
+        .map_err(io::Error::from)
     }
 }
 

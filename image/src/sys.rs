@@ -1,6 +1,7 @@
 //! Raw *at syscalls relative to a directory fd. Every path operation of the unpacker and the
 //! copier goes through here, so that nothing ever resolves a path from the host's root or
-//! follows a symlink out of the directory being written. All `unsafe` of the crate lives here.
+//! follows a symlink out of the directory being written. All `unsafe` of the crate lives here
+//! (lib.rs denies it everywhere else); openat2 resolution comes from capsa-linux.
 use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -23,37 +24,6 @@ fn fd_result(r: libc::c_int) -> io::Result<OwnedFd> {
     let fd = check(r)?;
     // SAFETY: the kernel just returned this fd to us and nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Opens `path` (relative, several components) strictly beneath `dir`: `..` or a symlink that
-/// would leave `dir` fails with EXDEV, magic links are refused. openat2(2) retries on EAGAIN.
-pub fn open_beneath(dir: RawFd, path: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let p = cstr(path)?;
-    // SAFETY: open_how is a plain C struct; all-zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
-        // SAFETY: p is a valid NUL-terminated string and how a valid open_how of the size given.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                p.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EAGAIN) {
-                continue;
-            }
-            return Err(e);
-        }
-        // SAFETY: a fresh fd from the kernel, owned by nobody else.
-        return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
-    }
 }
 
 /// openat(2) of one name in `dir`.
@@ -276,6 +246,13 @@ pub fn lxattrs(dir: RawFd, name: &OsStr) -> io::Result<Vec<(CString, Vec<u8>)>> 
     Ok(out)
 }
 
+/// Removes the xattr `key` of `name` in `dir`, symlinks not followed.
+pub fn lremovexattr(dir: RawFd, name: &OsStr, key: &CStr) -> io::Result<()> {
+    let p = proc_path(dir, name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::lremovexattr(p.as_ptr(), key.as_ptr()) }).map(drop)
+}
+
 pub fn lgetxattr(dir: RawFd, name: &OsStr, key: &CStr) -> io::Result<Option<Vec<u8>>> {
     let p = proc_path(dir, name)?;
     let mut val = vec![0u8; 256];
@@ -367,36 +344,6 @@ pub fn is_mountpoint(path: &std::path::Path) -> bool {
     }
 }
 
-/// Opens `path` as if `dir` were the root: absolute symlinks and `..` stay inside `dir`
-/// (openat2 RESOLVE_IN_ROOT), magic links are refused.
-pub fn open_in_root(dir: RawFd, path: &OsStr, flags: libc::c_int) -> io::Result<OwnedFd> {
-    let p = cstr(path)?;
-    // SAFETY: open_how is a plain C struct; all-zero is its documented default.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    loop {
-        // SAFETY: p is a valid C string and how a valid open_how of the size given.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir,
-                p.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if r >= 0 {
-            // SAFETY: a fresh fd from the kernel, owned by nobody else.
-            return Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EAGAIN) {
-            return Err(e);
-        }
-    }
-}
-
 /// The filesystem uid/gid new files get (the effective ids; no setfsuid here).
 pub fn fs_ids() -> (u32, u32) {
     // SAFETY: geteuid/getegid cannot fail and touch no memory.
@@ -409,4 +356,51 @@ pub fn umask() -> Option<u32> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(v.trim(), 8).ok()
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    // async-signal-safe: one atomic store
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+const INTERRUPTS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// While held, SIGINT, SIGTERM and SIGHUP only set a flag (`interrupted`), so that a long
+/// operation can stop at its next step and clean up; children started meanwhile get the
+/// default actions back at exec. The previous handlers come back on drop.
+pub struct InterruptGuard {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+pub fn catch_interrupts() -> io::Result<InterruptGuard> {
+    let mut old = Vec::new();
+    for sig in INTERRUPTS {
+        // SAFETY: sigaction is plain data; all-zero is a valid empty action.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: sa and prev are valid sigaction structs; the handler only stores an atomic.
+        let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to two sigaction structs.
+        check(unsafe { libc::sigaction(sig, &sa, &mut prev) })?;
+        old.push((sig, prev));
+    }
+    INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
+    Ok(InterruptGuard { old })
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: restores the action sigaction returned for this signal.
+            unsafe { libc::sigaction(*sig, prev, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Whether an interrupt arrived since `catch_interrupts`.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }

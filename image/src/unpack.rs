@@ -3,17 +3,25 @@
 //! `trusted.overlay.opaque=y` xattr of its directory. Stacking such dirs as overlay lower dirs
 //! gives the image's root filesystem.
 //!
-//! Security: entry paths must be relative and free of `..`; every path is resolved from the
-//! layer dir's fd with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS), and the last component
-//! is created/changed with *at calls that never follow it. An entry that would reach outside the
-//! layer dir (directly, through a symlink or through a hardlink) fails the whole layer.
+//! Paths as umoci (securejoin) and containerd resolve them: an entry's parent directory and a
+//! hardlink's target are resolved in the image's root, this layer over the lower ones as
+//! overlay merges them: symlinks are followed, an absolute one from the image's root, `..`
+//! never above it. Nothing can reach outside: the walk is ours, component by component, each
+//! step an *at call on a directory fd of one layer that never follows a symlink
+//! (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS for a path without one); the last component
+//! is created/changed with *at calls that never follow it. Entry names and hardlink targets
+//! are cleaned lexically first (a leading `/` is the root); one whose `..` climbs above the
+//! root fails the whole layer (docker refuses it too, umoci clamps it).
 use crate::compress::{decompress, Compression};
 use crate::digest::{Digest, Sha256};
 use crate::error::{Error, IoContext, Result};
 use crate::sys;
+use capsa_linux::resolve::{self, Scope};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -32,16 +40,19 @@ pub struct Unpacked {
     pub uncompressed_size: u64,
 }
 
-/// Splits an entry path into its components; refuses absolute paths and `..`.
+/// Splits an entry path into its components, cleaned as umoci, docker and containerd clean
+/// it: a leading `/` means the layer's root, `a/../b` is `b`. A `..` that climbs above the
+/// root is refused (docker refuses it too; umoci would clamp it to the root).
 pub fn clean_path(raw: &[u8]) -> std::result::Result<Vec<OsString>, String> {
-    if raw.first() == Some(&b'/') {
-        return Err("absolute path".into());
-    }
     let mut out = Vec::new();
     for c in raw.split(|b| *b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err("path contains '..'".into()),
+            b".." => {
+                if out.pop().is_none() {
+                    return Err("path climbs above the layer root with '..'".into());
+                }
+            }
             c => out.push(OsStr::from_bytes(c).to_os_string()),
         }
     }
@@ -68,7 +79,8 @@ pub fn xattr_allowed(name: &[u8]) -> bool {
         || name.starts_with(b"user.overlay."))
 }
 
-/// A directory's path and (atime, mtime), applied after the layer's last entry.
+/// A directory's real path in the layer and (atime, mtime), applied after the layer's last
+/// entry.
 type DirTimes = (Vec<OsString>, (i64, i64), (i64, i64));
 
 struct Attrs {
@@ -78,6 +90,21 @@ struct Attrs {
     mtime: (i64, i64),
     atime: Option<(i64, i64)>,
     xattrs: Vec<(CString, Vec<u8>)>,
+    /// a PAX sparse file (GNU.sparse.* records, which the tar crate does not interpret)
+    sparse: Option<PaxSparse>,
+}
+
+/// A sparse file in GNU tar's PAX formats: 0.0 (GNU.sparse.offset/numbytes records), 0.1
+/// (GNU.sparse.map) or 1.0 (the map at the start of the data). The entry's data holds the
+/// listed chunks one after the other.
+#[derive(Default)]
+struct PaxSparse {
+    /// the file's real name (the header's is GNUSparseFile.PID/NAME)
+    name: Option<Vec<u8>>,
+    realsize: Option<u64>,
+    /// (offset, size) of each chunk; None for 1.0: read from the data
+    map: Option<Vec<(u64, u64)>>,
+    major: Option<u64>,
 }
 
 /// What a new entry created in a directory gets without chown/chmod.
@@ -112,14 +139,73 @@ impl Creds {
 
 const DEFAULT_ACL: &CStr_ = c"system.posix_acl_default";
 
+/// The most symlinks one path may go through (securejoin's limit, which umoci uses).
+const MAX_SYMLINKS: u32 = 255;
+
+/// A directory of one layer: the layer's root (index into the stack, 0 = the layer being
+/// written) or a directory below it.
+enum LayerDir {
+    Root(usize),
+    Sub(usize, OwnedFd),
+}
+
+impl LayerDir {
+    fn layer(&self) -> usize {
+        match self {
+            LayerDir::Root(i) | LayerDir::Sub(i, _) => *i,
+        }
+    }
+}
+
+/// One directory of the merged view (the layers stacked as overlay stacks them), reached by
+/// a walk: its name and the layers' directories that make it up, top first.
+struct Level {
+    name: OsString,
+    dirs: Vec<LayerDir>,
+    /// this layer holds a whiteout at this name: a directory made here must be opaque (the
+    /// whiteout hid what the lower layers have there)
+    upper_whiteout: bool,
+}
+
+/// What a name is in the merged view.
+enum Lookup {
+    /// in no layer, or whited out
+    Missing { upper_whiteout: bool },
+    /// a directory, made of these layers' directories (top first)
+    Dir(Vec<LayerDir>),
+    /// anything else (symlink included): its stat, found in `dirs[at]`
+    Entry { at: usize, st: libc::stat },
+}
+
+/// The parent directory resolved last (entries come grouped by directory).
+struct Parent {
+    /// the parent's path as the tar names it
+    key: OsString,
+    /// its path in the layer, symlinks resolved
+    real: Vec<OsString>,
+    fd: OwnedFd,
+    inherit: Inherit,
+}
+
+fn is_whiteout(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+}
+
+fn errno_in(e: &io::Error, codes: &[i32]) -> bool {
+    e.raw_os_error().is_some_and(|c| codes.contains(&c))
+}
+
 struct Unpacker<'a> {
     layer: &'a str,
     root: OwnedFd,
-    lowers: &'a [PathBuf],
-    /// the last parent dir resolved, by path (entries come grouped by directory)
-    cached_parent: Option<(OsString, OwnedFd, Inherit)>,
+    /// the layer dirs below this one, nearest first
+    lowers: Vec<OwnedFd>,
+    cached_parent: Option<Parent>,
     creds: Creds,
+    /// directories whose times are set at the end, by path in the layer
     dir_times: Vec<DirTimes>,
+    /// the root's (atime, mtime), set after every other directory's
+    root_times: Option<((i64, i64), (i64, i64))>,
     deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
     /// file data goes through this buffer: fewer, larger writes than io::copy's 8 KiB
     buf: Vec<u8>,
@@ -150,22 +236,68 @@ impl<'a> Unpacker<'a> {
         self.bad(entry, format!("{what}: {e}"))
     }
 
-    /// Resolves (creating missing directories) the parent directory `comps` beneath the root.
+    fn raw(&self, d: &LayerDir) -> RawFd {
+        match d {
+            LayerDir::Root(0) => self.root.as_raw_fd(),
+            LayerDir::Root(i) => self.lowers[i - 1].as_raw_fd(),
+            LayerDir::Sub(_, fd) => fd.as_raw_fd(),
+        }
+    }
+
+    /// The roots of every layer, this one first.
+    fn root_dirs(&self) -> Vec<LayerDir> {
+        (0..=self.lowers.len()).map(LayerDir::Root).collect()
+    }
+
+    /// Opens `path` (real: no symlink on it) in this layer as an O_PATH directory.
+    fn open_real(&self, path: &OsStr) -> io::Result<OwnedFd> {
+        let p = if path.is_empty() {
+            Path::new(".")
+        } else {
+            Path::new(path)
+        };
+        resolve::open(
+            self.root.as_fd(),
+            p,
+            OFlag::O_PATH | OFlag::O_DIRECTORY,
+            Mode::empty(),
+            Scope::BeneathNoSymlinks,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// Resolves (creating missing directories) the parent directory `comps` and caches it.
     fn parent(&mut self, entry: &[OsString], comps: &[OsString]) -> Result<RawFd> {
         let key = join(comps);
-        if let Some((k, fd, _)) = &self.cached_parent {
-            if *k == key {
-                return Ok(fd.as_raw_fd());
+        if let Some(p) = &self.cached_parent {
+            if p.key == key {
+                return Ok(p.fd.as_raw_fd());
             }
         }
-        let fd = self.resolve_dir(entry, comps, true)?;
+        let (real, fd) = self.resolve_dir(entry, comps)?;
         let st = sys::fstat(fd.as_raw_fd()).map_err(|e| self.io(entry, "stat parent", e))?;
         let inherit = Inherit {
             setgid: st.st_mode & libc::S_ISGID != 0,
             gid: st.st_gid,
         };
-        self.cached_parent = Some((key, fd, inherit));
-        Ok(self.cached_parent.as_ref().expect("just set").1.as_raw_fd())
+        let p = self.cached_parent.insert(Parent {
+            key,
+            real,
+            fd,
+            inherit,
+        });
+        Ok(p.fd.as_raw_fd())
+    }
+
+    /// The real path in this layer of `name` in the parent `parent()` returned last.
+    fn real_path(&self, name: &OsStr) -> Vec<OsString> {
+        let mut v = self
+            .cached_parent
+            .as_ref()
+            .map(|p| p.real.clone())
+            .unwrap_or_default();
+        v.push(name.to_os_string());
+        v
     }
 
     /// Whether an entry just created in the cached parent (the one `parent()` returned last)
@@ -173,10 +305,10 @@ impl<'a> Unpacker<'a> {
     /// when the parent is setgid or the filesystem is mounted `grpid`: the chown is skipped
     /// only when all of these are `gid`.
     fn needs_chown(&self, uid: u32, gid: u32) -> bool {
-        let Some((_, _, inh)) = &self.cached_parent else {
+        let Some(p) = &self.cached_parent else {
             return true;
         };
-        uid != self.creds.uid || gid != self.creds.gid || inh.gid != gid
+        uid != self.creds.uid || gid != self.creds.gid || p.inherit.gid != gid
     }
 
     /// Whether an entry just created in the cached parent with `mode & 0o777` needs a chmod
@@ -184,92 +316,268 @@ impl<'a> Unpacker<'a> {
     /// took away, or the setgid bit a new directory inherits.
     fn needs_chmod(&self, mode: u32, is_dir: bool) -> bool {
         let parent_setgid = match &self.cached_parent {
-            Some((_, _, inh)) => inh.setgid,
+            Some(p) => p.inherit.setgid,
             None => return true,
         };
         mode & 0o7000 != 0 || mode & self.creds.umask != 0 || (is_dir && parent_setgid)
     }
 
-    fn open_dir_beneath(&self, entry: &[OsString], path: &OsStr) -> Result<Option<OwnedFd>> {
-        if path.is_empty() {
-            return sys::openat(
-                self.root.as_raw_fd(),
-                OsStr::new("."),
-                libc::O_PATH | libc::O_DIRECTORY,
-                0,
-            )
-            .map(Some)
-            .map_err(|e| self.io(entry, "open layer root", e));
+    /// The directory `comps` as umoci's securejoin + MkdirAll make it: the path resolved in
+    /// the image's root (this layer over the lower ones), then every directory it lacks in
+    /// this layer made. Returns its real path and an O_PATH fd.
+    fn resolve_dir(
+        &mut self,
+        entry: &[OsString],
+        comps: &[OsString],
+    ) -> Result<(Vec<OsString>, OwnedFd)> {
+        // the common case: every component a directory of this layer, no symlink
+        match self.open_real(&join(comps)) {
+            Ok(fd) => return Ok((comps.to_vec(), fd)),
+            Err(e) if errno_in(&e, &[libc::ENOENT, libc::ENOTDIR, libc::ELOOP, libc::EXDEV]) => {}
+            Err(e) => return Err(self.io(entry, "resolve parent", e)),
         }
-        match sys::open_beneath(
-            self.root.as_raw_fd(),
-            path,
-            libc::O_PATH | libc::O_DIRECTORY,
-        ) {
-            Ok(fd) => Ok(Some(fd)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EXDEV) | Some(libc::ELOOP)) => {
-                Err(self.bad(
-                    entry,
-                    format!(
-                        "parent {:?} escapes the layer directory through a symlink",
-                        path
-                    ),
-                ))
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-                Err(self.bad(entry, format!("parent {:?} is not a directory", path)))
-            }
-            Err(e) => Err(self.io(entry, "resolve parent", e)),
-        }
+        let levels = self.walk_dirs(entry, comps)?;
+        let real = levels.iter().map(|l| l.name.clone()).collect();
+        let fd = self
+            .make_dirs(&levels)
+            .map_err(|e| self.io(entry, "create parent directory", e))?;
+        Ok((real, fd))
     }
 
-    fn resolve_dir(&self, entry: &[OsString], comps: &[OsString], create: bool) -> Result<OwnedFd> {
-        if let Some(fd) = self.open_dir_beneath(entry, &join(comps))? {
-            return Ok(fd);
+    /// What `name` is in the merged directory made of `dirs`, as overlay sees it: the top
+    /// layer that has the name decides; a whiteout hides it; a directory merges with the
+    /// directories of the layers below it down to an opaque one or a non-directory.
+    fn lookup(&self, dirs: &[LayerDir], name: &OsStr) -> io::Result<Lookup> {
+        let mut found = Vec::new();
+        for (at, d) in dirs.iter().enumerate() {
+            let fd = self.raw(d);
+            let Some(st) = sys::lstat_opt(fd, name)? else {
+                continue;
+            };
+            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            if found.is_empty() {
+                if is_whiteout(&st) {
+                    return Ok(Lookup::Missing {
+                        upper_whiteout: d.layer() == 0,
+                    });
+                }
+                if !is_dir {
+                    return Ok(Lookup::Entry { at, st });
+                }
+            } else if !is_dir {
+                break;
+            }
+            let sub = sys::openat(
+                fd,
+                name,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
+            let opaque = sys::lgetxattr(fd, name, OPAQUE_XATTR)?.is_some_and(|v| v == b"y");
+            found.push(LayerDir::Sub(d.layer(), sub));
+            if opaque {
+                break;
+            }
         }
-        if !create {
-            return Err(self.bad(entry, "parent directory missing"));
-        }
-        // create the missing components one by one, with the attributes the lower layers give
-        let mut cur = self.open_dir_beneath(entry, OsStr::new(""))?.expect("root");
-        for i in 0..comps.len() {
-            match self.open_dir_beneath(entry, &join(&comps[..=i]))? {
-                Some(fd) => cur = fd,
+        Ok(if found.is_empty() {
+            Lookup::Missing {
+                upper_whiteout: false,
+            }
+        } else {
+            Lookup::Dir(found)
+        })
+    }
+
+    /// Resolves the directory path `comps` in the merged view as securejoin resolves a path
+    /// in umoci's single tree: symlinks followed (an absolute one from the image's root),
+    /// `..` never above the root, components that exist nowhere kept (MkdirAll makes them).
+    /// Err(path) when a component is not a directory (nor a symlink to one).
+    fn walk(
+        &self,
+        entry: &[OsString],
+        comps: &[OsString],
+    ) -> Result<std::result::Result<Vec<Level>, OsString>> {
+        let mut levels: Vec<Level> = Vec::new();
+        let mut todo: std::collections::VecDeque<OsString> = comps.iter().cloned().collect();
+        let mut hops = 0;
+        let so_far = |levels: &[Level], c: &OsStr| {
+            let mut v: Vec<OsString> = levels.iter().map(|l| l.name.clone()).collect();
+            v.push(c.to_os_string());
+            join(&v)
+        };
+        while let Some(c) = todo.pop_front() {
+            match c.as_bytes() {
+                b"" | b"." => continue,
+                b".." => {
+                    levels.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let root_dirs;
+            let dirs = match levels.last() {
+                Some(l) => &l.dirs,
                 None => {
-                    let (mode, uid, gid) = self.lower_dir_attrs(&comps[..=i]);
-                    sys::mkdirat(cur.as_raw_fd(), &comps[i], 0o700)
-                        .map_err(|e| self.io(entry, "create parent directory", e))?;
-                    sys::lchownat(cur.as_raw_fd(), &comps[i], uid, gid)
-                        .and_then(|_| sys::fchmodat(cur.as_raw_fd(), &comps[i], mode))
-                        .map_err(|e| self.io(entry, "set parent directory attributes", e))?;
-                    cur = self
-                        .open_dir_beneath(entry, &join(&comps[..=i]))?
-                        .ok_or_else(|| self.bad(entry, "parent vanished"))?;
+                    root_dirs = self.root_dirs();
+                    &root_dirs
+                }
+            };
+            let found = self
+                .lookup(dirs, &c)
+                .map_err(|e| self.io(entry, "resolve parent", e))?;
+            match found {
+                Lookup::Dir(dirs) => levels.push(Level {
+                    name: c,
+                    dirs,
+                    upper_whiteout: false,
+                }),
+                Lookup::Missing { upper_whiteout } => levels.push(Level {
+                    name: c,
+                    dirs: Vec::new(),
+                    upper_whiteout,
+                }),
+                Lookup::Entry { at, st } if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Err(self.bad(
+                            entry,
+                            format!(
+                                "parent {:?}: too many levels of symbolic links",
+                                join(comps)
+                            ),
+                        ));
+                    }
+                    let target = sys::readlinkat(self.raw(&dirs[at]), &c)
+                        .map_err(|e| self.io(entry, "read symlink", e))?;
+                    if target.as_bytes().starts_with(b"/") {
+                        levels.clear();
+                    }
+                    for part in target.as_bytes().rsplit(|b| *b == b'/') {
+                        todo.push_front(OsStr::from_bytes(part).to_os_string());
+                    }
+                }
+                Lookup::Entry { .. } => return Ok(Err(so_far(&levels, &c))),
+            }
+        }
+        Ok(Ok(levels))
+    }
+
+    /// `walk`, where a component that is not a directory fails the entry.
+    fn walk_dirs(&self, entry: &[OsString], comps: &[OsString]) -> Result<Vec<Level>> {
+        self.walk(entry, comps)?
+            .map_err(|p| self.bad(entry, format!("parent {p:?} is not a directory")))
+    }
+
+    /// Whether a lower layer has `name` in the directory `comps` (seen through the layers).
+    fn lower_has(&self, entry: &[OsString], comps: &[OsString], name: &OsStr) -> Result<bool> {
+        let dirs = match self.walk(entry, comps)? {
+            Ok(levels) => match levels.into_iter().last() {
+                Some(l) => l.dirs,
+                None => self.root_dirs(),
+            },
+            Err(_) => return Ok(false),
+        };
+        let lower: Vec<LayerDir> = dirs.into_iter().filter(|d| d.layer() != 0).collect();
+        let found = self
+            .lookup(&lower, name)
+            .map_err(|e| self.io(entry, "stat whiteout target", e))?;
+        Ok(!matches!(found, Lookup::Missing { .. }))
+    }
+
+    /// Whether the directory `comps` exists in the merged view (this layer or a lower one).
+    fn dir_exists(&self, entry: &[OsString], comps: &[OsString]) -> Result<bool> {
+        if self.open_real(&join(comps)).is_ok() {
+            return Ok(true);
+        }
+        Ok(match self.walk(entry, comps)? {
+            Ok(levels) => levels.iter().all(|l| !l.dirs.is_empty()),
+            Err(_) => false,
+        })
+    }
+
+    /// Makes the path of `levels` a path of directories in this layer: a directory it lacks
+    /// gets the attributes (mode, owner, xattrs, times) of the lower layers' directory there,
+    /// as the directory stays in umoci's tree, where a layer only adds to it; 0755 root
+    /// where no layer has one (MkdirAll's). Returns an O_PATH fd of the last one.
+    fn make_dirs(&mut self, levels: &[Level]) -> io::Result<OwnedFd> {
+        let mut cur = sys::openat(
+            self.root.as_raw_fd(),
+            OsStr::new("."),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )?;
+        let mut real = Vec::new();
+        for l in levels {
+            real.push(l.name.clone());
+            if let Some(LayerDir::Sub(0, fd)) = l.dirs.first() {
+                cur = fd.try_clone()?;
+                continue;
+            }
+            let c = cur.as_raw_fd();
+            let name = l.name.as_os_str();
+            if l.upper_whiteout {
+                sys::unlinkat(c, name, false)?;
+            }
+            sys::mkdirat(c, name, 0o700)?;
+            match l.dirs.first() {
+                Some(lower) => {
+                    let lfd = self.raw(lower);
+                    let st = sys::fstat(lfd)?;
+                    sys::lchownat(c, name, st.st_uid, st.st_gid)?;
+                    sys::fchmodat(c, name, st.st_mode & 0o7777)?;
+                    for (k, v) in sys::lxattrs(lfd, OsStr::new("."))? {
+                        if xattr_allowed(k.as_bytes()) {
+                            sys::lsetxattr(c, name, &k, &v)?;
+                        }
+                    }
+                    self.dir_times.push((
+                        real.clone(),
+                        (st.st_atime, st.st_atime_nsec),
+                        (st.st_mtime, st.st_mtime_nsec),
+                    ));
+                }
+                None => {
+                    sys::lchownat(c, name, 0, 0)?;
+                    sys::fchmodat(c, name, 0o755)?;
                 }
             }
+            if l.upper_whiteout {
+                sys::lsetxattr(c, name, OPAQUE_XATTR, b"y")?;
+            }
+            cur = sys::openat(
+                c,
+                name,
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                0,
+            )?;
         }
         Ok(cur)
     }
 
-    /// Mode/owner of a directory in the nearest lower layer that has it (0755 root:root else),
-    /// so that an implicitly created parent does not mask the lower directory's attributes.
-    fn lower_dir_attrs(&self, comps: &[OsString]) -> (u32, u32, u32) {
-        let path = join(comps);
-        for l in self.lowers {
-            let Ok(lfd) = sys::open_dir(l) else { continue };
-            let Ok(fd) = sys::open_beneath(lfd.as_raw_fd(), &path, libc::O_PATH | libc::O_NOFOLLOW)
-            else {
-                continue;
-            };
-            if let Ok(st) = sys::fstat(fd.as_raw_fd()) {
-                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                    return (st.st_mode & 0o7777, st.st_uid, st.st_gid);
-                }
-                break;
+    /// The root of a layer over others starts with the attributes of the root below it
+    /// (mode, owner, xattrs, times): in umoci's single tree a layer without a "./" entry
+    /// leaves the root as it was; a "./" entry sets its own. The bottom layer's root
+    /// starts with the times umoci gives it, the epoch (not the time of the unpack).
+    fn inherit_root(&mut self) -> io::Result<()> {
+        let Some(lower) = self.lowers.first() else {
+            self.root_times = Some(((0, 0), (0, 0)));
+            return Ok(());
+        };
+        let lfd = lower.as_raw_fd();
+        let st = sys::fstat(lfd)?;
+        let (r, dot) = (self.root.as_raw_fd(), OsStr::new("."));
+        sys::lchownat(r, dot, st.st_uid, st.st_gid)?;
+        sys::fchmodat(r, dot, st.st_mode & 0o7777)?;
+        for (k, v) in sys::lxattrs(lfd, dot)? {
+            if xattr_allowed(k.as_bytes()) {
+                sys::lsetxattr(r, dot, &k, &v)?;
             }
         }
-        (0o755, 0, 0)
+        self.root_times = Some((
+            (st.st_atime, st.st_atime_nsec),
+            (st.st_mtime, st.st_mtime_nsec),
+        ));
+        Ok(())
     }
 
     /// Removes whatever is at `name` in `dir` (recursively for a directory).
@@ -320,13 +628,21 @@ impl<'a> Unpacker<'a> {
 
     /// One tar entry: its path checked, then handed to the step for its kind.
     fn entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<()> {
-        let raw = entry.path_bytes().into_owned();
+        let mut raw = entry.path_bytes().into_owned();
+        let bad_header = |e: io::Error| Error::BadEntry {
+            layer: self.layer.to_string(),
+            entry: String::from_utf8_lossy(&raw).into_owned(),
+            reason: format!("read header: {e}"),
+        };
+        let mut attrs = read_attrs(entry).map_err(bad_header)?;
+        if let Some(n) = attrs.sparse.as_mut().and_then(|s| s.name.take()) {
+            raw = n;
+        }
         let comps = clean_path(&raw).map_err(|r| Error::BadEntry {
             layer: self.layer.to_string(),
             entry: String::from_utf8_lossy(&raw).into_owned(),
             reason: r,
         })?;
-        let attrs = read_attrs(entry).map_err(|e| self.io(&comps, "read header", e))?;
         let kind = entry.header().entry_type();
         use tar::EntryType as T;
 
@@ -342,6 +658,9 @@ impl<'a> Unpacker<'a> {
         }
         match kind {
             T::Directory => self.dir(comps, &attrs),
+            T::Regular | T::Continuous if attrs.sparse.is_some() => {
+                self.sparse_file(&comps, &attrs, entry)
+            }
             T::Regular | T::Continuous | T::GNUSparse => self.file(&comps, &attrs, entry),
             T::Symlink => {
                 let target = entry
@@ -384,8 +703,7 @@ impl<'a> Unpacker<'a> {
             .map_err(|e| self.io(&comps, "set root attributes", e))?;
         self.set_xattrs(&comps, r, dot, attrs)?;
         self.cached_parent = None; // the root's setgid bit may have changed
-        self.dir_times
-            .push((comps, attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
+        self.root_times = Some((attrs.atime.unwrap_or(attrs.mtime), attrs.mtime));
         Ok(())
     }
 
@@ -393,6 +711,11 @@ impl<'a> Unpacker<'a> {
     fn whiteout(&mut self, comps: &[OsString]) -> Result<()> {
         let (name, parent_comps) = comps.split_last().expect("non-empty");
         let nb = name.as_bytes();
+        // in a directory no layer has there is nothing to hide: no directory is made for it
+        // (umoci makes none either)
+        if !self.dir_exists(comps, parent_comps)? {
+            return Ok(());
+        }
         let dir = self.parent(comps, parent_comps)?;
         if nb == OPAQUE_MARKER.as_bytes() {
             return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
@@ -405,10 +728,22 @@ impl<'a> Unpacker<'a> {
         if target.is_empty() || target == "." || target == ".." {
             return Err(self.bad(comps, "whiteout names no file"));
         }
-        self.remove(comps, dir, &target)?;
-        let dir = self.parent(comps, parent_comps)?;
-        sys::mknodat(dir, &target, libc::S_IFCHR, 0)
-            .map_err(|e| self.io(comps, "create whiteout device", e))
+        // a whiteout hides only the lower layers' entry, never one of its own layer (OCI
+        // image spec; umoci keeps the paths the layer wrote)
+        match sys::lstat_opt(dir, &target).map_err(|e| self.io(comps, "stat", e))? {
+            // nothing below to hide: no whiteout (overlay lists one in a directory that no
+            // lower layer merges with, though a lookup does not find it)
+            None if !self.lower_has(comps, parent_comps, &target)? => Ok(()),
+            None => sys::mknodat(dir, &target, libc::S_IFCHR, 0)
+                .map_err(|e| self.io(comps, "create whiteout device", e)),
+            // a directory of this layer: what the lower ones have below it goes
+            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                sys::lsetxattr(dir, &target, OPAQUE_XATTR, b"y")
+                    .map_err(|e| self.io(comps, "mark directory opaque", e))
+            }
+            // a whiteout already, or a non-directory of this layer, which hides the lower one
+            Some(_) => Ok(()),
+        }
     }
 
     /// Creates `name` in `dir` with `create`; when something is already there (a path named
@@ -443,10 +778,14 @@ impl<'a> Unpacker<'a> {
                 if matches!(st, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
                     false // a dir named again: keep its content, set its attributes
                 } else {
+                    // a whiteout or a non-directory of this layer stood there: the lower
+                    // layers' directory there is gone, the new one must not merge with it
                     self.remove(&comps, dir, name)?;
                     let dir = self.parent(&comps, parent_comps)?;
                     sys::mkdirat(dir, name, attrs.mode & 0o777)
                         .map_err(|e| self.io(&comps, "mkdir", e))?;
+                    sys::lsetxattr(dir, name, OPAQUE_XATTR, b"y")
+                        .map_err(|e| self.io(&comps, "mark directory opaque", e))?;
                     true
                 }
             }
@@ -463,21 +802,61 @@ impl<'a> Unpacker<'a> {
         }
         self.set_xattrs(&comps, dir, name, attrs)?;
         let times = (attrs.atime.unwrap_or(attrs.mtime), attrs.mtime);
-        self.dir_times.push((comps, times.0, times.1));
+        let real = self.real_path(name);
+        self.dir_times.push((real, times.0, times.1));
         Ok(())
     }
 
     /// A regular file, created with its final permission bits (the special bits wait for the
     /// chown, which would clear them).
     fn file(&mut self, comps: &[OsString], attrs: &Attrs, data: &mut impl Read) -> Result<()> {
+        let mut f = self.create_file(comps, attrs)?;
+        copy_data(data, &mut f, &mut self.buf).map_err(|e| self.io(comps, "write file", e))?;
+        self.file_attrs(comps, attrs, f)
+    }
+
+    fn create_file(&mut self, comps: &[OsString], attrs: &Attrs) -> Result<std::fs::File> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let mut fd = None;
         self.create_replacing(comps, "create file", |d, n| {
             fd = Some(sys::openat(d, n, flags, attrs.mode & 0o777)?);
             Ok(())
         })?;
-        let mut f = std::fs::File::from(fd.expect("created"));
-        copy_data(data, &mut f, &mut self.buf).map_err(|e| self.io(comps, "write file", e))?;
+        Ok(std::fs::File::from(fd.expect("created")))
+    }
+
+    /// A PAX sparse file: each chunk of the data written at its offset, holes left as holes,
+    /// the file extended to its real size.
+    fn sparse_file(
+        &mut self,
+        comps: &[OsString],
+        attrs: &Attrs,
+        data: &mut impl Read,
+    ) -> Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let sp = attrs.sparse.as_ref().expect("sparse");
+        let bad = |e: String| self.bad(comps, format!("sparse file: {e}"));
+        let map = match (&sp.map, sp.major) {
+            (_, Some(1)) => read_sparse_map(data).map_err(|e| bad(e.to_string()))?,
+            (Some(m), _) => m.clone(),
+            (None, _) => return Err(bad("no map".into())),
+        };
+        let mut f = self.create_file(comps, attrs)?;
+        let mut end = 0u64;
+        for (off, len) in map {
+            f.seek(SeekFrom::Start(off))
+                .and_then(|_| copy_data(&mut data.take(len), &mut f, &mut self.buf))
+                .map_err(|e| self.io(comps, "write file", e))?;
+            end = end.max(off.saturating_add(len));
+        }
+        let size = sp.realsize.unwrap_or(end).max(end);
+        f.set_len(size)
+            .map_err(|e| self.io(comps, "write file", e))?;
+        self.file_attrs(comps, attrs, f)
+    }
+
+    /// Owner, mode, xattrs and times of a file just written.
+    fn file_attrs(&mut self, comps: &[OsString], attrs: &Attrs, f: std::fs::File) -> Result<()> {
         let raw = f.as_raw_fd();
         if self.needs_chown(attrs.uid, attrs.gid) {
             sys::fchown(raw, attrs.uid, attrs.gid)
@@ -543,26 +922,61 @@ impl<'a> Unpacker<'a> {
             .map_err(|e| self.io(comps, "set times", e))
     }
 
-    /// Hardlinks `comps` to `tcomps` (both inside this layer). Returns false when the target
+    /// Hardlinks `comps` to `tcomps`, as umoci does: the target's directory resolved in the
+    /// image's root, its last component not followed (a link to a symlink links the
+    /// symlink). A target in a lower layer is copied (overlay cannot link across layers:
+    /// same content, mode, owner, xattrs; its own inode). Returns false when the target
     /// does not exist yet (the link is retried at the end of the layer).
     fn link(&mut self, comps: &[OsString], tcomps: &[OsString], last_try: bool) -> Result<bool> {
         let (tname, tparent) = tcomps.split_last().expect("non-empty");
-        let (name, parent_comps) = comps.split_last().expect("non-empty");
-        let tdir = match self.open_dir_beneath(comps, &join(tparent))? {
-            Some(fd) => fd,
-            None if last_try => return self.link_from_lower(comps, tcomps),
-            None => return Ok(false),
+        // the common case: the target's directory is a real path of this layer, and the
+        // target is there
+        if let Ok(tdir) = self.open_real(&join(tparent)) {
+            if let Some(st) = sys::lstat_opt(tdir.as_raw_fd(), tname)
+                .map_err(|e| self.io(comps, "stat link target", e))?
+            {
+                if !is_whiteout(&st) {
+                    return self.link_here(comps, tdir.as_raw_fd(), tname, &st);
+                }
+            }
+        }
+        let levels = self.walk_dirs(comps, tparent)?;
+        let dirs = match levels.last() {
+            Some(l) => &l.dirs,
+            None => &self.root_dirs(),
         };
-        let tst = match sys::lstat_opt(tdir.as_raw_fd(), tname)
-            .map_err(|e| self.io(comps, "stat link target", e))?
-        {
-            Some(st) => st,
-            None if last_try => return self.link_from_lower(comps, tcomps),
-            None => return Ok(false),
-        };
+        let found = self
+            .lookup(dirs, tname)
+            .map_err(|e| self.io(comps, "resolve link target", e))?;
+        match found {
+            Lookup::Missing { .. } if !last_try => Ok(false),
+            Lookup::Missing { .. } => Err(self.bad(
+                comps,
+                format!("hardlink target {:?} does not exist", join(tcomps)),
+            )),
+            Lookup::Dir(_) => Err(self.bad(comps, "hardlink to a directory")),
+            Lookup::Entry { at, st } if dirs[at].layer() == 0 => {
+                self.link_here(comps, self.raw(&dirs[at]), tname, &st)
+            }
+            Lookup::Entry { at, st } => {
+                self.copy_from_lower(comps, self.raw(&dirs[at]), tname, &st)?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Links `comps` to `tname` in `tdir`, a directory of this layer.
+    fn link_here(
+        &mut self,
+        comps: &[OsString],
+        tdir: RawFd,
+        tname: &OsStr,
+        tst: &libc::stat,
+    ) -> Result<bool> {
         if tst.st_mode & libc::S_IFMT == libc::S_IFDIR {
             return Err(self.bad(comps, "hardlink to a directory"));
         }
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
         let dir = self.parent(comps, parent_comps)?;
         if let Some(st) = sys::lstat_opt(dir, name).map_err(|e| self.io(comps, "stat", e))? {
             if st.st_ino == tst.st_ino && st.st_dev == tst.st_dev {
@@ -571,80 +985,80 @@ impl<'a> Unpacker<'a> {
             self.remove(comps, dir, name)?;
         }
         let dir = self.parent(comps, parent_comps)?;
-        sys::linkat(tdir.as_raw_fd(), tname, dir, name)
-            .map_err(|e| self.io(comps, "create hardlink", e))?;
+        sys::linkat(tdir, tname, dir, name).map_err(|e| self.io(comps, "create hardlink", e))?;
         Ok(true)
     }
 
-    /// A hardlink whose target lives in a lower layer: overlay cannot link across layers, so
-    /// the file is copied (same content, mode, owner; its own inode).
-    fn link_from_lower(&mut self, comps: &[OsString], tcomps: &[OsString]) -> Result<bool> {
-        let tpath = join(tcomps);
-        for l in self.lowers {
-            let Ok(lfd) = sys::open_dir(l) else { continue };
-            let Ok(src) =
-                sys::open_beneath(lfd.as_raw_fd(), &tpath, libc::O_RDONLY | libc::O_NOFOLLOW)
-            else {
-                continue;
-            };
-            let st =
-                sys::fstat(src.as_raw_fd()).map_err(|e| self.io(comps, "stat link target", e))?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                break;
+    /// A copy at `comps` of `tname` in `src` (a directory of a lower layer; `st` its stat):
+    /// a regular file, a symlink or a device node, with its owner, mode, xattrs and times.
+    fn copy_from_lower(
+        &mut self,
+        comps: &[OsString],
+        src: RawFd,
+        tname: &OsStr,
+        st: &libc::stat,
+    ) -> Result<()> {
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let dir = self.parent(comps, parent_comps)?;
+        self.remove(comps, dir, name)?;
+        let dir = self.parent(comps, parent_comps)?;
+        let kind = st.st_mode & libc::S_IFMT;
+        let atime = (st.st_atime, st.st_atime_nsec);
+        let mtime = (st.st_mtime, st.st_mtime_nsec);
+        let copy = || -> io::Result<()> {
+            match kind {
+                libc::S_IFREG => {
+                    let from = sys::openat(src, tname, libc::O_RDONLY | libc::O_NOFOLLOW, 0)?;
+                    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+                    let mut f = std::fs::File::from(sys::openat(dir, name, flags, 0o600)?);
+                    io::copy(&mut std::fs::File::from(from), &mut f)?;
+                }
+                libc::S_IFLNK => sys::symlinkat(&sys::readlinkat(src, tname)?, dir, name)?,
+                _ => sys::mknodat(dir, name, kind | 0o600, st.st_rdev)?,
             }
-            let (name, parent_comps) = comps.split_last().expect("non-empty");
-            let dir = self.parent(comps, parent_comps)?;
-            self.remove(comps, dir, name)?;
-            let dir = self.parent(comps, parent_comps)?;
-            let fd = sys::openat(
-                dir,
-                name,
-                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                0o600,
-            )
-            .map_err(|e| self.io(comps, "create file", e))?;
-            let mut f = std::fs::File::from(fd);
-            io::copy(&mut std::fs::File::from(src), &mut f)
-                .map_err(|e| self.io(comps, "copy link target", e))?;
-            sys::fchown(f.as_raw_fd(), st.st_uid, st.st_gid)
-                .and_then(|_| sys::fchmod(f.as_raw_fd(), st.st_mode & 0o7777))
-                .and_then(|_| {
-                    sys::futimens(
-                        f.as_raw_fd(),
-                        (st.st_atime, st.st_atime_nsec),
-                        (st.st_mtime, st.st_mtime_nsec),
-                    )
-                })
-                .map_err(|e| self.io(comps, "set attributes", e))?;
-            return Ok(true);
-        }
-        Err(self.bad(
-            comps,
-            format!(
-                "hardlink target {:?} is in neither this layer nor a lower one",
-                tpath
-            ),
-        ))
+            sys::lchownat(dir, name, st.st_uid, st.st_gid)?;
+            if kind != libc::S_IFLNK {
+                sys::fchmodat(dir, name, st.st_mode & 0o7777)?;
+            }
+            for (k, v) in sys::lxattrs(src, tname)? {
+                if xattr_allowed(k.as_bytes()) {
+                    sys::lsetxattr(dir, name, &k, &v)?;
+                }
+            }
+            sys::lutimensat(dir, name, atime, mtime)
+        };
+        copy().map_err(|e| self.io(comps, "copy hardlink target from a lower layer", e))
     }
 
     fn finish(&mut self) -> Result<()> {
         for (comps, tcomps) in std::mem::take(&mut self.deferred_links) {
             self.link(&comps, &tcomps, true)?;
         }
-        // directory times last: creating entries inside changed them
-        for (comps, atime, mtime) in std::mem::take(&mut self.dir_times).into_iter().rev() {
-            let res = match comps.split_last() {
+        // directory times last: creating entries inside changed them. In tar order: a
+        // directory named again (or named after it was made implicitly) takes its last times
+        for (real, atime, mtime) in std::mem::take(&mut self.dir_times) {
+            let res = match real.split_last() {
                 None => sys::lutimensat(self.root.as_raw_fd(), OsStr::new("."), atime, mtime),
-                Some((name, parent)) => match self.open_dir_beneath(&comps, &join(parent)) {
-                    Ok(Some(fd)) => sys::lutimensat(fd.as_raw_fd(), name, atime, mtime),
-                    _ => continue,
+                Some((name, parent)) => match self.open_real(&join(parent)) {
+                    // only while a directory stands there: a later entry may have replaced it
+                    Ok(fd) => match sys::lstat_opt(fd.as_raw_fd(), name) {
+                        Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                            sys::lutimensat(fd.as_raw_fd(), name, atime, mtime)
+                        }
+                        _ => continue,
+                    },
+                    Err(_) => continue, // removed or replaced by a later entry
                 },
             };
             if let Err(e) = res {
                 if e.raw_os_error() != Some(libc::ENOENT) {
-                    return Err(self.io(&comps, "set directory times", e));
+                    return Err(self.io(&real, "set directory times", e));
                 }
             }
+        }
+        if let Some((atime, mtime)) = self.root_times {
+            sys::lutimensat(self.root.as_raw_fd(), OsStr::new("."), atime, mtime)
+                .map_err(|e| self.io(&[], "set root times", e))?;
         }
         Ok(())
     }
@@ -696,11 +1110,44 @@ fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
         mtime: (h.mtime()? as i64, 0),
         atime: None,
         xattrs: Vec::new(),
+        sparse: None,
     };
     if let Some(exts) = entry.pax_extensions()? {
+        let mut sparse = PaxSparse::default();
+        let mut offset = None;
+        let mut chunks = Vec::new();
         for ext in exts {
             let ext = ext?;
             let key = ext.key_bytes();
+            if ext.value_bytes().is_empty() {
+                continue; // an empty record deletes the key (POSIX pax); Go's reader drops it too
+            }
+            if let Some(k) = key.strip_prefix(b"GNU.sparse.") {
+                let num = || ext.value().ok().and_then(|v| v.trim().parse::<u64>().ok());
+                match k {
+                    b"name" => sparse.name = Some(ext.value_bytes().to_vec()),
+                    b"realsize" | b"size" => sparse.realsize = num(),
+                    b"major" => sparse.major = num(),
+                    b"map" => {
+                        let v: Vec<u64> = ext
+                            .value()
+                            .unwrap_or("")
+                            .split(',')
+                            .filter_map(|n| n.trim().parse().ok())
+                            .collect();
+                        sparse.map = Some(v.chunks_exact(2).map(|c| (c[0], c[1])).collect());
+                    }
+                    b"offset" => offset = num(),
+                    b"numbytes" => {
+                        if let (Some(o), Some(n)) = (offset.take(), num()) {
+                            chunks.push((o, n));
+                        }
+                    }
+                    _ => {}
+                }
+                a.sparse.get_or_insert_with(PaxSparse::default);
+                continue;
+            }
             if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                 if xattr_allowed(x) {
                     if let Ok(k) = CString::new(x) {
@@ -718,8 +1165,50 @@ fn read_attrs(entry: &mut tar::Entry<'_, impl Read>) -> io::Result<Attrs> {
                 _ => {}
             }
         }
+        if a.sparse.is_some() {
+            if sparse.map.is_none() && !chunks.is_empty() {
+                sparse.map = Some(chunks);
+            }
+            a.sparse = Some(sparse);
+        }
     }
     Ok(a)
+}
+
+/// The map at the start of a PAX 1.0 sparse file's data: decimal numbers one a line (the
+/// count, then offset and size of each chunk), padded to a 512-byte block.
+fn read_sparse_map(data: &mut impl Read) -> io::Result<Vec<(u64, u64)>> {
+    let mut consumed = 0u64;
+    let mut line = Vec::new();
+    let mut next = |data: &mut dyn Read| -> io::Result<u64> {
+        line.clear();
+        let mut b = [0u8; 1];
+        loop {
+            data.read_exact(&mut b)?;
+            consumed += 1;
+            if b[0] == b'\n' {
+                break;
+            }
+            if line.len() > 20 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad sparse map"));
+            }
+            line.push(b[0]);
+        }
+        std::str::from_utf8(&line)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad sparse map"))
+    };
+    let n = next(data)?;
+    let mut map = Vec::new();
+    for _ in 0..n {
+        let off = next(data)?;
+        let len = next(data)?;
+        map.push((off, len));
+    }
+    let pad = (512 - consumed % 512) % 512;
+    io::copy(&mut data.take(pad), &mut io::sink())?;
+    Ok(map)
 }
 
 /// A chunk of the decompressed stream, or the error that ended it.
@@ -882,6 +1371,14 @@ pub fn unpack_layer<R: Read + Send + 'static>(
 fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBuf]) -> Result<()> {
     let root = sys::open_dir(dest).ctx(|| format!("open {}", dest.display()))?;
     let creds = Creds::current(root.as_raw_fd());
+    let lowers = lowers
+        .iter()
+        .map(|l| {
+            resolve::open_dir(l)
+                .map_err(io::Error::from)
+                .ctx(|| format!("open lower layer {}", l.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut u = Unpacker {
         layer,
         root,
@@ -889,9 +1386,12 @@ fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBu
         cached_parent: None,
         creds,
         dir_times: Vec::new(),
+        root_times: None,
         deferred_links: Vec::new(),
         buf: vec![0u8; 256 << 10],
     };
+    u.inherit_root()
+        .map_err(|e| u.io(&[], "copy the lower layer's root attributes", e))?;
     let mut ar = tar::Archive::new(rd);
     let entries = ar.entries().map_err(|e| Error::Malformed {
         what: format!("layer {layer}"),
@@ -912,7 +1412,11 @@ mod tests {
     use super::*;
     #[test]
     fn clean_path_refuses_escapes() {
-        assert!(clean_path(b"/etc/passwd").is_err());
+        assert_eq!(
+            clean_path(b"/etc/passwd").unwrap(),
+            vec![OsString::from("etc"), OsString::from("passwd")]
+        );
+        assert_eq!(clean_path(b"a/../b").unwrap(), vec![OsString::from("b")]);
         assert!(clean_path(b"a/../../b").is_err());
         assert!(clean_path(b"..").is_err());
         assert_eq!(

@@ -2,9 +2,8 @@
 //! rootfs' /etc/passwd and /etc/group, read from inside the rootfs (symlinks there cannot
 //! point at the host's files: the files are opened with RESOLVE_IN_ROOT).
 use crate::error::{Error, Result};
-use crate::sys;
-use std::io::Read;
-use std::os::fd::AsRawFd;
+use capsa_linux::passwd;
+use capsa_linux::resolve;
 use std::path::Path;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -17,23 +16,7 @@ pub struct User {
 }
 
 fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
-    let root = sys::open_dir(rootfs).ok()?;
-    let fd = sys::open_in_root(root.as_raw_fd(), std::ffi::OsStr::new(rel), libc::O_RDONLY).ok()?;
-    let mut s = String::new();
-    std::fs::File::from(fd)
-        .take(16 << 20)
-        .read_to_string(&mut s)
-        .ok()?;
-    Some(s)
-}
-
-/// passwd lines: name:x:uid:gid:... ; group lines: name:x:gid:member,member
-fn parse(db: &str) -> Vec<Vec<&str>> {
-    db.lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .filter(|f| f.len() >= 3)
-        .collect()
+    resolve::read_in_root(rootfs, Path::new(rel), 16 << 20).ok()
 }
 
 pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
@@ -42,14 +25,10 @@ pub fn resolve(rootfs: &Path, spec: &str) -> Result<User> {
     resolve_with(spec, &passwd, &group)
 }
 
-pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User> {
+pub fn resolve_with(spec: &str, passwd_db: &str, group_db: &str) -> Result<User> {
     let spec = spec.trim();
     if spec.is_empty() {
-        let home = parse(passwd)
-            .iter()
-            .find(|f| f[2] == "0")
-            .and_then(|f| f.get(5))
-            .map(|h| h.to_string());
+        let home = passwd::by_uid(passwd_db, 0).and_then(|e| e.home.map(String::from));
         return Ok(User {
             uid: 0,
             gid: 0,
@@ -61,51 +40,35 @@ pub fn resolve_with(spec: &str, passwd: &str, group: &str) -> Result<User> {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let pw = parse(passwd);
-    let gr = parse(group);
-    let entry = pw
-        .iter()
-        .find(|f| f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u));
-    let uid = match u.parse::<u32>() {
-        Ok(n) => n,
-        Err(_) => entry.and_then(|f| f[2].parse().ok()).ok_or_else(|| {
-            Error::Invalid(format!("user {u:?} not found in the image's /etc/passwd"))
-        })?,
+    let num = u.parse::<u32>().ok();
+    let entry = passwd::passwd_entries(passwd_db).find(|e| e.name == u || Some(e.uid) == num);
+    let uid = match (num, &entry) {
+        (Some(n), _) => n,
+        (None, Some(e)) => e.uid,
+        (None, None) => {
+            return Err(Error::Invalid(format!(
+                "user {u:?} not found in the image's /etc/passwd"
+            )))
+        }
     };
-    let name = entry.map(|f| f[0]);
     let gid = match g {
         Some(g) => match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => gr
-                .iter()
-                .find(|f| f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| {
-                    Error::Invalid(format!("group {g:?} not found in the image's /etc/group"))
-                })?,
+            Err(_) => passwd::gid_of(group_db, g).ok_or_else(|| {
+                Error::Invalid(format!("group {g:?} not found in the image's /etc/group"))
+            })?,
         },
-        None => entry
-            .and_then(|f| f.get(3))
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
+        None => entry.as_ref().and_then(|e| e.gid).unwrap_or(0),
     };
     // supplementary groups: only when the group was not given explicitly (conversion rules)
-    let mut additional_gids = Vec::new();
-    if g.is_none() {
-        if let Some(name) = name {
-            for f in &gr {
-                let members = f.get(3).copied().unwrap_or("");
-                if members.split(',').any(|m| m.trim() == name) {
-                    if let Ok(n) = f[2].parse::<u32>() {
-                        if n != gid && !additional_gids.contains(&n) {
-                            additional_gids.push(n);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let home = entry.and_then(|f| f.get(5)).map(|h| h.to_string());
+    let additional_gids = match (&entry, g) {
+        (Some(e), None) => passwd::supplementary_gids(group_db, e.name)
+            .into_iter()
+            .filter(|n| *n != gid)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let home = entry.and_then(|e| e.home.map(String::from));
     Ok(User {
         uid,
         gid,

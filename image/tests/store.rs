@@ -560,30 +560,6 @@ fn bad_inputs_leave_nothing_behind() {
         &none,
     );
     check(
-        "absolute",
-        vec![layer(&[E::Raw(b"/etc/evil".to_vec())])],
-        "/etc/evil",
-        &none,
-    );
-    check(
-        "symlink escape",
-        vec![layer(&[
-            E::Symlink("l", outside_s),
-            E::File("l/x", 0o644, b"x"),
-        ])],
-        "l/x",
-        &none,
-    );
-    check(
-        "relative symlink escape",
-        vec![layer(&[
-            E::Symlink("l", "../../../../../../../.."),
-            E::File("l/tmp/x", 0o644, b"x"),
-        ])],
-        "l/tmp/x",
-        &none,
-    );
-    check(
         "hardlink escape",
         vec![layer(&[E::Hardlink("h", outside_file)])],
         "\"h\"",
@@ -592,7 +568,7 @@ fn bad_inputs_leave_nothing_behind() {
     check(
         "hardlink dotdot",
         vec![layer(&[E::Hardlink("h", "../../etc/passwd")])],
-        "'..'",
+        "climbs above the layer root",
         &none,
     );
     check(

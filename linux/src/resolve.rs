@@ -2,7 +2,7 @@
 //! keeps the lookup inside it: a symlink or `..` planted in a container's or an image's
 //! tree cannot lead to the host's files (CVE-2018-15664, CVE-2021-30465 class).
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -70,6 +70,24 @@ pub fn open_dir(path: &Path) -> nix::Result<OwnedFd> {
     .map(owned_fd)
 }
 
+/// The text of the file `path` read as a process chrooted at `root` would read it
+/// (RESOLVE_IN_ROOT: an image's `/etc/passwd -> /usr/share/x` stays in the image), at most
+/// `limit` bytes. An image's files are read this way, never by a host path under `root`.
+pub fn read_in_root(root: &Path, path: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let dir = open_dir(root)?;
+    let fd = open(
+        dir.as_fd(),
+        path,
+        OFlag::O_RDONLY,
+        Mode::empty(),
+        Scope::InRoot,
+    )?;
+    let mut s = String::new();
+    std::fs::File::from(fd).take(limit).read_to_string(&mut s)?;
+    Ok(s)
+}
+
 /// `p` relative to the anchor: "/a/b" → "a/b", "/" and "" → ".".
 pub fn relative(p: &Path) -> &Path {
     let r = p.strip_prefix("/").unwrap_or(p);
@@ -113,5 +131,29 @@ mod tests {
         );
         assert!(o("etc/passwd", Scope::BeneathNoSymlinks).is_ok());
         assert_eq!(relative(Path::new("/")), Path::new("."));
+    }
+
+    #[test]
+    fn read_in_root_stays_in_the_root() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("usr/share")).unwrap();
+        std::fs::write(root.join("usr/share/passwd"), "img:x:7:7::/:/bin/sh\n").unwrap();
+        // absolute links name the image's own files, a climbing one stops at its root
+        symlink("/usr/share/passwd", root.join("etc/passwd")).unwrap();
+        symlink("../../../../../../etc/hostname", root.join("etc/up")).unwrap();
+        let read = |p: &str| read_in_root(&root, Path::new(p), 1 << 20);
+        assert_eq!(read("/etc/passwd").unwrap(), "img:x:7:7::/:/bin/sh\n");
+        assert_eq!(read("etc/passwd").unwrap(), "img:x:7:7::/:/bin/sh\n");
+        assert_eq!(
+            read("etc/up").unwrap_err().kind(),
+            std::io::ErrorKind::NotFound,
+            "the host's /etc/hostname was read"
+        );
+        assert_eq!(
+            read_in_root(&root, Path::new("usr/share/passwd"), 3).unwrap(),
+            "img"
+        );
     }
 }

@@ -68,12 +68,21 @@ pub fn restore(create: &CreateOptions, opts: &Options, detach: bool) -> Result<i
         pid: None,
     };
     let cgroup_path = cgroups::path_for(spec, &create.id, create.systemd_cgroup)?;
-    let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let cgroup = match delegation::decide(&cgroup_path, create.rootless, resources.as_ref())? {
+    // As create: rootless without device rules, `--cgroup-manager disabled` without a
+    // cgroup, a frozen cgroup refused.
+    let resources = crate::process::parent::resources_for(spec, create.rootless);
+    let decision = if create.cgroups_disabled {
+        delegation::disabled(resources.as_ref())?
+    } else {
+        delegation::decide(&cgroup_path, create.rootless, resources.as_ref())?
+    };
+    let cgroup = match decision {
         Decision::Skip(_) => Cgroup::none(0),
         Decision::Manage => {
             guard.dir()?.record_cgroup(&cgroup_path)?;
-            Cgroup::open(&cgroup_path, create.systemd_cgroup, &create.id)?
+            let cgroup = Cgroup::open(&cgroup_path, create.systemd_cgroup, &create.id)?;
+            cgroups::preflight::check(&cgroup, &cgroup_path)?;
+            cgroup
         }
     };
     let no_cgroup = cgroup.is_none();

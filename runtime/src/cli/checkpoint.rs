@@ -153,8 +153,10 @@ pub fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         pid_file: a.pid_file.as_ref().map(absolute),
         console_socket: a.console_socket.clone(),
         no_pivot: a.no_pivot,
-        systemd_cgroup: cli.systemd_cgroup,
+        systemd_cgroup: cli.systemd_cgroup(),
+        cgroups_disabled: cli.cgroups_disabled(),
         rootless: cli.rootless(),
+        caller_in_userns: crate::rootless::in_user_namespace(),
         foreground: !a.detach,
         ..Default::default()
     };

@@ -278,7 +278,7 @@ fn devices(config: &[LinuxDeviceCgroup]) -> Result<Vec<Prop>> {
     if config.is_empty() {
         return Ok(Vec::new());
     }
-    let defaults: Vec<LinuxDeviceCgroup> = crate::cgroups::v1_dirs::DEFAULT_DEVICE_RULES
+    let defaults: Vec<LinuxDeviceCgroup> = crate::cgroups::v1_devices::DEFAULT_RULES
         .iter()
         .map(|r| default_rule(r))
         .collect();
