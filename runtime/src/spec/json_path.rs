@@ -161,8 +161,13 @@ impl Walker<'_> {
                 _ => {}
             }
             self.path.push(Seg::Index(i));
+            let before = self.pos;
             self.value();
             self.path.pop();
+            // A stray `}` reads as an empty value: without this the loop never ends.
+            if self.pos == before {
+                return;
+            }
             if self.found.is_some() {
                 return;
             }
@@ -179,6 +184,17 @@ mod tests {
     fn path_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> String {
         let e = serde_json::from_str::<T>(text).unwrap_err();
         at(text.as_bytes(), e.line(), e.column())
+    }
+
+    /// Found by the config fuzz target: a `}` where an array element belongs made the
+    /// walk spin forever on a failed parse.
+    #[test]
+    fn a_stray_brace_in_an_array_ends_the_walk() {
+        assert_eq!(at(b"[}", 1, 2), "");
+        assert_eq!(at(b"{\"a\": [1, }, 2]}", 1, 8), "a[0]");
+        let text = "{\"mounts\": [{\"options\": [\"a\"\n }\n ]}";
+        let e = serde_json::from_str::<oci_spec::runtime::Spec>(text).unwrap_err();
+        at(text.as_bytes(), e.line(), e.column());
     }
 
     #[test]
