@@ -163,11 +163,16 @@ impl Walker<'_> {
             self.path.push(Seg::Index(i));
             let before = self.pos;
             self.value();
-            self.path.pop();
-            // A stray `}` reads as an empty value: without this the loop never ends.
+            // A stray `}` reads as an empty value: stop there (the loop would never end),
+            // naming this element if that is where serde wanted a value.
             if self.pos == before {
+                if self.found.is_none() && self.pos == self.target {
+                    self.found = Some(self.path.clone());
+                }
+                self.path.pop();
                 return;
             }
+            self.path.pop();
             if self.found.is_some() {
                 return;
             }
@@ -190,11 +195,14 @@ mod tests {
     /// walk spin forever on a failed parse.
     #[test]
     fn a_stray_brace_in_an_array_ends_the_walk() {
-        assert_eq!(at(b"[}", 1, 2), "");
+        assert_eq!(at(b"[}", 1, 2), "[0]");
         assert_eq!(at(b"{\"a\": [1, }, 2]}", 1, 8), "a[0]");
         let text = "{\"mounts\": [{\"options\": [\"a\"\n }\n ]}";
         let e = serde_json::from_str::<oci_spec::runtime::Spec>(text).unwrap_err();
-        at(text.as_bytes(), e.line(), e.column());
+        assert_eq!(
+            at(text.as_bytes(), e.line(), e.column()),
+            "mounts[0].options[1]"
+        );
     }
 
     #[test]
