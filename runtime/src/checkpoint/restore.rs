@@ -178,8 +178,8 @@ pub fn restore(create: &CreateOptions, opts: &Options, detach: bool) -> Result<i
                 m.set_val(val);
                 o.ext_mnt.push(m);
             }
-            if !cgroups::is_unified_host() && !no_cgroup {
-                o.cg_root = cgroup_roots(criu_pid);
+            if !no_cgroup {
+                o.cg_root = cgroup_roots(criu_pid, cgroups::is_unified_host());
             }
             Ok(())
         },
@@ -229,21 +229,32 @@ fn enter_cgroup(cg: &Cgroup, pid: i32, resources: Option<&LinuxResources>) -> Re
     cg.limit(resources, None)
 }
 
-/// v1: where CRIU finds the container's cgroup in each hierarchy (its own, now).
-fn cgroup_roots(criu: i32) -> Vec<Cgroup_root> {
-    std::fs::read_to_string(format!("/proc/{criu}/cgroup"))
-        .unwrap_or_default()
+/// Where CRIU restores the dumped cgroups: under CRIU's own (the new container's), in each
+/// v1 hierarchy, and on v2 as CRIU's global root. Without it CRIU puts the processes back
+/// in the cgroup they were dumped from: a container restored under a new id beside the one
+/// left running (`--leave-running`, `--lazy-pages`) shared its cgroup, and the other's
+/// delete killed it (runc 1.1.5 sets none on v2 and has the same misplacement).
+fn cgroup_roots(criu: i32, unified: bool) -> Vec<Cgroup_root> {
+    let text = std::fs::read_to_string(format!("/proc/{criu}/cgroup")).unwrap_or_default();
+    roots_of(&text, unified)
+}
+
+fn roots_of(proc_cgroup: &str, unified: bool) -> Vec<Cgroup_root> {
+    proc_cgroup
         .lines()
         .filter_map(|l| {
             let mut it = l.splitn(3, ':');
             let _ = it.next()?;
             let ctrl = it.next()?;
             let path = it.next()?;
-            if ctrl.is_empty() {
-                return None;
-            }
             let mut r = Cgroup_root::new();
-            r.set_ctrl(ctrl.trim_start_matches("name=").into());
+            match (ctrl.is_empty(), unified) {
+                // v2: no controller names the global root
+                (true, true) => {}
+                // the unified line of a hybrid host: left to CRIU, as before
+                (true, false) => return None,
+                (false, _) => r.set_ctrl(ctrl.trim_start_matches("name=").into()),
+            }
             r.set_path(path.into());
             Some(r)
         })
@@ -376,5 +387,21 @@ impl Drop for Guard {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cgroup_roots_name_the_new_cgroup_on_v2_and_each_v1_hierarchy() {
+        let v2 = roots_of("0::/dst\n", true);
+        assert_eq!(v2.len(), 1);
+        assert!(!v2[0].has_ctrl(), "v2: CRIU's global root");
+        assert_eq!(v2[0].path(), "/dst");
+        let v1 = roots_of("5:memory:/dst\n1:name=systemd:/dst\n0::/\n", false);
+        let got: Vec<(&str, &str)> = v1.iter().map(|r| (r.ctrl(), r.path())).collect();
+        assert_eq!(got, [("memory", "/dst"), ("systemd", "/dst")]);
     }
 }
