@@ -3,8 +3,11 @@
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
 # Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run (default: cgroups exec events rootless:
-#               limits, update, pause, ps, events, OOM and delegation on pure cgroup v2)
+#   TEST-FILE   integration/tests/<name>.rs to run, or <name>:FILTER for only its tests
+#               whose name contains FILTER (default: cgroups exec events rootless devices
+#               podman_rootless:delegated: limits, update, pause, ps, events, OOM,
+#               delegation and the eBPF device rules on pure cgroup v2, and rootless
+#               podman in a delegated subtree)
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
@@ -24,7 +27,7 @@ while [ $# -gt 0 ]; do
     *) tests+=("$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless)
+[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless devices podman_rootless:delegated)
 
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh
@@ -38,16 +41,19 @@ cp "$RT" "$stage/$(basename "$RT")"
 RT="$stage/$(basename "$RT")"
 
 bins=()
-for t in "${tests[@]}"; do
+for spec in "${tests[@]}"; do
+  t=${spec%%:*} filter=
+  [ "$t" = "$spec" ] || filter=${spec#*:}
   b=$(cargo test -j2 -p integration --test "$t" --no-run --message-format=json 2>/dev/null |
     jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t and .executable != null) | .executable' | tail -1)
   [ -n "$b" ] && [ -x "$b" ] || { echo "cgv2-tests: could not build test $t" >&2; exit 1; }
   cp "$b" "$stage/bin/$t"
+  printf '%s' "$filter" > "$stage/bin/$t.filter"
   bins+=("$stage/bin/$t")
 done
 
 # One guest command: every binary, serially (the VM has few vCPUs), rc = worst.
-guest='rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $CGV2_EXTRA || rc=1; done; exit $rc'
+guest='rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $(cat "$b.filter") $CGV2_EXTRA || rc=1; done; exit $rc'
 echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM" >&2
 exec bash hack/cgv2-vm.sh "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
   bash -c "$guest" cgv2 "${bins[@]}"

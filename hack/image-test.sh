@@ -8,6 +8,8 @@
 # Environment: CAPSA_TEST_IMAGES  the images (default $CAPSA_CACHE/images, CAPSA_CACHE
 #                                 default /var/tmp/capsa-cache)
 #              RUNTIME            runtime of the commit test (default runc)
+#              CAPSA_RUNTIME      the capsa binary build tests run RUN steps with (default
+#                                 $RUNTIME when that is capsa, else a debug build of it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -23,6 +25,16 @@ bash hack/apt-need.sh image-test "${PKGS[@]}"
 bash hack/make-images.sh "$CAPSA_TEST_IMAGES" >&2
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+# capsa-image build runs RUN steps with capsa
+if [ -z "${CAPSA_RUNTIME:-}" ]; then
+  if [ "$(basename "${RUNTIME:-}")" = capsa ]; then
+    CAPSA_RUNTIME=$(realpath "$RUNTIME")
+  else
+    cargo build -j2 -p capsa
+    CAPSA_RUNTIME=$CARGO_TARGET_DIR/debug/capsa
+  fi
+fi
+export CAPSA_RUNTIME
 # the dependencies on the unpack path (sha256, inflate, zstd, tar) optimized, the rest and
 # this crate in debug: the real-image and registry tests hash and unpack ~1 GB, about 10x
 # slower with those unoptimized; optimizing every dependency (tokio, hyper, rustls…) too

@@ -13,6 +13,13 @@
 #   PODMAN_DIR      required: containers.conf, storage.conf, storage/ run/ tmp/ networks/
 #   PODMAN_RUNTIME  default OCI runtime (default runc)
 #   PODMAN_DRIVER   overlay (default) or vfs (forced when PODMAN_DIR is on overlayfs)
+#   PODMAN_CONTAINER_ENV  optional VAR=value put into every container's environment (the
+#                   tests' tag, so a container left behind can be found)
+#
+# Rootless (run as the user, with HOME and XDG_RUNTIME_DIR of its own): the same files;
+# podman then keeps images and containers under ~/.local/share/containers and its run
+# root under $XDG_RUNTIME_DIR/containers (whatever storage.conf says), and that run root
+# must be shorter than 50 characters.
 # Needs podman, conmon, netavark and runc (hack/test-deps.sh installs them).
 #
 # What is configured and why:
@@ -50,6 +57,7 @@ EOF
 cat > "$DIR/containers.conf" <<EOF
 [containers]
 netns = "none"
+${PODMAN_CONTAINER_ENV:+env = [\"$PODMAN_CONTAINER_ENV\"]}
 $ULIMITS
 log_driver = "k8s-file"
 
@@ -65,7 +73,10 @@ tmp_dir = "$DIR/tmp"
 runtime = "$RT"
 conmon_path = ["/usr/bin/conmon", "/usr/libexec/podman/conmon"]
 # the runtimes podman passes --log-format=json to (it decides by the binary's name)
-runtime_supports_json = ["crun", "runc"]
+runtime_supports_json = ["crun", "runc", "capsa"]
+# the runtimes that take --cgroup-manager disabled (podman --cgroups=disabled); the key is
+# runtime_supports_nocgroup (singular) in podman 4.3, an unknown key is ignored
+runtime_supports_nocgroup = ["crun", "krun", "capsa"]
 
 [engine.runtimes]
 runc = ["/usr/bin/runc", "/usr/sbin/runc"]

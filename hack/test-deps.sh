@@ -8,6 +8,8 @@
 #   podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
 #                   podman driving the runtime (integration/tests/podman.rs, private set-up
 #                   by hack/podman-env.sh)
+#   docker.io       dockerd and docker driving the runtime through containerd's runc shim
+#                   (integration/tests/docker.rs: a private dockerd on a private containerd)
 #   jq file util-linux bsdutils procps iproute2  used by scripts and by tests (unshare,
 #                   nsenter, ps, script)
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
@@ -36,7 +38,8 @@ rootless_user() {
 }
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
-      protobuf-compiler umoci podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap)
+      protobuf-compiler umoci podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
+      docker.io)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"
 rootless_user

@@ -23,7 +23,7 @@
 #                     capsa (our shim) and runc (the Go shim driving capsa), probe stress
 #   fuzz              hack/fuzz.sh: the config and layer targets, FUZZ_SECONDS (90) each
 #   cgroup-v2         inside a pure cgroup v2 VM (hack/cgv2-vm.sh): the runtime's cgroup, exec,
-#   shim-cgroup-v2    events, rootless tests (hack/cgv2-tests.sh), and the shim's ctr tests
+#   shim-cgroup-v2    events, rootless, devices tests (hack/cgv2-tests.sh), and the shim's ctr tests
 #                     driving capsa (metrics and OOM on v2); SKIP_CGV2=1 skips them
 # One tier alone: see docs/testing.md. TIERS="lint unit" runs only the tiers named (packages
 # and build always run).

@@ -4,6 +4,7 @@
 use crate::copy::merge_layers;
 use crate::digest::Digest;
 use crate::error::{malformed, Error, IoContext, Result};
+use crate::mount_targets;
 use crate::runtime_spec::{self, Options};
 use crate::store::{atomic_write, remove_tree, Store};
 use crate::sys;
@@ -24,6 +25,12 @@ pub struct Container {
     /// true for a `--copy` bundle (plain rootfs, no upper dir)
     pub copy: bool,
     pub created: String,
+    /// the rootfs has a layer of mount targets between the image and the upper dir
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
+    /// overlay `volatile`: no syncs of the upper dir (a build step's, disposable)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile: bool,
 }
 
 impl Container {
@@ -36,12 +43,38 @@ impl Container {
     pub fn rootfs(&self) -> PathBuf {
         self.bundle.join("rootfs")
     }
+    /// The mount-target layer (`init`), when the bundle has one.
+    pub fn init_dir(&self, store: &Store) -> PathBuf {
+        self.dir(store).join("init")
+    }
 }
 
 pub struct BundleOptions {
     pub copy: bool,
     pub cmd: Option<Vec<String>>,
     pub tty: bool,
+    /// write config.json from the image (off when the caller writes its own)
+    pub spec: bool,
+    /// put the runtime's mount targets the image lacks (/dev, /proc, /sys, /etc/hosts,
+    /// /etc/hostname, /etc/resolv.conf) in a layer of their own below the upper dir, so that
+    /// the runtime creating them leaves nothing in the writable layer (what a build commits)
+    pub mount_targets: bool,
+    /// mount the overlay `volatile` (no syncs of the upper dir: copy-ups do not fsync each
+    /// file); for bundles whose writable layer is thrown away or committed right after
+    pub volatile: bool,
+}
+
+impl Default for BundleOptions {
+    fn default() -> Self {
+        BundleOptions {
+            copy: false,
+            cmd: None,
+            tty: false,
+            spec: true,
+            mount_targets: false,
+            volatile: false,
+        }
+    }
 }
 
 pub fn now_rfc3339() -> String {
@@ -65,15 +98,20 @@ pub fn is_mounted(path: &Path) -> bool {
 
 /// Mounts the overlay of `c`'s layers and upper dir on its bundle's rootfs.
 pub fn mount_rootfs(store: &Store, c: &Container) -> Result<()> {
-    let lowers: Vec<String> = if c.layers.is_empty() {
-        vec![store.root.join("empty").display().to_string()]
+    let mut lowers: Vec<String> = Vec::new();
+    if c.init {
+        lowers.push(c.init_dir(store).display().to_string());
+    }
+    if c.layers.is_empty() {
+        lowers.push(store.root.join("empty").display().to_string());
     } else {
-        c.layers
-            .iter()
-            .rev()
-            .map(|d| store.layer_fs(d).display().to_string())
-            .collect()
-    };
+        lowers.extend(
+            c.layers
+                .iter()
+                .rev()
+                .map(|d| store.layer_fs(d).display().to_string()),
+        );
+    }
     for l in &lowers {
         if l.contains(',') || l.contains(':') {
             return Err(Error::Invalid(format!(
@@ -81,12 +119,15 @@ pub fn mount_rootfs(store: &Store, c: &Container) -> Result<()> {
             )));
         }
     }
-    let opts = format!(
+    let mut opts = format!(
         "lowerdir={},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off",
         lowers.join(":"),
         c.upper(store).display(),
         c.dir(store).join("work").display()
     );
+    if c.volatile {
+        opts.push_str(",volatile");
+    }
     if opts.len() > 4000 {
         return Err(Error::Invalid(format!(
             "image has too many layers ({}) for one overlay mount option string",
@@ -101,6 +142,25 @@ pub fn mount_rootfs(store: &Store, c: &Container) -> Result<()> {
 pub fn create(store: &Store, image: &str, dir: &Path, opts: &BundleOptions) -> Result<Container> {
     let _lock = store.lock_shared()?;
     let (name, md) = store.resolve(image)?;
+    create_for(
+        store,
+        &name.unwrap_or_else(|| image.to_string()),
+        &md,
+        dir,
+        opts,
+    )
+}
+
+/// Creates the bundle `dir` for the image whose manifest is `md` (stored, with or without a
+/// ref), recorded as `image`. The caller holds the store lock.
+pub fn create_for(
+    store: &Store,
+    image: &str,
+    md: &Digest,
+    dir: &Path,
+    opts: &BundleOptions,
+) -> Result<Container> {
+    let md = md.clone();
     let manifest = store.manifest(&md)?;
     let config = store.config(&manifest.config.digest)?;
     for d in &config.rootfs.diff_ids {
@@ -129,12 +189,14 @@ pub fn create(store: &Store, image: &str, dir: &Path, opts: &BundleOptions) -> R
     let c = Container {
         id: new_id(&dir),
         bundle: dir.clone(),
-        image: name.unwrap_or_else(|| image.to_string()),
+        image: image.to_string(),
         manifest: md,
         config: manifest.config.digest.clone(),
         layers: config.rootfs.diff_ids.clone(),
         copy: opts.copy,
         created: now_rfc3339(),
+        init: opts.mount_targets && !opts.copy,
+        volatile: opts.volatile && !opts.copy,
     };
     // undo everything made so far if a later step fails
     struct Undo<'a> {
@@ -188,19 +250,25 @@ pub fn create(store: &Store, image: &str, dir: &Path, opts: &BundleOptions) -> R
             );
             sys::futimens(ufd.as_raw_fd(), times.0, times.1).ctx(|| "set upper times")?;
         }
+        if c.init {
+            mount_targets::make(&layer_dirs, &c.init_dir(store))
+                .ctx(|| format!("make mount targets in {}", c.init_dir(store).display()))?;
+        }
         mount_rootfs(store, &c)?;
     }
-    let spec = runtime_spec::generate(
-        &config,
-        &rootfs,
-        &Options {
-            cmd: opts.cmd.clone(),
-            tty: opts.tty,
-        },
-    )?;
-    let mut spec_bytes = serde_json::to_vec_pretty(&spec).expect("serialize spec");
-    spec_bytes.push(b'\n');
-    atomic_write(&dir.join("config.json"), &spec_bytes)?;
+    if opts.spec {
+        let spec = runtime_spec::generate(
+            &config,
+            &rootfs,
+            &Options {
+                cmd: opts.cmd.clone(),
+                tty: opts.tty,
+            },
+        )?;
+        let mut spec_bytes = serde_json::to_vec_pretty(&spec).expect("serialize spec");
+        spec_bytes.push(b'\n');
+        atomic_write(&dir.join("config.json"), &spec_bytes)?;
+    }
     atomic_write(
         &cdir.join("container.json"),
         &serde_json::to_vec_pretty(&c).expect("serialize"),

@@ -1,10 +1,10 @@
 //! `commit`: the container's upper dir becomes a new gzip layer on top of its image's layers.
 //! Overlay's whiteouts (0:0 char devices) become `.wh.NAME` entries, opaque directories
 //! (trusted.overlay.opaque=y) get a `.wh..wh..opq` entry; the new image shares every old layer.
-use crate::bundle::{self, now_rfc3339};
+use crate::bundle::{self, now_rfc3339, Container};
 use crate::digest::{Digest, HashWriter};
 use crate::error::{Error, IoContext, Result};
-use crate::oci::{Descriptor, History};
+use crate::oci::{Descriptor, History, ImageConfig, Manifest};
 use crate::size::disk_usage;
 use crate::store::{normalize_ref, LayerMeta, Store};
 use crate::sys;
@@ -176,34 +176,107 @@ pub fn write_layer(upper: &Path, out: &Path) -> Result<(Digest, Digest, u64)> {
     Ok((diff_id, digest, size))
 }
 
-pub fn commit(
-    store: &Store,
-    bundle_ref: &str,
-    new_ref: &str,
-    message: Option<&str>,
-) -> Result<Committed> {
-    let _lock = store.lock_shared()?;
-    let c = bundle::find(store, bundle_ref)?;
+/// A layer made from a container's upper dir, stored (blob and unpacked dir).
+pub struct NewLayer {
+    pub diff_id: Digest,
+    /// the gzip blob's descriptor, for the manifest
+    pub descriptor: Descriptor,
+}
+
+/// Where the store's unpacked copy of a committed layer comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerFrom {
+    /// unpacked from the blob just written, as an import would (the bundle stays usable)
+    Blob,
+    /// the bundle's upper dir itself, moved into the store once what a layer never holds is
+    /// taken out of it (overlay's own xattrs, sockets): no second write of every file. The
+    /// bundle is unmounted and can only be removed afterwards (a build step's bundle).
+    MoveUpper,
+}
+
+/// Takes out of an upper dir what `write_layer` leaves out of a layer: overlay's own xattrs
+/// (but opaque markers), SELinux labels and NFSv4 ACLs, sockets. What stays is the layer the
+/// blob holds, in the store's (overlay) format.
+fn clean_upper(dir: &OwnedFd) -> io::Result<()> {
+    let d = dir.as_raw_fd();
+    let strip = |name: &OsStr| -> io::Result<()> {
+        for (k, _) in sys::lxattrs(d, name)? {
+            if k.as_c_str() != OPAQUE_XATTR && !xattr_allowed(k.as_bytes()) {
+                sys::lremovexattr(d, name, &k)?;
+            }
+        }
+        Ok(())
+    };
+    for name in sys::list_dir(dir)? {
+        let st = sys::fstatat(d, &name)?;
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFSOCK => {
+                sys::unlinkat(d, &name, false)?;
+                continue;
+            }
+            libc::S_IFDIR => {
+                let sub = sys::openat(
+                    d,
+                    &name,
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+                    0,
+                )?;
+                clean_upper(&sub)?;
+            }
+            _ => {}
+        }
+        strip(&name)?;
+    }
+    Ok(())
+}
+
+/// Writes `c`'s writable layer as a gzip layer blob and puts the layer, unpacked, into the
+/// store (`from` says how); both land in the store before this returns.
+pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<NewLayer> {
     if c.copy {
         return Err(Error::Invalid(format!(
             "{} is a --copy bundle: it has no writable layer to commit",
             c.bundle.display()
         )));
     }
-    let manifest = store.manifest(&c.manifest)?;
-    let mut config = store.config(&manifest.config.digest)?;
     let staging = store.tmp_dir("commit")?;
     let blob = staging.path().join("layer.tar.gz");
-    let (diff_id, digest, size) = write_layer(&c.upper(store), &blob)?;
+    let upper = c.upper(store);
+    let (diff_id, digest, size) = write_layer(&upper, &blob)?;
 
-    // unpack the new layer from the blob just written: the same path as an import
     let layer_dir = staging.path().join("layer");
     let fs_dir = layer_dir.join("fs");
     if !store.has_layer(&diff_id) {
-        fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
-        let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
-        let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
-        unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
+        match from {
+            // unpack the new layer from the blob just written: the same path as an import
+            LayerFrom::Blob => {
+                fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
+                let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
+                let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
+                unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
+            }
+            LayerFrom::MoveUpper => {
+                let rootfs = c.rootfs();
+                if bundle::is_mounted(&rootfs) {
+                    sys::umount(&rootfs).ctx(|| format!("unmount {}", rootfs.display()))?;
+                }
+                let root = sys::open_dir(&upper).ctx(|| format!("open {}", upper.display()))?;
+                clean_upper(&root)
+                    .and_then(|_| {
+                        for (k, _) in sys::lxattrs(root.as_raw_fd(), OsStr::new("."))? {
+                            if k.as_c_str() != OPAQUE_XATTR && !xattr_allowed(k.as_bytes()) {
+                                sys::lremovexattr(root.as_raw_fd(), OsStr::new("."), &k)?;
+                            }
+                        }
+                        Ok(())
+                    })
+                    .ctx(|| format!("clean {}", upper.display()))?;
+                drop(root);
+                fs::create_dir_all(&layer_dir).ctx(|| format!("create {}", layer_dir.display()))?;
+                fs::rename(&upper, &fs_dir)
+                    .ctx(|| format!("move {} to {}", upper.display(), fs_dir.display()))?;
+            }
+        }
         let meta = LayerMeta {
             diff_id: diff_id.clone(),
             size: disk_usage(&fs_dir).ctx(|| "size of new layer")?,
@@ -214,9 +287,53 @@ pub fn commit(
         )
         .ctx(|| "write layer meta")?;
     }
+    store.put_blob_file(&blob, &digest)?;
+    if fs_dir.exists() {
+        store.put_layer(&layer_dir, &diff_id)?;
+    }
+    Ok(NewLayer {
+        diff_id,
+        descriptor: Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            digest,
+            size,
+            annotations: None,
+            platform: None,
+        },
+    })
+}
+
+/// Stores `config` and `manifest` (its config descriptor pointed at `config`) as blobs;
+/// returns (manifest digest, config digest). No ref is written.
+pub fn store_image(
+    store: &Store,
+    manifest: &Manifest,
+    config: &ImageConfig,
+) -> Result<(Digest, Digest)> {
+    let config_bytes = serde_json::to_vec(config).expect("serialize config");
+    let mut m = manifest.clone();
+    m.config.digest = Digest::of_bytes(&config_bytes);
+    m.config.size = config_bytes.len() as u64;
+    let manifest_bytes = serde_json::to_vec(&m).expect("serialize manifest");
+    let cd = store.put_blob_bytes(&config_bytes)?;
+    let md = store.put_blob_bytes(&manifest_bytes)?;
+    Ok((md, cd))
+}
+
+pub fn commit(
+    store: &Store,
+    bundle_ref: &str,
+    new_ref: &str,
+    message: Option<&str>,
+) -> Result<Committed> {
+    let _lock = store.lock_shared()?;
+    let c = bundle::find(store, bundle_ref)?;
+    let manifest = store.manifest(&c.manifest)?;
+    let mut config = store.config(&manifest.config.digest)?;
+    let layer = commit_layer(store, &c, LayerFrom::Blob)?;
 
     let now = now_rfc3339();
-    config.rootfs.diff_ids.push(diff_id.clone());
+    config.rootfs.diff_ids.push(layer.diff_id.clone());
     config.history.push(History {
         created: Some(now.clone()),
         created_by: Some(format!("capsa-image commit {}", c.bundle.display())),
@@ -224,26 +341,9 @@ pub fn commit(
         ..Default::default()
     });
     config.created = Some(now);
-    let config_bytes = serde_json::to_vec(&config).expect("serialize config");
-    let config_digest = Digest::of_bytes(&config_bytes);
     let mut m = manifest.clone();
-    m.config.digest = config_digest.clone();
-    m.config.size = config_bytes.len() as u64;
-    m.layers.push(Descriptor {
-        media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
-        digest: digest.clone(),
-        size,
-        annotations: None,
-        platform: None,
-    });
-    let manifest_bytes = serde_json::to_vec(&m).expect("serialize manifest");
-
-    store.put_blob_file(&blob, &digest)?;
-    if fs_dir.exists() {
-        store.put_layer(&layer_dir, &diff_id)?;
-    }
-    store.put_blob_bytes(&config_bytes)?;
-    let md = store.put_blob_bytes(&manifest_bytes)?;
+    m.layers.push(layer.descriptor.clone());
+    let (md, config_digest) = store_image(store, &m, &config)?;
     let name = normalize_ref(new_ref);
     store.update_refs(|refs| {
         refs.insert(name.clone(), md.clone());
@@ -253,7 +353,7 @@ pub fn commit(
         name,
         manifest: md,
         config: config_digest,
-        layer: digest,
-        diff_id,
+        layer: layer.descriptor.digest,
+        diff_id: layer.diff_id,
     })
 }

@@ -46,6 +46,24 @@ pub enum Error {
     /// credentials missing or refused
     #[error("authentication: {0}")]
     Auth(String),
+    /// a Dockerfile that cannot be parsed or built as written
+    #[error("{file}:{line}: {msg}")]
+    Dockerfile {
+        file: String,
+        line: usize,
+        msg: String,
+    },
+    /// a build step failed (the cause is part of the message)
+    #[error("step {step}/{total} `{instruction}`: {cause}")]
+    Step {
+        step: usize,
+        total: usize,
+        instruction: String,
+        cause: Box<Error>,
+    },
+    /// a process (a RUN step's command) ended with a non-zero status
+    #[error("{what} exited with status {status}")]
+    Exit { what: String, status: i32 },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

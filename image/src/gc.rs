@@ -53,6 +53,8 @@ fn collect(store: &Store) -> Result<GcReport> {
     let mut blobs: HashSet<String> = HashSet::new();
     let mut layers: HashSet<String> = HashSet::new();
     let mut manifests: Vec<Digest> = store.refs()?.into_values().collect();
+    // the images of the build cache stay until `gc --build-cache`
+    manifests.extend(crate::build::cache::manifests(store));
     let containers = bundle::list(store)?;
     for c in &containers {
         manifests.push(c.manifest.clone());

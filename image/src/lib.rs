@@ -5,6 +5,7 @@
 //! `unsafe` lives only in `sys` (the crate's raw syscalls, each block with its SAFETY note);
 //! path resolution, mountinfo and passwd parsing come from capsa-linux.
 #![deny(unsafe_code)]
+pub mod build;
 pub mod bundle;
 pub mod commit;
 pub mod compress;
@@ -15,6 +16,7 @@ pub mod export;
 pub mod gc;
 pub mod import;
 pub mod info;
+pub mod mount_targets;
 pub mod oci;
 #[cfg(feature = "registry")]
 pub mod pull;

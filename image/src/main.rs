@@ -2,7 +2,8 @@
 #![deny(unsafe_code)]
 use anyhow::{Context, Result};
 use capsa_image::{
-    bundle, commit, export, gc, import, info, pull, push, registry, size::human, store::Store,
+    build, bundle, commit, export, gc, import, info, pull, push, registry, size::human,
+    store::Store,
 };
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -128,8 +129,46 @@ enum Cmd {
         #[arg(long, short = 'f')]
         force: bool,
     },
-    /// Remove blobs and layers that no image and no bundle uses
-    Gc,
+    /// Remove blobs and layers that no image, no bundle and no build cache entry uses
+    Gc {
+        /// Drop the build cache first (its images go too unless tagged)
+        #[arg(long)]
+        build_cache: bool,
+    },
+    /// Build an image from a Dockerfile; RUN steps run in bundles by an OCI runtime (capsa)
+    Build {
+        /// The build context: the directory COPY and ADD read from
+        context: PathBuf,
+        /// The Dockerfile (default: CONTEXT/Dockerfile; `-`: stdin)
+        #[arg(long, short = 'f')]
+        file: Option<PathBuf>,
+        /// Name the image (repeatable)
+        #[arg(long, short = 't')]
+        tag: Vec<String>,
+        /// KEY=VALUE for an ARG (KEY alone: the value of $KEY here)
+        #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+        build_arg: Vec<String>,
+        /// Build this stage (and what it needs), not the last
+        #[arg(long)]
+        target: Option<String>,
+        /// Run every step, use no cached one
+        #[arg(long)]
+        no_cache: bool,
+        /// Network of RUN steps: none (a namespace of their own) or host
+        #[arg(long, default_value = "host", value_parser = ["none", "host"])]
+        network: String,
+        /// OCI runtime for RUN steps (default: capsa next to capsa-image, else on PATH)
+        #[arg(long, env = "CAPSA_RUNTIME")]
+        runtime: Option<PathBuf>,
+        /// The cgroup RUN steps' cgroups go under (PARENT/capsa-build-ID; default: the root)
+        #[arg(long, value_name = "PARENT")]
+        cgroup_parent: Option<String>,
+        /// Print only the image id (RUN output only when a step fails)
+        #[arg(long, short = 'q')]
+        quiet: bool,
+        #[command(flatten)]
+        net: NetArgs,
+    },
     /// Export an image to an OCI layout dir, an oci-archive or a docker-archive
     Export {
         image: String,
@@ -273,6 +312,7 @@ fn run(cli: Cli) -> Result<()> {
                 copy,
                 cmd: if args.is_empty() { None } else { Some(args) },
                 tty,
+                ..Default::default()
             };
             let c = bundle::create(&store, &image, &dir, &opts)
                 .with_context(|| format!("bundle {image} in {}", dir.display()))?;
@@ -307,12 +347,77 @@ fn run(cli: Cli) -> Result<()> {
             print_removed(&r);
             Ok(())
         }
-        Cmd::Gc => {
+        Cmd::Gc { build_cache } => {
+            if build_cache {
+                let n = build::cache::clear(&store)?;
+                println!("dropped {n} build cache entries");
+            }
             print_removed(&gc::gc(&store)?);
+            Ok(())
+        }
+        Cmd::Build {
+            context,
+            file,
+            tag,
+            build_arg,
+            target,
+            no_cache,
+            network,
+            runtime,
+            cgroup_parent,
+            quiet,
+            net,
+        } => {
+            let mut build_args = std::collections::BTreeMap::new();
+            for a in build_arg {
+                match a.split_once('=') {
+                    Some((k, v)) => build_args.insert(k.to_string(), v.to_string()),
+                    None => match std::env::var(&a) {
+                        Ok(v) => build_args.insert(a, v),
+                        Err(_) => continue,
+                    },
+                };
+            }
+            let o = build::BuildOptions {
+                context: context.clone(),
+                dockerfile: file,
+                tags: tag,
+                build_args,
+                target,
+                no_cache,
+                network: network.parse()?,
+                runtime: runtime.or_else(default_runtime),
+                cgroup_parent,
+                quiet,
+                pull: Some(pull::PullOptions {
+                    net: net.options()?,
+                    platform: None,
+                    jobs: 3,
+                    progress: show_progress(quiet),
+                }),
+            };
+            let b =
+                build::build(&store, &o).with_context(|| format!("build {}", context.display()))?;
+            println!("{}", b.config);
             Ok(())
         }
         Cmd::Export { image, out, format } => export_cmd(&store, &image, &out, format),
     }
+}
+
+/// `capsa` next to this binary, else on PATH.
+fn default_runtime() -> Option<PathBuf> {
+    if let Some(p) = std::env::current_exe()
+        .ok()
+        .map(|e| e.with_file_name("capsa"))
+        .filter(|p| p.is_file())
+    {
+        return Some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("capsa"))
+        .find(|p| p.is_file())
 }
 
 fn import_cmd(store: &Store, source: &Path, name: Option<&str>) -> Result<()> {

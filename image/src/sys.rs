@@ -246,6 +246,13 @@ pub fn lxattrs(dir: RawFd, name: &OsStr) -> io::Result<Vec<(CString, Vec<u8>)>> 
     Ok(out)
 }
 
+/// Removes the xattr `key` of `name` in `dir`, symlinks not followed.
+pub fn lremovexattr(dir: RawFd, name: &OsStr, key: &CStr) -> io::Result<()> {
+    let p = proc_path(dir, name)?;
+    // SAFETY: valid C strings.
+    check(unsafe { libc::lremovexattr(p.as_ptr(), key.as_ptr()) }).map(drop)
+}
+
 pub fn lgetxattr(dir: RawFd, name: &OsStr, key: &CStr) -> io::Result<Option<Vec<u8>>> {
     let p = proc_path(dir, name)?;
     let mut val = vec![0u8; 256];
@@ -349,4 +356,51 @@ pub fn umask() -> Option<u32> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let v = s.lines().find_map(|l| l.strip_prefix("Umask:"))?;
     u32::from_str_radix(v.trim(), 8).ok()
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    // async-signal-safe: one atomic store
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+const INTERRUPTS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// While held, SIGINT, SIGTERM and SIGHUP only set a flag (`interrupted`), so that a long
+/// operation can stop at its next step and clean up; children started meanwhile get the
+/// default actions back at exec. The previous handlers come back on drop.
+pub struct InterruptGuard {
+    old: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+pub fn catch_interrupts() -> io::Result<InterruptGuard> {
+    let mut old = Vec::new();
+    for sig in INTERRUPTS {
+        // SAFETY: sigaction is plain data; all-zero is a valid empty action.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_interrupt as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        sa.sa_flags = libc::SA_RESTART;
+        // SAFETY: sa and prev are valid sigaction structs; the handler only stores an atomic.
+        let mut prev: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pointers to two sigaction structs.
+        check(unsafe { libc::sigaction(sig, &sa, &mut prev) })?;
+        old.push((sig, prev));
+    }
+    INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
+    Ok(InterruptGuard { old })
+}
+
+impl Drop for InterruptGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.old {
+            // SAFETY: restores the action sigaction returned for this signal.
+            unsafe { libc::sigaction(*sig, prev, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// Whether an interrupt arrived since `catch_interrupts`.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }

@@ -3,38 +3,10 @@
 //! commit run by containerd and podman. Ignored by plain `cargo test`: hack/image-test.sh builds
 //! the images and runs these with CAPSA_TEST_IMAGES set.
 mod common;
+use common::clients::*;
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn images_dir() -> PathBuf {
-    let d = std::env::var("CAPSA_TEST_IMAGES")
-        .expect("CAPSA_TEST_IMAGES must name make-images.sh's OUTDIR (run hack/image-test.sh)");
-    let d = PathBuf::from(d);
-    assert!(
-        d.join("images.json").is_file(),
-        "{} has no images.json",
-        d.display()
-    );
-    d
-}
-
-/// The repository's hack/ (containerd-env.sh, podman-env.sh).
-fn hack() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack")
-}
-
-fn sh(cmd: &mut Command) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 #[ignore = "needs the make-images.sh images: run hack/image-test.sh"]
@@ -86,37 +58,6 @@ fn three_formats_match_umoci() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(skel, vec!["README"]);
-}
-
-/// Stops the private containerd and removes podman's images even when the test fails.
-struct Clients {
-    ctrd_dir: PathBuf,
-    podman_env: Vec<(String, String)>,
-}
-
-impl Drop for Clients {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(hack().join("containerd-env.sh"))
-            .arg("stop")
-            .env("CTRD_DIR", &self.ctrd_dir)
-            .status();
-        let _ = Command::new("podman")
-            .args(["rmi", "-a", "-f"])
-            .envs(self.podman_env.clone())
-            .output();
-        // containerd puts its containers under /<namespace>/ and leaves that parent behind;
-        // podman leaves libpod_parent. Remove them where empty (rmdir refuses busy ones).
-        for parent in ["capsa-image-test", "libpod_parent"] {
-            let _ = Command::new("sh")
-                .arg("-c")
-                .arg(format!(
-                    "for d in /sys/fs/cgroup/*/{parent} /sys/fs/cgroup/{parent}; do \
-                     [ -d \"$d\" ] && find \"$d\" -depth -type d -exec rmdir {{}} \\; ; done 2>/dev/null; true"
-                ))
-                .status();
-        }
-    }
 }
 
 #[test]
@@ -179,32 +120,9 @@ fn commit_runs_in_containerd_and_podman() {
     let check = "cat /added /var/www/index.html && test ! -e /etc/group && ls /root";
     let expect = "added\nchanged\nnew\n";
 
-    let ctrd_dir = env.path("containerd");
-    let podman_dir = env.path("podman");
-    let penv_out = sh(Command::new("bash")
-        .arg(hack().join("podman-env.sh"))
-        .env("PODMAN_DIR", &podman_dir));
-    let podman_env: Vec<(String, String)> = penv_out
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .flat_map(|l| l.split_whitespace())
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                v.trim_matches(|c| c == '"' || c == '\'').to_string(),
-            )
-        })
-        .collect();
-    let _clients = Clients {
-        ctrd_dir: ctrd_dir.clone(),
-        podman_env: podman_env.clone(),
-    };
-    let sock = sh(Command::new("bash")
-        .arg(hack().join("containerd-env.sh"))
-        .arg("start")
-        .env("CTRD_DIR", &ctrd_dir));
-    let sock = sock.trim();
+    let clients = Clients::start(&env.dir);
+    let podman_env = clients.podman_env.clone();
+    let sock = clients.sock.as_str();
     for (i, tar) in [&docker, &oci].iter().enumerate() {
         let ctr = |args: &[&str]| {
             sh(Command::new("ctr")

@@ -784,6 +784,75 @@ fn short_names_and_mirrors_from_registries_conf() {
 }
 
 #[test]
+#[ignore = "needs docker-registry, skopeo, the make-images.sh images and CAPSA_RUNTIME: run hack/image-test.sh"]
+fn build_from_a_registry_image() {
+    isolate();
+    let imgs = images_dir();
+    let env = Env::new("build-pull");
+    let reg = Registry::start(&env.path("registry"), Auth::None);
+    let h = reg.host();
+    skopeo_push(
+        &imgs.join("test-busybox"),
+        "latest",
+        &format!("{h}/lib/busybox:1"),
+        &["--dest-tls-verify=false"],
+    );
+    let base = format!("{h}/lib/busybox:1");
+    let ctx = env.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {base}\nRUN echo built > /built.txt\nCMD [\"cat\", \"/built.txt\"]\n"),
+    )
+    .unwrap();
+    let runtime = std::env::var("CAPSA_RUNTIME")
+        .expect("CAPSA_RUNTIME must name the capsa binary RUN steps use (hack/image-test.sh)");
+    let build = || {
+        let o = Command::new(BIN)
+            .arg("--store")
+            .arg(env.store())
+            .args(["build", "--plain-http", "-t", "localhost/pulled:1"])
+            .arg(&ctx)
+            .env("CAPSA_RUNTIME", &runtime)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{out}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    };
+    // the base is not in the store: pulled, then built on
+    let out = build();
+    assert!(
+        out.contains(&format!("STEP 1/3: FROM {base}\npulling {base}\n")),
+        "{out}"
+    );
+    let images = env.ok(&["images"]);
+    assert!(
+        images.contains(&base) && images.contains("localhost/pulled:1"),
+        "{images}"
+    );
+    check_against_umoci(&env, &base, &imgs.join("bundles/test-busybox-latest"));
+    let b = env.path("bundle");
+    env.ok(&["bundle", "localhost/pulled:1", b.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(b.join("rootfs/built.txt")).unwrap(),
+        "built\n"
+    );
+    assert!(b.join("rootfs/bin/busybox").is_file());
+    env.ok(&["rm", b.to_str().unwrap()]);
+    // again: the stored base is used (no pull; the registry may be gone) and every step cached
+    drop(reg);
+    let again = build();
+    assert!(!again.contains("pulling"), "{again}");
+    assert_eq!(again.matches("--> using cache").count(), 2, "{again}");
+    assert_eq!(again.lines().last(), out.lines().last(), "same image id");
+}
+
+#[test]
 fn manifest_over_the_size_limit_is_refused() {
     isolate();
     // a fake registry: /v2/ open, every manifest 5 MiB

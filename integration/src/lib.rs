@@ -16,8 +16,12 @@ pub mod image;
 pub mod leftovers;
 pub mod mountinfo;
 pub mod poll;
+pub mod probe;
 pub mod runtime;
+pub mod seccomp_agent;
 pub mod spec;
+pub mod unprivileged;
+pub mod user_podman;
 
 pub use bundle::Bundle;
 pub use ctx::Ctx;

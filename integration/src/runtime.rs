@@ -149,6 +149,18 @@ impl Out {
         self
     }
 
+    /// Asserts an `exec` that failed by itself (not its process): exit status 255, runc's
+    /// convention, so callers can tell it from the process exiting 1.
+    #[track_caller]
+    pub fn exec_fails(self) -> Out {
+        assert_eq!(
+            self.code(),
+            Some(255),
+            "expected exec's own failure (255): {self}"
+        );
+        self
+    }
+
     /// stdout with surrounding whitespace trimmed.
     pub fn out(&self) -> &str {
         self.stdout.trim()

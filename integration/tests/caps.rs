@@ -173,3 +173,29 @@ fn unknown_capability_fails_and_leaves_nothing() {
     );
     ctx.assert_nothing_left(&id, &b);
 }
+
+/// A capability the config asks for that the runtime itself does not hold (run here with
+/// CAP_WAKE_ALARM out of its bounding set) cannot be granted: create fails naming it, as
+/// runc and crun do, and leaves nothing; never a container with less than its config.
+#[test]
+fn a_capability_the_runtime_lacks_is_an_error() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().caps(json!({
+        "bounding": ["CAP_WAKE_ALARM", "CAP_KILL"],
+        "effective": ["CAP_WAKE_ALARM", "CAP_KILL"],
+        "permitted": ["CAP_WAKE_ALARM", "CAP_KILL"]
+    }));
+    b.write();
+    let id = ctx.id();
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--bounding-set", "-wake_alarm"])
+        .arg(&ctx.rt.path)
+        .arg("--root")
+        .arg(&ctx.root)
+        .args(["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let out = integration::runtime::run_cmd(&mut cmd).fails();
+    if ctx.rt.is_capsa() {
+        assert!(out.all().contains("CAP_WAKE_ALARM"), "{out}");
+    }
+    ctx.assert_nothing_left(&id, &b);
+}

@@ -349,3 +349,307 @@ fn cgroup_removed_when_create_fails() {
     ctx.create(&id, &b).fails();
     ctx.assert_nothing_left(&id, &b);
 }
+
+/// The host's cgroup2 line (`0::PATH`) of a process.
+fn unified_line(pid: i32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// On a hybrid host (v1 controllers plus a cgroup2 mount) the container is placed in the
+/// cgroup2 hierarchy too, as runc does: the init and an exec'd process read the
+/// container's path on their `0::` line, and nothing is left there after delete.
+#[test]
+fn hybrid_host_places_in_cgroup2_too() {
+    let hybrid = cgroup::hierarchies()
+        .iter()
+        .any(|h| h.v2 && h.mount == std::path::Path::new("/sys/fs/cgroup/unified"));
+    if !hybrid {
+        integration::skip("not a hybrid cgroup host");
+        return;
+    }
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = running(&ctx, &b);
+    assert_eq!(unified_line(ctx.pid(&id)), b.cgroups_path(), "init");
+    let pidfile = ctx.path("exec.pid");
+    ctx.rt(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sleep",
+        "1000",
+    ])
+    .ok();
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    assert_eq!(unified_line(pid), b.cgroups_path(), "exec");
+    ctx.delete_force(&id).ok();
+    assert!(
+        cgroup::existing_dirs(&b.cgroups_path()).is_empty(),
+        "cgroup removed by delete"
+    );
+}
+
+/// A cgroup frozen before the container exists: `run -d` and `create` refuse it (the init
+/// would freeze the moment it is placed, and the runtime wait for it for ever) and leave
+/// nothing; runc's words are "container's cgroup unexpectedly frozen".
+#[test]
+fn create_in_a_frozen_cgroup_is_refused() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    b.write();
+    let (dir, file, frozen, thawed) = if is_unified() {
+        (
+            controller_dir("pids", &b.cgroups_path()),
+            "cgroup.freeze",
+            "1",
+            "0",
+        )
+    } else {
+        (
+            controller_dir("freezer", &b.cgroups_path()),
+            "freezer.state",
+            "FROZEN",
+            "THAWED",
+        )
+    };
+    std::fs::create_dir_all(&dir).expect("mkdir the cgroup");
+    std::fs::write(dir.join(file), frozen).expect("freeze it");
+    let dir_s = b.dir.to_str().unwrap().to_string();
+    for cmd in ["run", "create"] {
+        let id = ctx.id();
+        let mut args = vec![cmd, "--bundle", dir_s.as_str()];
+        if cmd == "run" {
+            args.push("-d");
+        }
+        args.push(&id);
+        let out = ctx.rt(&args).fails();
+        assert!(out.all().contains("cgroup unexpectedly frozen"), "{out}");
+        assert!(cgroup::procs(&dir).is_empty(), "{out}");
+        ctx.assert_not_exist(ctx.rt(&["state", &id]), &id);
+    }
+    let _ = std::fs::write(dir.join(file), thawed);
+}
+
+/// A second container in the cgroup of a running one: created, with runc's warning.
+#[test]
+fn create_in_a_non_empty_cgroup_warns() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    running(&ctx, &b);
+    let id = ctx.id();
+    let out = ctx.create(&id, &b).ok();
+    assert!(
+        out.all().contains("container's cgroup is not empty"),
+        "{out}"
+    );
+}
+
+/// `update` takes every negative value runc takes: -1 lifts the memory, memory+swap,
+/// cpu quota and pids limits.
+#[test]
+fn update_accepts_runcs_negative_values() {
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .resources("memory", json!({ "limit": 64u64 << 20 }))
+        .resources("cpu", json!({ "quota": 50000, "period": 100000 }))
+        .resources("pids", json!({ "limit": 20 }))
+        .args(&["/bin/sleep", "1000"]);
+    let id = running(&ctx, &b);
+    let mem = controller_dir("memory", &b.cgroups_path());
+    let swap_file = if is_unified() {
+        "memory.swap.max"
+    } else {
+        "memory.memsw.limit_in_bytes"
+    };
+    let mut args = vec![
+        "update",
+        "--memory",
+        "-1",
+        "--cpu-quota",
+        "-1",
+        "--pids-limit",
+        "-1",
+    ];
+    if mem.join(swap_file).exists() {
+        args.extend(["--memory-swap", "-1"]);
+    }
+    args.push(&id);
+    ctx.rt(&args).ok();
+    let unlimited = |v: &str| v == "max" || v.parse::<u64>().is_ok_and(|n| n > 1 << 60);
+    let (limit, quota) = if is_unified() {
+        (read("memory", &b, "memory.max"), read("cpu", &b, "cpu.max"))
+    } else {
+        (
+            read("memory", &b, "memory.limit_in_bytes"),
+            read("cpu", &b, "cpu.cfs_quota_us"),
+        )
+    };
+    assert!(unlimited(&limit), "memory limit {limit}");
+    assert!(
+        quota == "-1" || quota.starts_with("max"),
+        "cpu quota {quota}"
+    );
+    assert_eq!(read("pids", &b, "pids.max"), "max");
+    if mem.join(swap_file).exists() {
+        let swap = cgroup::read(&mem, swap_file);
+        assert!(unlimited(&swap), "{swap_file} {swap}");
+    }
+}
+
+/// v1: a shorter period under a parent's cpu limit. Written first, the period would be
+/// refused (the old quota over the new period exceeds the parent's share); runc writes
+/// the quota first and the period again, and so must every runtime.
+#[test]
+fn update_cpu_period_and_quota_under_a_parent_limit() {
+    if is_unified() {
+        integration::skip("cpu.cfs_* are cgroup v1 files");
+        return;
+    }
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .resources("cpu", json!({ "quota": 50000, "period": 100000 }))
+        .args(&["/bin/sleep", "1000"]);
+    let id = running(&ctx, &b);
+    let parent = controller_dir("cpu", &ctx.cg_parent);
+    std::fs::write(parent.join("cpu.cfs_quota_us"), "50000").expect("limit the parent");
+    // 60% over the parent's 50%: refused.
+    ctx.rt(&["update", "--cpu-quota", "60000", &id]).fails();
+    ctx.rt(&[
+        "update",
+        "--cpu-period",
+        "10000",
+        "--cpu-quota",
+        "3000",
+        &id,
+    ])
+    .ok();
+    assert_eq!(read("cpu", &b, "cpu.cfs_quota_us"), "3000");
+    assert_eq!(read("cpu", &b, "cpu.cfs_period_us"), "10000");
+}
+
+/// v1: device rules are set as the minimal change. An `update` leaves a container's
+/// devices cgroup as it is, also once the container made sub-cgroups of its own (where
+/// the kernel refuses a redundant `a` rule with EINVAL), and the rules it denies stay
+/// denied.
+#[test]
+fn update_keeps_device_rules_without_rewriting_them() {
+    if is_unified() {
+        integration::skip("devices.list is cgroup v1's");
+        return;
+    }
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .resources(
+            "devices",
+            json!([
+                { "allow": false, "access": "rwm" },
+                { "allow": false, "type": "c", "major": 1, "minor": 11, "access": "rwa" },
+                { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" }
+            ]),
+        )
+        .args(&["/bin/sleep", "1000"]);
+    let id = running(&ctx, &b);
+    let dev = controller_dir("devices", &b.cgroups_path());
+    let before = cgroup::read(&dev, "devices.list");
+    assert!(
+        !before.contains("a *:* rwm"),
+        "a deny-default list: {before}"
+    );
+    assert!(!before.contains("c 1:11 "), "{before}");
+    std::fs::create_dir(dev.join("sub")).expect("a sub-cgroup of the container's");
+    // An update of a limit, and one with nothing but the device rules (`-r` of `{}`).
+    let empty = ctx.path("empty.json");
+    std::fs::write(&empty, "{}").expect("write empty.json");
+    let empty = empty.to_str().unwrap();
+    for _ in 0..3 {
+        ctx.rt(&["update", "--pids-limit", "30", &id]).ok();
+        ctx.rt(&["update", "-r", empty, &id]).ok();
+    }
+    assert_eq!(cgroup::read(&dev, "devices.list"), before);
+}
+
+/// v1/hybrid: `linux.resources.unified` holds cgroup v2 files: an error naming the field,
+/// nothing left (runc: "invalid configuration").
+#[test]
+fn unified_on_a_v1_host_is_an_error() {
+    if is_unified() {
+        integration::skip("a cgroup v2 host applies linux.resources.unified");
+        return;
+    }
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .resources("unified", json!({ "memory.min": "131072" }))
+        .args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    let out = ctx.create(&id, &b).fails();
+    assert!(out.all().contains("unified"), "{out}");
+    if ctx.rt.is_capsa() {
+        assert!(out.all().contains("linux.resources.unified"), "{out}");
+    }
+    ctx.assert_nothing_left(&id, &b);
+}
+
+/// v1: blkio weights go to the files the kernel has (CFQ's, or BFQ's
+/// `blkio.bfq.weight_device`); one the host has no file for is an error naming it,
+/// never dropped.
+#[test]
+fn blkio_weights_written_or_refused() {
+    if is_unified() {
+        integration::skip("blkio.* are cgroup v1 files");
+        return;
+    }
+    let Some((major, minor)) = block_device() else {
+        integration::skip("no block device");
+        return;
+    };
+    let ctx = Ctx::new();
+    let probe = controller_dir("blkio", "/");
+    let cases = [
+        (
+            "leafWeight",
+            json!({ "leafWeight": 300 }),
+            "blkio.leaf_weight",
+        ),
+        (
+            "weightDevice",
+            json!({ "weightDevice": [{ "major": major, "minor": minor, "weight": 444 }] }),
+            if probe.join("blkio.weight").exists() {
+                "blkio.weight_device"
+            } else {
+                "blkio.bfq.weight_device"
+            },
+        ),
+    ];
+    for (field, blkio, file) in cases {
+        let b = ctx
+            .bundle()
+            .resources("blockIO", blkio)
+            .args(&["/bin/sleep", "1000"]);
+        let id = ctx.id();
+        let out = ctx.create(&id, &b);
+        if probe.join(file).exists() {
+            out.ok();
+            let v = read("blkio", &b, file);
+            assert!(
+                v.contains("300") || v.contains("444"),
+                "{field}: {file} {v}"
+            );
+        } else {
+            let out = out.fails();
+            if ctx.rt.is_capsa() {
+                assert!(out.all().contains(field), "{field}: {out}");
+            }
+            ctx.assert_nothing_left(&id, &b);
+        }
+    }
+}

@@ -95,6 +95,27 @@ fn spec_writes_a_config_that_runs() {
     assert_eq!(out.out(), "spec-ok");
 }
 
+/// `spec` gives a cgroup namespace only on a pure cgroup v2 host, as runc: on a v1 or
+/// hybrid host the container sees the host's cgroup paths (runc 1.1 never adds one).
+#[test]
+fn spec_cgroup_namespace_only_on_cgroup_v2() {
+    let ctx = Ctx::new();
+    let dir = ctx.mkdir("specdir");
+    ctx.rt(&["spec", "--bundle", dir.to_str().unwrap()]).ok();
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cgroupns = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["type"] == "cgroup");
+    if integration::cgroup::is_unified() {
+        assert!(cgroupns || !ctx.rt.is_capsa(), "{spec}");
+    } else {
+        assert!(!cgroupns, "{spec}");
+    }
+}
+
 #[test]
 fn spec_refuses_to_overwrite() {
     let ctx = Ctx::new();
@@ -107,14 +128,53 @@ fn spec_refuses_to_overwrite() {
     assert_eq!(std::fs::read_to_string(b.config_path()).unwrap(), before);
 }
 
+/// runc's shape, which scripts parse: `<name> version X.Y.Z`, `commit: ...`,
+/// `spec: X.Y.Z`, for `--version` and `-v`.
 #[test]
-fn version_names_the_spec() {
+fn version_in_runcs_shape() {
     let ctx = Ctx::new();
-    let out = ctx.rt(&["--version"]).ok();
-    assert!(
-        out.stdout.lines().any(|l| l.starts_with("spec: ")),
-        "runc's shape (a `spec:` line): {out}"
-    );
+    for flag in ["--version", "-v"] {
+        let out = ctx.rt(&[flag]).ok();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        let semver = |s: &str| {
+            let v: Vec<&str> = s.split(['.', '+', '-', '~']).take(3).collect();
+            v.len() == 3 && v.iter().all(|n| n.parse::<u32>().is_ok())
+        };
+        let name = if ctx.rt.is_capsa() { "capsa" } else { "runc" };
+        let first = lines.first().copied().unwrap_or_default();
+        let v = first.strip_prefix(&format!("{name} version "));
+        assert!(v.is_some_and(semver), "first line: {out}");
+        assert!(
+            lines.get(1).is_some_and(|l| l.starts_with("commit:")),
+            "{out}"
+        );
+        let spec = lines.get(2).and_then(|l| l.strip_prefix("spec: "));
+        assert!(spec.is_some_and(semver), "{out}");
+    }
+}
+
+/// Every command has its help (`-h` and `--help`, exit 0, naming the command), and an
+/// unknown one is an error.
+#[test]
+fn help_for_every_command() {
+    let ctx = Ctx::new();
+    for cmd in [
+        "create", "start", "run", "state", "list", "kill", "delete", "exec", "pause", "resume",
+        "events", "ps", "update", "features", "spec",
+    ] {
+        for flag in ["-h", "--help"] {
+            let out = ctx.rt(&[cmd, flag]).ok();
+            assert!(out.stdout.contains(cmd), "{out}");
+        }
+    }
+    for flag in ["-h", "--help"] {
+        let out = ctx.rt(&[flag]).ok();
+        assert!(out.stdout.contains("exec"), "{out}");
+    }
+    let out = ctx.rt(&["foo", "-h"]);
+    assert!(!out.success(), "{out}");
+    // runc's words, which its own suite looks for.
+    assert!(out.all().contains("No help topic for 'foo'"), "{out}");
 }
 
 #[test]

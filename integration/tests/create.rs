@@ -170,3 +170,39 @@ fn no_host_fd_leaks_into_the_container() {
     let cwd = ctx.sh("readlink /proc/1/cwd");
     assert_eq!(cwd.trim(), "/");
 }
+
+/// --no-pivot leaves the host's root under the chroot; its full /proc would let a process
+/// that makes user and pid namespaces mount a new procfs without the container's masks.
+/// runc detaches the host's procfs and sysfs first: that mount is refused.
+#[test]
+fn no_pivot_does_not_expose_the_hosts_proc() {
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .args(&[
+            "unshare",
+            "-mrpf",
+            "sh",
+            "-c",
+            "mount -t proc none /proc && echo proc-mounted",
+        ])
+        .with(|s| {
+            for set in ["bounding", "permitted", "effective"] {
+                s["process"]["capabilities"][set]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(serde_json::json!("CAP_SETFCAP"));
+            }
+        });
+    b.write();
+    let id = ctx.id();
+    let out = ctx.rt(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!out.stdout.contains("proc-mounted"), "{out}");
+    assert!(out.all().contains("mount: permission denied"), "{out}");
+}

@@ -19,6 +19,9 @@ fn stats_event_has_real_numbers() {
     let pid = ctx.state(&id)["pid"].as_i64().expect("pid") as i32;
     ctx.rt.runc_wait_for_exec(pid);
     let out = ctx.rt(&["events", "--stats", &id]).ok();
+    // runc's key order: scripts match the start of the line.
+    let start = format!("{{\"type\":\"stats\",\"id\":\"{id}\",\"data\":");
+    assert!(out.stdout.starts_with(&start), "{out}");
     let ev: serde_json::Value =
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(ev["type"], "stats", "{ev}");
@@ -63,6 +66,8 @@ fn oom_event_when_over_the_memory_limit() {
         let ev: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
         if ev["type"] == "oom" {
+            // Exactly runc's line, which scripts grep for.
+            assert_eq!(line, format!("{{\"type\":\"oom\",\"id\":\"{id}\"}}"));
             seen_oom = true;
             break;
         }

@@ -5,7 +5,9 @@
 //!
 //! The runtime is stopped at a known stage by something that blocks, never by timing: a
 //! hook that waits for a release file ([`Gate`]), a config.json that is a fifo, a console
-//! socket whose backlog is full, or a cgroup frozen ahead of time.
+//! socket whose backlog is full, or a paused container (exec). A cgroup frozen ahead of
+//! time no longer stops create: it is refused (cgroups.rs
+//! `create_in_a_frozen_cgroup_is_refused`), as runc does.
 
 use std::fs;
 use std::os::fd::OwnedFd;
@@ -400,74 +402,9 @@ fn create_killed_before_the_init_exists() {
     force_delete_leaves_nothing(&ctx, &id, &b);
 }
 
-/// Freezes `cgroups_path` before the container exists: the init is frozen the moment the
-/// runtime moves it in, before it mounts anything. Returns the frozen cgroup's directory.
-fn freeze_ahead(cgroups_path: &str) -> PathBuf {
-    let rel = cgroups_path.trim_start_matches('/');
-    if cgroup::is_unified() {
-        let dir = Path::new("/sys/fs/cgroup").join(rel);
-        fs::create_dir_all(&dir).expect("mkdir the v2 cgroup");
-        fs::write(dir.join("cgroup.freeze"), "1").expect("freeze (v2)");
-        return dir;
-    }
-    let dir = cgroup::controller_dir("freezer", cgroups_path);
-    fs::create_dir_all(&dir).expect("mkdir the freezer cgroup");
-    fs::write(dir.join("freezer.state"), "FROZEN").expect("freeze (v1)");
-    dir
-}
-
 fn thaw(dir: &Path) {
     let _ = fs::write(dir.join("freezer.state"), "THAWED");
     let _ = fs::write(dir.join("cgroup.freeze"), "0");
-}
-
-/// create killed (or its init killed) after the init was cloned and put in its cgroup,
-/// before its mounts: the cgroup was frozen ahead, so the init stops on entry.
-#[test]
-fn create_killed_with_the_init_cloned_before_its_mounts() {
-    for victim in VICTIMS {
-        let ctx = Ctx::new();
-        let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
-        b.write();
-        let frozen = freeze_ahead(&b.cgroups_path());
-        let id = ctx.id();
-        let mut create = create_bg(&ctx, &id, &b, &[]);
-        wait_until("the init to be frozen in its cgroup", || {
-            !cgroup::procs(&frozen).is_empty() || create.exited()
-        });
-        let pids = cgroup::procs(&frozen);
-        if pids.is_empty()
-            && ctx.rt.runc_deviation(
-                "runc refuses a cgroup frozen ahead (`container's cgroup unexpectedly frozen`)",
-            )
-        {
-            let _ = create.wait();
-            force_delete_leaves_nothing(&ctx, &id, &b);
-            continue;
-        }
-        assert!(
-            !pids.is_empty(),
-            "create exited: {}",
-            runtime_stderr(&create)
-        );
-        assert!(
-            leftovers::mounts_under(&b.rootfs()).is_empty(),
-            "the init mounted while frozen"
-        );
-        match victim {
-            Victim::Runtime => create.kill(),
-            Victim::Init => {
-                for p in pids {
-                    sigkill(p);
-                }
-                // A frozen task dies only once thawed; create then sees it gone.
-                thaw(&frozen);
-                let (ok, err) = create.wait();
-                assert!(!ok, "create succeeds although its init was killed: {err}");
-            }
-        }
-        force_delete_leaves_nothing(&ctx, &id, &b);
-    }
 }
 
 /// After create returned: `delete --force` of the created container, or of one whose

@@ -151,6 +151,24 @@ fn every_hook_runs_in_order_with_state_on_stdin() {
     ctx.assert_nothing_left(&id, &b);
 }
 
+/// createContainer hooks run with the container's rootfs as their working directory
+/// (runc): a hook using relative paths works on the rootfs.
+#[test]
+fn create_container_hooks_run_from_the_rootfs() {
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .hook("createContainer", host_hook(&ctx, "pwd > ./hook-cwd"))
+        .args(&["/bin/true"]);
+    ctx.run(&b).ok();
+    let cwd =
+        std::fs::read_to_string(b.rootfs().join("hook-cwd")).expect("the hook wrote ./hook-cwd");
+    assert_eq!(
+        std::fs::canonicalize(cwd.trim()).unwrap(),
+        std::fs::canonicalize(b.rootfs()).unwrap()
+    );
+}
+
 #[test]
 fn hooks_of_a_kind_run_in_order() {
     let ctx = Ctx::new();

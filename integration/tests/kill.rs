@@ -76,6 +76,23 @@ fn kill_all_reaches_every_process() {
     });
 }
 
+/// Signal 0 checks without sending: on a running container, and with `--all` on a
+/// stopped one, whose cgroup may still be there (runc's `kill -a ID 0`, which scripts use
+/// to probe).
+#[test]
+fn kill_with_signal_0() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    ctx.kill(&id, "0").ok();
+    assert_eq!(ctx.status(&id), "running");
+    ctx.kill(&id, "KILL").ok();
+    ctx.wait_status(&id, "stopped");
+    ctx.rt(&["kill", "--all", &id, "0"]).ok();
+    ctx.delete(&id).ok();
+}
+
 #[test]
 fn kill_of_a_created_container() {
     let ctx = Ctx::new();

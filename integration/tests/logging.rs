@@ -156,3 +156,30 @@ fn log_file_is_appended() {
         .count();
     assert!(errors >= 2, "both errors kept");
 }
+
+/// `--debug` logs `exec` too: to stderr without `--log`, only to the log with it.
+#[test]
+fn debug_logs_for_exec() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    let out = ctx.rt(&["--debug", "exec", &id, "true"]).ok();
+    assert!(out.stderr.contains("level=debug"), "{out}");
+    // The process' own steps are logged, not only the runtime's (runc: "setns_init").
+    assert!(out.stderr.contains("about to exec"), "{out}");
+    let log = ctx.path("exec.log");
+    let out = ctx
+        .rt(&[
+            "--debug",
+            "--log",
+            log.to_str().unwrap(),
+            "exec",
+            &id,
+            "true",
+        ])
+        .ok();
+    assert!(!out.stderr.contains("level=debug"), "{out}");
+    let text = std::fs::read_to_string(&log).expect("the log is written");
+    assert!(text.contains("level=debug"), "{text}");
+}

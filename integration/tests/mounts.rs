@@ -37,6 +37,74 @@ fn default_mounts_are_present() {
     );
 }
 
+/// A read-only /dev (runc#3248) is made read-only last: /dev/pts and the device nodes
+/// still go into it, and it keeps its own flags.
+#[test]
+fn read_only_dev_still_gets_its_mounts_and_nodes() {
+    let ctx = Ctx::new();
+    let out = ctx
+        .sh_in(
+            "cat /proc/self/mountinfo; [ -c /dev/null ] && echo null-ok",
+            |b| {
+                b.with(|s| {
+                    for m in s["mounts"].as_array_mut().unwrap() {
+                        if m["destination"] == "/dev" {
+                            m["options"].as_array_mut().unwrap().push(json!("ro"));
+                        }
+                    }
+                })
+            },
+        )
+        .ok();
+    let dev = mountinfo::find(&out.stdout, "/dev").unwrap_or_else(|| panic!("{out}"));
+    assert!(dev.has_opt("ro") && dev.has_opt("nosuid"), "{dev:?}");
+    let pts = mountinfo::find(&out.stdout, "/dev/pts").unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(pts.fstype, "devpts");
+    assert!(out.stdout.contains("null-ok"), "{out}");
+}
+
+/// `tmpcopyup` (podman's `--read-only` and `--tmpfs`): the tmpfs starts with a copy of
+/// the directory it covers (files with their modes and owners, subdirectories,
+/// symlinks as symlinks), and what is written there stays out of the rootfs.
+#[test]
+fn tmpfs_copyup_starts_with_what_it_covers() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = Ctx::new();
+    let b = ctx.bundle();
+    let data = b.rootfs().join("data");
+    std::fs::create_dir_all(data.join("sub")).unwrap();
+    std::fs::write(data.join("sub/file"), "from-the-image").unwrap();
+    std::fs::set_permissions(
+        data.join("sub/file"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    std::os::unix::fs::chown(data.join("sub/file"), Some(1000), Some(1000)).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", data.join("link")).unwrap();
+    let b = b
+        .mount(
+            json!({ "destination": "/data", "type": "tmpfs", "source": "tmpfs",
+                       "options": ["nosuid", "nodev", "tmpcopyup"] }),
+        )
+        .sh(
+            "grep ' /data ' /proc/self/mountinfo; cat /data/sub/file; echo; \
+             stat -c '%a %u:%g' /data/sub/file; readlink /data/link; echo new > /data/new",
+        );
+    let out = ctx.run(&b).ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let m = &mountinfo::parse(lines[0])[0];
+    assert_eq!(m.fstype, "tmpfs", "{out}");
+    assert_eq!(
+        lines[1..4],
+        ["from-the-image", "640 1000:1000", "/etc/passwd"],
+        "{out}"
+    );
+    assert!(
+        !data.join("new").exists(),
+        "written to the tmpfs, not the rootfs"
+    );
+}
+
 #[test]
 fn tmpfs_with_options() {
     let ctx = Ctx::new();

@@ -180,6 +180,36 @@ fn user_namespace_mappings() {
     );
 }
 
+/// Bind sources that the user namespace's root cannot reach (0700, the host's root's)
+/// are opened by the runtime before the container enters it, as runc does: they mount,
+/// and `exec` sees them.
+#[test]
+fn user_namespace_binds_sources_its_root_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = Ctx::new();
+    let mut b = userns_bundle(&ctx).args(&["/bin/sleep", "1000"]);
+    for n in 1..=2 {
+        let outer = ctx.mkdir(&format!("inaccessible-{n}"));
+        std::fs::create_dir(outer.join("dir")).unwrap();
+        std::fs::write(outer.join("dir/foo.txt"), "x").unwrap();
+        std::fs::set_permissions(&outer, std::fs::Permissions::from_mode(0o700)).unwrap();
+        b = b.mount(serde_json::json!({
+            "source": outer.join("dir"), "destination": format!("/tmp/mount-{n}"),
+            "options": ["bind"]
+        }));
+    }
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    ctx.rt(&[
+        "exec",
+        &id,
+        "stat",
+        "/tmp/mount-1/foo.txt",
+        "/tmp/mount-2/foo.txt",
+    ])
+    .ok();
+}
+
 #[test]
 fn user_namespace_root_inside() {
     let ctx = Ctx::new();
@@ -233,4 +263,22 @@ fn cgroup_namespace_root_is_the_container_cgroup() {
             "every hierarchy rooted at the container's cgroup: {out}"
         );
     }
+}
+
+/// IFF_UP of the container's lo, from sysfs (mounted in the container's network namespace).
+fn lo_is_up(ctx: &Ctx, b: integration::Bundle) -> bool {
+    let out = ctx.run(&b.sh("cat /sys/class/net/lo/flags")).ok();
+    let flags = out.stdout.trim().trim_start_matches("0x");
+    u32::from_str_radix(flags, 16).unwrap_or_else(|_| panic!("lo flags: {out}")) & 1 == 1
+}
+
+#[test]
+fn a_new_network_namespace_has_lo_up() {
+    // runc (its "loopback" network) and crun bring lo up: 127.0.0.1 must answer.
+    let ctx = Ctx::new();
+    assert!(lo_is_up(&ctx, ctx.bundle()), "lo is up");
+    assert!(
+        lo_is_up(&ctx, userns_bundle(&ctx)),
+        "lo is up in a user namespace too"
+    );
 }

@@ -149,3 +149,67 @@ fn build_runs_its_run_step_through_the_runtime() {
         "{out}"
     );
 }
+
+/// `podman run --read-only` (root read-only; /tmp, /var/tmp, /run as tmpfs with
+/// `tmpcopyup`) and `--tmpfs DIR` (also `tmpcopyup`): the tmpfs starts with what the image
+/// has there. docker's `--tmpfs` (no copy-up there) is docker.rs'.
+#[test]
+fn run_read_only_and_tmpfs() {
+    let ctx = Ctx::new();
+    let Some(p) = Podman::new(&ctx) else { return };
+    let out = p
+        .sh(&format!(
+            "$P run --cgroup-parent $CGP --rm --read-only {IMAGE} sh -c \
+             'touch /nope 2>/dev/null || echo root-ro; echo hi > /tmp/x && cat /tmp/x'"
+        ))
+        .ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["root-ro", "hi"],
+        "{out}"
+    );
+    let out = p
+        .sh(&format!(
+            "$P run --cgroup-parent $CGP --rm --tmpfs /etc {IMAGE} sh -c \
+             'grep -c ^root: /etc/passwd; grep \" /etc \" /proc/mounts | cut -d\" \" -f3'"
+        ))
+        .ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["1", "tmpfs"],
+        "{out}"
+    );
+}
+
+/// `podman exec` into a container whose seccomp profile has a NOTIFY rule: the exec'd
+/// process' listener reaches the agent (listenerPath) and the agent answers its syscalls.
+#[test]
+fn exec_with_a_seccomp_notify_agent() {
+    let ctx = Ctx::new();
+    let Some(p) = Podman::new(&ctx) else { return };
+    let agent = integration::seccomp_agent::Agent::start(&ctx.path("agent.sock"), libc::ENOMEDIUM);
+    let profile = ctx.path("seccomp.json");
+    ctx.write(
+        &profile,
+        &serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": agent.path,
+            "syscalls": [{ "names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY" }]
+        })
+        .to_string(),
+    );
+    p.sh(&format!(
+        "$P run --cgroup-parent $CGP -d --name n1 --security-opt seccomp={} {IMAGE} sleep 1000",
+        profile.display()
+    ))
+    .ok();
+    let out = p.sh("$P exec n1 mkdir /tmp/x");
+    assert_ne!(out.code(), Some(0), "{out}");
+    assert!(
+        out.all().contains("No medium found"),
+        "the agent's answer: {out}"
+    );
+    let states = agent.states();
+    assert_eq!(states.len(), 2, "run's and exec's listeners: {states:?}");
+    p.sh("$P rm -f n1 >/dev/null").ok();
+}

@@ -58,10 +58,13 @@ fn exec_reports_its_process_pid_when_the_process_runs_ahead() {
         let text = std::fs::read_to_string(&pidfile).unwrap();
         let pid: i32 = text.parse().expect("the pid file holds a number");
         assert!(pid > 0, "round {round}: exec reported pid {pid}");
-        assert_eq!(
-            cmdline(pid),
-            format!("sleep {marker}"),
-            "round {round}: pid {pid} is not the exec'd process"
+        // The pid file may come before the process' execve (runc and capsa both write it
+        // at their last sync point): the reported pid becomes the exec'd process, which a
+        // first stage's or the runtime's pid never does.
+        let want = format!("sleep {marker}");
+        wait_until(
+            &format!("round {round}: pid {pid} becomes the exec'd process ({want})"),
+            || cmdline(pid) == want,
         );
     }
     // In the foreground, the status is the process' own (strace returns the runtime's).

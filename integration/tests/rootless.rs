@@ -9,77 +9,13 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use integration::bundle::make_rootfs;
 use integration::runtime::{run_cmd, run_quiet};
+use integration::unprivileged::{chown_r, user, User, SUB_SIZE, SUB_START, USER};
 use integration::{cgroup, leftovers, wait_until, Ctx, Kind, Out};
 use serde_json::{json, Value};
-
-const USER: &str = "capsa-rootless";
-/// The subordinate ids of USER in /etc/subuid and /etc/subgid.
-const SUB_START: u32 = 400_000;
-const SUB_SIZE: u32 = 65_536;
-
-struct User {
-    uid: u32,
-    gid: u32,
-}
-
-/// USER, created (with its subordinate ranges) when missing.
-fn user() -> &'static User {
-    static USER_ONCE: OnceLock<User> = OnceLock::new();
-    USER_ONCE.get_or_init(|| {
-        if !Command::new("id")
-            .arg("-u")
-            .arg(USER)
-            .output()
-            .expect("run id")
-            .status
-            .success()
-        {
-            let st = Command::new("useradd")
-                .args(["--system", "--user-group", "--no-create-home"])
-                .args([
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    USER,
-                ])
-                .status()
-                .expect("run useradd");
-            assert!(st.success(), "useradd {USER}");
-        }
-        for f in ["/etc/subuid", "/etc/subgid"] {
-            let text = std::fs::read_to_string(f).unwrap_or_default();
-            if !text.lines().any(|l| l.starts_with(&format!("{USER}:"))) {
-                let sep = if text.is_empty() || text.ends_with('\n') {
-                    ""
-                } else {
-                    "\n"
-                };
-                std::fs::write(f, format!("{text}{sep}{USER}:{SUB_START}:{SUB_SIZE}\n"))
-                    .unwrap_or_else(|e| panic!("add {USER} to {f}: {e}"));
-            }
-        }
-        let id = |flag: &str| -> u32 {
-            let out = Command::new("id")
-                .arg(flag)
-                .arg(USER)
-                .output()
-                .expect("run id");
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .expect("id prints a number")
-        };
-        User {
-            uid: id("-u"),
-            gid: id("-g"),
-        }
-    })
-}
 
 /// One test's rootless world: a home for USER inside the test's temp dir (its
 /// XDG_RUNTIME_DIR and bundles), and the ids to delete at the end.
@@ -89,16 +25,6 @@ struct Rootless<'a> {
     home: PathBuf,
     xdg: PathBuf,
     ids: Mutex<Vec<String>>,
-}
-
-fn chown_r(path: &Path, u: &User) {
-    let st = Command::new("chown")
-        .arg("-R")
-        .arg(format!("{}:{}", u.uid, u.gid))
-        .arg(path)
-        .status()
-        .expect("run chown");
-    assert!(st.success(), "chown -R {}", path.display());
 }
 
 impl<'a> Rootless<'a> {
@@ -200,6 +126,30 @@ impl<'a> Rootless<'a> {
         .expect("write config.json");
         chown_r(&path, self.user);
         dir
+    }
+
+    /// `script` (sh) as root of a user namespace the runtime did not make (`unshare
+    /// --map-root-user`, the user as 0, as rootless podman calls a runtime), with no `$USER`
+    /// (podman's conmon passes none); `$RT` is the runtime, without `--root`.
+    fn in_userns(&self, script: &str) -> Out {
+        run_cmd(
+            Command::new("setpriv")
+                .arg(format!("--reuid={}", self.user.uid))
+                .arg(format!("--regid={}", self.user.gid))
+                .args([
+                    "--clear-groups",
+                    "--",
+                    "unshare",
+                    "--user",
+                    "--map-root-user",
+                ])
+                .args(["--", "sh", "-c", script])
+                .env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+                .env("HOME", &self.home)
+                .env("XDG_RUNTIME_DIR", &self.xdg)
+                .env("RT", &self.ctx.rt.path),
+        )
     }
 
     fn run(&self, bundle: &Path) -> Out {
@@ -401,16 +351,15 @@ fn lifecycle_as_user_without_a_cgroup() {
         "{ex}"
     );
     // Only the caller's id is mapped: an exec as another user fails and says why.
-    // (runc's exec exits 255 when it fails itself, capsa's 1 like its other commands)
-    let ex = rl.rt(&["exec", "-u", "1000", &id, "/bin/true"]);
+    // exec's own failure: 255, runc's convention (capsa's too).
+    let ex = rl
+        .rt(&["exec", "-u", "1000", &id, "/bin/true"])
+        .exec_fails();
     if rl.ctx.rt.is_capsa() {
-        let ex = ex.fails();
         assert!(
             ex.stderr.contains("process.user") && ex.stderr.contains("not mapped"),
             "{ex}"
         );
-    } else {
-        assert!(!ex.success(), "an exec as an unmapped user: {ex}");
     }
     assert_eq!(
         rl.status(&id),
@@ -620,4 +569,116 @@ fn delegated_cgroup_is_used() {
         assert!(out.stderr.contains("cgroup v2"), "{out}");
         assert!(cgroup::existing_dirs(&format!("{}/{id}", ctx.cg_parent)).is_empty());
     }
+}
+
+/// A `spec --rootless` bundle without the container's own user namespace: it runs in the
+/// caller's (the situation of a runtime under rootless podman).
+fn no_userns(s: &mut Value) {
+    s["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("namespaces")
+        .retain(|n| n["type"] != "user");
+    let linux = s["linux"].as_object_mut().expect("linux");
+    linux.remove("uidMappings");
+    linux.remove("gidMappings");
+}
+
+#[test]
+fn root_of_a_user_namespace_it_did_not_make() {
+    let ctx = Ctx::new();
+    let rl = Rootless::new(&ctx);
+    let b = rl.bundle("b", |s| {
+        no_userns(s);
+        s["process"]["args"] = json!([
+            "/bin/sh",
+            "-c",
+            "id -u; head -1 /proc/self/uid_map; stat -c %t:%T /dev/null /dev/zero /dev/tty; \
+             echo x > /dev/null; head -c 3 /dev/urandom | wc -c"
+        ])
+    });
+    let b2 = rl.bundle("b2", |s| {
+        no_userns(s);
+        s["process"]["args"] = json!(["/bin/sleep", "1000"])
+    });
+    let (id, id2) = (rl.id(), rl.id());
+    let root = rl.default_root();
+    let check_root = match &root {
+        Some(r) => format!("test -d {}/{id2} && echo state-in-xdg", r.display()),
+        None => "echo state-in-xdg".into(),
+    };
+    let out = rl
+        .in_userns(&format!(
+            "set -e; $RT run --bundle {b} {id}; \
+             $RT run -d --bundle {b2} {id2} </dev/null >/dev/null 2>&1; {check_root}; \
+             $RT exec {id2} id -u; $RT delete -f {id2}",
+            b = b.display(),
+            b2 = b2.display()
+        ))
+        .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "0", "root inside: {out}");
+    let map: Vec<u32> = lines[1]
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert_eq!(map, [0, rl.user.uid, 1], "the caller's namespace: {out}");
+    assert_eq!(
+        &lines[2..5],
+        ["1:3", "1:5", "5:0"],
+        "host nodes bound: {out}"
+    );
+    assert_eq!(&lines[5..], ["3", "state-in-xdg", "0"], "{out}");
+    if let Some(r) = root {
+        assert!(!r.join(&id2).exists(), "deleted");
+    }
+}
+
+#[test]
+fn rootless_false_in_a_user_namespace_fails_on_the_cgroup_and_leaves_nothing() {
+    let ctx = Ctx::new();
+    let rl = Rootless::new(&ctx);
+    let b = rl.bundle("b", |s| {
+        no_userns(s);
+        s["process"]["args"] = json!(["/bin/true"])
+    });
+    let id = rl.id();
+    // auto (the default) runs it without a cgroup; false manages cgroups as the host's
+    // root would, and may not.
+    rl.in_userns(&format!("$RT run --bundle {} {id}", b.display()))
+        .ok();
+    let out = rl
+        .in_userns(&format!(
+            "$RT --rootless false run --bundle {} {id}",
+            b.display()
+        ))
+        .fails();
+    assert!(
+        out.stderr.to_lowercase().contains("cgroup"),
+        "the error names the cgroup: {out}"
+    );
+    if let Some(r) = rl.default_root() {
+        assert!(!r.join(&id).exists(), "no state left: {out}");
+    }
+}
+
+#[test]
+fn rootless_true_as_the_hosts_root_still_applies_limits() {
+    let ctx = Ctx::new();
+    let limit: u64 = 96 * 1024 * 1024;
+    let inside = if cgroup::is_unified() {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    let b = ctx
+        .bundle()
+        .resources("memory", json!({ "limit": limit }))
+        .sh(&format!("cat {inside}"));
+    b.write();
+    let id = ctx.id();
+    let dir = b.dir.to_string_lossy().into_owned();
+    let out = ctx
+        .rt(&["--rootless", "true", "run", "--bundle", &dir, &id])
+        .ok();
+    assert_eq!(out.out(), limit.to_string(), "{out}");
 }

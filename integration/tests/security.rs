@@ -20,6 +20,11 @@ fn proc_as_a_symlink_is_refused() {
     let id = ctx.id();
     let out = ctx.create(&id, &b).fails();
     assert!(out.all().contains("proc"), "the error names /proc: {out}");
+    // runc's words, which its own suite looks for.
+    assert!(
+        out.all().contains("must be mounted on ordinary directory"),
+        "{out}"
+    );
     ctx.assert_nothing_left(&id, &b);
     assert!(
         std::fs::read_dir(&elsewhere).unwrap().next().is_none(),

@@ -143,3 +143,55 @@ fn foreground_run_with_terminal_serves_it_itself() {
     assert!(text.contains("got:hello"), "stdin reached it: {text:?}");
     assert_eq!(out.status.code(), Some(3), "exit status: {text:?}");
 }
+
+/// The pty belongs to the process' user, in the tty group, mode 620 (runc), for the
+/// init and for `exec -t`; without that a non-root process cannot reopen its terminal.
+#[test]
+fn the_pty_belongs_to_the_process_user() {
+    let ctx = Ctx::new();
+    let b = ctx
+        .bundle()
+        .terminal(true)
+        .user(serde_json::json!({ "uid": 1000, "gid": 100 }))
+        .sh("stat -c 'owner=%u:%g:%a' $(tty); sleep 1000");
+    let id = ctx.id();
+    let sock = ConsoleSocket::listen(&ctx.path("console.sock"));
+    ctx.create_with(&id, &b, &["--console-socket", sock.path.to_str().unwrap()])
+        .ok();
+    let master = sock.master();
+    ctx.start(&id).ok();
+    let text = read_master(master, Some(":620"));
+    assert!(text.contains("owner=1000:5:620"), "init: {text:?}");
+    let sock = ConsoleSocket::listen(&ctx.path("exec.sock"));
+    ctx.rt(&[
+        "exec",
+        "-d",
+        "-t",
+        "--console-socket",
+        sock.path.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "stat -c 'owner=%u:%g:%a' $(tty); sleep 1000",
+    ])
+    .ok();
+    let exec = read_master(sock.master(), Some(":620"));
+    assert!(exec.contains("owner=1000:5:620"), "exec -t: {exec:?}");
+}
+
+/// `exec -p` with a process.json that has no `user`: it runs as 0:0, as runc and crun
+/// accept it.
+#[test]
+fn exec_process_json_without_user_runs_as_root() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().args(&["/bin/sleep", "1000"]);
+    let id = ctx.id();
+    ctx.create_start(&id, &b);
+    let p = ctx.path("process.json");
+    ctx.write(
+        &p,
+        r#"{"args": ["/bin/sh", "-c", "id -u; id -g"], "cwd": "/", "env": ["PATH=/bin"]}"#,
+    );
+    let out = ctx.rt(&["exec", "-p", p.to_str().unwrap(), &id]).ok();
+    assert_eq!(out.stdout.lines().collect::<Vec<_>>(), ["0", "0"], "{out}");
+}

@@ -54,14 +54,35 @@ pub struct Sets {
 }
 
 impl Sets {
+    /// The config's sets. A capability newer than the running kernel is left out with a
+    /// warning, as runc does ("unknown or unavailable"); one the kernel has but the
+    /// runtime does not hold is an error when applied (`apply`).
     pub fn from_spec(c: &LinuxCapabilities) -> Result<Sets> {
-        Ok(Sets {
+        let sets = Sets {
             bounding: convert(c.bounding(), "bounding")?,
             effective: convert(c.effective(), "effective")?,
             permitted: convert(c.permitted(), "permitted")?,
             inheritable: convert(c.inheritable(), "inheritable")?,
             ambient: convert(c.ambient(), "ambient")?,
-        })
+        };
+        let kernel = caps::runtime::thread_all_supported()
+            .into_iter()
+            .fold(0, |m, c| m | bit(c));
+        Ok(sets.within(kernel))
+    }
+
+    fn within(self, kernel: CapMask) -> Sets {
+        let all = self.bounding | self.effective | self.permitted | self.inheritable | self.ambient;
+        for cap in names(all & !kernel) {
+            tracing::warn!("capability {cap} is unknown to this kernel: ignored");
+        }
+        Sets {
+            bounding: self.bounding & kernel,
+            effective: self.effective & kernel,
+            permitted: self.permitted & kernel,
+            inheritable: self.inheritable & kernel,
+            ambient: self.ambient & kernel,
+        }
     }
 
     /// Before the user switch: drop what is not in the bounding set (one prctl for each
@@ -81,23 +102,26 @@ impl Sets {
 
     /// After the user switch (with PR_SET_KEEPCAPS held across it): effective, permitted
     /// and inheritable in one capset(2), then the ambient set. A capability the runtime
-    /// itself does not hold (a host that withholds it even from root) cannot be given: it
-    /// is skipped with a warning rather than failing the container.
+    /// itself does not hold (outside its bounding set: a host that withholds it even from
+    /// root) cannot be given: an error naming it, as runc and crun fail, never a container
+    /// quietly started with less than its config says.
     pub fn apply(&self, sys: &dyn Syscall) -> Result<()> {
         let held = sys
             .permitted_caps()
             .map_err(|e| cerr("read the permitted set", e))?;
-        for missing in names((self.permitted | self.effective) & !held) {
-            tracing::warn!(
-                "capability {missing} is not held by the runtime on this host; not granted"
-            );
+        for (field, set) in [
+            ("effective", self.effective),
+            ("permitted", self.permitted),
+            ("inheritable", self.inheritable),
+        ] {
+            if let Some(missing) = names(set & !held).next() {
+                return Err(Error::Config(format!(
+                    "process.capabilities.{field}: {missing} is not held by the runtime on                      this host (outside its bounding set): it cannot be granted"
+                )));
+            }
         }
-        sys.set_caps(
-            self.effective & held,
-            self.permitted & held,
-            self.inheritable & held,
-        )
-        .map_err(|e| cerr("set effective, permitted and inheritable", e))?;
+        sys.set_caps(self.effective, self.permitted, self.inheritable)
+            .map_err(|e| cerr("set effective, permitted and inheritable", e))?;
         sys.clear_ambient_caps()
             .map_err(|e| cerr("clear the ambient set", e))?;
         // The kernel only lets a capability into the ambient set when it is permitted and
@@ -154,8 +178,8 @@ mod tests {
         let mut sys = Recorder::default();
         sys.permitted = bit(Capability::CAP_CHOWN) | bit(Capability::CAP_NET_RAW);
         sets(serde_json::json!({
-            "effective": ["CAP_CHOWN", "CAP_SYS_ADMIN"],
-            "permitted": ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_RAW"],
+            "effective": ["CAP_CHOWN"],
+            "permitted": ["CAP_CHOWN", "CAP_NET_RAW"],
             "inheritable": ["CAP_NET_RAW"],
             "ambient": ["CAP_NET_RAW", "CAP_CHOWN"]
         }))
@@ -166,7 +190,6 @@ mod tests {
         assert_eq!(
             sys.calls(),
             vec![
-                // CAP_SYS_ADMIN is not held by the "runtime": left out, not an error.
                 Call::SetCaps {
                     effective: chown,
                     permitted: chown | raw,
@@ -176,5 +199,23 @@ mod tests {
                 Call::RaiseAmbient(Capability::CAP_NET_RAW.index()),
             ]
         );
+    }
+
+    #[test]
+    fn a_capability_the_runtime_lacks_is_an_error_naming_it() {
+        let mut sys = Recorder::default();
+        sys.permitted = bit(Capability::CAP_CHOWN);
+        let e = sets(serde_json::json!({
+            "effective": ["CAP_CHOWN", "CAP_SYS_ADMIN"],
+            "permitted": ["CAP_CHOWN", "CAP_SYS_ADMIN"]
+        }))
+        .apply(&sys)
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("process.capabilities.effective") && e.contains("CAP_SYS_ADMIN"),
+            "{e}"
+        );
+        assert!(sys.calls().is_empty(), "nothing set: {:?}", sys.calls());
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! | # | from        | message                 | answer / meaning                                   |
 //! |---|-------------|-------------------------|----------------------------------------------------|
-//! | 0 | exec child  | `Ready`                 | state lock closed: the parent puts it in the cgroup |
+//! | 0 | exec child  | `Ready`                 | set up (non-dumpable): the parent puts it in the cgroup |
 //! | 1 | parent      | `Proceed`               | cgroup joined, ids mapped, oom_score_adj written   |
 //! | 1a| first stage | `MapIds`                | user ns unshared: the parent maps it → `Proceed`   |
 //! | 1b| first stage | `InitPid(pid)`          | the process is this child; the parent reaps the first stage → `Proceed`, read by that child |

@@ -90,9 +90,12 @@ impl Container {
         Cgroup::open(&self.saved.cgroup_path, false, &self.saved.id)
     }
 
-    /// In a forked child: drop our copy of the lock, leaving it to the parent.
-    pub fn close_in_child(self) {
-        self.dir.close_in_child();
+    /// Let go of the lock, keeping what create saved: for a command that goes on for a
+    /// long time (events) or may wait on the container's own processes (exec, whose new
+    /// process freezes in a paused container until `resume`, which needs the lock).
+    pub fn release(self) -> Saved {
+        drop(self.dir);
+        self.saved
     }
 
     fn bad_status(&self, status: Status, what: &str) -> Error {
@@ -129,7 +132,8 @@ impl Container {
     }
 
     /// Send `sig` to the init, or with `all` to every process of the container's cgroup.
-    pub fn kill(&self, sig: Signal, all: bool) -> Result<()> {
+    /// `None` is signal 0: nothing is sent, only whether the target exists is checked.
+    pub fn kill(&self, sig: Option<Signal>, all: bool) -> Result<()> {
         let status = self.status();
         if status == Status::Stopped && !all {
             return Err(self.bad_status(status, "cannot kill a stopped container"));
@@ -140,7 +144,7 @@ impl Container {
             for pid in cg.pids().unwrap_or_default() {
                 let _ = send_signal(Pid::from_raw(pid), sig);
             }
-            if frozen && (sig == Signal::SIGKILL || sig == Signal::SIGTERM) {
+            if frozen && matches!(sig, Some(Signal::SIGKILL | Signal::SIGTERM)) {
                 let _ = cg.freeze(false);
             }
             return Ok(());
@@ -148,9 +152,11 @@ impl Container {
         let pid = self
             .live_pid()
             .ok_or_else(|| self.bad_status(Status::Stopped, "cannot kill it"))?;
-        send_signal(Pid::from_raw(pid), sig)
-            .map_err(|e| Error::sys(format!("kill {pid} with {sig}"), e))?;
-        if frozen && sig == Signal::SIGKILL {
+        send_signal(Pid::from_raw(pid), sig).map_err(|e| {
+            let name = sig.map_or("signal 0", Signal::as_str);
+            Error::sys(format!("kill {pid} with {name}"), e)
+        })?;
+        if frozen && sig == Some(Signal::SIGKILL) {
             // A frozen task cannot die: thaw so the kill takes effect (runc#3217).
             let _ = self.cgroup()?.freeze(false);
         }
@@ -314,10 +320,16 @@ fn wait_exec(f: &std::fs::File) {
     }
 }
 
-/// Parse a signal as runc does: "9", "KILL", "SIGKILL", "sigkill".
-pub fn parse_signal(s: &str) -> Result<Signal> {
+/// Parse a signal as runc does: "9", "KILL", "SIGKILL", "sigkill"; "0" is `None`, the
+/// null signal that only checks the process exists (`kill -a ID 0`).
+pub fn parse_signal(s: &str) -> Result<Option<Signal>> {
     if let Ok(n) = s.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| Error::InvalidSignal(s.into()));
+        if n == 0 {
+            return Ok(None);
+        }
+        return Signal::try_from(n)
+            .map(Some)
+            .map_err(|_| Error::InvalidSignal(s.into()));
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") {
@@ -326,6 +338,7 @@ pub fn parse_signal(s: &str) -> Result<Signal> {
         format!("SIG{up}")
     };
     name.parse::<Signal>()
+        .map(Some)
         .map_err(|_| Error::InvalidSignal(s.into()))
 }
 
@@ -335,10 +348,11 @@ mod tests {
 
     #[test]
     fn signals() {
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("KILL").unwrap(), Signal::SIGKILL);
-        assert_eq!(parse_signal("sigterm").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("SIGUSR1").unwrap(), Signal::SIGUSR1);
+        assert_eq!(parse_signal("9").unwrap(), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("KILL").unwrap(), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("sigterm").unwrap(), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("SIGUSR1").unwrap(), Some(Signal::SIGUSR1));
+        assert_eq!(parse_signal("0").unwrap(), None);
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("99").is_err());
     }

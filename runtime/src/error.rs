@@ -61,7 +61,8 @@ pub enum Error {
     /// A process of the container went away while capsa waited for it.
     #[error("{0}")]
     ProcessGone(String),
-    #[error("hook {kind}[{index}] ({path}): {msg}")]
+    /// runc's words ("error running hook"), which clients and scripts look for.
+    #[error("error running hook {kind}[{index}] ({path}): {msg}")]
     Hook {
         kind: String,
         index: usize,

@@ -180,6 +180,18 @@ fn sealed_overlay() -> Result<OwnedFd, Error> {
             errno: Errno::EINVAL,
         });
     };
+    // A binary bind-mounted over a file (a runtime handed into a container) is not what
+    // an overlay of its directory shows: that is the file under the mount, which may be
+    // anything. Such a binary gets the memfd copy.
+    if mount_id(Path::new(SELF_EXE))? != mount_id(dir)? {
+        return Err(Error::Sys {
+            what: format!(
+                "{} is a mount of its own (bound over a file)",
+                exe.display()
+            ),
+            errno: Errno::EXDEV,
+        });
+    }
     let second = SECOND_LAYERS
         .iter()
         .map(Path::new)
@@ -212,6 +224,29 @@ fn sealed_overlay() -> Result<OwnedFd, Error> {
     )))
 }
 
+/// The id of the mount `p` (symlinks followed) is on, from its descriptor's fdinfo.
+fn mount_id(p: &Path) -> Result<u64, Error> {
+    let fd = open_path(p, OFlag::O_PATH).map_err(sys(format!("open {}", p.display())))?;
+    let info =
+        std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).map_err(|e| {
+            Error::Sys {
+                what: format!("read the fdinfo of {}", p.display()),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        })?;
+    parse_mnt_id(&info).ok_or_else(|| Error::Sys {
+        what: format!("no mnt_id in the fdinfo of {}", p.display()),
+        errno: Errno::EINVAL,
+    })
+}
+
+fn parse_mnt_id(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("mnt_id:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Fallback: a copy of the binary in a memfd, sealed against any change.
 fn sealed_memfd() -> Result<OwnedFd, Error> {
     let mut src = std::fs::File::open(SELF_EXE).map_err(Error::Copy)?;
@@ -237,6 +272,21 @@ mod tests {
             Some(OsStr::new("exec"))
         );
         assert_eq!(subcommand(&args(&["capsa", "--version"])), None);
+    }
+
+    #[test]
+    fn mount_id_from_fdinfo() {
+        assert_eq!(
+            parse_mnt_id("pos:\t0\nflags:\t012000000\nmnt_id:\t1234\nino:\t5\n"),
+            Some(1234)
+        );
+        assert_eq!(parse_mnt_id("pos:\t0\n"), None);
+        // The same mount for a file and its directory.
+        let exe = exe_path().unwrap();
+        assert_eq!(
+            mount_id(&exe).unwrap(),
+            mount_id(exe.parent().unwrap()).unwrap()
+        );
     }
 
     #[test]

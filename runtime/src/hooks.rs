@@ -110,7 +110,31 @@ fn run_one(kind: &str, index: usize, hook: &Hook, state_json: &str) -> Result<()
         .into_iter()
         .rev()
         .collect();
-    Err(fail(format!("{status}: {}", tail.trim())))
+    Err(fail(format!("{}: {}", exit_text(status), tail.trim())))
+}
+
+/// How the hook ended, in Go's words as runc prints them ("exit status 1", "signal: bad
+/// system call").
+fn exit_text(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(sig) = status.signal() else {
+        return status
+            .code()
+            .map_or_else(|| status.to_string(), |c| format!("exit status {c}"));
+    };
+    let name = match sig {
+        libc::SIGSYS => "bad system call",
+        libc::SIGKILL => "killed",
+        libc::SIGTERM => "terminated",
+        libc::SIGSEGV => "segmentation fault",
+        libc::SIGABRT => "aborted",
+        libc::SIGINT => "interrupt",
+        libc::SIGHUP => "hangup",
+        libc::SIGPIPE => "broken pipe",
+        libc::SIGBUS => "bus error",
+        _ => return format!("signal: {sig}"),
+    };
+    format!("signal: {name}")
 }
 
 /// Whether child `pid` exits within `limit`: poll(2) on its pidfd, no busy waiting.

@@ -103,6 +103,11 @@ impl Plan {
         Ok(())
     }
 
+    /// Whether the container gets a network namespace of its own (not joined by path).
+    pub fn new_net(&self) -> bool {
+        (self.clone_flags | self.unshare_flags).contains(CloneFlags::CLONE_NEWNET)
+    }
+
     /// Whether the process ends up in a user namespace other than ours.
     pub fn in_userns(&self) -> bool {
         self.new_user || self.joins.iter().any(|(t, _)| *t == Ns::User)

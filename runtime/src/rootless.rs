@@ -31,6 +31,11 @@ pub fn is_rootless(mode: Mode) -> bool {
     }
 }
 
+/// Root of the initial user namespace: every cgroup file is ours to write.
+pub fn is_host_root() -> bool {
+    nix::unistd::geteuid().is_root() && !in_user_namespace()
+}
+
 /// Whether this process is in a user namespace other than the initial one: the initial
 /// one maps the whole id range onto itself.
 pub fn in_user_namespace() -> bool {
@@ -48,20 +53,19 @@ fn is_initial_map(map: &str) -> bool {
     lines.len() == 1 && lines[0] == ["0", "0", "4294967295"]
 }
 
-/// The default `--root`: `/run/capsa` for root, `$XDG_RUNTIME_DIR/capsa` otherwise.
+/// The default `--root`: `/run/capsa` for root, `$XDG_RUNTIME_DIR/capsa` otherwise, and
+/// for root of a user namespace with XDG_RUNTIME_DIR set (rootless podman calls us so,
+/// without `--root` and without `$USER`) unless `$USER` says root (runc's rule).
 pub fn default_root() -> Result<PathBuf> {
     let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
     let euid = nix::unistd::geteuid();
-    let root_in_userns = euid.is_root()
-        && in_user_namespace()
-        && std::env::var("USER").map(|u| u != "root").unwrap_or(false);
-    if euid.is_root() && !root_in_userns {
-        return Ok(PathBuf::from(ROOT_DEFAULT));
-    }
-    let Some(xdg) = xdg else {
-        if euid.is_root() {
+    if euid.is_root() {
+        let user = std::env::var_os("USER");
+        if xdg.is_none() || !root_honours_xdg(in_user_namespace(), user.as_deref()) {
             return Ok(PathBuf::from(ROOT_DEFAULT));
         }
+    }
+    let Some(xdg) = xdg else {
         return Err(Error::Other(format!(
             "running as uid {euid} without --root: XDG_RUNTIME_DIR is not set (set it to a \
              directory of your own, e.g. /run/user/{euid}, or pass --root DIR)"
@@ -70,6 +74,14 @@ pub fn default_root() -> Result<PathBuf> {
     let xdg = PathBuf::from(xdg);
     check_runtime_dir(&xdg, euid.as_raw())?;
     Ok(xdg.join("capsa"))
+}
+
+/// Whether uid 0 takes `$XDG_RUNTIME_DIR` (as runc's shouldHonorXDGRuntimeDir): only in a
+/// user namespace (the host's root keeps /run/capsa even with XDG_RUNTIME_DIR=/run/user/0),
+/// and then unless `$USER` is root (`sudo` inside a rootless session); unset counts as
+/// not root, as podman's conmon passes no `$USER`.
+fn root_honours_xdg(in_userns: bool, user: Option<&std::ffi::OsStr>) -> bool {
+    in_userns && user.is_none_or(|u| u != "root")
 }
 
 /// `$XDG_RUNTIME_DIR` must be an absolute directory of ours that we can write to.
@@ -111,6 +123,16 @@ mod tests {
         assert!(is_initial_map("         0          0 4294967295\n"));
         assert!(!is_initial_map("0 1000 1\n"));
         assert!(!is_initial_map("0 0 4294967295\n1 1 1\n"));
+    }
+
+    #[test]
+    fn root_takes_xdg_only_in_a_user_namespace_and_not_as_user_root() {
+        use std::ffi::OsStr;
+        assert!(!root_honours_xdg(false, None));
+        assert!(!root_honours_xdg(false, Some(OsStr::new("alice"))));
+        assert!(root_honours_xdg(true, None));
+        assert!(root_honours_xdg(true, Some(OsStr::new("alice"))));
+        assert!(!root_honours_xdg(true, Some(OsStr::new("root"))));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a private store and bundle area removed (and
 //! unmounted) on drop, synthetic layers and images written with the tar crate, tree listings.
 #![allow(dead_code)]
+pub mod clients;
 pub mod difftree;
 pub mod registry;
 use sha2::{Digest as _, Sha256};
@@ -52,6 +53,11 @@ impl Env {
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.join(p)
     }
+    /// A cgroup name of this test's own (its dir's name): builds put their RUN steps' cgroups
+    /// under it (`--cgroup-parent`); removed on drop.
+    pub fn cgroup_parent(&self) -> String {
+        self.dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
     /// Runs capsa-image with --store; returns the output (no status check).
     pub fn run(&self, args: &[&str]) -> Output {
         Command::new(BIN)
@@ -98,6 +104,58 @@ impl Drop for Env {
             }
         }
         let _ = fs::remove_dir_all(&self.dir);
+        for d in cgroup_dirs(&self.cgroup_parent()) {
+            remove_cgroup_tree(&d);
+        }
+    }
+}
+
+/// The cgroup dirs named `name` at the top of each hierarchy on this host (v1 controllers,
+/// the hybrid cgroup2 mount, or a pure v2 root).
+pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+    if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(rd.flatten().map(|e| e.path()));
+    }
+    roots
+        .into_iter()
+        .map(|r| r.join(name))
+        .filter(|d| d.is_dir())
+        .collect()
+}
+
+/// The cgroups below `dir` (not `dir`), deepest first.
+pub fn cgroup_children(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(cgroup_children(&e.path()));
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Kills what is left in the cgroup tree `dir` and removes it, deepest first (best effort).
+pub fn remove_cgroup_tree(dir: &Path) {
+    let mut all = cgroup_children(dir);
+    all.push(dir.to_path_buf());
+    for d in &all {
+        if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
+            for pid in procs.split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+        }
+    }
+    for d in &all {
+        for _ in 0..50 {
+            if fs::remove_dir(d).is_ok() || !d.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

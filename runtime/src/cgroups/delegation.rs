@@ -53,12 +53,30 @@ pub fn decide(path: &Path, rootless: bool, resources: Option<&LinuxResources>) -
     Ok(Decision::Skip(why))
 }
 
+/// `--cgroup-manager disabled`: no cgroup, so no limits either (refused, naming them,
+/// rather than dropped without a word).
+pub fn disabled(resources: Option<&LinuxResources>) -> Result<Decision> {
+    let limits = limits_set(resources);
+    if !limits.is_empty() {
+        return Err(Error::Cgroup(format!(
+            "linux.resources sets {} but --cgroup-manager disabled gives the container no \
+             cgroup to hold them; remove the limits or enable the cgroup manager",
+            limits.join(", ")
+        )));
+    }
+    tracing::debug!("--cgroup-manager disabled: no cgroup, the container stays in ours");
+    Ok(Decision::Skip("--cgroup-manager disabled".into()))
+}
+
 /// Rootless limits on cgroup v1: libcgroups writes the v1 device controller's defaults with
 /// every set of limits, and only root may write devices.allow. Refused up front, clearly,
 /// rather than failing on devices.allow after half the limits are written.
 pub fn v1_limits_refused(rootless: bool, limits: &[&str]) -> Option<Error> {
     if !rootless
         || limits.is_empty()
+        // `--rootless true` as the host's root: devices.allow is ours to write (runc
+        // applies the limits then too).
+        || crate::rootless::is_host_root()
         || hierarchies().first().map(PathBuf::as_path) == Some(Path::new(super::ROOT))
     {
         return None;

@@ -22,18 +22,44 @@ use crate::{Error, Result};
 
 pub mod delegation;
 mod hybrid_hugetlb;
+pub mod preflight;
+pub mod sub;
+mod v1_devices;
 mod v1_dirs;
+pub mod v1_limits;
+pub mod v2_devices;
 
 use v1_dirs::V1Dirs;
 
 const ROOT: &str = "/sys/fs/cgroup";
 
-/// The cgroup path of a container: `linux.cgroupsPath`, else `/<id>` (as runc).
+/// The cgroup path of a container: `linux.cgroupsPath`; without one, as runc: on cgroup v2
+/// `<the parent of our own cgroup>/<id>` (rootless podman leaves it empty: in a delegated
+/// subtree the container then lands next to the caller's cgroup, inside the delegation),
+/// on v1 `/<id>`.
 pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.cgroups_path().clone())
-        .unwrap_or_else(|| PathBuf::from(format!("/{id}")))
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+        return p;
+    }
+    let own = is_unified()
+        .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
+        .flatten()
+        .and_then(|t| own_v2_cgroup(&t));
+    default_path(own.as_deref(), id)
+}
+
+/// Our cgroup v2 path from /proc/self/cgroup's `0::PATH` line.
+fn own_v2_cgroup(text: &str) -> Option<PathBuf> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .filter(|p| p.starts_with('/'))
+        .map(PathBuf::from)
+}
+
+fn default_path(own: Option<&Path>, id: &str) -> PathBuf {
+    own.and_then(Path::parent)
+        .unwrap_or(Path::new("/"))
+        .join(id)
 }
 
 pub struct Cgroup {
@@ -50,7 +76,8 @@ pub struct Cgroup {
 
 fn no_cgroup(what: &str) -> Error {
     Error::Cgroup(format!(
-        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup)"
+        "{what}: the container has no cgroup (it runs rootless without a delegated cgroup, \
+         or with --cgroup-manager disabled)"
     ))
 }
 
@@ -176,6 +203,27 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `exec --cgroup`: place `pid` in an existing sub-cgroup of the container's.
+    pub fn enter_sub(&self, pid: i32, sub: &sub::SubCgroups) -> Result<()> {
+        if self.none {
+            return Err(no_cgroup("--cgroup"));
+        }
+        if let Some(v1) = &self.v1 {
+            return v1.place_sub(pid, sub);
+        }
+        let rel = match sub.for_controllers(&[]) {
+            Some(rel) => rel,
+            None => {
+                return Err(Error::Cgroup(
+                    "--cgroup: cgroup v2 has no per-controller paths: give PATH alone".into(),
+                ))
+            }
+        };
+        let own = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let procs = Path::new(ROOT).join(own).join(rel).join("cgroup.procs");
+        std::fs::write(&procs, pid.to_string()).map_err(|e| sub::join_error(pid, &procs, &e))
+    }
+
     fn hybrid_hugepages(
         &self,
         resources: Option<&LinuxResources>,
@@ -195,8 +243,14 @@ impl Cgroup {
         prefetch: Option<Prefetch>,
     ) -> Result<()> {
         self.finish(prefetch)?;
+        self.v2_devices(resources.and_then(|r| r.devices().as_deref()).or(Some(&[])))?;
         let Some(resources) = resources.filter(|_| !self.none) else {
-            return Ok(());
+            // v1 without linux.resources: still the default rules, deny by default (the
+            // cgroup inherits its parent's allow-all otherwise), as runc.
+            return match self.v1.as_ref().filter(|_| !self.none) {
+                Some(v1) => v1_default_devices(v1),
+                None => Ok(()),
+            };
         };
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
             return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
@@ -205,19 +259,12 @@ impl Cgroup {
         if self.hybrid_hugepages(Some(&resources)).is_some() {
             resources.set_hugepage_limits(None);
         }
-        let opt = ControllerOpt {
-            resources: &resources,
-            disable_oom_killer: resources
-                .memory()
-                .as_ref()
-                .and_then(|m| m.disable_oom_killer())
-                .unwrap_or(false),
-            oom_score_adj: None,
-            freezer_state: None,
-        };
-        self.manager()?
-            .apply(&opt)
-            .map_err(|e| err("apply linux.resources to", &self.path, e))
+        let disable_oom_killer = resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false);
+        self.apply(&resources, disable_oom_killer, "apply linux.resources to")
     }
 
     /// On v1, resources with nothing but device rules (the default config's) are
@@ -235,20 +282,73 @@ impl Cgroup {
             && r.unified().as_ref().is_none_or(|u| u.is_empty())
     }
 
-    /// `capsa update`: apply new resources to the existing cgroup.
-    pub fn update(&self, path: &Path, resources: &LinuxResources) -> Result<()> {
-        let opt = ControllerOpt {
-            resources,
-            disable_oom_killer: false,
-            oom_score_adj: None,
-            freezer_state: None,
-        };
+    /// `capsa update`: apply new resources to the existing cgroup (`resources.devices`:
+    /// the container's own rules, set again as the minimal change).
+    pub fn update(&self, resources: &LinuxResources) -> Result<()> {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        // Nothing but the device rules (`update` with no value given, or with ones the
+        // host left unchanged): written in-house, as at create.
+        if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
+            return match resources.devices() {
+                Some(rules) => v1.apply_device_rules(rules),
+                None => Ok(()),
+            };
+        }
+        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
+            // checked before anything is changed
+            v2_devices::from_config(rules)?;
+        }
+        self.apply(resources, false, "update resources of")?;
+        // New device rules replace the old ones; none given: the old ones stay.
+        self.v2_devices(resources.devices().as_deref())
+    }
+
+    /// On cgroup v2, where libcgroups (without its eBPF feature) would ignore them: the
+    /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
+    fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
+        if self.none && self.v1.is_none() && is_unified() {
+            tracing::debug!(
+                "no cgroup of its own (rootless, not delegated): linux.resources.devices not \
+                 enforced, as runc"
+            );
+        }
+        let Some(rules) = rules.filter(|_| !self.none && self.v1.is_none()) else {
+            return Ok(());
+        };
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        v2_devices::apply(&Path::new(ROOT).join(rel), rules)
+    }
+
+    /// libcgroups' manager with what it applies as runc does; on v1, what it does not
+    /// (`v1_limits`) written after it.
+    fn apply(
+        &self,
+        resources: &LinuxResources,
+        disable_oom_killer: bool,
+        what: &str,
+    ) -> Result<()> {
+        let (rest, own) = match &self.v1 {
+            Some(_) => {
+                let (rest, own) = v1_limits::split(resources, resources.devices().as_deref())?;
+                (rest, Some(own))
+            }
+            None => (resources.clone(), None),
+        };
+        let opt = ControllerOpt {
+            resources: &rest,
+            disable_oom_killer,
+            oom_score_adj: None,
+            freezer_state: None,
+        };
         self.manager()?
             .apply(&opt)
-            .map_err(|e| err("update resources of", path, e))
+            .map_err(|e| err(what, &self.path, e))?;
+        match (own, &self.v1) {
+            (Some(own), Some(v1)) => own.apply(|c| v1.dir_of(c).map(Path::to_path_buf)),
+            _ => Ok(()),
+        }
     }
 
     pub fn stats(&self) -> Result<libcgroups::stats::Stats> {
@@ -339,6 +439,17 @@ impl Cgroup {
     }
 }
 
+/// The default v1 device rules of a config without `linux.resources`, but for a rootless
+/// runtime (not root, or root of a user namespace), which may not write devices.deny even
+/// in a delegated cgroup: skipped and logged, as runc.
+fn v1_default_devices(v1: &V1Dirs) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
+        tracing::debug!("rootless: no device rules on cgroup v1, as runc");
+        return Ok(());
+    }
+    v1.apply_device_rules(&[])
+}
+
 /// Without a cgroup, the container's processes are those of the init's pid namespace
 /// (when it has one of its own; else only the init is known).
 fn pidns_members(init: i32) -> Vec<i32> {
@@ -364,7 +475,7 @@ fn pidns_members(init: i32) -> Vec<i32> {
     pids
 }
 
-fn is_unified() -> bool {
+pub(crate) fn is_unified() -> bool {
     nix::sys::statfs::statfs(ROOT)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
         .unwrap_or(false)
@@ -406,4 +517,22 @@ pub fn oom_kills(path: &Path) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_path_is_next_to_our_v2_cgroup() {
+        let own = own_v2_cgroup("0::/user.slice/deleg/init\n");
+        assert_eq!(
+            default_path(own.as_deref(), "c1"),
+            Path::new("/user.slice/deleg/c1")
+        );
+        assert_eq!(own_v2_cgroup("1:name=systemd:/x\n"), None);
+        assert_eq!(default_path(None, "c1"), Path::new("/c1"));
+        let root = own_v2_cgroup("0::/\n");
+        assert_eq!(default_path(root.as_deref(), "c1"), Path::new("/c1"));
+    }
 }

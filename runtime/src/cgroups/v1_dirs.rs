@@ -4,12 +4,13 @@
 //! each of its twelve controllers (~1 ms per open), is only opened for what needs its
 //! controllers: limits, stats, freezing.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::sub::{self, SubCgroups};
+use super::v1_devices;
 use crate::{Error, Result};
 use capsa_linux::mountinfo::MountEntry;
 use oci_spec::runtime::LinuxDeviceCgroup;
@@ -31,6 +32,9 @@ pub(super) const CONTROLLERS: &[&str] = &[
     "freezer",
 ];
 
+/// The named hierarchy systemd keeps on a v1 host.
+const SYSTEMD: &str = "name=systemd";
+
 struct Hierarchy {
     mount: PathBuf,
     /// The container's directory in it.
@@ -40,6 +44,14 @@ struct Hierarchy {
 
 pub struct V1Dirs {
     dirs: Vec<Hierarchy>,
+}
+
+/// A cgroup directory we may not write (not delegated to us, or mounted read-only).
+fn not_ours(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EACCES | libc::EPERM | libc::EROFS)
+    )
 }
 
 fn err(what: &str, path: &Path, e: impl std::fmt::Display) -> Error {
@@ -53,17 +65,26 @@ impl V1Dirs {
         let rel = path.strip_prefix("/").unwrap_or(path);
         let mut dirs: Vec<Hierarchy> = Vec::new();
         for m in mounts {
-            if m.fstype != "cgroup" {
-                continue;
-            }
-            let controllers: Vec<String> = m
-                .super_options
-                .split(',')
-                .filter(|o| CONTROLLERS.contains(o))
-                .map(String::from)
-                .collect();
+            let controllers: Vec<String> = match m.fstype.as_str() {
+                // Hybrid: the cgroup2 mount beside the v1 controllers. runc places the
+                // container there too, so its processes have a cgroup of their own in every
+                // hierarchy (`0::/<path>` in /proc/PID/cgroup), for exec as for the init.
+                "cgroup2" if m.root == "/" => Vec::new(),
+                // systemd's named hierarchy: runc joins it too, so every line of
+                // /proc/PID/cgroup names the container's cgroup.
+                "cgroup" => m
+                    .super_options
+                    .split(',')
+                    .filter(|o| CONTROLLERS.contains(o) || *o == SYSTEMD)
+                    .map(String::from)
+                    .collect(),
+                _ => continue,
+            };
+            let unified = m.fstype == "cgroup2";
             // A hierarchy mounted twice is one hierarchy.
-            if controllers.is_empty() || dirs.iter().any(|h| h.controllers == controllers) {
+            if (controllers.is_empty() && !unified)
+                || dirs.iter().any(|h| h.controllers == controllers)
+            {
                 continue;
             }
             let mount = PathBuf::from(&m.mount_point);
@@ -76,53 +97,82 @@ impl V1Dirs {
         V1Dirs { dirs }
     }
 
-    /// Create the directories and move `pid` into each.
+    /// Create the directories and move `pid` into each (systemd's named hierarchy and, on
+    /// a hybrid host, the cgroup2 mount too). Those two carry no limits: where they are
+    /// not ours to write (rootless, with only the controllers' hierarchies delegated; a
+    /// read-only mount), the process stays where it is in them, as runc leaves them.
     pub fn place(&self, pid: i32) -> Result<()> {
         for h in &self.dirs {
             let dir = &h.dir;
-            std::fs::create_dir_all(dir).map_err(|e| err("create", dir, e))?;
+            let extra = h.controllers.iter().all(|c| c == SYSTEMD);
+            let left = |what: &str, path: &Path, e: &std::io::Error| {
+                tracing::debug!("{what} {}: {e}: left (no limits there)", path.display());
+            };
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                if extra && not_ours(&e) {
+                    left("create", dir, &e);
+                    continue;
+                }
+                return Err(err("create", dir, e));
+            }
             if h.controllers.iter().any(|c| c == "cpuset") {
                 fill_cpuset(&h.mount, dir)?;
             }
             let procs = dir.join("cgroup.procs");
-            std::fs::write(&procs, pid.to_string()).map_err(|e| err("write", &procs, e))?;
+            if let Err(e) = std::fs::write(&procs, pid.to_string()) {
+                if extra && not_ours(&e) {
+                    left("write", &procs, &e);
+                    continue;
+                }
+                return Err(err("write", &procs, e));
+            }
         }
         Ok(())
     }
 
-    /// `linux.resources.devices`, then the rules every container gets, in the order
-    /// libcgroups writes them: the runtime's own device nodes (null, zero, full, tty,
-    /// urandom, random), mknod of any device, /dev/console, /dev/pts/*, /dev/ptmx and
-    /// tun/tap. One write per rule to devices.allow or devices.deny, each file opened once.
+    /// `linux.resources.devices`, then the rules every container gets (libcgroups' and
+    /// runc's defaults, `v1_devices::DEFAULT_RULES`), set as the minimal change from what
+    /// devices.list has: nothing is written for what already holds, so a create into an
+    /// existing cgroup or an update never makes the redundant `a` write the kernel
+    /// refuses once the cgroup has children.
     pub fn apply_device_rules(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let Some(dir) = self.dir_of("devices") else {
             return Err(Error::Cgroup(
                 "linux.resources.devices: no devices hierarchy on this host".into(),
             ));
         };
-        let open = |name: &str| {
-            let p = dir.join(name);
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&p)
-                .map_err(|e| err("open", &p, e))
-                .map(|f| (f, p))
-        };
         tracing::debug!(
             "{}: {} device rules and the defaults",
             dir.display(),
             rules.len()
         );
-        let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
-        let defaults = DEFAULT_DEVICE_RULES.iter().map(|r| (true, r.to_string()));
-        for (allowed, rule) in rules
-            .iter()
-            .map(|r| (r.allow(), r.to_string()))
-            .chain(defaults)
-        {
-            let (f, p) = if allowed { &mut allow } else { &mut deny };
-            f.write_all(rule.as_bytes())
-                .map_err(|e| err(&format!("write {rule:?} to"), p, e))?;
+        let target = v1_devices::container_rules(rules, "linux.resources.devices")?;
+        v1_devices::set(dir, &target)
+    }
+
+    /// `exec --cgroup`: move `pid` into existing sub-cgroups of the container's, the same
+    /// one in every hierarchy (`All`) or one per named controller (the others get the
+    /// container's own). Nothing is created: a missing sub-cgroup is an error, as in runc.
+    pub fn place_sub(&self, pid: i32, sub: &SubCgroups) -> Result<()> {
+        if let SubCgroups::PerController(list) = sub {
+            for (ctrl, _) in list {
+                let known = ctrl.is_empty() && self.dirs.iter().any(|h| h.controllers.is_empty())
+                    || self.has(ctrl);
+                if !known {
+                    return Err(Error::Cgroup(format!(
+                        "--cgroup: unknown controller {ctrl:?}"
+                    )));
+                }
+            }
+        }
+        for h in &self.dirs {
+            let dir = match sub.for_controllers(&h.controllers) {
+                Some(rel) => h.dir.join(rel),
+                None => h.dir.clone(),
+            };
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string())
+                .map_err(|e| sub::join_error(pid, &procs, &e))?;
         }
         Ok(())
     }
@@ -132,7 +182,7 @@ impl V1Dirs {
         self.dir_of(controller).is_some()
     }
 
-    fn dir_of(&self, controller: &str) -> Option<&Path> {
+    pub fn dir_of(&self, controller: &str) -> Option<&Path> {
         self.dirs
             .iter()
             .find(|h| h.controllers.iter().any(|c| c == controller))
@@ -142,10 +192,12 @@ impl V1Dirs {
     /// Every process in the cgroup and its descendants (read from the devices hierarchy, or
     /// the first one, as runc does).
     pub fn pids(&self) -> Vec<i32> {
-        let Some(dir) = self
-            .dir_of("devices")
-            .or_else(|| self.dirs.first().map(|h| h.dir.as_path()))
-        else {
+        let Some(dir) = self.dir_of("devices").or_else(|| {
+            self.dirs
+                .iter()
+                .find(|h| h.controllers.iter().any(|c| c != SYSTEMD))
+                .map(|h| h.dir.as_path())
+        }) else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -195,22 +247,6 @@ impl V1Dirs {
         Ok(())
     }
 }
-
-/// What every container may use besides its config's rules (libcgroups' defaults).
-const DEFAULT_DEVICE_RULES: &[&str] = &[
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 5:0 rwm",
-    "c 1:9 rwm",
-    "c 1:8 rwm",
-    "c *:* m",
-    "b *:* m",
-    "c 5:1 rwm",
-    "c 136:* rwm",
-    "c 5:2 rwm",
-    "c 10:200 rwm",
-];
 
 /// A new cpuset cgroup starts with no cpus and no mems, and takes no task until it has
 /// them: copy them down from the parent at each level that is still empty.
@@ -271,7 +307,8 @@ mod tests {
     use capsa_linux::mountinfo;
 
     /// A v1 layout in a temp dir: cpu,cpuacct and cpuset and memory hierarchies (cpuset
-    /// mounted twice), a named one and a cgroup2 one that are not ours.
+    /// mounted twice), systemd's named one, another named one that is not ours, and a
+    /// cgroup2 one (hybrid).
     fn hierarchies(root: &Path) -> Vec<MountEntry> {
         let line = |id: u32, dir: &str, fstype: &str, opts: &str| {
             std::fs::create_dir_all(root.join(dir)).unwrap();
@@ -286,6 +323,7 @@ mod tests {
             line(32, "cpuset-again", "cgroup", "cpuset"),
             line(33, "memory", "cgroup", "memory"),
             line(34, "systemd", "cgroup", "name=systemd"),
+            line(36, "other", "cgroup", "name=other"),
             line(35, "unified", "cgroup2", "nsdelegate"),
         ]
         .concat();
@@ -311,7 +349,13 @@ mod tests {
             let procs = t.path().join(h).join("parent/ctr/cgroup.procs");
             assert_eq!(std::fs::read_to_string(procs).unwrap(), "4242", "{h}");
         }
-        for skipped in ["cpuset-again", "systemd", "unified"] {
+        // Hybrid: the cgroup2 mount too, as runc.
+        let unified = t.path().join("unified/parent/ctr/cgroup.procs");
+        assert_eq!(std::fs::read_to_string(unified).unwrap(), "4242");
+        // systemd's named hierarchy too, as runc.
+        let named = t.path().join("systemd/parent/ctr/cgroup.procs");
+        assert_eq!(std::fs::read_to_string(named).unwrap(), "4242");
+        for skipped in ["cpuset-again", "other"] {
             assert!(!t.path().join(skipped).join("parent").exists(), "{skipped}");
         }
         // cpuset: cpus and mems filled down from the parent at each empty level.
@@ -330,7 +374,7 @@ mod tests {
     }
 
     #[test]
-    fn device_rules_then_the_defaults_one_write_each() {
+    fn device_rules_then_the_defaults_as_the_minimal_change() {
         let t = tempfile::tempdir().unwrap();
         let mut mounts = hierarchies(t.path());
         let line = format!(
@@ -340,24 +384,49 @@ mod tests {
         mounts.extend(mountinfo::parse(&line));
         let dir = t.path().join("devices/ctr");
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("devices.allow"), "").unwrap();
-        std::fs::write(dir.join("devices.deny"), "").unwrap();
+        let fresh = |list: &str| {
+            for (f, v) in [
+                ("devices.list", list),
+                ("devices.allow", ""),
+                ("devices.deny", ""),
+            ] {
+                std::fs::write(dir.join(f), v).unwrap();
+            }
+        };
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         let dirs = V1Dirs::from_mounts(&mounts, Path::new("/ctr"));
         let rules: Vec<LinuxDeviceCgroup> = serde_json::from_str(
             r#"[{"allow": false, "access": "rwm"},
                 {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw"}]"#,
         )
         .unwrap();
+        // A new cgroup (allow everything): the reset, then every exception, each file
+        // opened once.
+        fresh("a *:* rwm\n");
         dirs.apply_device_rules(&rules).unwrap();
-        let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
         assert_eq!(read("devices.deny"), "a *:* rwm");
+        let allowed = [
+            "b *:* m",
+            "c *:* m",
+            "c 1:3 rwm",
+            "c 1:5 rwm",
+            "c 1:7 rwm",
+            "c 1:8 rwm",
+            "c 1:9 rwm",
+            "c 5:0 rwm",
+            "c 5:1 rwm",
+            "c 5:2 rwm",
+            "c 10:200 rwm",
+            "c 10:229 rw",
+            "c 136:* rwm",
+        ];
+        assert_eq!(read("devices.allow"), allowed.concat());
+        // The same rules on a cgroup that has them: nothing written.
+        fresh(&allowed.map(|l| format!("{l}\n")).concat());
+        dirs.apply_device_rules(&rules).unwrap();
         assert_eq!(
-            read("devices.allow"),
-            ["c 10:229 rw"]
-                .iter()
-                .chain(DEFAULT_DEVICE_RULES)
-                .copied()
-                .collect::<String>()
+            (read("devices.allow"), read("devices.deny")),
+            (String::new(), String::new())
         );
     }
 }

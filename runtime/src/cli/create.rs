@@ -59,8 +59,10 @@ fn options(cli: &Cli, a: &CreateArgs, foreground: bool) -> anyhow::Result<Create
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
-        systemd_cgroup: cli.systemd_cgroup,
+        systemd_cgroup: cli.systemd_cgroup(),
+        cgroups_disabled: cli.cgroups_disabled(),
         rootless: cli.rootless(),
+        caller_in_userns: crate::rootless::in_user_namespace(),
         foreground,
     })
 }

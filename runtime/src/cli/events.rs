@@ -104,12 +104,20 @@ fn runc_shape(s: &Stats) -> Value {
     })
 }
 
+/// One event, its keys in runc's order (`type`, `id`, `data`): scripts match the start of
+/// the line (`{"type":"oom","id":"ID"}`), not only the parsed JSON.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    typ: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+}
+
 fn emit(out: &mut impl Write, typ: &str, id: &str, data: Option<Value>) -> std::io::Result<()> {
-    let mut ev = json!({ "type": typ, "id": id });
-    if let Some(d) = data {
-        ev["data"] = d;
-    }
-    writeln!(out, "{ev}")?;
+    let line = serde_json::to_string(&Event { typ, id, data })?;
+    writeln!(out, "{line}")?;
     out.flush()
 }
 
@@ -151,7 +159,24 @@ pub fn run(cli: &Cli, a: &EventsArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{emit, parse_duration};
+
+    #[test]
+    fn event_keys_in_runc_order() {
+        let mut out = Vec::new();
+        emit(&mut out, "oom", "c1", None).unwrap();
+        emit(
+            &mut out,
+            "stats",
+            "c1",
+            Some(serde_json::json!({"pids": {}})),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"type\":\"oom\",\"id\":\"c1\"}\n{\"type\":\"stats\",\"id\":\"c1\",\"data\":{\"pids\":{}}}\n"
+        );
+    }
     use std::time::Duration;
 
     #[test]

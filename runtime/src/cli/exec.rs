@@ -6,6 +6,7 @@ use clap::Args;
 use oci_spec::runtime::{Capability, LinuxCapabilities, Process};
 
 use super::Cli;
+use crate::cgroups::sub::SubCgroups;
 use crate::container::Container;
 use crate::process::exec::{exec, ExecOptions};
 use crate::state::Status;
@@ -55,10 +56,15 @@ pub struct ExecArgs {
     apparmor: Option<String>,
     #[arg(long = "process-label")]
     process_label: Option<String>,
-    /// Join a sub-cgroup of the container (not supported: an error if given)
+    /// Run the process in an existing sub-cgroup of the container: [CONTROLLER[,...]:]PATH
+    /// (repeatable, one per controller on cgroup v1)
     #[arg(long)]
     cgroup: Vec<String>,
 }
+
+/// exec's own failures exit 255, as runc's do, so a caller can tell them from the
+/// process' exit status.
+pub const FAILED: i32 = 255;
 
 pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
     let c = Container::load(&cli.root()?, &a.id, false)?;
@@ -66,14 +72,12 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         Status::Created | Status::Running => {}
         Status::Paused if a.ignore_paused => {}
         Status::Paused => anyhow::bail!(
-            "container \"{}\" is paused: exec needs --ignore-paused",
+            "container \"{}\": cannot exec in a paused container (use --ignore-paused to override)",
             a.id
         ),
         s => anyhow::bail!("container \"{}\" is {s}: cannot exec in it", a.id),
     }
-    if !a.cgroup.is_empty() {
-        anyhow::bail!("--cgroup: joining a sub-cgroup is not supported yet");
-    }
+    let sub_cgroups = SubCgroups::parse(&a.cgroup)?;
     if a.preserve_fds < 0 {
         anyhow::bail!("--preserve-fds must not be negative");
     }
@@ -87,6 +91,7 @@ pub fn run(cli: &Cli, a: &ExecArgs) -> anyhow::Result<i32> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         foreground: !a.detach,
+        sub_cgroups,
     };
     let (pid, console) = exec(c, &opts)?;
     if a.detach {
@@ -105,8 +110,14 @@ fn build_process(c: &Container, a: &ExecArgs) -> anyhow::Result<Process> {
     let mut p = match &a.process {
         Some(f) => {
             let data = std::fs::read(f).map_err(|e| Error::io("read --process", f, e))?;
-            serde_json::from_slice::<Process>(&data)
-                .map_err(|e| anyhow::anyhow!("--process {}: {e}", f.display()))?
+            let bad = |e: serde_json::Error| anyhow::anyhow!("--process {}: {e}", f.display());
+            let mut v: serde_json::Value = serde_json::from_slice(&data).map_err(bad)?;
+            // Without `user` the process runs as 0:0, as runc and crun take it.
+            if let Some(obj) = v.as_object_mut() {
+                obj.entry("user")
+                    .or_insert_with(|| serde_json::json!({ "uid": 0, "gid": 0 }));
+            }
+            serde_json::from_value::<Process>(v).map_err(bad)?
         }
         None => {
             if a.command.is_empty() {

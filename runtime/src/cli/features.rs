@@ -16,7 +16,7 @@ pub fn run() -> anyhow::Result<()> {
             "rdev", "rdiratime", "relatime", "remount", "rexec", "rnoatime", "rnodev", "rnodiratime",
             "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid", "ro", "rprivate", "rrelatime",
             "rro", "rrw", "rshared", "rslave", "rstrictatime", "rsuid", "runbindable", "rw",
-            "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable"
+            "shared", "silent", "slave", "strictatime", "suid", "sync", "tmpcopyup", "unbindable"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],

@@ -43,6 +43,15 @@ pub struct Cli {
     /// Use systemd to manage cgroups (cgroupsPath "slice:prefix:name")
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
+    /// crun's cgroup manager flag: cgroupfs (the default), systemd (as --systemd-cgroup),
+    /// or disabled: no cgroup at all (podman passes it for `--cgroups=disabled`)
+    #[arg(
+        long = "cgroup-manager",
+        global = true,
+        value_enum,
+        value_name = "MANAGER"
+    )]
+    cgroup_manager: Option<CgroupManager>,
     /// Ignore cgroup permission errors: true, false or auto (not root, or root of a user
     /// namespace). Before the subcommand only, as runc (`spec --rootless` is spec's own flag)
     #[arg(long, value_enum, default_value = "auto")]
@@ -89,9 +98,12 @@ enum Command {
     Spec(spec::SpecArgs),
 }
 
+/// runc's shape: `<name> version X`, then `commit:` and `spec:` lines.
 const VERSION_TEXT: &str = concat!(
     "capsa version ",
     env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("CAPSA_COMMIT"),
     "\nspec: ",
     "1.2.0",
     "\nseccomp: built in (no libseccomp)\n"
@@ -103,6 +115,10 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };
+            if let Some(name) = unknown_command(&e) {
+                // runc's words for it (`runc foo -h`), then clap's hint.
+                eprintln!("No help topic for '{name}'");
+            }
             let _ = e.print();
             return code;
         }
@@ -128,17 +144,51 @@ pub fn main() -> i32 {
     match dispatch(&cli, cmd) {
         Ok(code) => code,
         Err(e) => {
-            let msg = format!("{e:#}");
+            let (msg, code) = match cmd {
+                Command::Exec(_) => (format!("exec failed: {e:#}"), exec::FAILED),
+                _ => (format!("{e:#}"), 1),
+            };
             if logging::logs_to_file(cli.log.as_deref()) {
                 tracing::error!("{msg}");
             }
             eprintln!("capsa: {msg}");
-            1
+            code
         }
     }
 }
 
+/// The command name of an "unrecognized subcommand" error.
+fn unknown_command(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::InvalidSubcommand {
+        return None;
+    }
+    match e.get(ContextKind::InvalidSubcommand)? {
+        ContextValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// `--cgroup-manager` (crun's global flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
+}
+
 impl Cli {
+    /// Whether the systemd cgroup driver was asked for (`--systemd-cgroup` or
+    /// `--cgroup-manager systemd`).
+    pub fn systemd_cgroup(&self) -> bool {
+        self.systemd_cgroup || self.cgroup_manager == Some(CgroupManager::Systemd)
+    }
+
+    /// `--cgroup-manager disabled`: the container gets no cgroup.
+    pub fn cgroups_disabled(&self) -> bool {
+        self.cgroup_manager == Some(CgroupManager::Disabled)
+    }
+
     /// The state root: `--root`, else the default for who we are.
     pub fn root(&self) -> crate::Result<PathBuf> {
         match &self.root_flag {

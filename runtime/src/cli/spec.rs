@@ -22,6 +22,9 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
         anyhow::bail!("File {} exists. Remove it first", path.display());
     }
     let mut spec = default_spec();
+    if !crate::cgroups::is_unified() {
+        without_cgroup_namespace(&mut spec);
+    }
     if a.rootless {
         make_rootless(
             &mut spec,
@@ -31,6 +34,15 @@ pub fn run(a: &SpecArgs) -> anyhow::Result<()> {
     }
     crate::utils::write_atomic(&path, serde_json::to_string_pretty(&spec)?.as_bytes())?;
     Ok(())
+}
+
+/// runc gives the container a cgroup namespace of its own only on a cgroup v2 host; on a
+/// v1 or hybrid one the container sees the host's cgroup paths, which tools (and runc's
+/// own tests) expect there.
+fn without_cgroup_namespace(spec: &mut Value) {
+    if let Some(nss) = spec["linux"]["namespaces"].as_array_mut() {
+        nss.retain(|n| n["type"] != "cgroup");
+    }
 }
 
 /// runc's rootless changes (libcontainer/specconv ToRootless): a user namespace mapping

@@ -22,27 +22,30 @@ pub struct UpdateArgs {
     blkio_weight: Option<u16>,
     #[arg(long = "cpu-period")]
     cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
+    /// CPU time per period (-1: no limit)
+    #[arg(long = "cpu-quota", allow_negative_numbers = true)]
     cpu_quota: Option<i64>,
     #[arg(long = "cpu-share")]
     cpu_share: Option<u64>,
     #[arg(long = "cpu-rt-period")]
     cpu_rt_period: Option<u64>,
-    #[arg(long = "cpu-rt-runtime")]
+    #[arg(long = "cpu-rt-runtime", allow_negative_numbers = true)]
     cpu_rt_runtime: Option<i64>,
     #[arg(long = "cpuset-cpus")]
     cpuset_cpus: Option<String>,
     #[arg(long = "cpuset-mems")]
     cpuset_mems: Option<String>,
-    /// Memory limit (bytes, or with a k/m/g suffix)
-    #[arg(long)]
+    /// Memory limit (bytes, or with a k/m/g suffix; -1: no limit)
+    #[arg(long, allow_negative_numbers = true)]
     memory: Option<String>,
-    #[arg(long = "memory-reservation")]
+    /// Memory soft limit (-1: none)
+    #[arg(long = "memory-reservation", allow_negative_numbers = true)]
     memory_reservation: Option<String>,
     /// Memory plus swap limit (-1: unlimited)
-    #[arg(long = "memory-swap")]
+    #[arg(long = "memory-swap", allow_negative_numbers = true)]
     memory_swap: Option<String>,
-    #[arg(long = "pids-limit")]
+    /// Maximum number of tasks (-1 or 0: no limit)
+    #[arg(long = "pids-limit", allow_negative_numbers = true)]
     pids_limit: Option<i64>,
 }
 
@@ -144,8 +147,21 @@ pub fn run(cli: &Cli, a: &UpdateArgs) -> anyhow::Result<()> {
     if let Some(e) = crate::cgroups::delegation::v1_limits_refused(cli.rootless(), &limits) {
         return Err(e.into());
     }
+    let mut resources = resources;
+    // runc sets the container's device rules again on every update (only what differs is
+    // written); they are not something `update` changes.
+    if !cli.rootless() {
+        resources.set_devices(
+            c.saved
+                .config
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().as_ref())
+                .and_then(|r| r.devices().clone()),
+        );
+    }
     let cg = c.cgroup()?;
-    cg.update(&c.saved.cgroup_path, &resources)?;
+    cg.update(&resources)?;
     Ok(())
 }
 

@@ -28,6 +28,7 @@ pub struct Args<'a> {
     /// The exec fifo: `start` writes to it.
     pub fifo: OwnedFd,
     pub console: Option<UnixStream>,
+    pub bind_sources: &'a rootfs::BindSources,
     pub host_mounts: &'a [capsa_linux::mountinfo::MountEntry],
     pub opts: &'a CreateOptions,
     pub sys: &'a dyn Syscall,
@@ -45,6 +46,7 @@ pub fn init(a: Args) -> ! {
         }
     };
     // Closing our end tells `create` it may go: we no longer depend on it.
+    tracing::debug!("init: closing the pipe to signal completion");
     drop(a.channel);
     let err = start(&a.fifo, a.bundle.spec.hooks().as_ref(), ready, a.sys);
     eprintln!("capsa: {err}");
@@ -66,6 +68,7 @@ pub struct Waiting<'a> {
 fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     let (ch, sys, spec) = (&a.channel, a.sys, &a.bundle.spec);
     let process = process_of(spec)?;
+    tracing::debug!("init: set-up starts (runc: child process in init())");
     // Die with `capsa create`.
     sys.set_pdeathsig(Some(Signal::SIGKILL))
         .ctx(|| "set parent death signal".into())?;
@@ -83,13 +86,20 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     if !a.opts.no_new_keyring {
         join_session_keyring(&a.opts.id, sys);
     }
+    if a.plan.new_net() {
+        // As runc (its "loopback" network) and crun: a new network namespace has lo
+        // down, and programs expect 127.0.0.1 to answer.
+        sys.loopback_up()
+            .ctx(|| "bring up lo in the new network namespace".into())?;
+    }
 
     let ctx = RootfsContext {
         spec,
         rootfs: &a.bundle.rootfs,
         bundle: &a.bundle.dir,
-        in_userns: a.plan.in_userns(),
+        in_userns: a.plan.in_userns() || a.opts.caller_in_userns,
         new_cgroupns: a.plan.new_cgroup,
+        bind_sources: a.bind_sources,
         host_mounts: a.host_mounts,
         sys,
     };
@@ -97,6 +107,9 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
     rootfs::mount_all(&ctx)?;
     ch.send(&Msg::Mounted)?; // sync 2
     let hook_state = ch.expect_hooks_done()?;
+    // createContainer hooks run from the rootfs, as in runc (they use relative paths).
+    sys.chdir(&a.bundle.rootfs)
+        .ctx(|| format!("chdir {}", a.bundle.rootfs.display()))?;
     run_hooks("createContainer", spec, hook_state.as_deref(), |h| {
         h.create_container().as_ref()
     })?;
@@ -115,12 +128,19 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
 }
 
 /// After `create`: wait for `start`, run the startContainer hooks, exec.
-fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, w: Waiting, sys: &dyn Syscall) -> Error {
+fn start(fifo: &OwnedFd, hooks: Option<&Hooks>, mut w: Waiting, sys: &dyn Syscall) -> Error {
     if let Err(e) = wait_for_start(fifo) {
         return e;
     }
     if let (Some(state), Some(h)) = (&w.hook_state, hooks) {
-        if let Err(e) = hooks::run_all("startContainer", h.start_container().as_ref(), state) {
+        let start_hooks = h.start_container().as_ref().filter(|v| !v.is_empty());
+        if start_hooks.is_some() {
+            // The hooks run in the container: under its seccomp filter, as in runc.
+            if let Err(e) = w.exec.load_seccomp_now(sys) {
+                return e;
+            }
+        }
+        if let Err(e) = hooks::run_all("startContainer", start_hooks, state) {
             return e;
         }
     }
@@ -320,6 +340,16 @@ mod tests {
         b: &Bundle,
         parent: impl FnOnce(Channel) + Send + 'static,
     ) -> (Result<()>, Vec<Call>) {
+        run_init_with(b, &opts(), Recorder::default(), parent)
+    }
+
+    /// [`run_init`] with these options and this (perhaps failing) fake.
+    fn run_init_with(
+        b: &Bundle,
+        opts: &CreateOptions,
+        sys: Recorder,
+        parent: impl FnOnce(Channel) + Send + 'static,
+    ) -> (Result<()>, Vec<Call>) {
         let plan = Plan::from_spec(&b.spec).unwrap();
         let process = process_of(&b.spec).unwrap();
         let seccomp = b.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
@@ -327,8 +357,6 @@ mod tests {
         let (ours, theirs) = pair().unwrap();
         let parent = std::thread::spawn(move || parent(theirs));
         let fifo: OwnedFd = tempfile::tempfile().unwrap().into();
-        let sys = Recorder::default();
-        let opts = opts();
         let host_mounts = capsa_linux::mountinfo::read();
         let a = Args {
             bundle: b,
@@ -337,8 +365,9 @@ mod tests {
             channel: ours,
             fifo,
             console: None,
+            bind_sources: &Default::default(),
             host_mounts: &host_mounts,
-            opts: &opts,
+            opts,
             sys: &sys,
         };
         let res = set_up(&a).map(drop);
@@ -352,6 +381,33 @@ mod tests {
             .iter()
             .position(pred)
             .unwrap_or_else(|| panic!("no {what} in {calls:#?}"))
+    }
+
+    #[test]
+    fn a_joined_network_namespace_keeps_its_interfaces_as_they_are() {
+        let t = tempfile::tempdir().unwrap();
+        let b = bundle(
+            t.path(),
+            serde_json::json!({
+                "namespaces": [{"type": "mount"}, {"type": "uts"},
+                               {"type": "network", "path": "/proc/self/ns/net"}]
+            }),
+            serde_json::json!({}),
+        );
+        let (res, calls) = run_init(&b, |ch| {
+            let steps = &mut Script::default();
+            let shape = sync::Shape {
+                mounts: true,
+                ..Default::default()
+            };
+            sync::drive(&ch, shape, 1, steps).unwrap();
+        });
+        res.unwrap();
+        assert!(
+            calls.iter().any(|c| matches!(c, Call::Setns { .. })),
+            "{calls:#?}"
+        );
+        assert!(!calls.contains(&Call::LoopbackUp), "{calls:#?}");
     }
 
     #[test]
@@ -399,6 +455,7 @@ mod tests {
                     *c == Call::Unshare(CloneFlags::CLONE_NEWCGROUP)
                 }),
                 ("keyring", &|c| *c == Call::SessionKeyring("ut".into())),
+                ("lo up", &|c| *c == Call::LoopbackUp),
                 ("/ rslave", &at(Path::new("/"))),
                 ("the rootfs bind", &at(&rootfs)),
                 ("proc", &at(&rootfs.join("proc"))),
@@ -420,7 +477,7 @@ mod tests {
             ],
         );
         // The rootfs is made private to the host before anything is mounted in it.
-        let Call::Mount { flags, .. } = &calls[order[4]] else {
+        let Call::Mount { flags, .. } = &calls[order[5]] else {
             unreachable!()
         };
         assert_eq!(*flags, MsFlags::MS_SLAVE | MsFlags::MS_REC);
@@ -518,6 +575,7 @@ mod tests {
             channel: ours,
             fifo: tempfile::tempfile().unwrap().into(),
             console: None,
+            bind_sources: &Default::default(),
             host_mounts: &[],
             opts: &opts,
             sys: &sys,
@@ -535,6 +593,120 @@ mod tests {
         // Nothing was sent after sync 1: the parent hears of the failure from `init`.
         drop(a);
         assert!(theirs.recv().unwrap().is_none());
+    }
+
+    /// The parent's side of a create without a user namespace of its own: sync 1, 2, 3.
+    fn plain_parent(ch: Channel) {
+        let steps = &mut Script::default();
+        let shape = sync::Shape {
+            mounts: true,
+            ..Default::default()
+        };
+        let _ = sync::drive(&ch, shape, 1, steps);
+    }
+
+    fn no_userns_bundle(t: &Path, devices: serde_json::Value) -> Bundle {
+        bundle(
+            t,
+            serde_json::json!({
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"}],
+                "devices": devices
+            }),
+            serde_json::json!({}),
+        )
+    }
+
+    /// The binds of host device nodes: (source as the descriptor names it, target).
+    fn device_binds(calls: &[Call], rootfs: &Path) -> Vec<(String, String)> {
+        let dev = rootfs.join("dev").to_string_lossy().into_owned();
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount {
+                    source: Some(s),
+                    target,
+                    flags,
+                    ..
+                } if *flags == MsFlags::MS_BIND && target.starts_with(&dev) => {
+                    Some((s.clone(), target.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn in_a_user_namespace_we_did_not_make_devices_are_bound_not_made() {
+        let t = tempfile::tempdir().unwrap();
+        let b = no_userns_bundle(
+            t.path(),
+            serde_json::json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 3}]),
+        );
+        let opts = CreateOptions {
+            caller_in_userns: true,
+            ..opts()
+        };
+        let (res, calls) = run_init_with(&b, &opts, Recorder::default(), plain_parent);
+        res.unwrap();
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Mknod { .. })),
+            "no mknod: {calls:#?}"
+        );
+        let binds = device_binds(&calls, &b.rootfs);
+        let dev = |n: &str| b.rootfs.join("dev").join(n).to_string_lossy().into_owned();
+        for n in ["null", "zero", "full", "random", "urandom", "tty"] {
+            assert!(
+                binds.contains(&(format!("/dev/{n}"), dev(n))),
+                "/dev/{n} bound from the host: {binds:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn mknod_refused_falls_back_to_the_hosts_node() {
+        let t = tempfile::tempdir().unwrap();
+        let b = no_userns_bundle(t.path(), serde_json::json!([]));
+        let sys = Recorder::default();
+        sys.fail_when(|c| matches!(c, Call::Mknod { .. }).then_some(nix::errno::Errno::EPERM));
+        let (res, calls) = run_init_with(&b, &opts(), sys, plain_parent);
+        res.unwrap();
+        let binds = device_binds(&calls, &b.rootfs);
+        let null = b.rootfs.join("dev/null").to_string_lossy().into_owned();
+        assert!(
+            binds.contains(&("/dev/null".to_string(), null)),
+            "{binds:?}"
+        );
+    }
+
+    #[test]
+    fn a_host_node_that_is_not_the_configs_device_is_refused_and_nothing_left() {
+        let t = tempfile::tempdir().unwrap();
+        // /dev/null on the host is 1:3, not 1:5.
+        let b = no_userns_bundle(
+            t.path(),
+            serde_json::json!([{"path": "/dev/null", "type": "c", "major": 1, "minor": 5}]),
+        );
+        let opts = CreateOptions {
+            caller_in_userns: true,
+            ..opts()
+        };
+        let (res, calls) = run_init_with(&b, &opts, Recorder::default(), plain_parent);
+        let e = res.expect_err("a wrong device").to_string();
+        assert!(
+            e.contains("linux.devices (/dev/null)") && e.contains("c 1:3"),
+            "{e}"
+        );
+        let null = b.rootfs.join("dev/null");
+        assert!(
+            !device_binds(&calls, &b.rootfs)
+                .iter()
+                .any(|(_, t)| *t == null.to_string_lossy()),
+            "{calls:#?}"
+        );
+        assert!(
+            !null.exists(),
+            "no empty file left where the device was to be"
+        );
     }
 
     /// The parent's steps, by name only.

@@ -6,7 +6,7 @@
 //!
 //! | # | parent                                 | first child              | process                   |
 //! |---|----------------------------------------|--------------------------|---------------------------|
-//! | 0 | put the first child in the cgroup      | lock closed → `Ready`    |                           |
+//! | 0 | put the first child in the cgroup      | non-dumpable → `Ready`   |                           |
 //! | 1 | → `Proceed`                            | setns all, fork          |                           |
 //! |1b | reap the first child → `Proceed`       | `InitPid`, exit          | waits for that `Proceed`  |
 //! |2a | (NOTIFY) hand the fd to listenerPath   |                          | seccomp → `SeccompListener` |
@@ -25,10 +25,12 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 use super::prepare::{self, ProcessPlan};
 use super::sync::{self, Shape, Steps};
 use super::{setup, stage};
+use crate::cgroups::sub::SubCgroups;
 use crate::cgroups::Cgroup;
 use crate::channel::{self, Channel, Msg};
 use crate::container::Container;
 use crate::error::SysContext;
+use crate::state::Saved;
 use crate::syscall::{exit_now, Forked, Linux, Syscall};
 use crate::utils::write_atomic;
 use crate::{console, Error, Result};
@@ -40,11 +42,13 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     /// Foreground: we will wait for the process, so it must come back to us.
     pub foreground: bool,
+    /// `--cgroup`: sub-cgroups of the container's to join instead of its own.
+    pub sub_cgroups: Option<SubCgroups>,
 }
 
 /// Start the process; returns its pid (host view) and, for a terminal in the foreground
 /// without --console-socket, our end of the console socket (the pty master arrives on
-/// it). The container's lock is released when this returns.
+/// it). The container's lock is released before the fork (see `exec_with`).
 pub fn exec(c: Container, opts: &ExecOptions) -> Result<(i32, Option<UnixStream>)> {
     exec_with(c, opts, &Linux)
 }
@@ -72,6 +76,11 @@ fn exec_with(
     let namespaces = open_namespaces(&c, init)?;
     let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
     let cgroup = c.cgroup()?;
+    // Everything exec reads of the container is in hand: let go of its lock now. The new
+    // process freezes in a paused container's cgroup (`--ignore-paused`) until `resume`,
+    // and `resume` (like `delete`) needs the lock: nobody may wait on a lock whose holder
+    // waits on a frozen process.
+    let saved = c.release();
     if opts.foreground {
         sys.set_child_subreaper()
             .ctx(|| "set child subreaper".into())?;
@@ -83,10 +92,6 @@ fn exec_with(
     {
         Forked::Child => {
             drop(ch);
-            // The state dir lock belongs to `capsa exec`, not to a process that may sit
-            // frozen in a paused container's cgroup (and so block `delete -f`): closed
-            // before the parent moves us there (sync 0).
-            c.close_in_child();
             let err = match run_child(
                 &child_ch,
                 &namespaces,
@@ -111,7 +116,8 @@ fn exec_with(
     drop((child_ch, namespaces, consoles.child));
     let mut steps = ExecSteps {
         cgroup: &cgroup,
-        container: &c,
+        sub_cgroups: opts.sub_cgroups.as_ref(),
+        saved: &saved,
         pid_file: opts.pid_file.as_ref(),
         first,
         pid: None,
@@ -139,7 +145,8 @@ fn exec_with(
 /// The parent's side of each sync point of `exec`.
 struct ExecSteps<'a> {
     cgroup: &'a Cgroup,
-    container: &'a Container,
+    sub_cgroups: Option<&'a SubCgroups>,
+    saved: &'a Saved,
     pid_file: Option<&'a PathBuf>,
     first: i32,
     /// The process, once the first child reported it.
@@ -158,7 +165,10 @@ impl ExecSteps<'_> {
 
 impl Steps for ExecSteps<'_> {
     fn place(&mut self, child: i32) -> Result<()> {
-        self.cgroup.enter(child, None)
+        match self.sub_cgroups {
+            Some(sub) => self.cgroup.enter_sub(child, sub),
+            None => self.cgroup.enter(child, None),
+        }
     }
 
     fn map_ids(&mut self, _: i32) -> Result<()> {
@@ -176,14 +186,13 @@ impl Steps for ExecSteps<'_> {
     }
 
     fn seccomp_listener(&mut self, pid: i32, listener: OwnedFd) -> Result<()> {
-        let c = self.container;
-        let seccomp = c
+        let seccomp = self
             .saved
             .config
             .linux()
             .as_ref()
             .and_then(|l| l.seccomp().as_ref());
-        super::parent::send_seccomp_listener(seccomp, &c.saved, pid, listener)
+        super::parent::send_seccomp_listener(seccomp, self.saved, pid, listener)
     }
 
     fn created(&mut self, pid: i32) -> Result<()> {
@@ -206,6 +215,7 @@ fn run_child(
 ) -> Result<std::convert::Infallible> {
     first_stage(ch, namespaces, sys)?;
     // The process, in every namespace of the container.
+    tracing::debug!("exec: set-up starts (runc: child process in init())");
     let pty = match &console {
         Some(sock) => {
             let size = process
@@ -219,6 +229,7 @@ fn run_child(
     let ready = setup::prepare(process, plan, pty, opts.preserve_fds, ch, sys)?;
     ch.send(&Msg::Created)?; // sync 3
     ch.expect(Msg::Ack)?;
+    tracing::debug!("exec: about to exec (runc: setns_init: about to exec)");
     Err(setup::exec(ready, sys))
 }
 

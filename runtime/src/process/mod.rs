@@ -31,8 +31,13 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
     pub systemd_cgroup: bool,
+    /// `--cgroup-manager disabled`: no cgroup at all, the container stays in ours.
+    pub cgroups_disabled: bool,
     /// Not root (or `--rootless true`): cgroups only where delegated.
     pub rootless: bool,
+    /// We run in a user namespace we did not make (rootless podman, a nested runtime):
+    /// mknod is refused even without a new user namespace, devices are bound from the host.
+    pub caller_in_userns: bool,
     /// `run` in the foreground: the init stays our child (and grandchildren come to us).
     pub foreground: bool,
 }

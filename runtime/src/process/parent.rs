@@ -19,6 +19,7 @@ use crate::cgroups::{self, Cgroup, Prefetch};
 use crate::channel;
 use crate::error::SysContext;
 use crate::namespaces::Plan;
+use crate::rootfs;
 use crate::spec::Bundle;
 use crate::state::{self, ContainerDir, Saved, Status};
 use crate::syscall::{Forked, Linux, Syscall};
@@ -66,6 +67,11 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
         opts,
         resources.as_ref(),
     )?;
+    // Rootless, the sources are the caller's own, and open_tree needs privilege.
+    let bind_sources = match plan.new_user && !opts.rootless {
+        true => rootfs::BindSources::open(spec, &bundle.dir)?,
+        false => rootfs::BindSources::default(),
+    };
     if opts.foreground && plan.two_stage {
         // The init will be a grandchild: let it be reparented to us, so `run` can wait.
         sys.set_child_subreaper()
@@ -90,6 +96,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
                 channel: child_ch,
                 fifo,
                 console: consoles.child,
+                bind_sources: &bind_sources,
                 host_mounts: &host_mounts,
                 opts,
                 sys,
@@ -97,7 +104,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
         }
         Forked::Parent(pid) => pid.as_raw(),
     };
-    drop((child_ch, fifo, consoles.child));
+    drop((child_ch, fifo, consoles.child, bind_sources));
     cleanup.pids.push(first);
     let no_cgroup = cgroup.is_none();
     cleanup.cgroup = Some((cgroup, cgroup_path.clone()));
@@ -295,7 +302,7 @@ fn make_exec_fifo(cleanup: &Cleanup) -> Result<OwnedFd> {
     Ok(fifo.into())
 }
 
-/// The container's cgroup, or none (rootless without delegation).
+/// The container's cgroup, or none (rootless without delegation, or disabled).
 fn open_cgroup(
     cleanup: &Cleanup,
     host_mounts: &[capsa_linux::mountinfo::MountEntry],
@@ -303,13 +310,20 @@ fn open_cgroup(
     opts: &CreateOptions,
     resources: Option<&LinuxResources>,
 ) -> Result<Cgroup> {
-    match delegation::decide(path, opts.rootless, resources)? {
+    let decision = if opts.cgroups_disabled {
+        delegation::disabled(resources)?
+    } else {
+        delegation::decide(path, opts.rootless, resources)?
+    };
+    match decision {
         Decision::Skip(_) => Ok(Cgroup::none(0)),
         Decision::Manage => {
             // Recorded before the cgroup exists: a create killed before it saved its state
             // leaves this, and `delete --force` removes the cgroup from it.
             cleanup.dir()?.record_cgroup(path)?;
-            Cgroup::open_in(host_mounts, path, opts.systemd_cgroup, &opts.id)
+            let cgroup = Cgroup::open_in(host_mounts, path, opts.systemd_cgroup, &opts.id)?;
+            cgroups::preflight::check(&cgroup, path)?;
+            Ok(cgroup)
         }
     }
 }

@@ -7,6 +7,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use oci_spec::runtime::Process;
 
 use super::prepare::ProcessPlan;
@@ -38,6 +39,7 @@ pub fn prepare<'f>(
     if let Some(pty) = pty {
         console::attach(pty)?;
     }
+    own_stdio(process.user().uid(), sys)?;
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default(), sys)?;
     // The process starts with the default action for every signal, as runc's do: Rust's
     // runtime made capsa ignore SIGPIPE, and an ignored signal stays ignored across exec.
@@ -66,8 +68,19 @@ pub fn prepare<'f>(
     })
 }
 
+impl Ready<'_> {
+    /// Load a filter that would wait for execve now: startContainer hooks run under the
+    /// container's filter (runc), and they run before the exec.
+    pub fn load_seccomp_now(&mut self, sys: &dyn Syscall) -> Result<()> {
+        match self.late_seccomp.take() {
+            Some(filter) => filter.load_with(sys).map(drop).map_err(Error::Seccomp),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A late seccomp filter, then execve; returns only the error. Nothing of ours runs
-/// filtered but the exec itself.
+/// filtered but the exec itself (and startContainer hooks, see `load_seccomp_now`).
 pub fn exec(ready: Ready, sys: &dyn Syscall) -> Error {
     if let Some(filter) = ready.late_seccomp {
         if let Err(e) = filter.load_with(sys) {
@@ -79,6 +92,28 @@ pub fn exec(ready: Ready, sys: &dyn Syscall) -> Error {
         path: ready.exe.to_string_lossy().into_owned(),
         errno,
     }
+}
+
+/// The process' stdio (its pty, or pipes and files made outside the container) goes to
+/// its user, as runc's fixStdioPermissions does, so a non-root process can reopen it
+/// (/dev/stdout, `$(tty)`); the group (the pty's tty group) stays. /dev/null is left
+/// alone, and a descriptor we may not chown (another user namespace, a read-only /dev)
+/// is left as it is.
+fn own_stdio(uid: u32, sys: &dyn Syscall) -> Result<()> {
+    use nix::sys::stat::{fstat, stat};
+    let null = stat("/dev/null").ok().map(|s| s.st_rdev);
+    for fd in 0..3 {
+        let Ok(st) = fstat(fd) else { continue };
+        let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && Some(st.st_rdev) == null;
+        if st.st_uid == uid || is_null {
+            continue;
+        }
+        match sys.fchown_fd(fd, nix::unistd::Uid::from_raw(uid)) {
+            Ok(()) | Err(Errno::EINVAL | Errno::EPERM | Errno::EROFS) => {}
+            Err(e) => return Err(Error::sys(format!("chown stdio fd {fd} to uid {uid}"), e)),
+        }
+    }
+    Ok(())
 }
 
 /// LSM labels, capabilities, user, no_new_privs, and seccomp where it must come early.

@@ -12,7 +12,7 @@ use crate::Result;
 /// The sync points one child goes through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Shape {
-    /// exec: the first child says `Ready` (its state lock closed) before it is placed.
+    /// exec: the first child says `Ready` (non-dumpable) before it is placed.
     pub ready_first: bool,
     /// Two stages with a new user namespace: the first stage asks for its id maps.
     pub child_maps_ids: bool,
@@ -45,20 +45,29 @@ pub trait Steps {
 /// Drive `child` through `shape`; returns the pid of the process (the child itself, or
 /// the one its first stage forked), recorded by `Steps::created` before it was answered.
 pub fn drive(ch: &Channel, shape: Shape, child: i32, steps: &mut dyn Steps) -> Result<i32> {
+    use tracing::debug;
+    // Where a step is one runc logs too, its debug line carries runc's words in
+    // parentheses, so a `--debug` log reads against runc's (and scripts comparing them,
+    // runc's own tests among them, find them).
+    debug!("sync: child {child} cloned, {shape:?} (runc: nsexec container setup)");
     if shape.ready_first {
         ch.expect(Msg::Ready)?; // sync 0
+        debug!("sync 0: child {child} ready");
     }
     steps.place(child)?;
     ch.send(&Msg::Proceed)?; // sync 1
+    debug!("sync 1: child {child} placed in its cgroup");
     if shape.child_maps_ids {
         ch.expect(Msg::MapIds)?; // sync 1a
         steps.map_ids(child)?;
         ch.send(&Msg::Proceed)?;
+        debug!("sync 1a: id maps of {child} written");
     }
     let pid = if shape.forks {
         let pid = ch.expect_init_pid()?; // sync 1b
         steps.forked(child, pid)?;
         ch.send(&Msg::Proceed)?;
+        debug!("sync 1b: {child} forked the process {pid}");
         pid
     } else {
         child
@@ -67,14 +76,17 @@ pub fn drive(ch: &Channel, shape: Shape, child: i32, steps: &mut dyn Steps) -> R
         ch.expect(Msg::Mounted)?; // sync 2
         let state = steps.mounted(pid)?;
         ch.send(&Msg::HooksDone(state))?;
+        debug!("sync 2: {pid} mounted; limits applied, runtime hooks run");
     }
     if shape.seccomp_listener {
         let listener = ch.expect_fd(Msg::SeccompListener)?; // sync 2a
         steps.seccomp_listener(pid, listener)?;
+        debug!("sync 2a: seccomp listener of {pid} handed to its agent");
     }
     ch.expect(Msg::Created)?; // sync 3
     steps.created(pid)?;
     ch.send(&Msg::Ack)?;
+    debug!("sync 3: {pid} recorded, about to exec");
     Ok(pid)
 }
 

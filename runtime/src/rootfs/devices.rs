@@ -2,17 +2,22 @@
 //! standard symlinks. In a user namespace mknod is not allowed, so devices are bind
 //! mounted from the host instead.
 
+use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use capsa_linux::resolve::{self, Scope};
 use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag};
 use nix::mount::MsFlags;
-use nix::sys::stat::{makedev, Mode, SFlag};
+use nix::sys::stat::{fstat, fstatat, major, makedev, minor, Mode, SFlag};
+use nix::unistd::UnlinkatFlags;
 
 use super::inroot::InRoot;
 use super::paths::fd_path;
 use super::RootfsContext;
 use crate::error::AsErrno;
+use crate::syscall::open_path;
 use crate::{Error, Result};
 
 struct Dev {
@@ -128,27 +133,7 @@ fn create(ctx: &RootfsContext, root: &InRoot, dirs: &mut Dirs, d: &Dev) -> Resul
         ))
     })?;
     if ctx.in_userns {
-        // Bind the host's node over an empty file.
-        let _ = nix::sys::stat::mknodat(
-            Some(dir.as_raw_fd()),
-            name,
-            SFlag::S_IFREG,
-            Mode::from_bits_truncate(0o600),
-            0,
-        );
-        let target = root
-            .resolve(&d.path)
-            .map_err(|e| err(&d.path, "resolve", e))?;
-        return ctx
-            .sys
-            .mount(
-                Some(&d.path),
-                &fd_path(&target),
-                None,
-                MsFlags::MS_BIND,
-                None,
-            )
-            .map_err(|e| err(&d.path, "bind from host", e));
+        return bind_from_host(ctx, dir, name, d);
     }
     let perm = Mode::from_bits_truncate(d.mode & 0o7777);
     let dev = makedev(d.major, d.minor);
@@ -164,7 +149,12 @@ fn create(ctx: &RootfsContext, root: &InRoot, dirs: &mut Dirs, d: &Dev) -> Resul
         }
         r => r,
     };
-    made.map_err(|e| err(&d.path, "mknod", e))?;
+    match made {
+        // No CAP_MKNOD (a user namespace we did not make, a nested runtime) or the device
+        // cgroup refuses: the host's node, as runc and crun do.
+        Err(Errno::EPERM) => return bind_from_host(ctx, dir, name, d),
+        r => r.map_err(|e| err(&d.path, "mknod", e))?,
+    }
     if d.uid.is_some() || d.gid.is_some() {
         ctx.sys
             .fchownat(
@@ -176,6 +166,90 @@ fn create(ctx: &RootfsContext, root: &InRoot, dirs: &mut Dirs, d: &Dev) -> Resul
             .map_err(|e| err(&d.path, "chown", e))?;
     }
     Ok(())
+}
+
+/// The host's node of `d` bound over an empty file `name` in `dir`, where mknod is not
+/// allowed (in a user namespace). The host's node must be the device the config names
+/// (its type, major and minor), else another file would stand in its place. On failure the
+/// empty file made for it is removed again: /dev holds the device or nothing.
+fn bind_from_host(ctx: &RootfsContext, dir: BorrowedFd<'_>, name: &OsStr, d: &Dev) -> Result<()> {
+    let src = open_path(&d.path, OFlag::O_PATH | OFlag::O_NOFOLLOW)
+        .map_err(|e| err(&d.path, "open the host's node to bind", e))?;
+    let st = fstat(src.as_raw_fd()).map_err(|e| err(&d.path, "stat the host's node", e))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & libc::S_IFMT);
+    let same_dev =
+        d.kind == SFlag::S_IFIFO || (major(st.st_rdev) == d.major && minor(st.st_rdev) == d.minor);
+    if kind != d.kind || !same_dev {
+        return Err(Error::Config(format!(
+            "linux.devices ({}): mknod is not allowed here (user namespace) and the host's \
+             {} is not that device ({}), so it cannot be bound in its place",
+            d.path.display(),
+            d.path.display(),
+            describe(kind, st.st_rdev),
+        )));
+    }
+    let made = placeholder(dir, name).map_err(|e| err(&d.path, "create the file to bind on", e))?;
+    let bound = resolve::open(
+        dir,
+        Path::new(name),
+        OFlag::O_PATH | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+        Scope::BeneathNoSymlinks,
+    )
+    .and_then(|dst| {
+        ctx.sys.mount(
+            Some(&fd_path(&src)),
+            &fd_path(&dst),
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
+    });
+    if let Err(e) = bound {
+        if made {
+            let _ = nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir);
+        }
+        return Err(err(&d.path, "bind from host", e));
+    }
+    Ok(())
+}
+
+/// An empty file `name` to bind on; whatever the image has there but a directory is
+/// replaced (as mknod replaces it). Returns whether we made it.
+fn placeholder(dir: BorrowedFd<'_>, name: &OsStr) -> nix::Result<bool> {
+    let make = || {
+        nix::sys::stat::mknodat(
+            Some(dir.as_raw_fd()),
+            name,
+            SFlag::S_IFREG,
+            Mode::empty(),
+            0,
+        )
+    };
+    match make() {
+        Ok(()) => Ok(true),
+        Err(Errno::EEXIST) => {
+            let st = fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                return Err(Errno::EISDIR);
+            }
+            nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)?;
+            make().map(|()| true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn describe(kind: SFlag, rdev: libc::dev_t) -> String {
+    let what = match kind {
+        SFlag::S_IFCHR => "c",
+        SFlag::S_IFBLK => "b",
+        SFlag::S_IFIFO => return "a fifo".into(),
+        SFlag::S_IFDIR => return "a directory".into(),
+        SFlag::S_IFLNK => return "a symlink".into(),
+        _ => return "not a device".into(),
+    };
+    format!("{what} {}:{}", major(rdev), minor(rdev))
 }
 
 /// The standard links of /dev, made in the directory `dev`: an existing entry is left

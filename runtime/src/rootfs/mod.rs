@@ -6,6 +6,7 @@
 //! the image, or swapped during set-up, cannot send a mount outside the container
 //! (CVE-2021-30465, CVE-2024-45310, CVE-2025-52565 class).
 
+mod copyup;
 mod devices;
 mod inroot;
 mod mounts;
@@ -32,9 +33,53 @@ pub struct RootfsContext<'a> {
     pub bundle: &'a Path,
     pub in_userns: bool,
     pub new_cgroupns: bool,
+    /// Bind sources opened by `create` before the user namespace (`BindSources::open`).
+    pub bind_sources: &'a BindSources,
     /// The host's mount table, read by `create` before the clone (the child's is a copy).
     pub host_mounts: &'a [capsa_linux::mountinfo::MountEntry],
     pub sys: &'a dyn Syscall,
+}
+
+/// The sources of the config's bind mounts, opened by `create` with the host's
+/// credentials before the init enters a new user namespace, whose root may not be able
+/// to reach them (a 0700 directory of the host's root), as runc does: detached copies
+/// (open_tree) that the init moves onto their targets. Indexed as `mounts`; empty
+/// without a new user namespace.
+#[derive(Default)]
+pub struct BindSources(Vec<Option<std::os::fd::OwnedFd>>);
+
+impl BindSources {
+    pub fn open(spec: &Spec, bundle: &Path) -> Result<BindSources> {
+        let mut v = Vec::new();
+        for (i, m) in spec.mounts().iter().flatten().enumerate() {
+            let opts = options::MountOptions::parse(m.options().as_deref().unwrap_or_default());
+            let fd = match m.source() {
+                Some(src) if opts.is_bind() && m.typ().as_deref() != Some("cgroup") => {
+                    let path = bundle.join(src);
+                    // A detached copy: the init attaches it in its own mount namespace,
+                    // where a plain descriptor of ours could not be bind-mounted from.
+                    let recursive = opts.flags.contains(MsFlags::MS_REC);
+                    let fd = crate::syscall::open_tree_clone(&path, recursive).map_err(|e| {
+                        Error::mount(
+                            format!("mounts[{i}]"),
+                            m.destination(),
+                            format!("open bind source {}", path.display()),
+                            e,
+                        )
+                    })?;
+                    Some(fd)
+                }
+                _ => None,
+            };
+            v.push(fd);
+        }
+        Ok(BindSources(v))
+    }
+
+    /// The descriptor of `mounts[i]`'s source, if it was opened.
+    pub fn get(&self, i: usize) -> Option<&std::os::fd::OwnedFd> {
+        self.0.get(i).and_then(Option::as_ref)
+    }
 }
 
 fn root_propagation(spec: &Spec) -> Result<Option<MsFlags>> {
@@ -89,6 +134,7 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
     sys.fchdir(dir.as_fd()).ctx(|| "chdir to rootfs".into())?;
     let here = Path::new(".");
     if no_pivot {
+        hide_full_proc_and_sys(rootfs, sys)?;
         sys.mount(Some(here), Path::new("/"), None, MsFlags::MS_MOVE, None)
             .ctx(|| "move rootfs to /".into())?;
         sys.chroot(here).ctx(|| "chroot".into())?;
@@ -104,7 +150,45 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
     sys.chdir(Path::new("/")).ctx(|| "chdir /".into())
 }
 
-/// After pivot: masked and readonly paths, propagation, read-only root.
+/// --no-pivot leaves the old root in our mount namespace, under the chroot. The kernel
+/// lets a process that makes a user and pid namespace mount a new procfs or sysfs only
+/// where a full one is visible: the host's would do, and that procfs has no masked
+/// paths. So, as runc does, every full procfs and sysfs outside the rootfs is detached
+/// (or covered with a tmpfs where it may not be) before the move.
+fn hide_full_proc_and_sys(rootfs: &Path, sys: &dyn Syscall) -> Result<()> {
+    use nix::errno::Errno;
+    for m in capsa_linux::mountinfo::read() {
+        let point = Path::new(&m.mount_point);
+        if m.root != "/"
+            || !matches!(m.fstype.as_str(), "proc" | "sysfs")
+            || point.starts_with(rootfs)
+        {
+            continue;
+        }
+        // No unmount may reach the host.
+        match sys.mount(None, point, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None) {
+            // A parent of it is gone already.
+            Err(Errno::ENOENT) => continue,
+            r => r.ctx(|| format!("--no-pivot: make {} slave", m.mount_point))?,
+        }
+        match sys.umount2(point, MntFlags::MNT_DETACH) {
+            Err(Errno::EINVAL | Errno::EPERM) => sys
+                .mount(
+                    Some(Path::new("tmpfs")),
+                    point,
+                    Some("tmpfs"),
+                    MsFlags::empty(),
+                    None,
+                )
+                .ctx(|| format!("--no-pivot: cover {}", m.mount_point))?,
+            r => r.ctx(|| format!("--no-pivot: detach {}", m.mount_point))?,
+        }
+    }
+    Ok(())
+}
+
+/// After pivot: masked and readonly paths, read-only tmpfs mounts (a read-only /dev),
+/// propagation, read-only root.
 pub fn finalize(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
     if let Some(linux) = spec.linux() {
         let mut null = None;
@@ -113,6 +197,11 @@ pub fn finalize(spec: &Spec, sys: &dyn Syscall) -> Result<()> {
         }
         for p in linux.readonly_paths().as_deref().unwrap_or_default() {
             paths::make_readonly(Path::new(p), sys)?;
+        }
+    }
+    for (i, m) in spec.mounts().iter().flatten().enumerate() {
+        if mounts::read_only_last(m) {
+            mounts::remount_read_only_last(m, i, sys)?;
         }
     }
     if let Some(prop) = root_propagation(spec)? {

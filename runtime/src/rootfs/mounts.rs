@@ -10,6 +10,7 @@ use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
 use oci_spec::runtime::Mount;
 
+use super::copyup;
 use super::inroot::InRoot;
 use super::options::{MountOptions, REMOUNT_FLAGS};
 use super::paths::fd_path;
@@ -42,26 +43,43 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
     if typ == "cgroup" || typ == "cgroup2" {
         return mount_cgroup(ctx, root, i, dest, &opts);
     }
-    let source = m.source().as_ref().map(|s| {
-        if opts.is_bind() && s.is_relative() {
-            ctx.bundle.join(s)
-        } else {
-            s.clone()
-        }
-    });
+    let opened = ctx.bind_sources.get(i);
+    let source = match opened {
+        // Opened by `create` before the user namespace: mounted through its descriptor.
+        Some(fd) => Some(fd_path(fd)),
+        None => m.source().as_ref().map(|s| {
+            if opts.is_bind() && s.is_relative() {
+                ctx.bundle.join(s)
+            } else {
+                s.clone()
+            }
+        }),
+    };
     let target = make_target(root, i, dest, &opts, source.as_deref(), typ)?;
     let mut flags = opts.flags;
     if !opts.is_bind() {
         flags.remove(MsFlags::MS_REC);
     }
+    if read_only_last(m) {
+        // Mounts and device nodes still go below it: read-only in `rootfs::finalize`.
+        flags.remove(MsFlags::MS_RDONLY);
+    }
     let data = opts.data();
-    let res = ctx.sys.mount(
-        source.as_deref(),
-        &fd_path(&target),
-        Some(typ),
-        flags,
-        data.as_deref(),
-    );
+    // tmpcopyup: what the tmpfs will cover, opened before it does.
+    let covered = (opts.tmpcopyup && typ == "tmpfs")
+        .then(|| copyup::open_dir(&target))
+        .transpose()
+        .map_err(|e| merr(i, dest, "tmpcopyup: open the directory", e))?;
+    let res = match opened {
+        Some(tree) => ctx.sys.move_mount(tree.as_fd(), target.as_fd()),
+        None => ctx.sys.mount(
+            source.as_deref(),
+            &fd_path(&target),
+            Some(typ),
+            flags,
+            data.as_deref(),
+        ),
+    };
     match res {
         Ok(()) => {}
         // Without its own network namespace a user namespace may not mount sysfs: bind it.
@@ -85,6 +103,13 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         }
     }
     drop(target);
+    if let Some(covered) = covered {
+        let top = root
+            .resolve(dest)
+            .and_then(|fd| copyup::open_dir(&fd).map_err(std::io::Error::from))
+            .map_err(|e| merr(i, dest, "tmpcopyup: open the tmpfs", e))?;
+        copyup::copy_dir(&covered, &top, ctx.sys).map_err(|e| merr(i, dest, "tmpcopyup", e))?;
+    }
     let needs_remount = opts.is_bind() && flags.intersects(REMOUNT_FLAGS);
     if needs_remount || !opts.propagation.is_empty() || opts.rec_set | opts.rec_clr != 0 {
         let top = root
@@ -106,6 +131,27 @@ pub fn mount_one(ctx: &RootfsContext, root: &InRoot, i: usize, m: &Mount) -> Res
         }
     }
     Ok(())
+}
+
+/// A read-only tmpfs (a read-only /dev, runc#3248) is mounted read-write and made
+/// read-only last, as runc does: /dev/pts, /dev/shm and the device nodes go into it first.
+pub fn read_only_last(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("tmpfs")
+        && MountOptions::parse(m.options().as_deref().unwrap_or_default())
+            .flags
+            .contains(MsFlags::MS_RDONLY)
+}
+
+/// After pivot_root: the `read_only_last` mounts made read-only, keeping their own flags.
+pub fn remount_read_only_last(m: &Mount, i: usize, sys: &dyn Syscall) -> Result<()> {
+    let dest = m.destination();
+    let opts = MountOptions::parse(m.options().as_deref().unwrap_or_default());
+    let fd = crate::syscall::open_path(
+        dest,
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_DIRECTORY,
+    )
+    .map_err(|e| merr(i, dest, "open", e))?;
+    remount_bind(&fd, opts.flags & REMOUNT_FLAGS, sys).map_err(|e| merr(i, dest, "remount ro", e))
 }
 
 /// Remount a bind mount with `flags`, keeping the flags the kernel locks in a user
@@ -169,8 +215,21 @@ fn make_target(
             match st.st_mode & libc::S_IFMT {
                 // Not a symlink: this descriptor is the mount point itself.
                 libc::S_IFDIR => return Ok(h),
-                libc::S_IFLNK => return Err(refuse(i, dest, typ, "mount point is a symlink")),
-                _ => return Err(refuse(i, dest, typ, "mount point is not a directory")),
+                // runc's words first ("must be mounted on ordinary directory").
+                libc::S_IFLNK => {
+                    return Err(refuse(
+                        i,
+                        dest,
+                        typ,
+                        "must be mounted on ordinary directory (the mount point is a symlink)",
+                    ))
+                }
+                _ => return Err(refuse(
+                    i,
+                    dest,
+                    typ,
+                    "must be mounted on ordinary directory (the mount point is not a directory)",
+                )),
             }
         }
     }

@@ -14,6 +14,9 @@ pub struct MountOptions {
     /// Options the filesystem itself interprets (size=, mode=, newinstance, ...).
     pub data: Vec<String>,
     pub idmap: bool,
+    /// `tmpcopyup` (runc, crun; podman's `--read-only` and `--tmpfs`): a tmpfs starts with
+    /// a copy of what was under it.
+    pub tmpcopyup: bool,
 }
 
 impl MountOptions {
@@ -25,6 +28,7 @@ impl MountOptions {
             rec_clr: 0,
             data: Vec::new(),
             idmap: false,
+            tmpcopyup: false,
         };
         for opt in options {
             if let Some((set, f)) = flag(opt) {
@@ -40,6 +44,8 @@ impl MountOptions {
                 o.rec_clr |= clr;
             } else if opt == "idmap" || opt == "ridmap" {
                 o.idmap = true;
+            } else if opt == "tmpcopyup" {
+                o.tmpcopyup = true;
             } else if opt != "defaults" {
                 o.data.push(opt.clone());
             }

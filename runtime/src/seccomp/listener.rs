@@ -52,7 +52,9 @@ pub fn send_listener(
         }
     };
     let json = process_state_json(state, pid, metadata)?;
-    let mut stream = UnixStream::connect(listener_path).map_err(err("connect"))?;
+    // runc's words, which clients match.
+    let mut stream =
+        UnixStream::connect(listener_path).map_err(err("failed to connect with seccomp agent"))?;
     let sent = capsa_linux::fdpass::send(stream.as_fd(), &json, &[fd])
         .map_err(|e| err("sendmsg")(e.into()))?;
     // A stream may take a long state in parts; the fd went with the first.

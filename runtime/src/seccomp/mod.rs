@@ -39,9 +39,14 @@
 //!   default bad-arch action; so are x32 syscalls when x32 is not listed. Listed architectures
 //!   the machine cannot run need no code.
 //! - Unknown syscall names (in every covered ABI) are skipped with a warning, as runc does.
-//! - `args` of one entry are ANDed; several entries for one syscall are tried in config order,
-//!   the first whose arguments match decides. (runc turns repeated conditions on one argument
-//!   index into an OR; capsa keeps AND, as the spec reads.)
+//! - `args` of one entry are ANDed, unless one argument index has two or more conditions:
+//!   then each condition is a rule of its own and they are ORed, as runc and crun read
+//!   them. Several entries for one syscall are tried in config order, the first whose
+//!   arguments match decides.
+//! - A syscall numbered past every syscall the profile names returns ENOSYS instead of a
+//!   refusing default (for the ABIs `architectures` lists, unless the default is ENOSYS
+//!   already), as runc's patched filters do: programs fall back from syscalls newer than
+//!   the profile (glibc's clone3 to clone) instead of failing with EPERM.
 //! - On 32-bit ABIs (x86) conditions compare the low 32 bits.
 //! - ERRNO and TRACE default to EPERM; errnoRet with another action is ignored with a warning
 //!   (as runc).
@@ -94,7 +99,7 @@ pub enum SeccompError {
     },
     #[error("loading the seccomp filter: thread {0} could not be synchronised (TSYNC)")]
     ThreadSync(libc::c_long),
-    #[error("seccomp listener {path}: {what}")]
+    #[error("seccomp listener {path}: {what}: {source}")]
     Listener {
         path: PathBuf,
         what: &'static str,

@@ -34,7 +34,7 @@ use seccompiler::{
 
 use super::arch::{Abi, AUDIT_ARCH_AARCH64, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use super::bpf::{self, Asm, Label, BPF_JEQ, BPF_JGE, BPF_RET, DATA_ARCH, DATA_NR};
-use super::rules::{Cond, Validated, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP};
+use super::rules::{Cond, Validated, RET_ALLOW, RET_ERRNO, RET_KILL_PROCESS, RET_TRAP};
 use super::syscalls;
 use super::SeccompError;
 
@@ -99,13 +99,15 @@ fn audit_arch(abi: Abi) -> u32 {
     }
 }
 
-/// The rules of one ABI, then its default.
+/// The rules of one ABI, then its default (after runc's -ENOSYS stub, see
+/// `Validated::enosys`).
 fn section(
     asm: &mut Asm,
     v: &Validated,
     abi: Abi,
     prefix: &[sock_filter],
 ) -> Result<(), SeccompError> {
+    let enosys = enosys_stub(asm, v, abi);
     for (i, rule) in v.rules.iter().enumerate() {
         let nrs: BTreeSet<u32> = rule
             .names
@@ -139,7 +141,37 @@ fn section(
         asm.bind(after);
     }
     asm.ret(v.default);
+    if let Some(stub) = enosys {
+        asm.bind(stub);
+        asm.ret(RET_ERRNO | libc::ENOSYS as u32);
+    }
     Ok(())
+}
+
+/// `nr` past the highest syscall of `abi` the profile names → the returned label (where
+/// `section` puts `ret ERRNO(ENOSYS)`). x86_64's -1 (a tracer skipping the call) is not
+/// a syscall and goes on to the rules.
+fn enosys_stub(asm: &mut Asm, v: &Validated, abi: Abi) -> Option<Label> {
+    if !v.enosys(abi) {
+        return None;
+    }
+    let max = v
+        .rules
+        .iter()
+        .flat_map(|r| &r.names)
+        .filter_map(|n| syscalls::lookup(abi.table(), n))
+        .max()?;
+    let stub = asm.label();
+    asm.load(DATA_NR);
+    if abi == Abi::X86_64 {
+        let rules = asm.label();
+        asm.jump_if(BPF_JEQ, u32::MAX, rules);
+        asm.jump_if(BPF_JGE, max + 1, stub);
+        asm.bind(rules);
+    } else {
+        asm.jump_if(BPF_JGE, max + 1, stub);
+    }
+    Some(stub)
 }
 
 /// `ret action` when nr (in A) is one of `nrs` (sorted), else falls through: a binary search

@@ -45,6 +45,20 @@ pub(super) struct Validated {
     pub native: Abi,
     /// The ABIs besides the native one that get rules (x86 and x32 on x86_64).
     pub compat: Vec<Abi>,
+    /// The covered ABIs `architectures` names: each gets runc's -ENOSYS stub (`enosys`).
+    pub listed: Vec<Abi>,
+}
+
+impl Validated {
+    /// Whether syscalls of `abi` numbered past every syscall the profile names return
+    /// ENOSYS rather than the default action, as runc's filters do (libseccomp patched):
+    /// a syscall newer than the profile is then "not implemented", and a program falls
+    /// back to an older one (glibc: clone3 to clone) instead of failing with EPERM. Only
+    /// for a default that refuses, not already ENOSYS, and an ABI `architectures` lists.
+    pub fn enosys(&self, abi: Abi) -> bool {
+        let refusing = !matches!(self.default & 0xffff_0000, RET_ALLOW | RET_LOG | RET_TRACE);
+        refusing && self.default != RET_ERRNO | libc::ENOSYS as u32 && self.listed.contains(&abi)
+    }
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> SeccompError {
@@ -101,8 +115,15 @@ pub(super) fn validate(seccomp: &LinuxSeccomp) -> Result<Validated, SeccompError
     )?;
 
     let mut compat = Vec::new();
+    let mut listed = Vec::new();
     for (i, &a) in seccomp.architectures().iter().flatten().enumerate() {
-        match arch::classify(a, native) {
+        let class = arch::classify(a, native);
+        if let Listed::Covered(abi) = class {
+            if !listed.contains(&abi) {
+                listed.push(abi);
+            }
+        }
+        match class {
             Listed::Covered(abi) if abi != native && !compat.contains(&abi) => compat.push(abi),
             Listed::Covered(_) | Listed::Unreachable => {}
             Listed::NoTable => tracing::warn!(
@@ -156,11 +177,25 @@ pub(super) fn validate(seccomp: &LinuxSeccomp) -> Result<Validated, SeccompError
                 value_two: arg.value_two().unwrap_or(0),
             });
         }
-        rules.push(Rule {
-            names: call.names().clone(),
-            action,
-            args,
-        });
+        // Two or more conditions on one argument: every condition becomes a rule of its
+        // own, so they are ORed (runc's and crun's reading; ANDed, `arg0 == 1 && arg0 == 2`
+        // could never match and an allowed call would get the default action).
+        let repeated = (0..=5u8).any(|n| args.iter().filter(|c| c.index == n).count() > 1);
+        if repeated {
+            for c in args {
+                rules.push(Rule {
+                    names: call.names().clone(),
+                    action,
+                    args: vec![c],
+                });
+            }
+        } else {
+            rules.push(Rule {
+                names: call.names().clone(),
+                action,
+                args,
+            });
+        }
     }
     if notify && seccomp.listener_path().is_none() {
         return Err(invalid(
@@ -197,5 +232,6 @@ pub(super) fn validate(seccomp: &LinuxSeccomp) -> Result<Validated, SeccompError
         notify,
         native,
         compat,
+        listed,
     })
 }

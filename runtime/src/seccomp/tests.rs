@@ -197,7 +197,7 @@ mod x86_64_host {
     }
 
     #[test]
-    fn args_are_anded_entries_first_match() {
+    fn args_are_anded_unless_an_index_repeats_entries_first_match() {
         let f = filter(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[
               {"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":1,
@@ -205,16 +205,50 @@ mod x86_64_host {
               {"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":2,
                "args":[{"index":0,"value":1,"op":"SCMP_CMP_EQ"}]},
               {"names":["personality"],"action":"SCMP_ACT_ERRNO","errnoRet":3,
-               "args":[{"index":0,"value":10,"op":"SCMP_CMP_GE"},{"index":0,"value":20,"op":"SCMP_CMP_LE"}]},
+               "args":[{"index":0,"value":10,"op":"SCMP_CMP_EQ"},{"index":0,"value":20,"op":"SCMP_CMP_EQ"}]},
               {"names":["personality","getpid"],"action":"SCMP_ACT_ERRNO","errnoRet":4}]}"#,
         );
         let p = libc::SYS_personality;
         assert_eq!(x86_64(&f, p, [1, 2, 0, 0, 0, 0]), RET_ERRNO | 1);
         assert_eq!(x86_64(&f, p, [1, 3, 0, 0, 0, 0]), RET_ERRNO | 2);
-        assert_eq!(x86_64(&f, p, [15, 0, 0, 0, 0, 0]), RET_ERRNO | 3);
-        assert_eq!(x86_64(&f, p, [21, 0, 0, 0, 0, 0]), RET_ERRNO | 4);
+        // Two conditions on argument 0: ORed (runc, crun).
+        assert_eq!(x86_64(&f, p, [10, 0, 0, 0, 0, 0]), RET_ERRNO | 3);
+        assert_eq!(x86_64(&f, p, [20, 0, 0, 0, 0, 0]), RET_ERRNO | 3);
+        assert_eq!(x86_64(&f, p, [15, 0, 0, 0, 0, 0]), RET_ERRNO | 4);
         assert_eq!(x86_64(&f, libc::SYS_getpid, A0), RET_ERRNO | 4);
         assert_eq!(x86_64(&f, libc::SYS_read, A0), RET_ALLOW);
+    }
+
+    #[test]
+    fn syscalls_past_the_profile_get_enosys() {
+        let profile = |default: &str, archs: &str| {
+            filter(&format!(
+                r#"{{"defaultAction":{default},"architectures":[{archs}],
+                    "syscalls":[{{"names":["getpid","read"],"action":"SCMP_ACT_ALLOW"}}]}}"#
+            ))
+        };
+        let f = profile(r#""SCMP_ACT_ERRNO""#, r#""SCMP_ARCH_X86_64""#);
+        let enosys = RET_ERRNO | libc::ENOSYS as u32;
+        assert_eq!(x86_64(&f, libc::SYS_getpid, A0), RET_ALLOW);
+        // Below getpid, not named: the default.
+        assert_eq!(x86_64(&f, libc::SYS_write, A0), EPERM);
+        assert_eq!(x86_64(&f, libc::SYS_getpid + 1, A0), enosys);
+        assert_eq!(x86_64(&f, 1000, A0), enosys);
+        // A tracer's -1 is not a syscall number.
+        assert_eq!(x86_64(&f, -1, A0), EPERM);
+        // Not for an allowing default, nor an ABI `architectures` does not list.
+        let allow = profile(r#""SCMP_ACT_LOG""#, r#""SCMP_ARCH_X86_64""#);
+        assert_eq!(x86_64(&allow, 1000, A0), RET_LOG);
+        let unlisted = profile(r#""SCMP_ACT_ERRNO""#, "");
+        assert_eq!(x86_64(&unlisted, 1000, A0), EPERM);
+        // x86 listed: its own highest number.
+        let both = profile(
+            r#""SCMP_ACT_ERRNO""#,
+            r#""SCMP_ARCH_X86_64","SCMP_ARCH_X86""#,
+        );
+        assert_eq!(run(&both, AUDIT_ARCH_I386, 20, A0), RET_ALLOW);
+        assert_eq!(run(&both, AUDIT_ARCH_I386, 21, A0), enosys);
+        assert_eq!(run(&both, AUDIT_ARCH_I386, 2, A0), EPERM);
     }
 
     #[test]
@@ -304,9 +338,16 @@ mod x86_64_host {
             } else {
                 0
             };
+            let last = by_nr
+                .iter()
+                .filter(|(_, name)| !denied.contains(*name))
+                .map(|(nr, _)| *nr)
+                .max()
+                .unwrap();
             for nr in base..base + 600 {
                 let want = match by_nr.get(&nr) {
                     Some(name) if !denied.contains(name) => RET_ALLOW,
+                    _ if nr > last => RET_ERRNO | libc::ENOSYS as u32,
                     _ => EPERM,
                 };
                 assert_eq!(

@@ -52,6 +52,7 @@ pub enum Call {
     ClearAmbient,
     RaiseAmbient(u8),
     Hostname(String),
+    LoopbackUp,
     Domainname(String),
     Mount {
         source: Option<String>,
@@ -74,6 +75,15 @@ pub enum Call {
         put_old: String,
     },
     Chroot(String),
+    /// A detached tree moved onto `target` (the path the descriptor names).
+    MoveMount {
+        target: String,
+    },
+    /// fchown of descriptor `fd` to `uid` (group unchanged).
+    FdChown {
+        fd: RawFd,
+        uid: u32,
+    },
     Chdir(String),
     Mknod {
         path: String,
@@ -287,6 +297,9 @@ impl Syscall for Recorder {
     fn sethostname(&self, name: &str) -> nix::Result<()> {
         self.record(Call::Hostname(name.into()))
     }
+    fn loopback_up(&self) -> nix::Result<()> {
+        self.record(Call::LoopbackUp)
+    }
     fn setdomainname(&self, name: &str) -> nix::Result<()> {
         self.record(Call::Domainname(name.into()))
     }
@@ -362,6 +375,19 @@ impl Syscall for Recorder {
             gid: gid.map(|g| g.as_raw()),
         })
     }
+    fn move_mount(&self, _from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
+        self.record(Call::MoveMount {
+            target: fd_real(to),
+        })
+    }
+
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()> {
+        self.record(Call::FdChown {
+            fd,
+            uid: uid.as_raw(),
+        })
+    }
+
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()> {
         self.record(Call::WriteProc {
             path: path.to_string_lossy().into_owned(),

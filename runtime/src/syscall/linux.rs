@@ -295,6 +295,29 @@ impl Syscall for Linux {
         nix::unistd::sethostname(name)
     }
 
+    fn loopback_up(&self) -> nix::Result<()> {
+        use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+        let sock = socket(
+            AddressFamily::Inet,
+            SockType::Datagram,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        // SAFETY: ifreq is plain old data; all-zero is a valid value.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *d = *s as libc::c_char;
+        }
+        // SAFETY: SIOCGIFFLAGS and SIOCSIFFLAGS read and write the ifreq we own, which
+        // outlives both calls; ifru_flags is the union member those requests use.
+        unsafe {
+            Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req))?;
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            Errno::result(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req))?;
+        }
+        Ok(())
+    }
+
     fn setdomainname(&self, name: &str) -> nix::Result<()> {
         // SAFETY: pointer and length describe the bytes of `name`, valid for the call.
         let ret = unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) };
@@ -382,6 +405,28 @@ impl Syscall for Linux {
         )
     }
 
+    fn move_mount(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()> {
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+        const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+        // SAFETY: both paths are empty NUL-terminated strings (the descriptors name the
+        // mounts), which outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                from.as_raw_fd(),
+                c"".as_ptr(),
+                to.as_raw_fd(),
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            )
+        };
+        Errno::result(ret).map(drop)
+    }
+
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()> {
+        nix::unistd::fchown(fd, Some(uid), None)
+    }
+
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()> {
         let fd = open_path(path, OFlag::O_WRONLY | OFlag::O_NOFOLLOW)?;
         let fs = nix::sys::statfs::fstatfs(&fd)?;
@@ -444,6 +489,16 @@ pub fn seccomp_flag_supported(flags: libc::c_ulong) -> bool {
 /// open(2) with O_CLOEXEC added: an owned descriptor.
 pub fn open_path(path: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
     nix::fcntl::open(path, flags | OFlag::O_CLOEXEC, Mode::empty()).map(owned)
+}
+
+/// openat(2) relative to `dir`, the descriptor owned (close-on-exec added).
+pub fn open_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    flags: OFlag,
+    mode: Mode,
+) -> nix::Result<OwnedFd> {
+    nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_CLOEXEC, mode).map(owned)
 }
 
 /// Open the peer (slave) of a pty master by descriptor, never by path (CVE-2025-52565).
@@ -546,6 +601,21 @@ pub fn memfd_sealed_copy(name: &CStr, src: &mut std::fs::File) -> std::io::Resul
     Ok(OwnedFd::from(dst))
 }
 
+/// open_tree(2) with OPEN_TREE_CLONE: a detached copy of the mount at `path` (and the
+/// mounts below it with `recursive`), to be attached in another mount namespace with
+/// `Syscall::move_mount` (a bind mount's source opened before a user namespace).
+pub fn open_tree_clone(path: &Path, recursive: bool) -> nix::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let path = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Errno::EINVAL)?;
+    let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    // SAFETY: the path is a NUL-terminated string that outlives the call; the kernel only
+    // reads it and returns a new descriptor or -1.
+    fd_result(unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) })
+}
+
 /// A detached, read-only, nosuid, nodev overlayfs of `lowerdir` (no upper layer) made
 /// with the new mount API: a mount no mount namespace shows (the exe seal).
 pub fn detached_overlay(lowerdir: &CStr) -> Result<OwnedFd, (&'static str, Errno)> {
@@ -592,4 +662,178 @@ pub fn detached_overlay(lowerdir: &CStr) -> Result<OwnedFd, (&'static str, Errno
     // SAFETY: fsmount takes no pointers.
     fd_result(unsafe { libc::syscall(libc::SYS_fsmount, ctx.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
         .map_err(|e| ("fsmount overlayfs", e))
+}
+
+// --- bpf(2): the cgroup v2 device filter (cgroups::v2_devices) ---
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+// The attrs below have no implicit padding (whose bytes Rust leaves undefined): the
+// kernel refuses (EINVAL) an attr with non-zero bytes past the fields it knows of a
+// command, and reads newer fields from bytes an older layout would leave as padding.
+
+/// The BPF_PROG_LOAD part of `union bpf_attr` (linux/bpf.h), up to expected_attach_type;
+/// the kernel takes a shorter attr as zero-filled. 72 bytes, no padding.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// The BPF_PROG_ATTACH / BPF_PROG_DETACH part of `union bpf_attr`. 20 bytes, no padding.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+/// The BPF_PROG_QUERY part of `union bpf_attr`. 32 bytes, the tail explicit.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgQuery {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    pad: u32,
+}
+
+/// The BPF_PROG_GET_FD_BY_ID part of `union bpf_attr`. 12 bytes, no padding.
+#[repr(C)]
+#[derive(Default)]
+struct BpfGetFdById {
+    id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<BpfProgLoad>() == 72);
+    assert!(std::mem::size_of::<BpfProgAttach>() == 20);
+    assert!(std::mem::size_of::<BpfProgQuery>() == 32);
+    assert!(std::mem::size_of::<BpfGetFdById>() == 12);
+};
+
+/// bpf(2) with `attr`, whose size is passed along.
+fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> libc::c_long {
+    // SAFETY: `attr` is a live, exclusively borrowed #[repr(C)] prefix of `union
+    // bpf_attr` of the size passed; every pointer it holds (set by our callers) points at
+    // memory that outlives the call, sized as the attr says.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut T,
+            std::mem::size_of::<T>() as libc::c_uint,
+        )
+    }
+}
+
+/// Load a BPF_PROG_TYPE_CGROUP_DEVICE program of `insns` (8-byte `struct bpf_insn`s,
+/// as the kernel lays them out). On failure, the errno and, when the verifier said
+/// something (a second load with a log), its log.
+pub fn bpf_load_cgroup_device(
+    insns: &[[u8; 8]],
+    license: &CStr,
+) -> Result<OwnedFd, (Errno, String)> {
+    let load = |log: &mut [u8]| {
+        let mut attr = BpfProgLoad {
+            prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+            insn_cnt: insns.len() as u32,
+            insns: insns.as_ptr() as u64,
+            license: license.as_ptr() as u64,
+            ..Default::default()
+        };
+        if !log.is_empty() {
+            attr.log_level = 1;
+            attr.log_size = log.len() as u32;
+            attr.log_buf = log.as_mut_ptr() as u64;
+        }
+        fd_result(bpf(BPF_PROG_LOAD, &mut attr))
+    };
+    match load(&mut []) {
+        Ok(fd) => Ok(fd),
+        Err(errno) => {
+            let mut log = vec![0u8; 64 * 1024];
+            let _ = load(&mut log);
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            Err((
+                errno,
+                String::from_utf8_lossy(&log[..end]).trim().to_string(),
+            ))
+        }
+    }
+}
+
+/// Attach device program `prog` to cgroup `cgroup` (a directory fd), BPF_F_ALLOW_MULTI:
+/// it runs with the programs already there, every one of which must allow an access.
+pub fn bpf_attach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> nix::Result<()> {
+    let mut attr = BpfProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        ..Default::default()
+    };
+    Errno::result(bpf(BPF_PROG_ATTACH, &mut attr)).map(drop)
+}
+
+/// Detach device program `prog` from cgroup `cgroup`.
+pub fn bpf_detach_cgroup_device(cgroup: BorrowedFd<'_>, prog: BorrowedFd<'_>) -> nix::Result<()> {
+    let mut attr = BpfProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        ..Default::default()
+    };
+    Errno::result(bpf(BPF_PROG_DETACH, &mut attr)).map(drop)
+}
+
+/// The ids of the device programs attached to cgroup `cgroup` itself (not inherited).
+pub fn bpf_query_cgroup_device(cgroup: BorrowedFd<'_>) -> nix::Result<Vec<u32>> {
+    // 64 is the kernel's limit of programs per cgroup and attach type (BPF_CGROUP_MAX_PROGS).
+    let mut ids = vec![0u32; 64];
+    let mut attr = BpfProgQuery {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    Errno::result(bpf(BPF_PROG_QUERY, &mut attr))?;
+    ids.truncate((attr.prog_cnt as usize).min(64));
+    Ok(ids)
+}
+
+/// A descriptor of the loaded BPF program `id`.
+pub fn bpf_prog_fd_by_id(id: u32) -> nix::Result<OwnedFd> {
+    let mut attr = BpfGetFdById {
+        id,
+        ..Default::default()
+    };
+    fd_result(bpf(BPF_PROG_GET_FD_BY_ID, &mut attr))
 }

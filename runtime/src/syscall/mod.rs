@@ -28,9 +28,10 @@ use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Pid, Uid};
 
 pub use linux::{
-    detached_overlay, die_with_parent, exit_now, get_winsize, memfd_sealed_copy, open_path,
-    pidfd_open, pty_peer, seccomp_flag_supported, set_controlling_tty, set_winsize, unlockpt,
-    Linux,
+    bpf_attach_cgroup_device, bpf_detach_cgroup_device, bpf_load_cgroup_device, bpf_prog_fd_by_id,
+    bpf_query_cgroup_device, detached_overlay, die_with_parent, exit_now, get_winsize,
+    memfd_sealed_copy, open_at, open_path, open_tree_clone, pidfd_open, pty_peer,
+    seccomp_flag_supported, set_controlling_tty, set_winsize, unlockpt, Linux,
 };
 
 /// In which of the two processes `clone_process` returned.
@@ -102,6 +103,8 @@ pub trait Syscall {
     fn clear_ambient_caps(&self) -> nix::Result<()>;
     fn raise_ambient_cap(&self, cap: u8) -> nix::Result<()>;
     fn sethostname(&self, name: &str) -> nix::Result<()>;
+    /// Set the loopback interface of our network namespace up.
+    fn loopback_up(&self) -> nix::Result<()>;
     fn setdomainname(&self, name: &str) -> nix::Result<()>;
 
     // --- filesystems ---
@@ -135,6 +138,10 @@ pub trait Syscall {
         uid: Option<Uid>,
         gid: Option<Gid>,
     ) -> nix::Result<()>;
+    /// move_mount(2) of the detached tree `from` (`open_tree_clone`) onto `to`.
+    fn move_mount(&self, from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<()>;
+    /// fchown(2) of an open descriptor to `uid`, its group left as it is.
+    fn fchown_fd(&self, fd: RawFd, uid: Uid) -> nix::Result<()>;
     /// Write `value` to a file of procfs, checking that the opened file is on procfs, so
     /// a mount over /proc cannot redirect the write (CVE-2019-16884, CVE-2025-52881).
     fn write_proc(&self, path: &Path, value: &[u8]) -> nix::Result<()>;

@@ -1,0 +1,296 @@
+//! Rootless podman driving the runtime (issue 18): podman run by the unprivileged test
+//! user, so the runtime runs as uid 0 of a user namespace it did not make, without
+//! `--root`, with no right to mknod and no cgroup of its own (harness:
+//! integration/src/user_podman.rs). Every test passes against runc too.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use std::path::{Path, PathBuf};
+
+use integration::unprivileged::{SUB_SIZE, SUB_START};
+use integration::user_podman::UserPodman;
+use integration::{cgroup, Ctx};
+
+/// The first line of a /proc/PID/uid_map as (inside, outside, size).
+fn first_map_line(text: &str) -> Vec<u32> {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect()
+}
+
+#[test]
+fn run_is_root_of_the_users_namespace_with_devices_bound() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    // Devices: the host's nodes bound in (mknod is refused), and usable.
+    let out = p.sh("$P run --rm $IMAGE sh -c 'id -u; cat /proc/self/uid_map; \
+         stat -c %t:%T /dev/null /dev/zero /dev/urandom; echo x > /dev/null; \
+         head -c 4 /dev/zero | wc -c; exit 3'");
+    assert_eq!(out.code(), Some(3), "{out}");
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines[0], "0", "root inside: {out}");
+    assert_eq!(first_map_line(lines[1]), [0, p.user.uid, 1], "{out}");
+    let map2: Vec<u32> = lines[2]
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    assert_eq!(map2, [1, SUB_START, SUB_SIZE], "{out}");
+    assert_eq!(&lines[3..6], ["1:3", "1:5", "1:9"], "{out}");
+    assert_eq!(lines[6].trim(), "4", "{out}");
+    // --network host: the host's interfaces (here: no slirp4netns, /dev/net/tun refused).
+    let out = p
+        .sh("$P run --rm --network host $IMAGE cat /proc/net/dev")
+        .ok();
+    let host = std::fs::read_to_string("/proc/net/dev").expect("read /proc/net/dev");
+    let names = |t: &str| -> Vec<String> {
+        let mut v: Vec<String> = t
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&out.stdout), names(&host), "{out}");
+}
+
+#[test]
+fn detached_exec_logs_top_stop_rm() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let id = p
+        .sh("$P run -d --name c1 $IMAGE sh -c 'echo started; exec sleep 1000'")
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    // The runtime keeps its state under the user's XDG_RUNTIME_DIR.
+    let state = p.runtime_root().join(&id);
+    assert!(state.is_dir(), "no state dir {}", state.display());
+    let out = p.sh("$P exec c1 sh -c 'echo in-exec; id -u; exit 4'");
+    assert_eq!(out.code(), Some(4), "{out}");
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["in-exec", "0"],
+        "{out}"
+    );
+    let out = p
+        .sh("$P exec -d c1 sleep 999 && $P exec c1 ps -o args")
+        .ok();
+    assert!(out.stdout.contains("sleep 999"), "{out}");
+    let out = p.sh("$P logs c1").ok();
+    assert_eq!(out.stdout.trim(), "started", "{out}");
+    let out = p.sh("$P top c1").ok();
+    assert!(out.stdout.contains("sleep 1000"), "{out}");
+    // SIGKILL (sleep is the namespace's init: other signals it ignores).
+    let out = p.sh("$P kill c1 >/dev/null && $P wait c1").ok();
+    assert_eq!(out.stdout.trim(), "137", "killed by SIGKILL: {out}");
+    let out = p.sh("$P inspect -f '{{.State.Status}}' c1").ok();
+    assert_eq!(out.stdout.trim(), "exited", "{out}");
+    p.sh("$P rm c1").ok();
+    assert!(!state.exists(), "state dir left: {}", state.display());
+
+    p.sh("$P run -d --name c2 $IMAGE sleep 1000 >/dev/null; $P stop -t 1 c2 >/dev/null")
+        .ok();
+    let out = p.sh("$P inspect -f '{{.State.Status}}' c2").ok();
+    assert_eq!(out.stdout.trim(), "exited", "{out}");
+    p.sh("$P rm c2 >/dev/null").ok();
+}
+
+#[test]
+fn keep_id_and_uidmap_give_the_users_files_their_owner() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let share = p.mkdir("share");
+    std::fs::write(share.join("theirs"), "x").expect("write");
+    integration::unprivileged::chown_r(&share, p.user);
+    let (u, g) = (p.user.uid, p.user.gid);
+    // keep-id: the user is itself inside, and sees its own files as its own.
+    let out = p
+        .sh(&format!(
+            "$P run --rm --userns=keep-id -v {}:/share $IMAGE sh -c \
+             'id -u; id -g; stat -c %u:%g /share/theirs; touch /share/made-inside'",
+            share.display()
+        ))
+        .ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [u.to_string(), g.to_string(), format!("{u}:{g}")],
+        "{out}"
+    );
+    let m = std::fs::metadata(share.join("made-inside")).expect("made inside");
+    assert_eq!((m.uid(), m.gid()), (u, g));
+    // --uidmap 0:1:1000: root inside is podman's uid 1, the user's first subordinate id.
+    std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let out = p
+        .sh(&format!(
+            "$P run --rm --uidmap 0:1:1000 --gidmap 0:1:1000 -v {}:/share $IMAGE sh -c \
+             'cat /proc/self/uid_map; mkdir /share/by-root'",
+            share.display()
+        ))
+        .ok();
+    // (the map as seen inside names podman's namespace's ids)
+    assert_eq!(first_map_line(&out.stdout), [0, 1, 1000], "{out}");
+    let m = std::fs::metadata(share.join("by-root")).expect("made by root inside");
+    assert_eq!(m.uid(), SUB_START, "{out}");
+}
+
+#[test]
+fn build_runs_its_run_step_through_the_runtime() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let dir = p.mkdir("build");
+    std::fs::write(
+        dir.join("Containerfile"),
+        "FROM localhost/capsa-test-busybox:latest\n\
+         RUN echo built > /built.txt && id -u >> /built.txt && stat -c %t:%T /dev/null >> /built.txt\n",
+    )
+    .expect("write Containerfile");
+    p.sh(&format!(
+        "$P build -q --no-cache --network none -t localhost/built:1 {}",
+        dir.display()
+    ))
+    .ok();
+    let out = p.sh("$P run --rm localhost/built:1 cat /built.txt").ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["built", "0", "1:3"],
+        "{out}"
+    );
+}
+
+#[test]
+fn system_reset_leaves_nothing_of_the_runtime() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    p.sh("$P run -d --name r1 $IMAGE sleep 1000 >/dev/null; $P create --name r2 $IMAGE true >/dev/null")
+        .ok();
+    let root = p.runtime_root();
+    assert!(std::fs::read_dir(&root).expect("runtime root").count() > 0);
+    p.sh("podman system reset --force >/dev/null").ok();
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in {}: {left:?}", root.display());
+    // The container's process (its environment has the test's tag) is gone.
+    let procs: Vec<_> = integration::leftovers::processes(&ctx.tag, &ctx.tag)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("sleep 1000"))
+        .collect();
+    assert!(procs.is_empty(), "{procs:?}");
+}
+
+#[test]
+fn cgroups_disabled_and_no_conmon() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let out = p
+        .sh("$P run --rm --cgroups=no-conmon $IMAGE sh -c 'echo no-conmon'")
+        .ok();
+    assert_eq!(out.stdout.trim(), "no-conmon", "{out}");
+    // podman passes --cgroup-manager disabled, which runc 1.1 lacks (podman refuses it).
+    if ctx
+        .rt
+        .runc_lacks("--cgroup-manager (podman --cgroups=disabled)")
+    {
+        return;
+    }
+    let out = p
+        .sh("$P run --rm --cgroups=disabled $IMAGE sh -c 'echo disabled'")
+        .ok();
+    assert_eq!(out.stdout.trim(), "disabled", "{out}");
+}
+
+/// The test's cgroup parent on cgroup v2, delegated to the user as systemd delegates a
+/// user's subtree: the directory and its cgroup.procs, subtree_control and threads are
+/// the user's, controllers enabled for its children, and a child `init` for the user's
+/// processes (no process may sit in a cgroup whose controllers its children use).
+/// Returns init's cgroup.procs. The Ctx guard removes the tree.
+fn delegate(ctx: &Ctx, p: &UserPodman) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup").join(ctx.cg_parent.trim_start_matches('/'));
+    let init = base.join("init");
+    std::fs::create_dir_all(&init).expect("mkdir the delegated cgroup");
+    let own = |f: &Path| {
+        std::os::unix::fs::chown(f, Some(p.user.uid), Some(p.user.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", f.display()))
+    };
+    for d in [&base, &init] {
+        own(d);
+        for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+            own(&d.join(f));
+        }
+    }
+    std::fs::write(base.join("cgroup.subtree_control"), "+cpu +memory +pids")
+        .expect("enable controllers for the delegated cgroup's children");
+    init.join("cgroup.procs")
+}
+
+#[test]
+fn delegated_cgroup_v2_limits_pause_update() {
+    let ctx = Ctx::new();
+    if !cgroup::is_unified() {
+        integration::skip("needs a pure cgroup v2 host: runs in the VM (hack/cgv2-tests.sh)");
+        return;
+    }
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let procs = delegate(&ctx, &p);
+    let inp = Some(procs.as_path());
+    let id = p
+        .sh_in(
+            inp,
+            "$P run -d --name c1 --pids-limit 42 --memory 64m $IMAGE sleep 1000",
+        )
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    // The container's cgroup is inside the delegation, next to the caller's.
+    let dir = procs
+        .parent()
+        .and_then(Path::parent)
+        .expect("base")
+        .join(&id);
+    assert!(dir.is_dir(), "no cgroup {}", dir.display());
+    assert_eq!(cgroup::read(&dir, "pids.max"), "42");
+    let out = p
+        .sh_in(
+            inp,
+            "$P exec c1 cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max",
+        )
+        .ok();
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        ["42", &(64u64 << 20).to_string()],
+        "{out}"
+    );
+    p.sh_in(inp, "$P pause c1").ok();
+    let out = p.sh_in(inp, "$P inspect -f '{{.State.Status}}' c1").ok();
+    assert_eq!(out.stdout.trim(), "paused", "{out}");
+    assert_eq!(cgroup::read(&dir, "cgroup.freeze"), "1");
+    p.sh_in(inp, "$P unpause c1").ok();
+    p.sh_in(inp, "$P update --memory 32m c1").ok();
+    assert_eq!(cgroup::read(&dir, "memory.max"), (32u64 << 20).to_string());
+    let out = p.sh_in(inp, "$P top c1").ok();
+    assert!(out.stdout.contains("sleep 1000"), "{out}");
+    p.sh_in(inp, "$P stop -t 1 c1 >/dev/null && $P rm c1 >/dev/null")
+        .ok();
+    assert!(!dir.exists(), "cgroup left: {}", dir.display());
+}
