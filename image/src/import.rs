@@ -468,6 +468,7 @@ fn staged_layer_descriptor(path: &Path, digest: Digest) -> Result<Descriptor> {
 /// What an import staged: unpacked layer dirs and blob files, each verified.
 #[derive(Default)]
 pub(crate) struct Staged {
+    /// unpacked layer dirs by chain ID
     pub layers: BTreeMap<Digest, PathBuf>,
     pub blobs: BTreeMap<Digest, PathBuf>,
 }
@@ -500,14 +501,25 @@ fn stage_plan(
     let mut unpacked = 0;
     let mut reused = 0;
     let mut lowers: Vec<PathBuf> = Vec::new();
-    for (desc, diff_id) in &plan.layers {
-        let have_layer = store.has_layer(diff_id) || staged.layers.contains_key(diff_id);
+    let diff_ids: Vec<Digest> = plan.layers.iter().map(|(_, d)| d.clone()).collect();
+    let chains = Digest::chain_ids(&diff_ids);
+    for ((desc, diff_id), chain) in plan.layers.iter().zip(&chains) {
+        // a layer is unpacked over the layers below it: stored (and reused) by chain ID
+        let have_layer = store.has_layer(chain) || staged.layers.contains_key(chain);
         let have_blob = store.has_blob(&desc.digest) || staged.blobs.contains_key(&desc.digest);
         if have_layer && have_blob {
             reused += 1;
         } else {
+            // the source's blob, or the one the store (or this import) has already: the
+            // same layer over another base
             let p = source
                 .path(&desc.digest)
+                .or_else(|| staged.blobs.get(&desc.digest).cloned())
+                .or_else(|| {
+                    store
+                        .has_blob(&desc.digest)
+                        .then(|| store.blob_path(&desc.digest))
+                })
                 .ok_or_else(|| source.missing("layer", &desc.digest))?;
             let tmp_blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
             if have_layer {
@@ -518,9 +530,9 @@ fn stage_plan(
                 // a layout's blob is copied into the store while it is unpacked
                 let copy_to = (matches!(source.blobs, Blobs::Dir(_)) && !have_blob)
                     .then_some(tmp_blob.as_path());
-                let layer_dir = staging.path().join(format!("layer-{}", diff_id.hex()));
+                let layer_dir = staging.path().join(format!("layer-{}", chain.hex()));
                 stage_layer(source, desc, diff_id, &p, copy_to, &layer_dir, &lowers)?;
-                staged.layers.insert(diff_id.clone(), layer_dir);
+                staged.layers.insert(chain.clone(), layer_dir);
                 unpacked += 1;
             }
             if !have_blob {
@@ -530,9 +542,9 @@ fn stage_plan(
         }
         let dir = staged
             .layers
-            .get(diff_id)
+            .get(chain)
             .map(|p| p.join("fs"))
-            .unwrap_or_else(|| store.layer_fs(diff_id));
+            .unwrap_or_else(|| store.layer_fs(chain));
         lowers.insert(0, dir);
     }
     Ok(Imported {

@@ -193,14 +193,16 @@ fn fetch_layers(
     let partial_dir = store.root.join("tmp/partial");
     fs::create_dir_all(&partial_dir).ctx(|| format!("create {}", partial_dir.display()))?;
 
-    // layers the store has are not fetched; a blob named twice is fetched once
+    // a layer is unpacked over the layers below it: stored (and reused) by chain ID. Blobs
+    // the store has are not fetched, a blob named twice is fetched once; a layer to unpack
+    // whose blob is not fetched is read from the store's (or this pull's) copy
+    let chains = plan_chains(&plan);
     let mut jobs = Vec::new();
-    let mut seen_layers = HashSet::new();
     let mut seen_blobs = HashSet::new();
-    for (i, (desc, diff_id)) in plan.layers.iter().enumerate() {
-        let have_layer = store.has_layer(diff_id) || !seen_layers.insert(diff_id.clone());
+    for (i, ((desc, _), chain)) in plan.layers.iter().zip(&chains).enumerate() {
+        let have_layer = store.has_layer(chain);
         let have_blob = store.has_blob(&desc.digest) || !seen_blobs.insert(desc.digest.clone());
-        if have_layer && have_blob {
+        if have_blob {
             continue;
         }
         jobs.push(Job {
@@ -213,14 +215,13 @@ fn fetch_layers(
     // then finds them stored
     let _partials = lock_partials(&jobs.iter().map(|j| &*j.dl).collect::<Vec<_>>())?;
     jobs.retain(|j| {
-        let diff_id = &plan.layers[j.layer].1;
-        let stored = store.has_blob(&j.dl.digest) && store.has_layer(diff_id);
+        let stored = store.has_blob(&j.dl.digest) && store.has_layer(&chains[j.layer]);
         if stored && fs::metadata(&j.dl.path).is_ok_and(|m| m.len() == 0) {
             let _ = fs::remove_file(&j.dl.path); // opened (created) only to lock it
         }
         !stored
     });
-    let reused = plan.layers.len() - jobs.iter().filter(|j| j.unpack).count();
+    let reused = chains.iter().filter(|c| store.has_layer(c)).count();
 
     let mp = progress(o.progress);
     let abort = Arc::new(AtomicBool::new(false));
@@ -273,14 +274,15 @@ fn unpack_in_order(
 ) -> Result<Staged> {
     let mut staged = Staged::default();
     let mut lowers: Vec<PathBuf> = Vec::new();
-    for (i, (desc, diff_id)) in plan.layers.iter().enumerate() {
+    let chains = plan_chains(plan);
+    for (i, ((desc, diff_id), chain)) in plan.layers.iter().zip(&chains).enumerate() {
+        let layer_dir = staging.path().join(format!("layer-{}", chain.hex()));
         if let Some(job) = jobs.iter().find(|j| j.layer == i) {
             let tail = job.dl.tail()?;
             let checked = if job.unpack {
-                let layer_dir = staging.path().join(format!("layer-{}", diff_id.hex()));
                 let r = unpack_blob(tail, source, desc, diff_id, &layer_dir, &lowers);
                 r.map(|_| {
-                    staged.layers.insert(diff_id.clone(), layer_dir);
+                    staged.layers.insert(chain.clone(), layer_dir);
                 })
             } else {
                 // the layer is stored under another compression: only the blob is kept
@@ -309,13 +311,29 @@ fn unpack_in_order(
             let blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
             fs::rename(&job.dl.path, &blob).ctx(|| format!("stage blob {}", desc.digest))?;
             staged.blobs.insert(desc.digest.clone(), blob);
+        } else if !store.has_layer(chain) {
+            // not fetched (the store or this pull has its blob): the same layer over another
+            // base, or named twice in this image
+            let blob = match staged.blobs.get(&desc.digest) {
+                Some(p) => p.clone(),
+                None => store.blob_path(&desc.digest),
+            };
+            let f = fs::File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
+            unpack_blob(f, source, desc, diff_id, &layer_dir, &lowers)?;
+            staged.layers.insert(chain.clone(), layer_dir);
         }
         let dir = staged
             .layers
-            .get(diff_id)
+            .get(chain)
             .map(|p| p.join("fs"))
-            .unwrap_or_else(|| store.layer_fs(diff_id));
+            .unwrap_or_else(|| store.layer_fs(chain));
         lowers.insert(0, dir);
     }
     Ok(staged)
+}
+
+/// The chain IDs of a plan's layers, bottom first.
+fn plan_chains(plan: &Plan) -> Vec<Digest> {
+    let diff_ids: Vec<Digest> = plan.layers.iter().map(|(_, d)| d.clone()).collect();
+    Digest::chain_ids(&diff_ids)
 }

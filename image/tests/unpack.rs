@@ -74,6 +74,63 @@ fn absolute_symlink_of_a_lower_layer_resolves_in_the_image_root() {
     assert_eq!(t["usr/lib"].mode, 0o750, "the lower dir's mode kept");
 }
 
+/// One layer (the same diff_id) over two different bases, imported into one store: each
+/// image's rootfs is that layer unpacked over its own base. Where the layer's files land
+/// depends on the layers below it (a file through a lower symlink, a whiteout of what only
+/// one base has, the attributes of implicit parents), so an unpacked layer is shared only
+/// by images with the same layers below it (its chain ID), never by diff_id alone.
+#[test]
+fn a_layer_over_two_bases_is_unpacked_over_each() {
+    let env = Env::new("layer-two-bases");
+    let plain_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Dir("lib/", 0o700),
+        E::File("gone", 0o644, b"plain base"),
+    ]);
+    let merged_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Symlink("lib", "/usr/lib"),
+    ]);
+    let top = layer(&[
+        E::File("lib/foo", 0o644, b"foo"),
+        E::File(".wh.gone", 0o644, b""),
+    ]);
+    let (a, b) = (env.path("a.docker.tar"), env.path("b.docker.tar"));
+    docker_archive(
+        &a,
+        "localhost/plain:1",
+        &[plain_base, top.clone()],
+        &["/bin/sh"],
+    );
+    docker_archive(&b, "localhost/merged:1", &[merged_base, top], &["/bin/sh"]);
+    env.ok(&["import", a.to_str().unwrap()]);
+    env.ok(&["import", b.to_str().unwrap()]);
+    let (ba, bb) = (env.path("ba"), env.path("bb"));
+    env.ok(&["bundle", "localhost/plain:1", ba.to_str().unwrap()]);
+    env.ok(&["bundle", "localhost/merged:1", bb.to_str().unwrap()]);
+    let ta = tree(&ba.join("rootfs"));
+    assert_eq!(
+        ta.keys().cloned().collect::<Vec<_>>(),
+        ["lib", "lib/foo", "usr", "usr/lib"],
+        "over the plain base"
+    );
+    assert_eq!(ta["lib"].kind, "dir");
+    let tb = tree(&bb.join("rootfs"));
+    assert_eq!(
+        tb.keys().cloned().collect::<Vec<_>>(),
+        ["lib", "usr", "usr/lib", "usr/lib/foo"],
+        "over the usrmerged base"
+    );
+    assert_eq!(tb["lib"].kind, "symlink");
+    // four layer dirs: the top layer twice, one over each base
+    let n = fs::read_dir(env.store().join("layers")).unwrap().count();
+    assert_eq!(n, 4, "layer dirs in the store");
+    env.ok(&["rm", ba.to_str().unwrap()]);
+    env.ok(&["rm", bb.to_str().unwrap()]);
+}
+
 /// Names and links that point outside stay inside the image's root, as umoci and
 /// containerd contain them: an absolute entry name, a symlink to a host path, a relative
 /// symlink that climbs past the root, `a/../b`. Hardlinks to host files find nothing there.

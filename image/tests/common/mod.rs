@@ -254,6 +254,20 @@ pub fn sha(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
+/// The chain IDs of layers given by their diff_ids ("sha256:…"), bottom first: the names
+/// of their dirs in the store's layers/ (store.rs keys a layer by what is below it).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in diff_ids {
+        let c = match out.last() {
+            None => d.clone(),
+            Some(below) => sha(format!("{below} {d}").as_bytes()),
+        };
+        out.push(c);
+    }
+    out
+}
+
 pub fn gzip(b: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
