@@ -168,7 +168,7 @@ pub fn create_for(
         .rootfs
         .diff_ids
         .iter()
-        .zip(Digest::chain_ids(&config.rootfs.diff_ids))
+        .zip(store.chains(&config.rootfs.diff_ids))
     {
         if !store.has_layer(&chain) {
             return Err(Error::Missing {

@@ -247,9 +247,7 @@ pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<New
     let layer_dir = staging.path().join("layer");
     let fs_dir = layer_dir.join("fs");
     // stored by chain ID: the new layer over the container's layers
-    let mut stack = c.layers.clone();
-    stack.push(diff_id.clone());
-    let chain = Digest::chain_ids(&stack).pop().expect("one layer at least");
+    let chain = Digest::chain_step(store.chains(&c.layers).last(), &diff_id);
     if !store.has_layer(&chain) {
         match from {
             // unpack the new layer from the blob just written: the same path as an import
@@ -304,6 +302,7 @@ pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<New
             size,
             annotations: None,
             platform: None,
+            urls: None,
         },
     })
 }

@@ -62,13 +62,16 @@ impl Digest {
     pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
         let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
         for d in diff_ids {
-            let c = match out.last() {
-                None => d.clone(),
-                Some(below) => Digest::of_bytes(format!("{below} {d}").as_bytes()),
-            };
-            out.push(c);
+            out.push(Digest::chain_step(out.last(), d));
         }
         out
+    }
+    /// The chain ID of the layer `diff_id` over the chain `below` (None: the bottom layer).
+    pub fn chain_step(below: Option<&Digest>, diff_id: &Digest) -> Digest {
+        match below {
+            None => diff_id.clone(),
+            Some(b) => Digest::of_bytes(format!("{b} {diff_id}").as_bytes()),
+        }
     }
 }
 

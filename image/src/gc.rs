@@ -59,11 +59,7 @@ fn collect(store: &Store) -> Result<GcReport> {
     for c in &containers {
         manifests.push(c.manifest.clone());
         blobs.insert(c.config.hex().to_string());
-        layers.extend(
-            Digest::chain_ids(&c.layers)
-                .iter()
-                .map(|d| d.hex().to_string()),
-        );
+        layers.extend(store.chains(&c.layers).iter().map(|d| d.hex().to_string()));
     }
     for md in manifests {
         blobs.insert(md.hex().to_string());
@@ -72,7 +68,7 @@ fn collect(store: &Store) -> Result<GcReport> {
         blobs.extend(m.layers.iter().map(|l| l.digest.hex().to_string()));
         if let Ok(cfg) = store.config(&m.config.digest) {
             // layer dirs go by chain ID (store.rs)
-            let chains = Digest::chain_ids(&cfg.rootfs.diff_ids);
+            let chains = store.chains(&cfg.rootfs.diff_ids);
             layers.extend(chains.iter().map(|d| d.hex().to_string()));
         }
     }

@@ -38,13 +38,13 @@ pub fn images(store: &Store) -> Result<Vec<ImageInfo>> {
     // a layer dir (a chain ID) is shared when images with different ids use it
     let mut users: HashMap<Digest, std::collections::HashSet<Digest>> = HashMap::new();
     for i in &out {
-        for l in Digest::chain_ids(&i.layers) {
+        for l in store.chains(&i.layers) {
             users.entry(l).or_default().insert(i.id.clone());
         }
     }
     for i in &mut out {
         let mut seen = std::collections::HashSet::new();
-        for l in &Digest::chain_ids(&i.layers) {
+        for l in &store.chains(&i.layers) {
             if !seen.insert(l.clone()) {
                 continue;
             }
@@ -78,7 +78,8 @@ pub fn bundle_info(store: &Store, c: &Container) -> Result<BundleInfo> {
     } else {
         let s =
             disk_usage(&c.upper(store)).ctx(|| format!("size of {}", c.upper(store).display()))?;
-        let img: u64 = Digest::chain_ids(&c.layers)
+        let img: u64 = store
+            .chains(&c.layers)
             .iter()
             .map(|l| store.layer_meta(l).map(|m| m.size).unwrap_or(0))
             .sum();
@@ -118,7 +119,7 @@ pub fn history(store: &Store, image: &str) -> Result<Vec<HistoryRow>> {
     let m = store.manifest(&md)?;
     let cfg = store.config(&m.config.digest)?;
     // (diff_id, chain ID): the layer dir, and its size, go by the chain ID
-    let chains = Digest::chain_ids(&cfg.rootfs.diff_ids);
+    let chains = store.chains(&cfg.rootfs.diff_ids);
     let mut layers = cfg.rootfs.diff_ids.iter().zip(&chains);
     let size = |chain: &Digest| store.layer_meta(chain).map_or(0, |m| m.size);
     let mut rows = Vec::new();

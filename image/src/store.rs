@@ -215,10 +215,26 @@ impl Store {
     }
     /// The layer dirs of an image's layers (its diff_ids), bottom first.
     pub fn layer_dirs(&self, diff_ids: &[Digest]) -> Vec<PathBuf> {
-        Digest::chain_ids(diff_ids)
+        self.chains(diff_ids)
             .iter()
             .map(|c| self.layer_fs(c))
             .collect()
+    }
+    /// The keys of an image's layer dirs (its diff_ids, bottom first): the chain IDs, except
+    /// where a foreign layer was skipped (import/pull without its blob) and the store has no
+    /// real unpack of it: that layer's `skipped_chain`, and the chains above it built on it.
+    pub fn chains(&self, diff_ids: &[Digest]) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            let c = Digest::chain_step(out.last(), d);
+            let skipped = skipped_chain(&c);
+            out.push(if !self.has_layer(&c) && self.has_layer(&skipped) {
+                skipped
+            } else {
+                c
+            });
+        }
+        out
     }
     pub fn has_layer(&self, chain: &Digest) -> bool {
         self.layer_root(chain).join("meta.json").is_file()
@@ -309,4 +325,12 @@ impl Store {
     pub fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")
     }
+}
+
+/// The key of a foreign layer's dir when it was skipped (its blob not in the source): an
+/// empty dir, and the layers above it unpacked over the stack without it, kept apart from
+/// the real layer's chain so that an import that has the blob later unpacks it (and the
+/// layers above it) for real.
+pub fn skipped_chain(chain: &Digest) -> Digest {
+    Digest::of_bytes(format!("skipped foreign layer {chain}").as_bytes())
 }

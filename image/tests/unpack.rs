@@ -257,3 +257,98 @@ fn times_from_the_tar() {
     assert_eq!(times("e").0, (1_300_000_000, 0));
     assert_eq!(times("d").0, (1_600_000_000, 0));
 }
+
+/// An OCI layout of `layers` (plain tars) whose layer `foreign` has the non-distributable
+/// media type and a URL; its blob is left out unless `with_blob`.
+fn layout_with_foreign_layer(
+    dir: &std::path::Path,
+    layers: &[Vec<u8>],
+    foreign: usize,
+    with_blob: bool,
+) {
+    let pairs: Vec<_> = layers.iter().map(|l| (gzip(l), l.clone())).collect();
+    oci_layout(dir, "1", &pairs, &["/bin/sh"]);
+    let blobs = dir.join("blobs/sha256");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let md = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut man: serde_json::Value =
+        serde_json::from_slice(&fs::read(blobs.join(&md[7..])).unwrap()).unwrap();
+    let l = &mut man["layers"][foreign];
+    l["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into();
+    l["urls"] = serde_json::json!(["https://example.invalid/foreign.tar.gz"]);
+    if !with_blob {
+        fs::remove_file(blobs.join(&l["digest"].as_str().unwrap()[7..])).unwrap();
+    }
+    fs::remove_file(blobs.join(&md[7..])).unwrap();
+    let bytes = serde_json::to_vec(&man).unwrap();
+    let nd = sha(&bytes);
+    fs::write(blobs.join(&nd[7..]), &bytes).unwrap();
+    let mut index = index;
+    index["manifests"][0]["digest"] = nd.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+}
+
+/// A foreign (non-distributable) layer whose blob is not in the image is skipped with a note
+/// (the layers above it unpacked without it); the same image imported again with the blob
+/// gets the layer, and the layers above it, unpacked for real; gc then drops the stand-ins.
+#[test]
+fn foreign_layer_without_its_blob_is_skipped_with_a_note() {
+    let env = Env::new("foreign-layer");
+    let layers = [
+        layer(&[E::File("base", 0o644, b"base")]),
+        layer(&[
+            E::Dir("win/", 0o755),
+            E::File("win/foreign", 0o644, b"foreign"),
+        ]),
+        layer(&[
+            E::File("win/top", 0o644, b"top"),
+            E::File("top", 0o644, b"top"),
+        ]),
+    ];
+    let (without, with) = (env.path("without"), env.path("with"));
+    layout_with_foreign_layer(&without, &layers, 1, false);
+    layout_with_foreign_layer(&with, &layers, 1, true);
+
+    let o = env.run(&[
+        "import",
+        without.to_str().unwrap(),
+        "--name",
+        "localhost/f:1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("is a foreign (non-distributable) layer (urls: https://example.invalid/foreign.tar.gz) and its blob is not in")
+            && err.contains("skipped"),
+        "{err}"
+    );
+    let b = env.path("b");
+    env.ok(&["bundle", "localhost/f:1", b.to_str().unwrap()]);
+    assert_eq!(
+        tree(&b.join("rootfs")).keys().cloned().collect::<Vec<_>>(),
+        ["base", "top", "win", "win/top"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+
+    // the blob comes later: the layer and the one above it unpacked for real
+    let out = env.ok(&["import", with.to_str().unwrap(), "--name", "localhost/f:1"]);
+    assert!(
+        out.contains("2 layers unpacked, 1 already in the store"),
+        "{out}"
+    );
+    env.ok(&["bundle", "localhost/f:1", b.to_str().unwrap()]);
+    assert_eq!(
+        tree(&b.join("rootfs")).keys().cloned().collect::<Vec<_>>(),
+        ["base", "top", "win", "win/foreign", "win/top"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+    // base, the skipped stand-in and the top over it, the real layer and the top over it
+    assert_eq!(fs::read_dir(env.store().join("layers")).unwrap().count(), 5);
+    env.ok(&["gc"]);
+    assert_eq!(fs::read_dir(env.store().join("layers")).unwrap().count(), 3);
+}

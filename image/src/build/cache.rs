@@ -39,7 +39,8 @@ pub fn get(store: &Store, key: &Digest) -> Option<Digest> {
     let m = store.manifest(&e.manifest).ok()?;
     let cfg = store.config(&m.config.digest).ok()?;
     let whole = m.layers.iter().all(|l| store.has_blob(&l.digest))
-        && Digest::chain_ids(&cfg.rootfs.diff_ids)
+        && store
+            .chains(&cfg.rootfs.diff_ids)
             .iter()
             .all(|c| store.has_layer(c));
     whole.then_some(e.manifest)
