@@ -248,12 +248,12 @@ impl Cgroup {
             // v1 without linux.resources: still the default rules, deny by default (the
             // cgroup inherits its parent's allow-all otherwise), as runc.
             return match self.v1.as_ref().filter(|_| !self.none) {
-                Some(v1) => v1_devices(v1, &[]),
+                Some(v1) => v1_default_devices(v1),
                 None => Ok(()),
             };
         };
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
-            return v1_devices(v1, resources.devices().as_deref().unwrap_or_default());
+            return v1.apply_device_rules(resources.devices().as_deref().unwrap_or_default());
         }
         let mut resources = resources.clone();
         if self.hybrid_hugepages(Some(&resources)).is_some() {
@@ -288,10 +288,6 @@ impl Cgroup {
         if self.none {
             return Err(no_cgroup("update"));
         }
-        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
-            // checked before anything is changed
-            v2_devices::from_config(rules)?;
-        }
         // Nothing but the device rules (`update` with no value given, or with ones the
         // host left unchanged): written in-house, as at create.
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
@@ -299,6 +295,10 @@ impl Cgroup {
                 Some(rules) => v1.apply_device_rules(rules),
                 None => Ok(()),
             };
+        }
+        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
+            // checked before anything is changed
+            v2_devices::from_config(rules)?;
         }
         self.apply(resources, false, "update resources of")?;
         // New device rules replace the old ones; none given: the old ones stay.
@@ -309,7 +309,7 @@ impl Cgroup {
     /// device rules `rules` (None: leave them) and the defaults, as an eBPF program.
     fn v2_devices(&self, rules: Option<&[oci_spec::runtime::LinuxDeviceCgroup]>) -> Result<()> {
         if self.none && self.v1.is_none() && is_unified() {
-            tracing::info!(
+            tracing::debug!(
                 "no cgroup of its own (rootless, not delegated): linux.resources.devices not \
                  enforced, as runc"
             );
@@ -439,15 +439,15 @@ impl Cgroup {
     }
 }
 
-/// The v1 device rules, but for a rootless runtime (not root, or root of a user
-/// namespace), which may not write devices.deny/allow even in a delegated cgroup: skipped
-/// and logged, as runc.
-fn v1_devices(v1: &V1Dirs, rules: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<()> {
+/// The default v1 device rules of a config without `linux.resources`, but for a rootless
+/// runtime (not root, or root of a user namespace), which may not write devices.deny even
+/// in a delegated cgroup: skipped and logged, as runc.
+fn v1_default_devices(v1: &V1Dirs) -> Result<()> {
     if !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
-        tracing::info!("rootless: linux.resources.devices not enforced on cgroup v1, as runc");
+        tracing::debug!("rootless: no device rules on cgroup v1, as runc");
         return Ok(());
     }
-    v1.apply_device_rules(rules)
+    v1.apply_device_rules(&[])
 }
 
 /// Without a cgroup, the container's processes are those of the init's pid namespace

@@ -278,8 +278,12 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
 /// refusal when the rules allow every access to everything they name.
 fn may_skip(errno: Errno, rules: &[Rule]) -> bool {
     let permission = matches!(errno, Errno::EPERM | Errno::EACCES);
-    let rootless = !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace();
-    (permission && rootless) || rules.iter().all(|r| r.allow && r.access == ACC_ALL)
+    (permission && is_rootless()) || rules.iter().all(|r| r.allow && r.access == ACC_ALL)
+}
+
+/// Not root, or root of a user namespace other than the host's.
+fn is_rootless() -> bool {
+    !nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace()
 }
 
 /// Attach the program of `config` (+ the defaults) to cgroup directory `dir`, then detach
@@ -289,12 +293,21 @@ pub fn apply(dir: &Path, config: &[LinuxDeviceCgroup]) -> Result<()> {
     let insns: Vec<[u8; 8]> = program(&rules).into_iter().map(Insn::to_bytes).collect();
     let cg = syscall::open_path(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
         .map_err(|e| Error::Cgroup(format!("open {}: {e}", dir.display())))?;
+    // Rootless, this is the expected case (runc says nothing): logged at debug, so that
+    // --debug shows it; anything else skipped (rules that allow everything) is a warning.
     let skip = |what: &str, errno: Errno| {
-        tracing::warn!(
-            "{}: linux.resources.devices not enforced: {what}: {errno} (rootless, or in a \
-             user namespace: no bpf(2) here, as runc)",
-            dir.display()
-        );
+        if is_rootless() {
+            tracing::debug!(
+                "{}: rootless: linux.resources.devices not enforced ({what}: {errno}), as runc",
+                dir.display()
+            );
+        } else {
+            tracing::warn!(
+                "{}: linux.resources.devices not enforced ({what}: {errno}): its rules allow \
+                 everything they name",
+                dir.display()
+            );
+        }
         Ok(())
     };
     let old = match syscall::bpf_query_cgroup_device(cg.as_fd()) {
@@ -441,6 +454,8 @@ mod tests {
     #[test]
     fn no_config_rules_is_the_defaults_and_deny() {
         let p = program(&rules_for(&[]).unwrap());
+        // the prologue (6), 11 blocks (8 of 5, 1 of 4, 2 of 6), the default (2)
+        assert_eq!(p.len(), 64);
         assert!(run(&p, DEV_CHAR, RW, 1, 3));
         assert!(!run(&p, DEV_BLOCK, RW, 8, 0));
         assert_eq!(
@@ -606,5 +621,59 @@ mod tests {
             Err((Errno::EPERM, _)) => eprintln!("skipped: bpf(2) not permitted here"),
             Err((e, log)) => panic!("the kernel refused the program: {e}: {log}"),
         }
+    }
+
+    /// A cgroup of the host's cgroup2 mount (/sys/fs/cgroup, or /sys/fs/cgroup/unified on
+    /// a hybrid host), removed on drop.
+    struct TestCgroup(std::path::PathBuf);
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    /// `apply` on a real cgroup: one program attached, and a second `apply` (update)
+    /// leaves exactly one, the new one (attached first, then the old one detached).
+    #[test]
+    fn apply_replaces_the_previous_filter() {
+        if !nix::unistd::geteuid().is_root() {
+            return eprintln!("skipped: not root");
+        }
+        let Some(mount) = capsa_linux::mountinfo::read()
+            .into_iter()
+            .find(|m| m.fstype == "cgroup2")
+        else {
+            return eprintln!("skipped: no cgroup2 mount");
+        };
+        let dir = std::path::Path::new(&mount.mount_point)
+            .join(format!("capsa-unit-v2dev-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        let cg = TestCgroup(dir);
+        let ids = || {
+            let fd = syscall::open_path(&cg.0, OFlag::O_RDONLY | OFlag::O_DIRECTORY).unwrap();
+            syscall::bpf_query_cgroup_device(fd.as_fd()).unwrap()
+        };
+        assert!(ids().is_empty());
+        apply(
+            &cg.0,
+            &rules(serde_json::json!([{ "allow": false, "access": "rwm" }])),
+        )
+        .unwrap();
+        let first = ids();
+        assert_eq!(first.len(), 1, "one filter after create");
+        apply(&cg.0, &rules(serde_json::json!([{ "allow": true, "type": "c", "major": 10, "minor": 229, "access": "rw" }]))).unwrap();
+        let second = ids();
+        assert_eq!(second.len(), 1, "one filter after update: {second:?}");
+        assert_ne!(first, second, "the new filter, not the old one");
+        // a bad rule: an error naming the field, the filter in force untouched
+        let e = apply(
+            &cg.0,
+            &rules(serde_json::json!([{ "allow": true, "access": "rwx" }])),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("linux.resources.devices[0].access"), "{e}");
+        assert_eq!(ids(), second);
     }
 }
