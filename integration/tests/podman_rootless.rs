@@ -256,21 +256,6 @@ fn delegated_cgroup_v2_run_exec_keep_id_build_limits_pause_update() {
     check_run(&p);
     check_keep_id(&p);
     check_build(&p);
-    // A detached container's cgroup is inside the delegation (next to the caller's `init`)
-    // while it runs, and gone after `rm`.
-    let probe = p
-        .sh("$P run -d --name probe $IMAGE sleep 1000")
-        .ok()
-        .stdout
-        .trim()
-        .to_string();
-    assert!(
-        base.join(&probe).is_dir(),
-        "no cgroup {probe} in {}",
-        base.display()
-    );
-    p.sh("$P rm -f -t 0 probe >/dev/null").ok();
-    assert!(!base.join(&probe).exists(), "cgroup left: {probe}");
     check_detached(&p);
 
     let id = p
@@ -297,8 +282,6 @@ fn delegated_cgroup_v2_run_exec_keep_id_build_limits_pause_update() {
     p.sh("$P unpause lim").ok();
     p.sh("$P update --memory 32m lim").ok();
     assert_eq!(cgroup::read(&dir, "memory.max"), (32u64 << 20).to_string());
-    let out = p.sh("$P top lim").ok();
-    assert!(out.stdout.contains("sleep 1000"), "{out}");
     p.sh("$P stop -t 1 lim >/dev/null && $P rm lim >/dev/null")
         .ok();
     assert!(!dir.exists(), "cgroup left: {}", dir.display());
