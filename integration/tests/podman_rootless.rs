@@ -115,6 +115,28 @@ fn detached_exec_logs_top_stop_rm() {
     check_detached(&p);
 }
 
+/// `run -it` and `exec -it` (script(1) gives podman a terminal): conmon's console socket
+/// gets the pty, the shell reads our lines through it, its exit status comes back.
+#[test]
+fn run_and_exec_with_a_terminal() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    let out = p.sh(
+        "(sleep 1; printf 'echo tty:$(tty):$(id -u)\\nexit 5\\n') | \
+         script -qec \"$P run -it --rm $IMAGE sh\" /dev/null",
+    );
+    assert!(out.stdout.contains("tty:/dev/pts/0:0"), "{out}");
+    assert_eq!(out.code(), Some(5), "{out}");
+    p.sh("$P run -d --name t $IMAGE sleep 1000 >/dev/null").ok();
+    let out = p.sh("(sleep 1; printf 'echo tty:$(tty)\\nexit 6\\n') | \
+         script -qec \"$P exec -it t sh\" /dev/null");
+    assert!(out.stdout.contains("tty:/dev/pts/"), "{out}");
+    assert_eq!(out.code(), Some(6), "{out}");
+    p.sh("$P rm -f -t 0 t >/dev/null").ok();
+}
+
 /// `--userns=keep-id` and `--uidmap`: the owners of a bind-mounted dir of the user's as
 /// seen inside, and of what is made there as seen on the host.
 fn check_keep_id(p: &UserPodman) {
