@@ -163,6 +163,11 @@ impl<'a> UserPodman<'a> {
         base
     }
 
+    /// Whether the runtime under test is capsa.
+    pub fn is_capsa(&self) -> bool {
+        self.ctx.rt.is_capsa()
+    }
+
     /// Where the runtime keeps its state when podman calls it without `--root`.
     pub fn runtime_root(&self) -> PathBuf {
         let name = self

@@ -192,11 +192,23 @@ fn check_build(p: &UserPodman) {
          RUN echo built > /built.txt && id -u >> /built.txt && stat -c %t:%T /dev/null >> /built.txt\n",
     )
     .expect("write Containerfile");
+    // The runtime's debug log (`--debug --log FILE`: podman's --runtime-flag passes them to
+    // the runtime of the RUN steps) shows the step went through the runtime under test.
+    let log = p.home.join("build-runtime.log");
     p.sh(&format!(
-        "$P build -q --no-cache --network none -t localhost/built:1 {}",
+        "$P build -q --no-cache --network none --runtime-flag debug --runtime-flag log={} -t localhost/built:1 {}",
+        log.display(),
         dir.display()
     ))
     .ok();
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.is_empty(), "no runtime log at {}", log.display());
+    if p.is_capsa() {
+        assert!(
+            logged.contains("init: set-up starts"),
+            "not capsa's: {logged}"
+        );
+    }
     let out = p.sh("$P run --rm localhost/built:1 cat /built.txt").ok();
     assert_eq!(
         out.stdout.lines().collect::<Vec<_>>(),

@@ -295,6 +295,23 @@ mod tests {
         );
     }
 
+    /// A global flag taking a separate value but missing from FLAGS_WITH_VALUE makes its
+    /// value look like the command, and `create` run unsealed.
+    #[test]
+    fn every_global_flag_with_a_value_is_known() {
+        use clap::CommandFactory;
+        for a in crate::cli::Cli::command().get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            if a.get_action().takes_values() {
+                let flag = format!("--{long}");
+                assert!(
+                    FLAGS_WITH_VALUE.contains(&flag.as_str()),
+                    "{flag} takes a value: add it to FLAGS_WITH_VALUE"
+                );
+            }
+        }
+    }
+
     #[test]
     fn mount_id_from_fdinfo() {
         assert_eq!(
