@@ -122,14 +122,99 @@ pub fn procs(dir: &Path) -> Vec<i32> {
 pub fn remove_tree(parent: &str) {
     assert_test_parent(parent);
     for top in existing_dirs(parent) {
-        let mut dirs = Vec::new();
-        collect_dirs(&top, &mut dirs);
-        // deepest first
-        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-        for d in dirs {
+        for d in subtree_deepest_first(&top) {
             remove_one(&d);
         }
     }
+    remove_plain_dirs(parent);
+}
+
+/// Removes the plain directories named `parent` that sit in /sys/fs/cgroup's
+/// own tmpfs, where a controller is not mounted: podman's conmon makes
+/// `<controller>/<parent>/conmon` for every controller it knows (hugetlb,
+/// net_cls, perf_event...) whether or not the host mounts it. They are empty
+/// directories with the `tasks` file conmon writes its pid to, never cgroups.
+fn remove_plain_dirs(parent: &str) {
+    let rel = parent.trim_start_matches('/');
+    for top in plain_controller_dirs() {
+        let _ = fs::remove_dir_all(top.join(rel));
+    }
+}
+
+/// The directories right under /sys/fs/cgroup that no cgroup hierarchy is
+/// mounted on: plain directories of the tmpfs there (checked with statfs, so
+/// a cgroup file system is never walked as a plain tree).
+fn plain_controller_dirs() -> Vec<PathBuf> {
+    use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    let mounts: Vec<PathBuf> = hierarchies().into_iter().map(|h| h.mount).collect();
+    let Ok(rd) = fs::read_dir("/sys/fs/cgroup") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| e.path())
+        .filter(|p| !mounts.contains(p))
+        .filter(|p| statfs(p).is_ok_and(|s| s.filesystem_type() == TMPFS_MAGIC))
+        .collect()
+}
+
+/// Removes the test parents (`/capsa-test-<pid>-<n>`) left by test processes
+/// that are gone, e.g. killed by a timeout before their guards ran. Only
+/// subtrees with no process in them are touched, and nothing is killed: a
+/// parent whose pid lives in another pid namespace is left alone that way.
+pub fn remove_stale_parents() {
+    let plain = plain_controller_dirs();
+    for top in &plain {
+        let Ok(rd) = fs::read_dir(top) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if test_parent_pid(&name).is_some_and(|pid| !pid_exists(pid)) {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    for top in hierarchies().into_iter().map(|h| h.mount) {
+        let Ok(rd) = fs::read_dir(&top) else { continue };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = test_parent_pid(&name) else {
+                continue;
+            };
+            if pid_exists(pid) {
+                continue;
+            }
+            let dirs = subtree_deepest_first(&e.path());
+            if dirs.iter().any(|d| !procs(d).is_empty()) {
+                continue;
+            }
+            for d in dirs {
+                let _ = fs::remove_dir(&d);
+            }
+        }
+    }
+}
+
+fn pid_exists(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The pid in a test parent's name `capsa-test-<pid>-<n>`.
+fn test_parent_pid(name: &str) -> Option<u32> {
+    let (pid, n) = name.strip_prefix("capsa-test-")?.split_once('-')?;
+    n.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+/// `top` and every directory below it, deepest first (empty if `top` is
+/// missing).
+fn subtree_deepest_first(top: &Path) -> Vec<PathBuf> {
+    if !top.is_dir() {
+        return Vec::new();
+    }
+    let mut dirs = Vec::new();
+    collect_dirs(top, &mut dirs);
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    dirs
 }
 
 /// Guards against ever removing anything but a test cgroup.
@@ -168,4 +253,18 @@ fn remove_one(dir: &Path) {
             Err(_) => false,
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_parent_pid;
+
+    #[test]
+    fn test_parent_names() {
+        assert_eq!(test_parent_pid("capsa-test-123-4"), Some(123));
+        assert_eq!(test_parent_pid("capsa-test-123"), None);
+        assert_eq!(test_parent_pid("capsa-test-x-4"), None);
+        assert_eq!(test_parent_pid("capsa-test-123-4-5"), None);
+        assert_eq!(test_parent_pid("user.slice"), None);
+    }
 }

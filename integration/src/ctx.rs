@@ -39,6 +39,8 @@ impl Ctx {
         let euid = unsafe { libc::geteuid() };
         assert_eq!(euid, 0, "the integration tests must run as root");
         let rt = Runtime::from_env();
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(cgroup::remove_stale_parents);
         let pid = std::process::id();
         let n = NEXT_CTX.fetch_add(1, Ordering::SeqCst);
         let tag = format!("cit{pid}n{n}");

@@ -313,3 +313,15 @@ fn hook_path_relative() {
         "a relative hook path is accepted",
     );
 }
+
+/// A `}` where an array element belongs: a syntax error, refused at once. The walk that
+/// finds the field of a parse error once spun forever on it (found by the config fuzz
+/// target), so `create` hung.
+#[test]
+fn brace_where_an_array_element_belongs() {
+    let ctx = Ctx::new();
+    let b = ctx.bundle().with(|s| {
+        s["process"]["args"] = json!(RAW);
+    });
+    refused_raw(&ctx, &b, "[\"sh\",\n }", "process.args");
+}

@@ -161,7 +161,17 @@ impl Walker<'_> {
                 _ => {}
             }
             self.path.push(Seg::Index(i));
+            let before = self.pos;
             self.value();
+            // A stray `}` reads as an empty value: stop there (the loop would never end),
+            // naming this element if that is where serde wanted a value.
+            if self.pos == before {
+                if self.found.is_none() && self.pos == self.target {
+                    self.found = Some(self.path.clone());
+                }
+                self.path.pop();
+                return;
+            }
             self.path.pop();
             if self.found.is_some() {
                 return;
@@ -179,6 +189,20 @@ mod tests {
     fn path_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(text: &str) -> String {
         let e = serde_json::from_str::<T>(text).unwrap_err();
         at(text.as_bytes(), e.line(), e.column())
+    }
+
+    /// Found by the config fuzz target: a `}` where an array element belongs made the
+    /// walk spin forever on a failed parse.
+    #[test]
+    fn a_stray_brace_in_an_array_ends_the_walk() {
+        assert_eq!(at(b"[}", 1, 2), "[0]");
+        assert_eq!(at(b"{\"a\": [1, }, 2]}", 1, 8), "a[0]");
+        let text = "{\"mounts\": [{\"options\": [\"a\"\n }\n ]}";
+        let e = serde_json::from_str::<oci_spec::runtime::Spec>(text).unwrap_err();
+        assert_eq!(
+            at(text.as_bytes(), e.line(), e.column()),
+            "mounts[0].options[1]"
+        );
     }
 
     #[test]
