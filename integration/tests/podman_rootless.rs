@@ -137,6 +137,34 @@ fn run_and_exec_with_a_terminal() {
     p.sh("$P rm -f -t 0 t >/dev/null").ok();
 }
 
+/// A pod: podman's infra container (catatonit, an image podman builds itself) holds the
+/// namespaces, and the pod's containers join them by path (`linux.namespaces[].path`), as
+/// root of podman's user namespace.
+#[test]
+fn pod_containers_join_the_infra_namespaces() {
+    let ctx = Ctx::new();
+    let Some(p) = UserPodman::new(&ctx) else {
+        return;
+    };
+    p.sh("$P pod create --name pod1 --hostname podhost >/dev/null")
+        .ok();
+    p.sh("$P run -d --pod pod1 --name a $IMAGE sh -c 'echo from-a > /dev/shm/x; exec sleep 1000' >/dev/null")
+        .ok();
+    // uts (the pod's hostname) and ipc (a's /dev/shm file) are the infra's.
+    let out = p
+        .sh("$P run --rm --pod pod1 $IMAGE sh -c 'hostname; cat /dev/shm/x; readlink /proc/1/ns/ipc'")
+        .ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(&lines[..2], ["podhost", "from-a"], "{out}");
+    let a = p.sh("$P exec a readlink /proc/self/ns/ipc").ok();
+    assert_eq!(lines[2], a.stdout.trim(), "same ipc namespace: {out} {a}");
+    p.sh("$P pod rm -f -t 0 pod1 >/dev/null").ok();
+    let left: Vec<_> = std::fs::read_dir(p.runtime_root())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "state left: {left:?}");
+}
+
 /// `--userns=keep-id` and `--uidmap`: the owners of a bind-mounted dir of the user's as
 /// seen inside, and of what is made there as seen on the host.
 fn check_keep_id(p: &UserPodman) {
