@@ -3,11 +3,12 @@
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
 # Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run, or <name>:FILTER for only its tests
-#               whose name contains FILTER (default: cgroups exec events rootless devices
-#               podman_rootless:delegated: limits, update, pause, ps, events, OOM,
-#               delegation and the eBPF device rules on pure cgroup v2, and rootless
-#               podman in a delegated subtree)
+#   TEST-FILE   integration/tests/<name>.rs to run, or <name>:F1,F2 for only its tests
+#               whose name contains F1 or F2 (default: cgroups exec events rootless devices
+#               podman_rootless:delegated,slirp4netns: limits, update, pause, ps, events,
+#               OOM, delegation and the eBPF device rules on pure cgroup v2, and rootless
+#               podman in a delegated subtree and with slirp4netns (the VM's
+#               /dev/net/tun is open to users, the host's is not))
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
@@ -27,7 +28,7 @@ while [ $# -gt 0 ]; do
     *) tests+=("$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless devices podman_rootless:delegated)
+[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless devices podman_rootless:delegated,slirp4netns)
 
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh
@@ -48,12 +49,14 @@ for spec in "${tests[@]}"; do
     jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t and .executable != null) | .executable' | tail -1)
   [ -n "$b" ] && [ -x "$b" ] || { echo "cgv2-tests: could not build test $t" >&2; exit 1; }
   cp "$b" "$stage/bin/$t"
-  printf '%s' "$filter" > "$stage/bin/$t.filter"
+  printf '%s' "${filter//,/ }" > "$stage/bin/$t.filter"
   bins+=("$stage/bin/$t")
 done
 
 # One guest command: every binary, serially (the VM has few vCPUs), rc = worst.
-guest='rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $(cat "$b.filter") $CGV2_EXTRA || rc=1; done; exit $rc'
+# tun for slirp4netns (rootless podman's network), open to users as udev's default rule
+# makes it (the guest has no udev; its devtmpfs node is 0600).
+guest='modprobe -q tun && chmod 0666 /dev/net/tun || true; rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $(cat "$b.filter") $CGV2_EXTRA || rc=1; done; exit $rc'
 echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM" >&2
 exec bash hack/cgv2-vm.sh "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
   bash -c "$guest" cgv2 "${bins[@]}"

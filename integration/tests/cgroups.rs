@@ -653,3 +653,47 @@ fn blkio_weights_written_or_refused() {
         }
     }
 }
+
+/// Containers created at the same moment under parents that do not exist yet (a pod's
+/// first containers, as the CRI stress test has them) all get their cgroups: a parent
+/// another create made first is not an error. libcgroups' v2 manager once failed one of
+/// them with EEXIST in the VM.
+#[test]
+fn concurrent_creates_under_one_new_parent() {
+    let ctx = Ctx::new();
+    let parent = format!("{}/pod/a/b", ctx.cg_parent);
+    let bundles: Vec<Bundle> = (0..4)
+        .map(|k| {
+            let path = format!("{parent}/c{k}");
+            ctx.bundle()
+                .args(&["/bin/sleep", "1000"])
+                .with(|s| s["linux"]["cgroupsPath"] = json!(path))
+        })
+        .collect();
+    let ids: Vec<String> = bundles.iter().map(|_| ctx.id()).collect();
+    let ctx_ref = &ctx;
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let creates: Vec<_> = bundles
+            .iter()
+            .zip(&ids)
+            .map(|(b, id)| s.spawn(move || ctx_ref.create(id, b)))
+            .collect();
+        creates.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (out, id) in outs.iter().zip(&ids) {
+        assert!(
+            out.success(),
+            "create {id} under the shared new parent: {out}"
+        );
+    }
+    for (b, id) in bundles.iter().zip(&ids) {
+        let pid = ctx.pid(id);
+        let dir = controller_dir("pids", &b.cgroups_path());
+        assert!(
+            cgroup::procs(&dir).contains(&pid),
+            "{id} in {}",
+            dir.display()
+        );
+        ctx.delete_force(id).ok();
+    }
+}

@@ -176,17 +176,21 @@ fn serve(flags: &Flags) -> Result<()> {
     let listener = UnixListener::bind(path).map_err(Error::io(format!("bind {path}")))?;
     let mut methods = task_methods(task.clone());
     methods.extend(create_task(task));
-    // Few idle workers per connection (ttrpc wants min < default < max);
-    // busy ones are added on demand, so blocked Waits never starve others.
+    // One idle worker per connection. ttrpc counts only the workers waiting for a
+    // request: when the waiting one takes a request the count drops below min and
+    // another is spawned, so a Wait that blocks for the task's life never starves the
+    // rest; when a worker finishes and finds one already waiting (above max) it ends.
+    // `start` insists on min < default < max, which would keep 2-3 idle threads per
+    // connection, so the listener is started directly.
     let mut server = Server::new()
-        .set_thread_count_default(2)
+        .set_thread_count_default(1)
         .set_thread_count_min(1)
-        .set_thread_count_max(3)
+        .set_thread_count_max(1)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| Error::Other(format!("ttrpc listener: {e}")))?
         .register_service(methods);
     server
-        .start()
+        .start_listen()
         .map_err(|e| Error::Other(format!("start ttrpc server: {e}")))?;
     // Tell `start` (reading our stdout) that the server is up: stdout now
     // points at stderr, so the pipe it reads reaches EOF.

@@ -241,6 +241,7 @@ impl containerd_shim::Task for TaskService {
             p.release(&self.events);
             pid
         };
+        crate::sys::release_free_heap();
         Ok(api::StartResponse {
             pid,
             ..Default::default()

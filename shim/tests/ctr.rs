@@ -550,6 +550,71 @@ fn shim_client(id: &str) -> containerd_shim::protos::TaskClient {
     containerd_shim::protos::TaskClient::new(client)
 }
 
+/// Waits that block for a process's life hold one ttrpc worker each, on the one
+/// connection containerd keeps; every other call must still be answered (the shim keeps a
+/// single idle worker and spawns another whenever it is taken). Three Waits on execs that
+/// never end, then State and the kills on the same connection; a starved call would time
+/// out (the 20 s is a hang guard, not a measurement).
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn blocked_waits_starve_no_other_call() {
+    use containerd_shim::protos::shim::shim::{KillRequest, StateRequest, WaitRequest};
+    use containerd_shim::protos::ttrpc::context::with_timeout;
+    const GUARD_NS: i64 = 20_000_000_000;
+    let c = Container::new("waits");
+    c.run_detached(&[], &["sleep", "1000"]);
+    let execs = ["w1", "w2", "w3"];
+    for e in execs {
+        ok(&["task", "exec", "-d", "--exec-id", e, &c.id, "sleep", "1000"]);
+    }
+    let client = shim_client(&c.id);
+    let waits: Vec<_> = execs
+        .iter()
+        .map(|e| {
+            let (client, req) = (
+                client.clone(),
+                WaitRequest {
+                    id: c.id.clone(),
+                    exec_id: e.to_string(),
+                    ..Default::default()
+                },
+            );
+            std::thread::spawn(move || client.wait(with_timeout(60_000_000_000), &req))
+        })
+        .collect();
+    // Give the Waits time to reach the shim; the calls below must be answered anyway.
+    std::thread::sleep(Duration::from_millis(500));
+    let st = client
+        .state(
+            with_timeout(GUARD_NS),
+            &StateRequest {
+                id: c.id.clone(),
+                ..Default::default()
+            },
+        )
+        .expect("State answered while three Waits block");
+    assert_eq!(st.pid, c.pid());
+    for e in execs {
+        let req = KillRequest {
+            id: c.id.clone(),
+            exec_id: e.to_string(),
+            signal: 9,
+            ..Default::default()
+        };
+        client
+            .kill(with_timeout(GUARD_NS), &req)
+            .unwrap_or_else(|err| panic!("Kill {e} answered while Waits block: {err}"));
+    }
+    for (w, e) in waits.into_iter().zip(execs) {
+        let res = w
+            .join()
+            .expect("wait thread")
+            .unwrap_or_else(|err| panic!("Wait {e}: {err}"));
+        assert_eq!(res.exit_status, 137, "{e} was killed by SIGKILL");
+    }
+    c.finish();
+}
+
 fn metric(m: &str, name: &str) -> String {
     m.lines()
         .find(|l| l.split_whitespace().next() == Some(name))

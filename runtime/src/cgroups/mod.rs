@@ -192,10 +192,17 @@ impl Cgroup {
         }
         match &self.v1 {
             Some(v1) => v1.place(pid)?,
-            None => self
-                .manager()?
-                .add_task(Pid::from_raw(pid))
-                .map_err(|e| err("add init to", &self.path, e))?,
+            None => {
+                // libcgroups makes each missing component after checking that it is
+                // missing: two containers created at once under one new parent (a pod's)
+                // race there and one fails with EEXIST. create_dir_all does not; what it
+                // cannot make (rootless) is left to libcgroups, which knows what to allow.
+                let own = self.path.strip_prefix("/").unwrap_or(&self.path);
+                let _ = std::fs::create_dir_all(Path::new(ROOT).join(own));
+                self.manager()?
+                    .add_task(Pid::from_raw(pid))
+                    .map_err(|e| err("add init to", &self.path, e))?
+            }
         }
         if let Some(hugepages) = self.hybrid_hugepages(resources) {
             hybrid_hugetlb::apply(&self.path, pid, &hugepages)?;

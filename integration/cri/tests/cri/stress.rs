@@ -85,6 +85,15 @@ fn kinds(failures: &[String]) -> String {
     }
 }
 
+/// One probed pod fewer when dropped, panics included.
+struct Done<'a>(&'a AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[test]
 #[ignore = "needs root and a CRI containerd: run hack/cri-test.sh"]
 fn probes_under_load() {
@@ -110,6 +119,9 @@ fn probes_under_load() {
         for p in 0..pods {
             let (cri, tally, fail, probing) = (&cri, &tally, &fail, &probing);
             s.spawn(move || {
+                // Counted out even if this thread panics: the churn below runs until
+                // every probed pod is done, and would otherwise never end.
+                let done = Done(probing);
                 let pod = Pod::new(cri, &format!("probed{p}"));
                 let id = pod.run(Ctr::args("app", &["sleep", "100000"]));
                 let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -134,7 +146,7 @@ fn probes_under_load() {
                     next = (next + interval).max(Instant::now());
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
                 }
-                probing.fetch_sub(1, Ordering::SeqCst);
+                drop(done);
                 let s = pod.status(&id);
                 if s.state != k8s_cri::v1::ContainerState::ContainerRunning as i32 {
                     fail(format!("pod {p}: the probed container stopped: {s:?}"));
