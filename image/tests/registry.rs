@@ -288,6 +288,58 @@ fn pull_a_layer_over_two_bases() {
     env.ok(&["rm", bb.to_str().unwrap()]);
 }
 
+/// An image whose middle layer is foreign (non-distributable, with a URL), pushed by skopeo
+/// as tools push such images (the manifest names the layer, the registry has no blob):
+/// the pull skips the layer with a note and does not ask the registry for it; the layers
+/// above it are there.
+#[test]
+#[ignore = "needs docker-registry and skopeo: run hack/image-test.sh"]
+fn pull_skips_a_foreign_layer() {
+    isolate();
+    let env = Env::new("pull-foreign");
+    let reg = Registry::start(&env.path("registry"), Auth::None);
+    let layers = [
+        layer(&[E::File("base", 0o644, b"base")]),
+        layer(&[
+            E::Dir("win/", 0o755),
+            E::File("win/foreign", 0o644, b"foreign"),
+        ]),
+        layer(&[E::File("win/top", 0o644, b"top")]),
+    ];
+    let layout = env.path("layout");
+    layout_with_foreign_layer(&layout, &layers, 1, false);
+    let dest = format!("{}/test/foreign:1", reg.host());
+    skopeo_push(&layout, "1", &dest, &["--dest-tls-verify=false"]);
+    let px = proxy(reg.port);
+    let r = format!("127.0.0.1:{}/test/foreign:1", px.port);
+    let o = env.run(&["pull", "--plain-http", "-q", &r]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("foreign (non-distributable) layer (urls: https://example.invalid/")
+            && err.contains("skipped"),
+        "{err}"
+    );
+    let foreign = sha(&gzip(&layers[1]));
+    let reqs = px.requests.lock().unwrap().join("\n");
+    assert!(
+        !reqs.contains(&foreign[7..]),
+        "the foreign blob was asked for: {reqs}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 layers fetched, 0 already"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let b = env.path("b");
+    env.ok(&["bundle", &r, b.to_str().unwrap()]);
+    assert_eq!(
+        tree(&b.join("rootfs")).keys().cloned().collect::<Vec<_>>(),
+        ["base", "win", "win/top"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+}
+
 /// An OCI layout holding an image index of two one-file images, linux/amd64 and linux/arm64.
 fn multi_platform_layout(dir: &Path) {
     let blobs = dir.join("blobs/sha256");

@@ -258,41 +258,6 @@ fn times_from_the_tar() {
     assert_eq!(times("d").0, (1_600_000_000, 0));
 }
 
-/// An OCI layout of `layers` (plain tars) whose layer `foreign` has the non-distributable
-/// media type and a URL; its blob is left out unless `with_blob`.
-fn layout_with_foreign_layer(
-    dir: &std::path::Path,
-    layers: &[Vec<u8>],
-    foreign: usize,
-    with_blob: bool,
-) {
-    let pairs: Vec<_> = layers.iter().map(|l| (gzip(l), l.clone())).collect();
-    oci_layout(dir, "1", &pairs, &["/bin/sh"]);
-    let blobs = dir.join("blobs/sha256");
-    let index: serde_json::Value =
-        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let md = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut man: serde_json::Value =
-        serde_json::from_slice(&fs::read(blobs.join(&md[7..])).unwrap()).unwrap();
-    let l = &mut man["layers"][foreign];
-    l["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into();
-    l["urls"] = serde_json::json!(["https://example.invalid/foreign.tar.gz"]);
-    if !with_blob {
-        fs::remove_file(blobs.join(&l["digest"].as_str().unwrap()[7..])).unwrap();
-    }
-    fs::remove_file(blobs.join(&md[7..])).unwrap();
-    let bytes = serde_json::to_vec(&man).unwrap();
-    let nd = sha(&bytes);
-    fs::write(blobs.join(&nd[7..]), &bytes).unwrap();
-    let mut index = index;
-    index["manifests"][0]["digest"] = nd.into();
-    index["manifests"][0]["size"] = bytes.len().into();
-    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
-}
-
 /// A foreign (non-distributable) layer whose blob is not in the image is skipped with a note
 /// (the layers above it unpacked without it); the same image imported again with the blob
 /// gets the layer, and the layers above it, unpacked for real; gc then drops the stand-ins.
