@@ -2,13 +2,18 @@
 # cgv2-tests.sh: runs the cgroup integration tests (and any others named) inside a
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
-# Usage: bash hack/cgv2-tests.sh [TEST-FILE...] [-- TEST-FILTER/HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run, or <name>:F1,F2 for only its tests
-#               whose name contains F1 or F2 (default: cgroups exec events rootless devices
-#               podman_rootless:delegated,slirp4netns: limits, update, pause, ps, events,
-#               OOM, delegation and the eBPF device rules on pure cgroup v2, and rootless
-#               podman in a delegated subtree and with slirp4netns (the VM's
-#               /dev/net/tun is open to users, the host's is not))
+# Usage: bash hack/cgv2-tests.sh [--init KIND] [TEST-FILE[:F1,F2]...] [-- HARNESS ARGS]
+#   TEST-FILE   integration/tests/<name>.rs to run; <name>:F1,F2 for only its tests whose
+#               name contains F1 or F2 (default: cgroups exec events rootless devices
+#               podman_rootless:delegated,slirp4netns checkpoint podman:checkpoint: limits,
+#               update, pause, ps, events, OOM, delegation and the eBPF device rules on pure
+#               cgroup v2, rootless podman in a delegated subtree and with slirp4netns (the
+#               VM's /dev/net/tun is open to users, the host's is not); checkpoint/restore
+#               with CRIU, which works on the guest's kernel, and through podman)
+#   --init KIND the guest's PID 1 (hack/cgv2-vm.sh): `systemd` for the systemd cgroup
+#               driver's tests (default list then: systemd)
+# In the guest CAPSA_REQUIRE_CRIU=1 and, under systemd, CAPSA_REQUIRE_SYSTEMD=1: a test
+# that would skip for want of CRIU or systemd fails instead.
 # Environment:
 #   CAPSA_RUNTIME       runtime under test (default <repo>/target/release/capsa);
 #                       e.g. CAPSA_RUNTIME=$(command -v runc) to validate the tests
@@ -21,14 +26,23 @@ ROOT=$(pwd)
 RT=${CAPSA_RUNTIME:-$ROOT/target/release/capsa}
 export CGV2VM_TIMEOUT=${CGV2VM_TIMEOUT:-2400}
 
-tests=() extra=()
+tests=() extra=() init=shell
 while [ $# -gt 0 ]; do
   case $1 in
+    --init) init=${2:?--init needs a kind}; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) tests+=("$1"); shift ;;
   esac
 done
-[ ${#tests[@]} -gt 0 ] || tests=(cgroups exec events rootless devices podman_rootless:delegated,slirp4netns)
+if [ ${#tests[@]} -eq 0 ]; then
+  case $init in
+    systemd) tests=(systemd) ;;
+    *) tests=(cgroups exec events rootless devices podman_rootless:delegated,slirp4netns
+              checkpoint podman:checkpoint) ;;
+  esac
+fi
+require=(CAPSA_REQUIRE_CRIU=1)
+[ "$init" = systemd ] && require+=(CAPSA_REQUIRE_SYSTEMD=1)
 
 [ -x "$RT" ] || { echo "cgv2-tests: runtime $RT not found (cargo build --release, or set CAPSA_RUNTIME)" >&2; exit 1; }
 bash hack/test-deps.sh
@@ -41,22 +55,25 @@ rm -rf "$stage" && mkdir -p "$stage/bin"
 cp "$RT" "$stage/$(basename "$RT")"
 RT="$stage/$(basename "$RT")"
 
-bins=()
+bins=() built=()
 for spec in "${tests[@]}"; do
   t=${spec%%:*} filter=
   [ "$t" = "$spec" ] || filter=${spec#*:}
+  bins+=("$stage/bin/$t${filter:+:$filter}")
+  [[ " ${built[*]} " == *" $t "* ]] && continue
+  built+=("$t")
   b=$(cargo test -j2 -p integration --test "$t" --no-run --message-format=json 2>/dev/null |
     jq -r --arg t "$t" 'select(.reason == "compiler-artifact" and .target.name == $t and .executable != null) | .executable' | tail -1)
   [ -n "$b" ] && [ -x "$b" ] || { echo "cgv2-tests: could not build test $t" >&2; exit 1; }
   cp "$b" "$stage/bin/$t"
-  printf '%s' "${filter//,/ }" > "$stage/bin/$t.filter"
-  bins+=("$stage/bin/$t")
 done
 
-# One guest command: every binary, serially (the VM has few vCPUs), rc = worst.
-# tun for slirp4netns (rootless podman's network), open to users as udev's default rule
-# makes it (the guest has no udev; its devtmpfs node is 0600).
-guest='modprobe -q tun && chmod 0666 /dev/net/tun || true; rc=0; for b in "$@"; do echo "== $b" >&2; "$b" --test-threads=1 $(cat "$b.filter") $CGV2_EXTRA || rc=1; done; exit $rc'
-echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM" >&2
-exec bash hack/cgv2-vm.sh "$ROOT" -- env CAPSA_RUNTIME="$RT" CGV2_EXTRA="${extra[*]:-}" \
-  bash -c "$guest" cgv2 "${bins[@]}"
+# One guest command: every binary (BIN or BIN:F1,F2), serially (the VM has few vCPUs),
+# rc = worst. tun for slirp4netns (rootless podman's network), open to users as udev's
+# default rule makes it (the guest has no udev; its devtmpfs node is 0600).
+guest='modprobe -q tun && chmod 0666 /dev/net/tun || true
+  rc=0; for b in "$@"; do f=; case $b in *:*) f=${b#*:}; f=${f//,/ }; b=${b%%:*} ;; esac
+  echo "== $b $f" >&2; "$b" --test-threads=1 $f $CGV2_EXTRA || rc=1; done; exit $rc'
+echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM (init: $init)" >&2
+exec bash hack/cgv2-vm.sh --init "$init" "$ROOT" -- env CAPSA_RUNTIME="$RT" "${require[@]}" \
+  CGV2_EXTRA="${extra[*]:-}" bash -c "$guest" cgv2 "${bins[@]}"

@@ -14,8 +14,10 @@
 #            environment and stdin /dev/null; its stdout and stderr are this script's, and
 #            its exit status is this script's. 124: CGV2VM_TIMEOUT expired; 125: the VM
 #            itself failed (the console's tail is printed).
-#   --init KIND  what runs as the guest's PID 1 (default and only kind so far: shell, a
-#            busybox sh that mounts the usual file systems, runs COMMAND and powers off).
+#   --init KIND  what runs as the guest's PID 1: shell (default), a busybox sh that mounts
+#            the usual file systems, runs COMMAND and powers off; systemd, the host's
+#            systemd with D-Bus, COMMAND run by a oneshot service once basic.target and
+#            dbus.socket are up (fstab, getty and multi-user.target's services left out).
 #            Each kind is one write_init_KIND function below.
 #
 # Guest: cgroup_no_v1=all, cgroup2 at /sys/fs/cgroup (nsdelegate, memory_recursiveprot),
@@ -218,6 +220,58 @@ $B poweroff -f
 EOF
 }
 
+# systemd: the host's /lib/systemd/systemd as PID 1 (with D-Bus), booted into a target of
+# our own that pulls only sysinit/basic, dbus.socket and one oneshot service running the
+# command (no fstab: the root is the overlay; no getty, no host services of
+# multi-user.target). The service writes the status and powers off like the shell init.
+write_init_systemd() {
+  cat > "$RUN/ctl/init" <<'EOF'
+B=/run/cgv2vm/busybox
+grep -q 'cgv2vm.verbose=1' /proc/cmdline && set -x
+SD=/lib/systemd/systemd
+if [ ! -x $SD ]; then
+  echo "cgv2-vm: --init systemd: no $SD on the host (apt-get install systemd)" >/dev/console
+  $B poweroff -f
+fi
+U=/etc/systemd/system
+$B mkdir -p $U
+$B cat > $U/cgv2vm.target <<'UNIT'
+[Unit]
+Description=cgv2-vm: the command under systemd
+Requires=basic.target dbus.socket cgv2vm-cmd.service
+After=basic.target dbus.socket
+AllowIsolate=yes
+UNIT
+$B cat > $U/cgv2vm-cmd.service <<'UNIT'
+[Unit]
+Description=cgv2-vm: the command
+Requires=dbus.socket
+After=basic.target dbus.socket dbus.service
+[Service]
+Type=oneshot
+TimeoutStartSec=infinity
+ExecStart=/bin/sh /run/cgv2vm/cmd-unit.sh
+UNIT
+$B cat > /run/cgv2vm/cmd-unit.sh <<'RUN'
+B=/run/cgv2vm/busybox
+OUT=/dev/null ERR=/dev/console
+for p in /sys/class/virtio-ports/*; do
+  case $($B cat "$p/name" 2>/dev/null) in
+    cgv2vm.stdout) OUT=/dev/${p##*/} ;;
+    cgv2vm.stderr) ERR=/dev/${p##*/} ;;
+  esac
+done
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb
+/bin/bash /run/cgv2vm/ctl/cmd </dev/null >"$OUT" 2>"$ERR"
+echo $? > /run/cgv2vm/ctl/status
+$B sync
+$B poweroff -f
+RUN
+$B hostname cgv2vm
+exec $SD --unit=cgv2vm.target
+EOF
+}
+
 # ---------------------------------------------------------------------------- run
 INIT=shell INSTALL_ONLY=0
 while [ $# -gt 0 ]; do
@@ -229,7 +283,7 @@ while [ $# -gt 0 ]; do
     *) break ;;
   esac
 done
-declare -F "write_init_$INIT" >/dev/null || die "unknown --init kind: $INIT (known: shell)"
+declare -F "write_init_$INIT" >/dev/null || die "unknown --init kind: $INIT (known: shell, systemd)"
 if [ $INSTALL_ONLY = 1 ]; then install; exit 0; fi
 [ $# -ge 3 ] && [ "$2" = -- ] || usage
 install
@@ -293,6 +347,8 @@ printf '%s\n' "$DIR" > "$RUN/ctl/dir"
 
 APPEND="console=ttyS0 loglevel=4 panic=-1 oops=panic mitigations=off cgroup_no_v1=all"
 APPEND+=" systemd.unified_cgroup_hierarchy=1 rdinit=/init tsc=reliable no_timer_check"
+# for --init systemd: the host's fstab and GPT partitions are not the guest's
+APPEND+=" fstab=no systemd.gpt_auto=no systemd.firstboot=no"
 FIFOS=("$RUN/stdout.fifo" "$RUN/stderr.fifo")
 if [ "${CGV2VM_VERBOSE:-0}" = 1 ]; then
   SERIAL=(-chardev "file,id=con,path=${RUN//,/,,}/console.fifo" -serial chardev:con)

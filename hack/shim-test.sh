@@ -22,7 +22,9 @@
 #       SHIM_BENCH_N (20) runs, interleaved: our shim and the Go runc shim, each
 #       driving runc and SHIM_BENCH_CAPSA (default: capsa on PATH); release build)
 #   bash hack/shim-test.sh --cgv2 [args...]   the same tests inside hack/cgv2-vm.sh
-#       (pure cgroup v2 guest; software emulation: about 5 minutes)
+#       (pure cgroup v2 guest; software emulation: about 5 minutes); CRIU is required
+#       there (the checkpoint tests); SHIM_TEST_VM_INIT=systemd boots the guest with
+#       systemd as PID 1 (the SystemdCgroup test then runs, and must)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -45,7 +47,11 @@ if [ "${1:-}" = --cgv2 ]; then
   # Build here: compiling inside the emulated guest would take ages.
   [ -n "${SHIM_TEST_SHIM_BIN:-}" ] || cargo build -j2 -p containerd-shim-capsa-v2 >&2
   cargo test -j2 -p containerd-shim-capsa-v2 --test ctr --no-run >&2
-  exec bash hack/cgv2-vm.sh "$ROOT" -- env SKIP_APT=1 bash "$ROOT/hack/shim-test.sh" "$@"
+  # SHIM_TEST_VM_INIT=systemd: systemd as the guest's PID 1 (SystemdCgroup = true tested)
+  init=${SHIM_TEST_VM_INIT:-shell} req=(SHIM_TEST_REQUIRE_CRIU=1)
+  [ "$init" = systemd ] && req+=(SHIM_TEST_REQUIRE_SYSTEMD=1)
+  exec bash hack/cgv2-vm.sh --init "$init" "$ROOT" -- env SKIP_APT=1 "${req[@]}" \
+    bash "$ROOT/hack/shim-test.sh" "$@"
 fi
 if [ -n "${SHIM_TEST_WORK:-}" ]; then
   WORK=$SHIM_TEST_WORK KEEP_WORK=1

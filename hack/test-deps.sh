@@ -15,6 +15,10 @@
 #   strace          fault injection: a delayed clone in integration/tests/races.rs
 #   protobuf-compiler  protoc, for the CRI client (integration/cri), which the lint tier's
 #                   clippy --all-targets builds
+#   criu iptables   checkpoint/restore (integration/tests/checkpoint.rs), run in the VM tier:
+#                   Debian's criu 3.17 fails `criu check` on kernels newer than it knows;
+#                   CRIU locks the container's network with iptables-restore
+#   bats            runc's own checkpoint.bats, run in the VM (hack/runc-bats.sh)
 #   umoci           the reference unpacker capsa-image's unpack is compared with (Debian 12:
 #                   0.4.7; image/tests/differential.rs, the fuzz tier's layer-umoci target)
 # It also creates the unprivileged user of integration/tests/rootless.rs (capsa-rootless,
@@ -38,8 +42,8 @@ rootless_user() {
 }
 
 pkgs=(busybox-static runc crun containerd jq file util-linux bsdutils procps iproute2 tar gzip coreutils strace
-      protobuf-compiler umoci podman buildah conmon netavark aardvark-dns slirp4netns catatonit uidmap
-      docker.io)
+      protobuf-compiler criu iptables bats umoci podman buildah conmon netavark aardvark-dns
+      slirp4netns catatonit uidmap docker.io)
 # busybox (dynamic) and busybox-static conflict: the tests need the static one at /bin/busybox.
 bash "$(dirname "$0")/apt-need.sh" test-deps "${pkgs[@]}"
 rootless_user

@@ -23,8 +23,13 @@
 #                     capsa (our shim) and runc (the Go shim driving capsa), probe stress
 #   fuzz              hack/fuzz.sh: the config and layer targets, FUZZ_SECONDS (90) each
 #   cgroup-v2         inside a pure cgroup v2 VM (hack/cgv2-vm.sh): the runtime's cgroup, exec,
-#   shim-cgroup-v2    events, rootless, devices tests (hack/cgv2-tests.sh), and the shim's ctr tests
-#                     driving capsa (metrics and OOM on v2); SKIP_CGV2=1 skips them
+#                     events, rootless, devices (eBPF) tests, rootless podman in a delegated
+#                     subtree, checkpoint/restore with CRIU (which works on the guest's
+#                     kernel) directly and through podman (hack/cgv2-tests.sh)
+#   systemd           the same VM booted with systemd as PID 1: the --systemd-cgroup driver
+#   shim-cgroup-v2    the shim's ctr tests in the VM (systemd as PID 1) driving capsa: metrics
+#                     and OOM on v2, ctr checkpoint/restore, SystemdCgroup = true;
+#                     SKIP_CGV2=1 skips the three VM tiers
 # One tier alone: see docs/testing.md. TIERS="lint unit" runs only the tiers named (packages
 # and build always run).
 set -uo pipefail
@@ -84,7 +89,8 @@ run_tier cri env CRI_CAPSA="$CAPSA" CRI_SHIM="$SHIM" bash hack/cri-test.sh
 run_tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
 if [ "${SKIP_CGV2:-0}" != 1 ]; then
   run_tier cgroup-v2 env CAPSA_RUNTIME="$CAPSA" bash hack/cgv2-tests.sh
-  run_tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$CAPSA" SHIM_TEST_SHIM_BIN="$SHIM" \
+  run_tier systemd env CAPSA_RUNTIME="$CAPSA" bash hack/cgv2-tests.sh --init systemd
+  run_tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$CAPSA" SHIM_TEST_SHIM_BIN="$SHIM" SHIM_TEST_VM_INIT=systemd \
     bash hack/shim-test.sh --cgv2
 fi
 

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod console;
+pub mod criu;
 pub mod ctx;
 pub mod image;
 pub mod leftovers;

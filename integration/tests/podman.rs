@@ -150,6 +150,45 @@ fn build_runs_its_run_step_through_the_runtime() {
     );
 }
 
+/// `podman container checkpoint` then `restore` through the runtime (its `checkpoint` and,
+/// through conmon, `restore`): the container's counter, appending to a file of a bind
+/// mount, goes on from where it was (1, 2, ... n, n+1, never 1 again). Needs CRIU working
+/// on the kernel: run in the cgroup v2 VM (hack/cgv2-tests.sh podman:checkpoint);
+/// elsewhere skipped with the reason unless CAPSA_REQUIRE_CRIU=1.
+#[test]
+fn checkpoint_and_restore_through_podman() {
+    if !integration::criu::usable() {
+        return;
+    }
+    let ctx = Ctx::new();
+    let Some(p) = Podman::new(&ctx) else { return };
+    let out_dir = ctx.mkdir("counter");
+    let file = out_dir.join("count");
+    p.sh(&format!(
+        "$P run --cgroup-parent $CGP -d --name ck -v {}:/out {IMAGE} sh -c '{}' >/dev/null",
+        out_dir.display(),
+        integration::criu::counter_script("/out/count")
+    ))
+    .ok();
+    integration::wait_until("the counter to count", || {
+        integration::criu::numbers(&file).len() >= 3
+    });
+    p.sh("$P container checkpoint ck >/dev/null").ok();
+    let out = p.sh("$P inspect -f '{{.State.Status}}' ck").ok();
+    assert_eq!(out.stdout.trim(), "exited", "checkpointed: {out}");
+    let at_checkpoint = integration::criu::numbers(&file).len();
+    p.sh("$P container restore ck >/dev/null").ok();
+    let out = p.sh("$P inspect -f '{{.State.Status}}' ck").ok();
+    assert_eq!(out.stdout.trim(), "running", "restored: {out}");
+    integration::wait_until("the restored counter to go on", || {
+        integration::criu::numbers(&file).len() > at_checkpoint + 3
+    });
+    p.sh("$P rm -f -t 0 ck >/dev/null").ok();
+    let n = integration::criu::numbers(&file);
+    let expected: Vec<u64> = (1..=n.len() as u64).collect();
+    assert_eq!(n, expected, "the counter did not resume where it stopped");
+}
+
 /// `podman run --read-only` (root read-only; /tmp, /var/tmp, /run as tmpfs with
 /// `tmpcopyup`) and `--tmpfs DIR` (also `tmpcopyup`): the tmpfs starts with what the image
 /// has there. docker's `--tmpfs` (no copy-up there) is docker.rs'.

@@ -87,7 +87,7 @@ impl Container {
         if self.saved.no_cgroup {
             return Ok(Cgroup::none(self.saved.pid));
         }
-        Cgroup::open(&self.saved.cgroup_path, false, &self.saved.id)
+        Cgroup::open(&self.saved.cgroup_path, self.saved.systemd, &self.saved.id)
     }
 
     /// Let go of the lock, keeping what create saved: for a command that goes on for a

@@ -33,6 +33,9 @@ pub enum Error {
     },
     #[error("cgroup: {0}")]
     Cgroup(String),
+    /// CRIU is missing, too old, lacks a feature, or failed (checkpoint, restore).
+    #[error("{0}")]
+    Criu(crate::checkpoint::criu::CriuError),
     /// A mount the config asks for (or a device node, a masked or read-only path) failed;
     /// `field` names it in config.json: `mounts[3]`, `linux.maskedPaths`, `linux.devices`.
     #[error("{field} ({dest}): {what}: {errno}", dest = .dest.display())]

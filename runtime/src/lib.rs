@@ -13,6 +13,7 @@
 mod capabilities;
 mod cgroups;
 mod channel;
+mod checkpoint;
 pub mod cli;
 mod console;
 mod container;

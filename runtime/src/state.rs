@@ -62,6 +62,9 @@ pub struct Saved {
     /// Rootless without a delegated cgroup: the container has none (see `cgroups`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_cgroup: bool,
+    /// The cgroup is a systemd unit (`--systemd-cgroup`): update and delete go through it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub systemd: bool,
     pub config: Spec,
 }
 
@@ -85,6 +88,7 @@ impl Saved {
             owner: crate::user::name_of(nix::unistd::geteuid().as_raw()),
             cgroup_path,
             no_cgroup,
+            systemd: opts.systemd_cgroup,
             config: bundle.spec.clone(),
         }
     }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use containerd_shim::protos::types::mount::Mount;
@@ -15,7 +15,7 @@ use crate::io::{ProcessIo, StdioSpec};
 use crate::options::RuntimeOptions;
 use crate::process::Process;
 use crate::reaper;
-use crate::runtime::{read_pid, CreateOpts, Runtime};
+use crate::runtime::{read_pid, CheckpointOpts, CreateOpts, RestoreOpts, Runtime};
 
 /// How long delete waits for a process's output to drain.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -28,8 +28,18 @@ pub struct Container {
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     /// Found once the init exists; stats and OOM events read it.
-    pub cgroup: Option<crate::cgroup::Cgroup>,
+    pub cgroup: OnceLock<crate::cgroup::Cgroup>,
     rootfs_mounted: bool,
+    /// A container created from a checkpoint: Start restores it (as the Go shim).
+    restore: Mutex<Option<PendingRestore>>,
+}
+
+type OnExit = Box<dyn FnOnce(i32) + Send + 'static>;
+
+/// What Start needs to restore a container created from checkpoint images.
+struct PendingRestore {
+    image_path: PathBuf,
+    on_exit: OnExit,
 }
 
 /// Undoes a half-made create: unmounts the rootfs unless defused.
@@ -51,6 +61,9 @@ pub struct CreateRequest<'a> {
     /// The init process, not yet started.
     pub init: Arc<Process>,
     pub options: RuntimeOptions,
+    /// CRIU images to restore from (containerd's `checkpoint`): the init is not created
+    /// here but restored at Start.
+    pub checkpoint: Option<PathBuf>,
 }
 
 /// Starts a process through `run` (a runtime create or exec) with its IO
@@ -123,6 +136,32 @@ impl Container {
         let rootfs = req.bundle.join("rootfs");
         crate::mounts::mount_rootfs(req.rootfs, &rootfs)?;
         let mut guard = MountGuard((!req.rootfs.is_empty()).then_some(rootfs.as_path()));
+        let container = |runtime, init| Container {
+            cgroup: OnceLock::new(),
+            id: req.id.to_string(),
+            namespace: req.namespace.to_string(),
+            bundle: req.bundle.to_path_buf(),
+            runtime,
+            init,
+            execs: Mutex::new(HashMap::new()),
+            rootfs_mounted: !req.rootfs.is_empty(),
+            restore: Mutex::new(None),
+        };
+        if let Some(images) = &req.checkpoint {
+            if !images.is_dir() {
+                return Err(Error::InvalidArgument(format!(
+                    "checkpoint {}: no such directory",
+                    images.display()
+                )));
+            }
+            guard.0 = None;
+            let c = container(runtime, req.init.clone());
+            *c.restore.lock().unwrap_or_else(|e| e.into_inner()) = Some(PendingRestore {
+                image_path: images.clone(),
+                on_exit: Box::new(on_exit),
+            });
+            return Ok(Arc::new(c));
+        }
 
         let init = req.init.clone();
         let pid_file = req.bundle.join("init.pid");
@@ -159,20 +198,112 @@ impl Container {
             });
         }
         guard.0 = None;
-        let pid = init.lock().pid;
-        let cgroup = crate::cgroup::of_pid(pid)
-            .inspect_err(|e| tracing::warn!("cgroup of {}: {e}", req.id))
-            .ok();
-        Ok(Arc::new(Container {
-            cgroup,
-            id: req.id.to_string(),
-            namespace: req.namespace.to_string(),
-            bundle: req.bundle.to_path_buf(),
-            runtime,
-            init,
-            execs: Mutex::new(HashMap::new()),
-            rootfs_mounted: !req.rootfs.is_empty(),
-        }))
+        let c = container(runtime, init);
+        c.find_cgroup();
+        Ok(Arc::new(c))
+    }
+
+    fn find_cgroup(&self) {
+        let pid = self.init.lock().pid;
+        match crate::cgroup::of_pid(pid) {
+            Ok(cg) => {
+                let _ = self.cgroup.set(cg);
+            }
+            Err(e) => tracing::warn!("cgroup of {}: {e}", self.id),
+        }
+    }
+
+    /// Whether Start will restore this container from a checkpoint.
+    pub fn is_restore(&self) -> bool {
+        self.restore
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Start of a container created from a checkpoint: `restore --detach` with the
+    /// init's IO; the restored init is then watched as a created one is.
+    fn restore_init(&self, pending: PendingRestore) -> Result<u32> {
+        let pid_file = self.bundle.join("init.pid");
+        let opts = RestoreOpts {
+            bundle: &self.bundle,
+            pid_file: &pid_file,
+            console_socket: None,
+            image_path: &pending.image_path,
+            work_path: None,
+            no_pivot: RuntimeOptions::load(&self.bundle).no_pivot_root,
+        };
+        let res = launch(
+            &self.init,
+            &format!("container {}", self.id),
+            &self.id,
+            &self.namespace,
+            &pid_file,
+            pending.on_exit,
+            |sock, io| {
+                let opts = RestoreOpts {
+                    console_socket: sock,
+                    ..opts
+                };
+                self.runtime.restore(&self.id, &opts, io)
+            },
+        );
+        let pid = match res {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = self.runtime.delete(&self.id, true);
+                // It will never run: release its waiters.
+                self.init.set_exited(255);
+                return Err(match e {
+                    Error::Runtime(m) | Error::NotFound(m) => {
+                        Error::Runtime(format!("OCI runtime restore failed: {m}"))
+                    }
+                    e => e,
+                });
+            }
+        };
+        self.find_cgroup();
+        let mut st = self.init.lock();
+        if st.status == Status::CREATED {
+            st.status = Status::RUNNING;
+        }
+        Ok(pid)
+    }
+
+    /// containerd's Checkpoint: the images go to `opts.image_path`; CRIU's work files to
+    /// `opts.work_path`, else a dir of the bundle removed after (its dump.log kept as
+    /// `<bundle>/criu-dump.log` when the dump fails, as the Go shim does).
+    pub fn checkpoint(&self, mut opts: CheckpointOpts) -> Result<()> {
+        if self.init.lock().status == Status::STOPPED {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} is not running",
+                self.id
+            )));
+        }
+        let own_work = opts.work_path.as_os_str().is_empty();
+        if own_work {
+            opts.work_path = self.bundle.join("criu-work");
+        }
+        let res = self.runtime.checkpoint(&self.id, &opts);
+        if let Err(e) = &res {
+            let log = self.bundle.join("criu-dump.log");
+            let _ = std::fs::copy(opts.work_path.join("dump.log"), &log);
+            tracing::warn!(
+                "checkpoint {}: {e} (CRIU's log: {})",
+                self.id,
+                log.display()
+            );
+        }
+        if own_work {
+            let _ = std::fs::remove_dir_all(&opts.work_path);
+        }
+        res.map_err(|e| match e {
+            Error::Runtime(m) => Error::Runtime(format!(
+                "OCI runtime checkpoint failed: {m} (CRIU's log: {})",
+                self.bundle.join("criu-dump.log").display()
+            )),
+            e => e,
+        })
     }
 
     pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
@@ -197,6 +328,14 @@ impl Container {
         }
         let pid = st.pid;
         drop(st);
+        let pending = self
+            .restore
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(p) = pending {
+            return self.restore_init(p);
+        }
         self.runtime
             .start(&self.id)
             .map_err(|e| Error::Runtime(format!("OCI runtime start failed: {e}")))?;
@@ -318,6 +457,15 @@ impl Container {
                 io.wait_output(DRAIN);
             }
             return Ok(p);
+        }
+        let never_restored = self
+            .restore
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .is_some();
+        if never_restored {
+            p.set_exited(255); // no process ever ran: release its waiters
         }
         // A created (never started) container is deleted like runc's shim
         // does: its waiting init is killed; --force says so to any runtime.

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use containerd_shim::protos::protobuf::{well_known_types::any::Any, Message};
-use containerd_shim::protos::shim::oci::Options as RuncOptions;
+use containerd_shim::protos::shim::oci::{CheckpointOptions, Options as RuncOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -21,6 +21,37 @@ pub struct RuntimeOptions {
     pub systemd_cgroup: bool,
     pub no_pivot_root: bool,
     pub no_new_keyring: bool,
+}
+
+/// containerd's checkpoint options (`containerd.runc.v1.CheckpointOptions`, what `ctr
+/// task checkpoint` sends) as the runtime's flags; none: a checkpoint that leaves the
+/// container running, images in the request's path.
+pub fn checkpoint_options(any: Option<&Any>) -> Result<crate::runtime::CheckpointOpts> {
+    let mut o = crate::runtime::CheckpointOpts {
+        leave_running: true,
+        ..Default::default()
+    };
+    let Some(any) = any.filter(|a| !a.type_url.is_empty()) else {
+        return Ok(o);
+    };
+    let url = any.type_url.as_str();
+    if !url.ends_with("containerd.runc.v1.CheckpointOptions") {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported checkpoint options type {url:?}"
+        )));
+    }
+    let c = CheckpointOptions::parse_from_bytes(&any.value)
+        .map_err(|e| Error::InvalidArgument(format!("decode checkpoint options {url}: {e}")))?;
+    o.leave_running = !c.exit;
+    o.tcp_established = c.open_tcp;
+    o.ext_unix_sk = c.external_unix_sockets;
+    o.shell_job = c.terminal;
+    o.file_locks = c.file_locks;
+    o.empty_ns = c.empty_namespaces;
+    o.cgroups_mode = c.cgroups_mode;
+    o.image_path = PathBuf::from(c.image_path);
+    o.work_path = PathBuf::from(c.work_path);
+    Ok(o)
 }
 
 impl RuntimeOptions {
@@ -188,6 +219,36 @@ fn config_path(mut buf: &[u8]) -> Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_options_become_runtime_flags() {
+        let o = checkpoint_options(None).unwrap();
+        assert!(o.leave_running, "no options: the container keeps running");
+        let c = CheckpointOptions {
+            exit: true,
+            open_tcp: true,
+            terminal: true,
+            image_path: "/img".into(),
+            empty_namespaces: vec!["network".into()],
+            ..Default::default()
+        };
+        let any = Any {
+            type_url: "containerd.runc.v1.CheckpointOptions".into(),
+            value: c.write_to_bytes().unwrap(),
+            ..Default::default()
+        };
+        let o = checkpoint_options(Some(&any)).unwrap();
+        assert!(!o.leave_running && o.tcp_established && o.shell_job);
+        assert!(!o.ext_unix_sk && !o.file_locks);
+        assert_eq!(o.image_path, Path::new("/img"));
+        assert_eq!(o.empty_ns, ["network"]);
+        let bad = Any {
+            type_url: "x.Other".into(),
+            ..Default::default()
+        };
+        let e = checkpoint_options(Some(&bad)).unwrap_err().to_string();
+        assert!(e.contains("x.Other"), "{e}");
+    }
 
     #[test]
     fn runtimeoptions_config_path_is_decoded() {

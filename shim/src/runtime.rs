@@ -39,6 +39,30 @@ pub struct CreateOpts<'a> {
     pub no_new_keyring: bool,
 }
 
+/// `checkpoint`'s flags (containerd's `CheckpointOptions`).
+#[derive(Debug, Default, Clone)]
+pub struct CheckpointOpts {
+    pub image_path: PathBuf,
+    pub work_path: PathBuf,
+    pub leave_running: bool,
+    pub tcp_established: bool,
+    pub ext_unix_sk: bool,
+    pub shell_job: bool,
+    pub file_locks: bool,
+    pub empty_ns: Vec<String>,
+    pub cgroups_mode: String,
+}
+
+/// `restore`'s flags: the images and where CRIU works.
+pub struct RestoreOpts<'a> {
+    pub bundle: &'a Path,
+    pub pid_file: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub image_path: &'a Path,
+    pub work_path: Option<&'a Path>,
+    pub no_pivot: bool,
+}
+
 impl Runtime {
     /// The runtime for a container of `bundle`, as the options choose it.
     pub fn for_bundle(
@@ -180,6 +204,66 @@ impl Runtime {
             .stdout(stdio(io.stdout))
             .stderr(stdio(io.stderr));
         self.run("exec", c, None).map(drop)
+    }
+
+    /// `restore --detach` from CRIU images: the restored init's stdio is `io` (CRIU
+    /// hands the new pipes to the restored process in place of the dumped ones).
+    pub fn restore(&self, id: &str, o: &RestoreOpts, io: ChildStdio) -> Result<()> {
+        let mut c = self.command();
+        c.arg("restore")
+            .arg("--detach")
+            .arg("--no-subreaper")
+            .arg("--bundle")
+            .arg(o.bundle)
+            .arg("--pid-file")
+            .arg(o.pid_file)
+            .arg("--image-path")
+            .arg(o.image_path);
+        if let Some(w) = o.work_path {
+            c.arg("--work-path").arg(w);
+        }
+        if let Some(s) = o.console_socket {
+            c.arg("--console-socket").arg(s);
+        }
+        if o.no_pivot {
+            c.arg("--no-pivot");
+        }
+        c.arg(id)
+            .stdin(stdio(io.stdin))
+            .stdout(stdio(io.stdout))
+            .stderr(stdio(io.stderr));
+        self.run("restore", c, None).map(drop)
+    }
+
+    pub fn checkpoint(&self, id: &str, o: &CheckpointOpts) -> Result<()> {
+        let mut c = self.command();
+        c.arg("checkpoint")
+            .arg("--image-path")
+            .arg(&o.image_path)
+            .arg("--work-path")
+            .arg(&o.work_path);
+        for (on, flag) in [
+            (o.leave_running, "--leave-running"),
+            (o.tcp_established, "--tcp-established"),
+            (o.ext_unix_sk, "--ext-unix-sk"),
+            (o.shell_job, "--shell-job"),
+            (o.file_locks, "--file-locks"),
+        ] {
+            if on {
+                c.arg(flag);
+            }
+        }
+        for ns in &o.empty_ns {
+            c.arg("--empty-ns").arg(ns);
+        }
+        if !o.cgroups_mode.is_empty() {
+            c.arg("--manage-cgroups-mode").arg(&o.cgroups_mode);
+        }
+        c.arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.run("checkpoint", c, None).map(drop)
     }
 
     pub fn start(&self, id: &str) -> Result<()> {

@@ -79,11 +79,6 @@ impl TaskService {
     }
 
     fn do_create(&self, req: api::CreateTaskRequest) -> Result<api::CreateTaskResponse> {
-        if !req.checkpoint.is_empty() {
-            return Err(Error::Unimplemented(
-                "restore from a checkpoint is not supported by capsa yet".into(),
-            ));
-        }
         if self
             .containers
             .lock()
@@ -134,6 +129,8 @@ impl TaskService {
                 rootfs: &req.rootfs,
                 init: init.clone(),
                 options,
+                checkpoint: (!req.checkpoint.is_empty())
+                    .then(|| std::path::PathBuf::from(&req.checkpoint)),
             },
             on_exit,
         )?;
@@ -142,7 +139,7 @@ impl TaskService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req.id.clone(), c.clone());
-        if let Some(cg) = &c.cgroup {
+        if let Some(cg) = c.cgroup.get() {
             crate::oom::watch(&c.id, cg, &self.events);
         }
         self.events.send(
@@ -211,9 +208,13 @@ impl containerd_shim::Task for TaskService {
         let c = self.container(&req.id)?;
         let pid = if req.exec_id.is_empty() {
             c.init.hold();
+            let restored = c.is_restore();
             let pid = c
                 .start_init()
                 .inspect_err(|_| c.init.release(&self.events))?;
+            if let Some(cg) = c.cgroup.get().filter(|_| restored) {
+                crate::oom::watch(&c.id, cg, &self.events);
+            }
             self.events.send(
                 TASK_START_EVENT_TOPIC,
                 TaskStart {
@@ -429,9 +430,16 @@ impl containerd_shim::Task for TaskService {
     fn checkpoint(
         &self,
         _ctx: &TtrpcContext,
-        _req: api::CheckpointTaskRequest,
+        req: api::CheckpointTaskRequest,
     ) -> TtrpcResult<api::Empty> {
-        Err(Error::Unimplemented("checkpoint is not supported by capsa yet".into()).into())
+        let c = self.container(&req.id)?;
+        let mut opts = crate::options::checkpoint_options(req.options.as_ref())?;
+        if opts.image_path.as_os_str().is_empty() {
+            opts.image_path = std::path::PathBuf::from(&req.path);
+        }
+        tracing::info!("checkpoint {} to {}", req.id, opts.image_path.display());
+        c.checkpoint(opts)?;
+        Ok(api::Empty::default())
     }
 
     fn update(&self, _ctx: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
@@ -449,7 +457,7 @@ impl containerd_shim::Task for TaskService {
         req: api::StatsRequest,
     ) -> TtrpcResult<api::StatsResponse> {
         let c = self.container(&req.id)?;
-        let cg = c.cgroup.as_ref().ok_or_else(|| {
+        let cg = c.cgroup.get().ok_or_else(|| {
             Error::FailedPrecondition(format!("cgroup of container {} is unknown", c.id))
         })?;
         let stats = crate::metrics::collect(cg)?;

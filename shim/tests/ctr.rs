@@ -917,3 +917,196 @@ fn a_pid_not_above_zero_from_the_runtime_is_an_error() {
     assert_eq!(o.status.code(), Some(6), "{}", text(&o.stderr));
     c.finish();
 }
+
+/// Whether CRIU works on this kernel (the cgroup v2 VM's; Debian 12's criu 3.17 fails
+/// `criu check` on newer ones). Elsewhere the checkpoint tests say why and return, unless
+/// SHIM_TEST_REQUIRE_CRIU=1 (the VM tier) makes that a failure.
+fn criu_usable() -> bool {
+    let o = Command::new("criu")
+        .args(["check", "-v2", "-o", "/dev/stderr"]) // why it fails, else it says nothing
+        .output();
+    if o.as_ref().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    let why = match o {
+        Ok(o) => format!("`criu check` fails here: {}", text(&o.stderr).trim()),
+        Err(e) => format!("no criu: {e}"),
+    };
+    if std::env::var("SHIM_TEST_REQUIRE_CRIU").as_deref() == Ok("1") {
+        panic!("SHIM_TEST_REQUIRE_CRIU=1 but {why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    false
+}
+
+/// The number the counter of `checkpoint_*` wrote last into the container's /count.
+fn count(c: &Container) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/root/count", c.pid()))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i > /count; sleep 0.2; done";
+
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn checkpoint_then_restore_with_ctr() {
+    if !criu_usable() {
+        return;
+    }
+    let c = Container::new("ckpt");
+    let image = format!("localhost/{}:checkpoint", c.id);
+    c.run_detached(&["--null-io"], &["sh", "-c", COUNTER]);
+    // Far enough (2 s of counting) that a counter restarted from 1 could not be there
+    // yet when the restore returns.
+    eventually("the counter to count", || count(&c) >= 10);
+    // Read before the checkpoint: the task runs on after it, so the images hold a number
+    // between this one and what the file says once `ctr` returns.
+    let at_checkpoint = count(&c);
+    // `ctr c checkpoint --task` pauses the task, checkpoints it through the shim's
+    // Checkpoint (leaving it running), resumes it, and stores the images as an image.
+    ok(&["container", "checkpoint", "--task", "--rw", &c.id, &image]);
+    assert_eq!(c.status(), "RUNNING", "the task runs on after a checkpoint");
+    ok(&["task", "kill", "-s", "SIGKILL", &c.id]);
+    eventually("the task to stop", || c.status() == "STOPPED");
+    ok(&["task", "delete", &c.id]);
+    ok(&["container", "delete", &c.id]);
+
+    // The restore path of Create: the task is created from the images and restored
+    // by Start; the counter goes on from where it was, never from 1 again.
+    ok(&["container", "restore", "--live", "--rw", &c.id, &image]);
+    assert_eq!(c.status(), "RUNNING");
+    let first = count(&c);
+    assert!(
+        first >= at_checkpoint,
+        "restored counter at {first}, was {at_checkpoint} before the checkpoint"
+    );
+    eventually("the restored counter to count on", || {
+        let n = count(&c);
+        assert!(
+            n >= at_checkpoint,
+            "counter restarted: {n} < {at_checkpoint}"
+        );
+        n > first + 2
+    });
+    let o = ok(&["task", "exec", "--exec-id", "x1", &c.id, "cat", "/count"]);
+    assert!(o.trim().parse::<u64>().unwrap() > at_checkpoint, "{o}");
+    c.finish();
+    let _ = ctr(&["images", "rm", &image]);
+}
+
+/// The shim's Checkpoint with containerd's `CheckpointOptions` (exit, image and work
+/// paths), called as containerd calls it: ctr 1.6 sends those options only to the runc
+/// runtime types (`ctr task checkpoint --exit --image-path` sends none to ours).
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn checkpoint_options_exit_and_paths() {
+    use containerd_shim::protos::protobuf::well_known_types::any::Any;
+    use containerd_shim::protos::protobuf::Message;
+    use containerd_shim::protos::shim::oci::CheckpointOptions;
+    use containerd_shim::protos::shim::shim::CheckpointTaskRequest;
+    if !criu_usable() {
+        return;
+    }
+    let c = Container::new("ckptexit");
+    c.run_detached(&["--null-io"], &["sh", "-c", COUNTER]);
+    eventually("the counter to count", || count(&c) >= 1);
+    let images = env().dir.join(format!("{}-images", c.id));
+    let work = env().dir.join(format!("{}-work", c.id));
+    let opts = CheckpointOptions {
+        exit: true,
+        image_path: images.display().to_string(),
+        work_path: work.display().to_string(),
+        ..Default::default()
+    };
+    let req = CheckpointTaskRequest {
+        id: c.id.clone(),
+        path: env().dir.join("unused").display().to_string(),
+        options: Some(Any {
+            type_url: "containerd.runc.v1.CheckpointOptions".into(),
+            value: opts.write_to_bytes().unwrap(),
+            ..Default::default()
+        })
+        .into(),
+        ..Default::default()
+    };
+    let ctx = containerd_shim::protos::ttrpc::context::with_timeout(60_000_000_000);
+    shim_client(&c.id)
+        .checkpoint(ctx, &req)
+        .expect("checkpoint");
+    // exit: CRIU ends the task after the dump; its images and log are where asked.
+    eventually("the task to stop", || c.status() == "STOPPED");
+    assert!(images.join("inventory.img").is_file(), "no CRIU images");
+    assert!(
+        work.join("dump.log").is_file(),
+        "no dump.log in the work path"
+    );
+    assert!(
+        !env().dir.join("unused").exists(),
+        "images in the request's path"
+    );
+    c.finish();
+    let _ = std::fs::remove_dir_all(&images);
+    let _ = std::fs::remove_dir_all(&work);
+}
+
+/// `SystemdCgroup = true` in the runtime options: the shim passes `--systemd-cgroup`, and
+/// the container's cgroup is the scope systemd makes from a `slice:prefix:name` path
+/// (ctr's `--cgroup`), gone with the task. Needs systemd as PID 1 (the VM tier runs the
+/// shim's tests under `cgv2-vm.sh --init systemd`); skipped elsewhere unless
+/// SHIM_TEST_REQUIRE_SYSTEMD=1.
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn systemd_cgroup_option() {
+    if !Path::new("/run/systemd/system").is_dir() {
+        let why = "systemd is not PID 1 here";
+        if std::env::var("SHIM_TEST_REQUIRE_SYSTEMD").as_deref() == Ok("1") {
+            panic!("SHIM_TEST_REQUIRE_SYSTEMD=1 but {why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return;
+    }
+    let c = Container::new("sdcg");
+    let runtime = std::env::var("SHIM_TEST_RUNTIME").unwrap_or_else(|_| "runc".into());
+    let config = env().dir.join("runtime-systemd.toml");
+    std::fs::write(
+        &config,
+        format!("BinaryName = \"{runtime}\"\nSystemdCgroup = true\n"),
+    )
+    .unwrap();
+    let cgroup = format!("system.slice:capsa-shim:{}", c.id);
+    let unit = format!("capsa-shim-{}.scope", c.id);
+    let e = env();
+    ok(&[
+        "run",
+        "-d",
+        "--runtime",
+        RUNTIME_TYPE,
+        "--runtime-config-path",
+        config.to_str().unwrap(),
+        "--cgroup",
+        &cgroup,
+        &e.image,
+        &c.id,
+        "sleep",
+        "1000",
+    ]);
+    let own = std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).unwrap();
+    assert_eq!(own.trim(), format!("0::/system.slice/{unit}"), "{own}");
+    let active = |u: &str| {
+        Command::new("systemctl")
+            .args(["is-active", "--quiet", u])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(active(&unit), "{unit} is not active");
+    ok(&["task", "kill", "-s", "SIGKILL", &c.id]);
+    eventually("task stopped", || c.status() == "STOPPED");
+    ok(&["task", "delete", &c.id]);
+    eventually("the scope to go", || !active(&unit));
+    assert!(!Path::new("/sys/fs/cgroup/system.slice")
+        .join(&unit)
+        .exists());
+    c.finish();
+}

@@ -24,6 +24,7 @@ pub mod delegation;
 mod hybrid_hugetlb;
 pub mod preflight;
 pub mod sub;
+pub mod systemd;
 mod v1_devices;
 mod v1_dirs;
 pub mod v1_limits;
@@ -36,16 +37,20 @@ const ROOT: &str = "/sys/fs/cgroup";
 /// The cgroup path of a container: `linux.cgroupsPath`; without one, as runc: on cgroup v2
 /// `<the parent of our own cgroup>/<id>` (rootless podman leaves it empty: in a delegated
 /// subtree the container then lands next to the caller's cgroup, inside the delegation),
-/// on v1 `/<id>`.
-pub fn path_for(spec: &Spec, id: &str) -> PathBuf {
-    if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-        return p;
+/// on v1 `/<id>`. With the systemd driver, its unit's place in the slice the path names.
+pub fn path_for(spec: &Spec, id: &str, systemd: bool) -> Result<PathBuf> {
+    let configured = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone());
+    if systemd {
+        return systemd::path_for(configured.as_deref().and_then(Path::to_str), id);
+    }
+    if let Some(p) = configured {
+        return Ok(p);
     }
     let own = is_unified()
         .then(|| std::fs::read_to_string("/proc/self/cgroup").ok())
         .flatten()
         .and_then(|t| own_v2_cgroup(&t));
-    default_path(own.as_deref(), id)
+    Ok(default_path(own.as_deref(), id))
 }
 
 /// Our cgroup v2 path from /proc/self/cgroup's `0::PATH` line.
@@ -72,6 +77,8 @@ pub struct Cgroup {
     none: bool,
     /// The init, for a container without a cgroup (set by `enter`).
     init: std::cell::Cell<i32>,
+    /// The systemd driver's unit (`--systemd-cgroup`).
+    unit: Option<systemd::Unit>,
 }
 
 fn no_cgroup(what: &str) -> Error {
@@ -109,15 +116,16 @@ impl Cgroup {
         systemd: bool,
         id: &str,
     ) -> Result<Cgroup> {
-        if systemd {
-            let why = if Path::new("/run/systemd/system").exists() {
-                "the systemd cgroup driver is not supported yet; use the cgroupfs driver"
-            } else {
-                "systemd is not running on this host (no /run/systemd/system)"
-            };
-            return Err(Error::Cgroup(format!("--systemd-cgroup: {why}")));
+        if systemd && !systemd::booted() {
+            return Err(Error::Cgroup(
+                "--systemd-cgroup: systemd is not running on this host (no /run/systemd/system)"
+                    .into(),
+            ));
         }
         let cg = Cgroup {
+            unit: systemd
+                .then(|| systemd::Unit::from_path(path))
+                .transpose()?,
             path: path.to_path_buf(),
             id: id.into(),
             v1: (!is_unified()).then(|| V1Dirs::from_mounts(mounts, path)),
@@ -132,6 +140,17 @@ impl Cgroup {
         Ok(cg)
     }
 
+    /// Whether the cgroup's directory exists (v2; on v1, systemd's own hierarchy).
+    fn exists(&self) -> bool {
+        let rel = self.path.strip_prefix("/").unwrap_or(&self.path);
+        let root = if self.v1.is_none() {
+            PathBuf::from(ROOT)
+        } else {
+            Path::new(ROOT).join("systemd")
+        };
+        root.join(rel).is_dir()
+    }
+
     /// The handle of a container without a cgroup, whose init is `init` (0: not yet).
     pub fn none(init: i32) -> Cgroup {
         Cgroup {
@@ -141,6 +160,7 @@ impl Cgroup {
             manager: OnceCell::new(),
             none: true,
             init: std::cell::Cell::new(init),
+            unit: None,
         }
     }
 
@@ -189,6 +209,14 @@ impl Cgroup {
         if self.none {
             self.init.set(pid);
             return Ok(());
+        }
+        if let Some(unit) = &self.unit {
+            // A new container's scope; an exec joins the existing one by its files. Its
+            // resources come with `limit`, as runc sets them: a device policy now would
+            // deny the init the mknod of /dev's nodes.
+            if !self.exists() {
+                unit.start(&self.id, pid, self.v1.is_none())?;
+            }
         }
         match &self.v1 {
             Some(v1) => v1.place(pid)?,
@@ -250,6 +278,11 @@ impl Cgroup {
         prefetch: Option<Prefetch>,
     ) -> Result<()> {
         self.finish(prefetch)?;
+        // systemd's properties first (its device program too), the files and our device
+        // filter after them, as runc.
+        if let Some((unit, r)) = self.unit.as_ref().zip(resources.filter(|_| !self.none)) {
+            unit.set(r, self.v1.is_none())?;
+        }
         self.v2_devices(resources.and_then(|r| r.devices().as_deref()).or(Some(&[])))?;
         let Some(resources) = resources.filter(|_| !self.none) else {
             // v1 without linux.resources: still the default rules, deny by default (the
@@ -295,6 +328,14 @@ impl Cgroup {
         if self.none {
             return Err(no_cgroup("update"));
         }
+        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
+            // checked before anything is changed
+            v2_devices::from_config(rules)?;
+        }
+        // systemd's properties first, the files after them, as runc.
+        if let Some(unit) = &self.unit {
+            unit.set(resources, self.v1.is_none())?;
+        }
         // Nothing but the device rules (`update` with no value given, or with ones the
         // host left unchanged): written in-house, as at create.
         if let Some(v1) = self.v1.as_ref().filter(|_| self.v1_devices_only(resources)) {
@@ -302,10 +343,6 @@ impl Cgroup {
                 Some(rules) => v1.apply_device_rules(rules),
                 None => Ok(()),
             };
-        }
-        if let Some(rules) = resources.devices().as_deref().filter(|_| self.v1.is_none()) {
-            // checked before anything is changed
-            v2_devices::from_config(rules)?;
         }
         self.apply(resources, false, "update resources of")?;
         // New device rules replace the old ones; none given: the old ones stay.
@@ -408,7 +445,8 @@ impl Cgroup {
         }
         // The common case, a container whose processes are gone: the v1 directories go
         // at the first rmdir, with nothing to read, thaw or kill.
-        if self.v1.as_ref().is_some_and(V1Dirs::remove_if_empty) {
+        // (A systemd unit is stopped first, below.)
+        if self.unit.is_none() && self.v1.as_ref().is_some_and(V1Dirs::remove_if_empty) {
             hybrid_hugetlb::remove(path);
             return Ok(());
         }
@@ -418,6 +456,15 @@ impl Cgroup {
                 None => {
                     let _ = self.freeze(false);
                 }
+            }
+        }
+        if let Some(unit) = &self.unit {
+            // Stopping the scope kills what is left in it and removes its cgroup; on v1
+            // the hierarchies systemd does not manage are ours to clean below.
+            // A frozen scope is thawed above: its processes must run to die.
+            unit.stop()?;
+            if self.v1.is_none() && !self.exists() {
+                return Ok(());
             }
         }
         let mut last = None;
@@ -524,6 +571,22 @@ pub fn oom_kills(path: &Path) -> u64 {
         .lines()
         .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Whether /sys/fs/cgroup is the unified (v2) hierarchy.
+pub fn is_unified_host() -> bool {
+    is_unified()
+}
+
+/// The directory whose freezer holds the container's processes (CRIU freezes them
+/// through it): the v2 cgroup itself, or its directory in the v1 freezer hierarchy.
+pub fn freezer_dir(path: &Path) -> PathBuf {
+    let rel = path.strip_prefix("/").unwrap_or(path);
+    if is_unified() {
+        Path::new(ROOT).join(rel)
+    } else {
+        Path::new(ROOT).join("freezer").join(rel)
+    }
 }
 
 #[cfg(test)]

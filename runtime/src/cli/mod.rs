@@ -1,6 +1,7 @@
 //! The runc-compatible command line. Global flags may come before or after the
 //! subcommand; every flag is either wired or rejected, never silently ignored.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod events;
@@ -56,6 +57,9 @@ pub struct Cli {
     /// namespace). Before the subcommand only, as runc (`spec --rootless` is spec's own flag)
     #[arg(long, value_enum, default_value = "auto")]
     rootless: crate::rootless::Mode,
+    /// The criu binary of checkpoint and restore
+    #[arg(long, global = true, default_value = "criu")]
+    criu: PathBuf,
     /// Print the version
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -96,6 +100,10 @@ enum Command {
     Features,
     /// Write a default config.json
     Spec(spec::SpecArgs),
+    /// Checkpoint a running container with CRIU
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Restore a container from a checkpoint
+    Restore(checkpoint::RestoreArgs),
 }
 
 /// runc's shape: `<name> version X`, then `commit:` and `spec:` lines.
@@ -220,5 +228,7 @@ fn dispatch(cli: &Cli, cmd: &Command) -> anyhow::Result<i32> {
         Command::Update(a) => update::run(cli, a).map(|_| 0),
         Command::Features => features::run().map(|_| 0),
         Command::Spec(a) => spec::run(a).map(|_| 0),
+        Command::Checkpoint(a) => checkpoint::checkpoint(cli, a).map(|_| 0),
+        Command::Restore(a) => checkpoint::restore(cli, a),
     }
 }

@@ -114,6 +114,7 @@ fn set_up<'a>(a: &Args<'a>) -> Result<Waiting<'a>> {
         h.create_container().as_ref()
     })?;
     rootfs::pivot(&a.bundle.rootfs, a.opts.no_pivot, sys)?;
+    rootfs::reopen_dev_null()?;
     create_cwd(process)?;
     let pty = open_terminal(process, a.console.as_ref(), sys)?;
     set_identity(spec, sys)?;

@@ -56,7 +56,7 @@ fn create_with(opts: &CreateOptions, sys: &dyn Syscall) -> Result<Created> {
     let mut cleanup = Cleanup::new(ContainerDir::create(&opts.root, &opts.id)?);
     let fifo = make_exec_fifo(&cleanup)?;
     let consoles = prepare::console_sockets(terminal, opts.console_socket.as_deref())?;
-    let cgroup_path = cgroups::path_for(spec, &opts.id);
+    let cgroup_path = cgroups::path_for(spec, &opts.id, opts.systemd_cgroup)?;
     let resources = resources_for(spec, opts.rootless);
     // Read once: the cgroup's v1 hierarchies and the init's cgroup mounts come from it.
     let host_mounts = capsa_linux::mountinfo::read();
@@ -330,7 +330,7 @@ fn open_cgroup(
 
 /// The config's resources; rootless without device rules, which only root can apply
 /// (runc ignores them there too; the user namespace keeps the container from mknod).
-fn resources_for(spec: &Spec, rootless: bool) -> Option<LinuxResources> {
+pub(crate) fn resources_for(spec: &Spec, rootless: bool) -> Option<LinuxResources> {
     let mut r = spec.linux().as_ref()?.resources().clone()?;
     if rootless && r.devices().is_some() {
         tracing::debug!("rootless: linux.resources.devices not applied");

@@ -13,7 +13,7 @@ mod mounts;
 mod options;
 mod paths;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::Path;
 
 use nix::mount::{MntFlags, MsFlags};
@@ -148,6 +148,34 @@ pub fn pivot(rootfs: &Path, no_pivot: bool, sys: &dyn Syscall) -> Result<()> {
             .ctx(|| "detach old root".into())?;
     }
     sys.chdir(Path::new("/")).ctx(|| "chdir /".into())
+}
+
+/// After pivot: stdio that is the host's /dev/null becomes the container's (as runc), so
+/// no descriptor of the init refers to a mount outside the container (CRIU cannot dump
+/// one). Only a real null device (1:3) is used.
+pub fn reopen_dev_null() -> Result<()> {
+    use nix::sys::stat::{fstat, major, minor};
+    let null = match crate::syscall::open_path(Path::new("/dev/null"), nix::fcntl::OFlag::O_RDWR) {
+        Ok(fd) => fd,
+        Err(nix::errno::Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(Error::sys("open /dev/null", e)),
+    };
+    let st = fstat(null.as_raw_fd()).map_err(|e| Error::sys("stat /dev/null", e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR
+        || major(st.st_rdev) != 1
+        || minor(st.st_rdev) != 3
+    {
+        return Ok(());
+    }
+    for fd in 0..3 {
+        let same = fstat(fd)
+            .is_ok_and(|s| s.st_mode & libc::S_IFMT == libc::S_IFCHR && s.st_rdev == st.st_rdev);
+        if same {
+            nix::unistd::dup3(null.as_raw_fd(), fd, nix::fcntl::OFlag::empty())
+                .map_err(|e| Error::sys(format!("reopen /dev/null as fd {fd}"), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// --no-pivot leaves the old root in our mount namespace, under the chroot. The kernel
