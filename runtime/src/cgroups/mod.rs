@@ -225,8 +225,13 @@ impl Cgroup {
                 // missing: two containers created at once under one new parent (a pod's)
                 // race there and one fails with EEXIST. create_dir_all does not; what it
                 // cannot make (rootless) is left to libcgroups, which knows what to allow.
+                // The parents only: libcgroups enables the controllers on the way down
+                // only when it makes the leaf (a leaf that exists is joined as it is, and
+                // one made here had no controller files: every v2 limit failed).
                 let own = self.path.strip_prefix("/").unwrap_or(&self.path);
-                let _ = std::fs::create_dir_all(Path::new(ROOT).join(own));
+                if let Some(parent) = Path::new(ROOT).join(own).parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
                 self.manager()?
                     .add_task(Pid::from_raw(pid))
                     .map_err(|e| err("add init to", &self.path, e))?
