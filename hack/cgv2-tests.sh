@@ -2,13 +2,14 @@
 # cgv2-tests.sh: runs the cgroup integration tests (and any others named) inside a
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
-# Usage: bash hack/cgv2-tests.sh [--init KIND] [TEST-FILE[:FILTER]...] [-- HARNESS ARGS]
-#   TEST-FILE   integration/tests/<name>.rs to run; <name>:FILTER for only its tests whose
-#               name contains FILTER (default: cgroups exec events rootless devices
-#               podman_rootless:delegated checkpoint podman:checkpoint: limits, update,
-#               pause, ps, events, OOM, delegation and the eBPF device rules on pure cgroup
-#               v2, rootless podman in a delegated subtree; checkpoint/restore with CRIU,
-#               which works on the guest's kernel, and through podman)
+# Usage: bash hack/cgv2-tests.sh [--init KIND] [TEST-FILE[:F1,F2]...] [-- HARNESS ARGS]
+#   TEST-FILE   integration/tests/<name>.rs to run; <name>:F1,F2 for only its tests whose
+#               name contains F1 or F2 (default: cgroups exec events rootless devices
+#               podman_rootless:delegated,slirp4netns checkpoint podman:checkpoint: limits,
+#               update, pause, ps, events, OOM, delegation and the eBPF device rules on pure
+#               cgroup v2, rootless podman in a delegated subtree and with slirp4netns (the
+#               VM's /dev/net/tun is open to users, the host's is not); checkpoint/restore
+#               with CRIU, which works on the guest's kernel, and through podman)
 #   --init KIND the guest's PID 1 (hack/cgv2-vm.sh): `systemd` for the systemd cgroup
 #               driver's tests (default list then: systemd)
 # In the guest CAPSA_REQUIRE_CRIU=1 and, under systemd, CAPSA_REQUIRE_SYSTEMD=1: a test
@@ -36,8 +37,8 @@ done
 if [ ${#tests[@]} -eq 0 ]; then
   case $init in
     systemd) tests=(systemd) ;;
-    *) tests=(cgroups exec events rootless devices podman_rootless:delegated checkpoint
-              podman:checkpoint) ;;
+    *) tests=(cgroups exec events rootless devices podman_rootless:delegated,slirp4netns
+              checkpoint podman:checkpoint) ;;
   esac
 fi
 require=(CAPSA_REQUIRE_CRIU=1)
@@ -67,9 +68,11 @@ for spec in "${tests[@]}"; do
   cp "$b" "$stage/bin/$t"
 done
 
-# One guest command: every binary (BIN or BIN:FILTER), serially (the VM has few vCPUs),
-# rc = worst.
-guest='rc=0; for b in "$@"; do f=; case $b in *:*) f=${b#*:}; b=${b%%:*} ;; esac
+# One guest command: every binary (BIN or BIN:F1,F2), serially (the VM has few vCPUs),
+# rc = worst. tun for slirp4netns (rootless podman's network), open to users as udev's
+# default rule makes it (the guest has no udev; its devtmpfs node is 0600).
+guest='modprobe -q tun && chmod 0666 /dev/net/tun || true
+  rc=0; for b in "$@"; do f=; case $b in *:*) f=${b#*:}; f=${f//,/ }; b=${b%%:*} ;; esac
   echo "== $b $f" >&2; "$b" --test-threads=1 $f $CGV2_EXTRA || rc=1; done; exit $rc'
 echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM (init: $init)" >&2
 exec bash hack/cgv2-vm.sh --init "$init" "$ROOT" -- env CAPSA_RUNTIME="$RT" "${require[@]}" \

@@ -17,7 +17,9 @@
 # Usage (as root): bash image/bench.sh   env: CAPSA_TEST_IMAGES (hack/make-images.sh OUTDIR,
 #   default $CAPSA_CACHE/images, CAPSA_CACHE default /var/tmp/capsa-cache), BENCH_DIR
 #   (default $CAPSA_CACHE/image-bench, wiped first),
-#   CAPSA_IMAGE (a capsa-image binary to measure instead of building this tree's)
+#   CAPSA_IMAGE (a capsa-image binary to measure instead of building this tree's),
+#   CAPSA_IMAGE_BASE (a second capsa-image, e.g. main's build: measured in the same rotation,
+#   its medians and base/capsa ratios printed too, to tell a change's cost from the load)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,6 +42,7 @@ if [ -n "${CAPSA_IMAGE:-}" ]; then CI=$CAPSA_IMAGE; else
   cargo build --release -j2 -p capsa-image >&2
   CI=$CARGO_TARGET_DIR/release/capsa-image
 fi
+BASE=${CAPSA_IMAGE_BASE:-}
 rm -rf "$W"; mkdir -p "$W"
 
 now() { date +%s.%N; }
@@ -84,9 +87,11 @@ bench() { # name layout tag runs
     d=$W/$tag-$i; mkdir -p "$d"
     if [ $((i % 2)) = 1 ]; then
       run "$W/t-capsa" "$CI" --store "$d/store" import "$layout" --name bench
+      [ -z "$BASE" ] || run "$W/t-base" "$BASE" --store "$d/base" import "$layout" --name bench
       run "$W/t-umoci" umoci unpack --image "$layout:$tag" "$d/umoci"
     else
       run "$W/t-umoci" umoci unpack --image "$layout:$tag" "$d/umoci"
+      [ -z "$BASE" ] || run "$W/t-base" "$BASE" --store "$d/base" import "$layout" --name bench
       run "$W/t-capsa" "$CI" --store "$d/store" import "$layout" --name bench
     fi
   done
@@ -97,6 +102,13 @@ bench() { # name layout tag runs
     "$name" "$cw" "$uw" "$(echo "$uw / $cw" | bc -l)" "$cc" "$uc" "$(echo "$uc / $cc" | bc -l)"
   echo "  walls capsa: $(tr '\n' ' ' < "$W/t-capsa.walls")  umoci: $(tr '\n' ' ' < "$W/t-umoci.walls")"
   echo "  cpus  capsa: $(tr '\n' ' ' < "$W/t-capsa.cpus")  umoci: $(tr '\n' ' ' < "$W/t-umoci.cpus")"
+  if [ -n "$BASE" ]; then
+    local bw bc
+    bw=$(median < "$W/t-base.walls"); bc=$(median < "$W/t-base.cpus")
+    printf '%-26s wall: base %6.2f s  base/capsa %.2fx | cpu: base %6.2f s  base/capsa %.2fx\n' \
+      "  base: $BASE" "$bw" "$(echo "$bw / $cw" | bc -l)" "$bc" "$(echo "$bc / $cc" | bc -l)"
+    echo "  walls base: $(tr '\n' ' ' < "$W/t-base.walls")  cpus base: $(tr '\n' ' ' < "$W/t-base.cpus")"
+  fi
 }
 echo "# $(date -u +%FT%TZ) $(nproc) cpus, load $(cut -d' ' -f1-3 /proc/loadavg), runs=$RUNS/$LARGE_RUNS (median), $CI"
 bench "nginx (2 layers)" "$IMAGES/test-nginx" bookworm "$RUNS"

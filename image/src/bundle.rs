@@ -106,10 +106,11 @@ pub fn mount_rootfs(store: &Store, c: &Container) -> Result<()> {
         lowers.push(store.root.join("empty").display().to_string());
     } else {
         lowers.extend(
-            c.layers
+            store
+                .layer_dirs(&c.layers)
                 .iter()
                 .rev()
-                .map(|d| store.layer_fs(d).display().to_string()),
+                .map(|d| d.display().to_string()),
         );
     }
     for l in &lowers {
@@ -163,10 +164,15 @@ pub fn create_for(
     let md = md.clone();
     let manifest = store.manifest(&md)?;
     let config = store.config(&manifest.config.digest)?;
-    for d in &config.rootfs.diff_ids {
-        if !store.has_layer(d) {
+    for (d, chain) in config
+        .rootfs
+        .diff_ids
+        .iter()
+        .zip(store.chains(&config.rootfs.diff_ids))
+    {
+        if !store.has_layer(&chain) {
             return Err(Error::Missing {
-                what: "unpacked layer".into(),
+                what: format!("unpacked layer (chain ID {chain}) of diff_id"),
                 digest: d.to_string(),
                 source_name: "the store (run gc? re-import the image)".into(),
             });
@@ -226,7 +232,7 @@ pub fn create_for(
     fs::create_dir(&rootfs).ctx(|| format!("create {}", rootfs.display()))?;
     let cdir = c.dir(store);
     fs::create_dir(&cdir).ctx(|| format!("create {}", cdir.display()))?;
-    let layer_dirs: Vec<PathBuf> = c.layers.iter().map(|d| store.layer_fs(d)).collect();
+    let layer_dirs: Vec<PathBuf> = store.layer_dirs(&c.layers);
     if opts.copy {
         merge_layers(&layer_dirs, &rootfs)
             .ctx(|| format!("copy layers into {}", rootfs.display()))?;

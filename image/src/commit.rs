@@ -246,12 +246,15 @@ pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<New
 
     let layer_dir = staging.path().join("layer");
     let fs_dir = layer_dir.join("fs");
-    if !store.has_layer(&diff_id) {
+    // stored by chain ID: the new layer over the container's layers
+    let chain = Digest::chain_step(store.chains(&c.layers).last(), &diff_id);
+    if !store.has_layer(&chain) {
         match from {
             // unpack the new layer from the blob just written: the same path as an import
             LayerFrom::Blob => {
                 fs::create_dir_all(&fs_dir).ctx(|| format!("create {}", fs_dir.display()))?;
-                let lowers: Vec<_> = c.layers.iter().rev().map(|d| store.layer_fs(d)).collect();
+                let mut lowers = store.layer_dirs(&c.layers);
+                lowers.reverse();
                 let f = File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
                 unpack_layer(f, &fs_dir, digest.as_str(), Some(&diff_id), &lowers).0?;
             }
@@ -289,7 +292,7 @@ pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<New
     }
     store.put_blob_file(&blob, &digest)?;
     if fs_dir.exists() {
-        store.put_layer(&layer_dir, &diff_id)?;
+        store.put_layer(&layer_dir, &chain)?;
     }
     Ok(NewLayer {
         diff_id,
@@ -299,6 +302,7 @@ pub fn commit_layer(store: &Store, c: &Container, from: LayerFrom) -> Result<New
             size,
             annotations: None,
             platform: None,
+            urls: None,
         },
     })
 }

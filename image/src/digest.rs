@@ -56,6 +56,23 @@ impl Digest {
     pub fn short(&self) -> &str {
         &self.0[7..19]
     }
+    /// The chain IDs of a stack of layers, bottom first (image spec, config.md): the bottom
+    /// layer's is its diff_id, each next one `sha256("<chain below> <diff_id>")`. A layer
+    /// unpacked over the layers below it is the same only for the same chain.
+    pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            out.push(Digest::chain_step(out.last(), d));
+        }
+        out
+    }
+    /// The chain ID of the layer `diff_id` over the chain `below` (None: the bottom layer).
+    pub fn chain_step(below: Option<&Digest>, diff_id: &Digest) -> Digest {
+        match below {
+            None => diff_id.clone(),
+            Some(b) => Digest::of_bytes(format!("{b} {diff_id}").as_bytes()),
+        }
+    }
 }
 
 impl std::fmt::Display for Digest {
@@ -158,5 +175,15 @@ mod tests {
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
+    }
+    #[test]
+    fn chain_ids_as_the_image_spec_defines_them() {
+        let a = Digest::of_bytes(b"a");
+        let b = Digest::of_bytes(b"b");
+        let c = Digest::chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(c[0], a);
+        assert_eq!(c[1], Digest::of_bytes(format!("{a} {b}").as_bytes()));
+        assert_ne!(Digest::chain_ids(&[b.clone(), b.clone()])[1], c[1]);
+        assert!(Digest::chain_ids(&[]).is_empty());
     }
 }

@@ -52,6 +52,7 @@ fn index_for(name: &str, md: &Digest, size: u64) -> Index {
             size,
             annotations: Some(ann),
             platform: None,
+            urls: None,
         }],
     }
 }

@@ -59,7 +59,7 @@ fn collect(store: &Store) -> Result<GcReport> {
     for c in &containers {
         manifests.push(c.manifest.clone());
         blobs.insert(c.config.hex().to_string());
-        layers.extend(c.layers.iter().map(|d| d.hex().to_string()));
+        layers.extend(store.chains(&c.layers).iter().map(|d| d.hex().to_string()));
     }
     for md in manifests {
         blobs.insert(md.hex().to_string());
@@ -67,7 +67,9 @@ fn collect(store: &Store) -> Result<GcReport> {
         blobs.insert(m.config.digest.hex().to_string());
         blobs.extend(m.layers.iter().map(|l| l.digest.hex().to_string()));
         if let Ok(cfg) = store.config(&m.config.digest) {
-            layers.extend(cfg.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
+            // layer dirs go by chain ID (store.rs)
+            let chains = store.chains(&cfg.rootfs.diff_ids);
+            layers.extend(chains.iter().map(|d| d.hex().to_string()));
         }
     }
     let mut r = GcReport::default();

@@ -6,7 +6,7 @@ use crate::digest::{Digest, HashReader};
 use crate::error::{malformed, Error, IoContext, Result};
 use crate::oci::*;
 use crate::size::disk_usage;
-use crate::store::{normalize_ref, LayerMeta, Store, TempDir};
+use crate::store::{normalize_ref, skipped_chain, LayerMeta, Store, TempDir};
 use crate::unpack::{clean_path, unpack_layer};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -22,6 +22,23 @@ pub struct Imported {
     pub config: Digest,
     pub layers_unpacked: usize,
     pub layers_reused: usize,
+    /// what the user should know: foreign layers skipped
+    pub notes: Vec<String>,
+}
+
+/// The note for a foreign (non-distributable) layer skipped because its blob is not there.
+pub(crate) fn foreign_note(desc: &Descriptor, source: &str) -> String {
+    let urls = desc.urls.as_deref().unwrap_or_default();
+    format!(
+        "layer {} is a foreign (non-distributable) layer{} and its blob is not in {source}: \
+         skipped, the rootfs has none of its files",
+        desc.digest,
+        if urls.is_empty() {
+            String::new()
+        } else {
+            format!(" (urls: {})", urls.join(", "))
+        }
+    )
 }
 
 /// Where the blobs of the source live.
@@ -404,6 +421,7 @@ fn plans_from_docker_entry(
             size: config_bytes.len() as u64,
             annotations: None,
             platform: None,
+            urls: None,
         },
         layers,
         annotations: None,
@@ -462,12 +480,14 @@ fn staged_layer_descriptor(path: &Path, digest: Digest) -> Result<Descriptor> {
         size,
         annotations: None,
         platform: None,
+        urls: None,
     })
 }
 
 /// What an import staged: unpacked layer dirs and blob files, each verified.
 #[derive(Default)]
 pub(crate) struct Staged {
+    /// unpacked layer dirs by chain ID
     pub layers: BTreeMap<Digest, PathBuf>,
     pub blobs: BTreeMap<Digest, PathBuf>,
 }
@@ -500,17 +520,42 @@ fn stage_plan(
     let mut unpacked = 0;
     let mut reused = 0;
     let mut lowers: Vec<PathBuf> = Vec::new();
+    let mut notes = Vec::new();
+    let mut below: Option<Digest> = None;
     for (desc, diff_id) in &plan.layers {
-        let have_layer = store.has_layer(diff_id) || staged.layers.contains_key(diff_id);
+        // a layer is unpacked over the layers below it: stored (and reused) by chain ID
+        let mut chain = Digest::chain_step(below.as_ref(), diff_id);
+        let have = |c: &Digest| store.has_layer(c) || staged.layers.contains_key(c);
+        // the source's blob, or the one the store (or this import) has already: the same
+        // layer over another base
+        let blob = source
+            .path(&desc.digest)
+            .or_else(|| staged.blobs.get(&desc.digest).cloned())
+            .or_else(|| {
+                store
+                    .has_blob(&desc.digest)
+                    .then(|| store.blob_path(&desc.digest))
+            });
         let have_blob = store.has_blob(&desc.digest) || staged.blobs.contains_key(&desc.digest);
-        if have_layer && have_blob {
+        if desc.is_foreign_layer() && blob.is_none() && !have(&chain) {
+            let n = foreign_note(desc, &source.name);
+            tracing::warn!("{n}");
+            notes.push(n);
+            chain = skipped_chain(&chain);
+            if !have(&chain) {
+                let layer_dir = staging.path().join(format!("layer-{}", chain.hex()));
+                fs::create_dir_all(layer_dir.join("fs"))
+                    .ctx(|| format!("create {}", layer_dir.display()))?;
+                write_layer_meta(&layer_dir, diff_id)?;
+                staged.layers.insert(chain.clone(), layer_dir);
+            }
+        } else if have(&chain) && (have_blob || desc.is_foreign_layer() && blob.is_none()) {
+            // stored; a foreign layer's blob may be absent from both
             reused += 1;
         } else {
-            let p = source
-                .path(&desc.digest)
-                .ok_or_else(|| source.missing("layer", &desc.digest))?;
+            let p = blob.ok_or_else(|| source.missing("layer", &desc.digest))?;
             let tmp_blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
-            if have_layer {
+            if have(&chain) {
                 // the layer is known under another compression: only store the blob
                 copy_verified_blob(source, desc, &p, &tmp_blob)?;
                 reused += 1;
@@ -518,9 +563,9 @@ fn stage_plan(
                 // a layout's blob is copied into the store while it is unpacked
                 let copy_to = (matches!(source.blobs, Blobs::Dir(_)) && !have_blob)
                     .then_some(tmp_blob.as_path());
-                let layer_dir = staging.path().join(format!("layer-{}", diff_id.hex()));
+                let layer_dir = staging.path().join(format!("layer-{}", chain.hex()));
                 stage_layer(source, desc, diff_id, &p, copy_to, &layer_dir, &lowers)?;
-                staged.layers.insert(diff_id.clone(), layer_dir);
+                staged.layers.insert(chain.clone(), layer_dir);
                 unpacked += 1;
             }
             if !have_blob {
@@ -530,10 +575,11 @@ fn stage_plan(
         }
         let dir = staged
             .layers
-            .get(diff_id)
+            .get(&chain)
             .map(|p| p.join("fs"))
-            .unwrap_or_else(|| store.layer_fs(diff_id));
+            .unwrap_or_else(|| store.layer_fs(&chain));
         lowers.insert(0, dir);
+        below = Some(chain);
     }
     Ok(Imported {
         name: plan.name.clone(),
@@ -541,6 +587,7 @@ fn stage_plan(
         config: plan.config_digest.clone(),
         layers_unpacked: unpacked,
         layers_reused: reused,
+        notes,
     })
 }
 
@@ -624,7 +671,7 @@ pub(crate) fn unpack_blob<R: Read + Send + 'static>(
 }
 
 /// meta.json beside a staged layer's fs/: its diff_id and disk usage.
-fn write_layer_meta(layer_dir: &Path, diff_id: &Digest) -> Result<()> {
+pub(crate) fn write_layer_meta(layer_dir: &Path, diff_id: &Digest) -> Result<()> {
     let fs_dir = layer_dir.join("fs");
     let size = disk_usage(&fs_dir).ctx(|| format!("size of {}", fs_dir.display()))?;
     let meta = LayerMeta {

@@ -35,16 +35,16 @@ pub fn images(store: &Store) -> Result<Vec<ImageInfo>> {
             layers: cfg.rootfs.diff_ids.clone(),
         });
     }
-    // a layer is shared when images with different ids use it
+    // a layer dir (a chain ID) is shared when images with different ids use it
     let mut users: HashMap<Digest, std::collections::HashSet<Digest>> = HashMap::new();
     for i in &out {
-        for l in &i.layers {
-            users.entry(l.clone()).or_default().insert(i.id.clone());
+        for l in store.chains(&i.layers) {
+            users.entry(l).or_default().insert(i.id.clone());
         }
     }
     for i in &mut out {
         let mut seen = std::collections::HashSet::new();
-        for l in &i.layers {
+        for l in &store.chains(&i.layers) {
             if !seen.insert(l.clone()) {
                 continue;
             }
@@ -78,8 +78,8 @@ pub fn bundle_info(store: &Store, c: &Container) -> Result<BundleInfo> {
     } else {
         let s =
             disk_usage(&c.upper(store)).ctx(|| format!("size of {}", c.upper(store).display()))?;
-        let img: u64 = c
-            .layers
+        let img: u64 = store
+            .chains(&c.layers)
             .iter()
             .map(|l| store.layer_meta(l).map(|m| m.size).unwrap_or(0))
             .sum();
@@ -118,34 +118,30 @@ pub fn history(store: &Store, image: &str) -> Result<Vec<HistoryRow>> {
     let (_, md) = store.resolve(image)?;
     let m = store.manifest(&md)?;
     let cfg = store.config(&m.config.digest)?;
-    let mut layers = cfg.rootfs.diff_ids.iter();
+    // (diff_id, chain ID): the layer dir, and its size, go by the chain ID
+    let chains = store.chains(&cfg.rootfs.diff_ids);
+    let mut layers = cfg.rootfs.diff_ids.iter().zip(&chains);
+    let size = |chain: &Digest| store.layer_meta(chain).map_or(0, |m| m.size);
     let mut rows = Vec::new();
     for h in &cfg.history {
-        let layer = if h.empty_layer {
-            None
-        } else {
-            layers.next().cloned()
-        };
+        let layer = if h.empty_layer { None } else { layers.next() };
         rows.push(HistoryRow {
             created: h.created.clone().unwrap_or_default(),
             created_by: h.created_by.clone().unwrap_or_default(),
             comment: h.comment.clone().unwrap_or_default(),
             empty_layer: h.empty_layer,
-            size: layer
-                .as_ref()
-                .and_then(|l| store.layer_meta(l).ok())
-                .map_or(0, |m| m.size),
-            layer,
+            size: layer.map_or(0, |(_, c)| size(c)),
+            layer: layer.map(|(d, _)| d.clone()),
         });
     }
     // layers with no history entry (configs without history)
-    for l in layers {
+    for (l, c) in layers {
         rows.push(HistoryRow {
             created: String::new(),
             created_by: String::new(),
             comment: String::new(),
             empty_layer: false,
-            size: store.layer_meta(l).map(|m| m.size).unwrap_or(0),
+            size: size(c),
             layer: Some(l.clone()),
         });
     }

@@ -23,6 +23,17 @@ pub struct Descriptor {
     pub annotations: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
+    /// where a foreign (non-distributable) layer can be fetched from
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+}
+
+impl Descriptor {
+    /// A foreign (non-distributable) layer: OCI's `…layer.nondistributable.v1.tar*`, Docker's
+    /// `…rootfs.foreign.diff.tar.gzip`. Registries and archives usually do not carry its blob.
+    pub fn is_foreign_layer(&self) -> bool {
+        self.media_type.contains(".nondistributable.") || self.media_type.contains(".foreign.")
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -7,12 +7,12 @@
 //! the store as it was, except the partial files a retry resumes from.
 use crate::digest::{Digest, HashReader};
 use crate::error::{malformed, Error, IoContext, Result};
-use crate::import::{install, unpack_blob, Imported, Plan, Staged};
+use crate::import::{foreign_note, install, unpack_blob, write_layer_meta, Imported, Plan, Staged};
 use crate::oci::*;
 use crate::registry::conf::{Conf, Endpoint};
 use crate::registry::download::{lock_partials, Download};
 use crate::registry::{bar, progress, Options, Registry};
-use crate::store::Store;
+use crate::store::{skipped_chain, Store};
 use std::collections::{HashSet, VecDeque};
 use std::fs;
 use std::path::PathBuf;
@@ -97,16 +97,6 @@ fn resolve(ep: &Endpoint, name: &str, o: &PullOptions) -> Result<(Arc<Registry>,
                 config.rootfs.diff_ids.len()
             ),
         ));
-    }
-    if let Some(l) = manifest
-        .layers
-        .iter()
-        .find(|l| l.media_type.contains("foreign"))
-    {
-        return Err(Error::Invalid(format!(
-            "{r}: layer {} is a foreign (non-distributable) layer",
-            l.digest
-        )));
     }
     let layers = manifest
         .layers
@@ -193,14 +183,16 @@ fn fetch_layers(
     let partial_dir = store.root.join("tmp/partial");
     fs::create_dir_all(&partial_dir).ctx(|| format!("create {}", partial_dir.display()))?;
 
-    // layers the store has are not fetched; a blob named twice is fetched once
+    // a layer is unpacked over the layers below it: stored (and reused) by chain ID. Blobs
+    // the store has are not fetched, a blob named twice is fetched once; a layer to unpack
+    // whose blob is not fetched is read from the store's (or this pull's) copy
+    let chains = plan_chains(store, &plan);
     let mut jobs = Vec::new();
-    let mut seen_layers = HashSet::new();
     let mut seen_blobs = HashSet::new();
-    for (i, (desc, diff_id)) in plan.layers.iter().enumerate() {
-        let have_layer = store.has_layer(diff_id) || !seen_layers.insert(diff_id.clone());
+    for (i, ((desc, _), (chain, skipped))) in plan.layers.iter().zip(&chains).enumerate() {
+        let have_layer = store.has_layer(chain);
         let have_blob = store.has_blob(&desc.digest) || !seen_blobs.insert(desc.digest.clone());
-        if have_layer && have_blob {
+        if have_blob || *skipped {
             continue;
         }
         jobs.push(Job {
@@ -213,14 +205,17 @@ fn fetch_layers(
     // then finds them stored
     let _partials = lock_partials(&jobs.iter().map(|j| &*j.dl).collect::<Vec<_>>())?;
     jobs.retain(|j| {
-        let diff_id = &plan.layers[j.layer].1;
-        let stored = store.has_blob(&j.dl.digest) && store.has_layer(diff_id);
+        let stored = store.has_blob(&j.dl.digest) && store.has_layer(&chains[j.layer].0);
         if stored && fs::metadata(&j.dl.path).is_ok_and(|m| m.len() == 0) {
             let _ = fs::remove_file(&j.dl.path); // opened (created) only to lock it
         }
         !stored
     });
-    let reused = plan.layers.len() - jobs.iter().filter(|j| j.unpack).count();
+    let reused = chains
+        .iter()
+        .filter(|(c, skipped)| !skipped && store.has_layer(c))
+        .count();
+    let skipped = chains.iter().filter(|(_, skipped)| *skipped).count();
 
     let mp = progress(o.progress);
     let abort = Arc::new(AtomicBool::new(false));
@@ -252,14 +247,15 @@ fn fetch_layers(
         let _ = w.join();
     }
     let _ = mp.clear();
-    let staged = res?;
+    let (staged, notes) = res?;
     install(store, &staged, std::slice::from_ref(&plan))?;
     Ok(Imported {
         name: plan.name.clone(),
         manifest: plan.manifest_digest.clone(),
         config: plan.config_digest.clone(),
-        layers_unpacked: plan.layers.len() - reused,
+        layers_unpacked: plan.layers.len() - reused - skipped,
         layers_reused: reused,
+        notes,
     })
 }
 
@@ -270,17 +266,30 @@ fn unpack_in_order(
     jobs: &[Job],
     staging: &crate::store::TempDir,
     source: &str,
-) -> Result<Staged> {
+) -> Result<(Staged, Vec<String>)> {
     let mut staged = Staged::default();
     let mut lowers: Vec<PathBuf> = Vec::new();
-    for (i, (desc, diff_id)) in plan.layers.iter().enumerate() {
-        if let Some(job) = jobs.iter().find(|j| j.layer == i) {
+    let mut notes = Vec::new();
+    let chains = plan_chains(store, plan);
+    for (i, ((desc, diff_id), (chain, skipped))) in plan.layers.iter().zip(&chains).enumerate() {
+        let layer_dir = staging.path().join(format!("layer-{}", chain.hex()));
+        if *skipped {
+            // not fetched: an empty layer dir in its place
+            let n = foreign_note(desc, source);
+            tracing::warn!("{n}");
+            notes.push(n);
+            if !store.has_layer(chain) && !staged.layers.contains_key(chain) {
+                fs::create_dir_all(layer_dir.join("fs"))
+                    .ctx(|| format!("create {}", layer_dir.display()))?;
+                write_layer_meta(&layer_dir, diff_id)?;
+                staged.layers.insert(chain.clone(), layer_dir);
+            }
+        } else if let Some(job) = jobs.iter().find(|j| j.layer == i) {
             let tail = job.dl.tail()?;
             let checked = if job.unpack {
-                let layer_dir = staging.path().join(format!("layer-{}", diff_id.hex()));
                 let r = unpack_blob(tail, source, desc, diff_id, &layer_dir, &lowers);
                 r.map(|_| {
-                    staged.layers.insert(diff_id.clone(), layer_dir);
+                    staged.layers.insert(chain.clone(), layer_dir);
                 })
             } else {
                 // the layer is stored under another compression: only the blob is kept
@@ -309,13 +318,39 @@ fn unpack_in_order(
             let blob = staging.path().join(format!("blob-{}", desc.digest.hex()));
             fs::rename(&job.dl.path, &blob).ctx(|| format!("stage blob {}", desc.digest))?;
             staged.blobs.insert(desc.digest.clone(), blob);
+        } else if !store.has_layer(chain) {
+            // not fetched (the store or this pull has its blob): the same layer over another
+            // base, or named twice in this image
+            let blob = match staged.blobs.get(&desc.digest) {
+                Some(p) => p.clone(),
+                None => store.blob_path(&desc.digest),
+            };
+            let f = fs::File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
+            unpack_blob(f, source, desc, diff_id, &layer_dir, &lowers)?;
+            staged.layers.insert(chain.clone(), layer_dir);
         }
         let dir = staged
             .layers
-            .get(diff_id)
+            .get(chain)
             .map(|p| p.join("fs"))
-            .unwrap_or_else(|| store.layer_fs(diff_id));
+            .unwrap_or_else(|| store.layer_fs(chain));
         lowers.insert(0, dir);
     }
-    Ok(staged)
+    Ok((staged, notes))
+}
+
+/// The keys of a plan's layer dirs, bottom first, and which layers are skipped: a foreign
+/// (non-distributable) layer the store has not unpacked for real is not fetched (registries
+/// do not serve such blobs, or serve them from elsewhere) and is keyed by skipped_chain.
+fn plan_chains(store: &Store, plan: &Plan) -> Vec<(Digest, bool)> {
+    let mut out: Vec<(Digest, bool)> = Vec::with_capacity(plan.layers.len());
+    for (desc, diff_id) in &plan.layers {
+        let c = Digest::chain_step(out.last().map(|(c, _)| c), diff_id);
+        out.push(if desc.is_foreign_layer() && !store.has_layer(&c) {
+            (skipped_chain(&c), true)
+        } else {
+            (c, false)
+        });
+    }
+    out
 }

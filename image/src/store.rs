@@ -203,29 +203,55 @@ impl Store {
     }
 
     // ------------------------------------------------------------------ layers
-    pub fn layer_root(&self, diff_id: &Digest) -> PathBuf {
-        self.root.join("layers").join(diff_id.hex())
+    // A layer is stored unpacked over the layers below it, so it is keyed by its chain ID
+    // (Digest::chain_ids), not its diff_id: the same layer over another base is another dir.
+    // The bottom layer's chain ID is its diff_id.
+    pub fn layer_root(&self, chain: &Digest) -> PathBuf {
+        self.root.join("layers").join(chain.hex())
     }
     /// The unpacked content of a layer (an overlay lower dir).
-    pub fn layer_fs(&self, diff_id: &Digest) -> PathBuf {
-        self.layer_root(diff_id).join("fs")
+    pub fn layer_fs(&self, chain: &Digest) -> PathBuf {
+        self.layer_root(chain).join("fs")
     }
-    pub fn has_layer(&self, diff_id: &Digest) -> bool {
-        self.layer_root(diff_id).join("meta.json").is_file()
+    /// The layer dirs of an image's layers (its diff_ids), bottom first.
+    pub fn layer_dirs(&self, diff_ids: &[Digest]) -> Vec<PathBuf> {
+        self.chains(diff_ids)
+            .iter()
+            .map(|c| self.layer_fs(c))
+            .collect()
     }
-    pub fn layer_meta(&self, diff_id: &Digest) -> Result<LayerMeta> {
-        let p = self.layer_root(diff_id).join("meta.json");
+    /// The keys of an image's layer dirs (its diff_ids, bottom first): the chain IDs, except
+    /// where a foreign layer was skipped (import/pull without its blob) and the store has no
+    /// real unpack of it: that layer's `skipped_chain`, and the chains above it built on it.
+    pub fn chains(&self, diff_ids: &[Digest]) -> Vec<Digest> {
+        let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+        for d in diff_ids {
+            let c = Digest::chain_step(out.last(), d);
+            let skipped = skipped_chain(&c);
+            out.push(if !self.has_layer(&c) && self.has_layer(&skipped) {
+                skipped
+            } else {
+                c
+            });
+        }
+        out
+    }
+    pub fn has_layer(&self, chain: &Digest) -> bool {
+        self.layer_root(chain).join("meta.json").is_file()
+    }
+    pub fn layer_meta(&self, chain: &Digest) -> Result<LayerMeta> {
+        let p = self.layer_root(chain).join("meta.json");
         let data = fs::read(&p).map_err(|_| Error::Missing {
-            what: "unpacked layer".into(),
-            digest: diff_id.to_string(),
+            what: "unpacked layer (chain ID)".into(),
+            digest: chain.to_string(),
             source_name: "the store".into(),
         })?;
         serde_json::from_slice(&data).map_err(|e| malformed(p.display().to_string(), e))
     }
     /// Renames a staged layer dir (fs/ + meta.json) into place; false if another import won.
-    pub fn put_layer(&self, staged: &Path, diff_id: &Digest) -> Result<bool> {
-        let dst = self.layer_root(diff_id);
-        if self.has_layer(diff_id) {
+    pub fn put_layer(&self, staged: &Path, chain: &Digest) -> Result<bool> {
+        let dst = self.layer_root(chain);
+        if self.has_layer(chain) {
             return Ok(false);
         }
         if dst.exists() {
@@ -238,7 +264,7 @@ impl Store {
                 Ok(false)
             }
             Err(e) => Err(Error::Io {
-                context: format!("store layer {diff_id}"),
+                context: format!("store layer {chain}"),
                 source: e,
             }),
         }
@@ -299,4 +325,12 @@ impl Store {
     pub fn containers_dir(&self) -> PathBuf {
         self.root.join("containers")
     }
+}
+
+/// The key of a foreign layer's dir when it was skipped (its blob not in the source): an
+/// empty dir, and the layers above it unpacked over the stack without it, kept apart from
+/// the real layer's chain so that an import that has the blob later unpacks it (and the
+/// layers above it) for real.
+pub fn skipped_chain(chain: &Digest) -> Digest {
+    Digest::of_bytes(format!("skipped foreign layer {chain}").as_bytes())
 }

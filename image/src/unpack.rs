@@ -165,6 +165,8 @@ struct Level {
     /// this layer holds a whiteout at this name: a directory made here must be opaque (the
     /// whiteout hid what the lower layers have there)
     upper_whiteout: bool,
+    /// a non-directory stands here: the path is only good if a later `..` leaves it
+    not_dir: bool,
 }
 
 /// What a name is in the merged view.
@@ -390,8 +392,9 @@ impl<'a> Unpacker<'a> {
 
     /// Resolves the directory path `comps` in the merged view as securejoin resolves a path
     /// in umoci's single tree: symlinks followed (an absolute one from the image's root),
-    /// `..` never above the root, components that exist nowhere kept (MkdirAll makes them).
-    /// Err(path) when a component is not a directory (nor a symlink to one).
+    /// `..` never above the root and lexical (`f/..` is where `f` is, even when `f` is a
+    /// file), components that exist nowhere kept (MkdirAll makes them).
+    /// Err(path) when a component left in the path is not a directory (nor a symlink to one).
     fn walk(
         &self,
         entry: &[OsString],
@@ -400,11 +403,6 @@ impl<'a> Unpacker<'a> {
         let mut levels: Vec<Level> = Vec::new();
         let mut todo: std::collections::VecDeque<OsString> = comps.iter().cloned().collect();
         let mut hops = 0;
-        let so_far = |levels: &[Level], c: &OsStr| {
-            let mut v: Vec<OsString> = levels.iter().map(|l| l.name.clone()).collect();
-            v.push(c.to_os_string());
-            join(&v)
-        };
         while let Some(c) = todo.pop_front() {
             match c.as_bytes() {
                 b"" | b"." => continue,
@@ -430,11 +428,13 @@ impl<'a> Unpacker<'a> {
                     name: c,
                     dirs,
                     upper_whiteout: false,
+                    not_dir: false,
                 }),
                 Lookup::Missing { upper_whiteout } => levels.push(Level {
                     name: c,
                     dirs: Vec::new(),
                     upper_whiteout,
+                    not_dir: false,
                 }),
                 Lookup::Entry { at, st } if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
                     hops += 1;
@@ -456,8 +456,18 @@ impl<'a> Unpacker<'a> {
                         todo.push_front(OsStr::from_bytes(part).to_os_string());
                     }
                 }
-                Lookup::Entry { .. } => return Ok(Err(so_far(&levels, &c))),
+                // nothing is below it (a lookup under it finds nothing); a `..` may leave it
+                Lookup::Entry { .. } => levels.push(Level {
+                    name: c,
+                    dirs: Vec::new(),
+                    upper_whiteout: false,
+                    not_dir: true,
+                }),
             }
+        }
+        if let Some(i) = levels.iter().position(|l| l.not_dir) {
+            let names: Vec<OsString> = levels[..=i].iter().map(|l| l.name.clone()).collect();
+            return Ok(Err(join(&names)));
         }
         Ok(Ok(levels))
     }
@@ -711,6 +721,12 @@ impl<'a> Unpacker<'a> {
     fn whiteout(&mut self, comps: &[OsString]) -> Result<()> {
         let (name, parent_comps) = comps.split_last().expect("non-empty");
         let nb = name.as_bytes();
+        let target = &nb[WHITEOUT_PREFIX.len()..];
+        // `.wh.`, `.wh..`, `.wh...` name their own directory or its parent, which umoci
+        // removes (`.wh...` in a top directory: the whole root); refused wherever they are
+        if matches!(target, b"" | b"." | b"..") {
+            return Err(self.bad(comps, "whiteout names no file"));
+        }
         // in a directory no layer has there is nothing to hide: no directory is made for it
         // (umoci makes none either)
         if !self.dir_exists(comps, parent_comps)? {
@@ -718,16 +734,20 @@ impl<'a> Unpacker<'a> {
         }
         let dir = self.parent(comps, parent_comps)?;
         if nb == OPAQUE_MARKER.as_bytes() {
+            if self
+                .cached_parent
+                .as_ref()
+                .is_some_and(|p| p.real.is_empty())
+            {
+                return self.opaque_root(comps);
+            }
             return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
                 .map_err(|e| self.io(comps, "mark directory opaque", e));
         }
         if nb.starts_with(b".wh..wh.") {
             return Ok(()); // AUFS internals (.wh..wh.plnk, ...): meaningless here
         }
-        let target = OsStr::from_bytes(&nb[WHITEOUT_PREFIX.len()..]).to_os_string();
-        if target.is_empty() || target == "." || target == ".." {
-            return Err(self.bad(comps, "whiteout names no file"));
-        }
+        let target = OsStr::from_bytes(target).to_os_string();
         // a whiteout hides only the lower layers' entry, never one of its own layer (OCI
         // image spec; umoci keeps the paths the layer wrote)
         match sys::lstat_opt(dir, &target).map_err(|e| self.io(comps, "stat", e))? {
@@ -744,6 +764,40 @@ impl<'a> Unpacker<'a> {
             // a whiteout already, or a non-directory of this layer, which hides the lower one
             Some(_) => Ok(()),
         }
+    }
+
+    /// An opaque marker at the image's root. Overlay ignores `trusted.overlay.opaque` on a
+    /// layer's root (the mount's root merges every layer's), so what the lower layers have
+    /// at the root is hidden name by name: a whiteout for each, or, for a directory this
+    /// layer already made there, the opaque xattr. An entry that comes after the marker
+    /// replaces its name's whiteout as it replaces any (a directory made there is opaque).
+    fn opaque_root(&mut self, comps: &[OsString]) -> Result<()> {
+        let lower: Vec<LayerDir> = (1..=self.lowers.len()).map(LayerDir::Root).collect();
+        let mut names = std::collections::BTreeSet::new();
+        for d in &lower {
+            let listed = sys::list_dir(&self.raw(d))
+                .map_err(|e| self.io(comps, "list a lower layer's root", e))?;
+            names.extend(listed);
+        }
+        let root = self.root.as_raw_fd();
+        for name in names {
+            let found = self
+                .lookup(&lower, &name)
+                .map_err(|e| self.io(comps, "stat a lower layer's entry", e))?;
+            if matches!(found, Lookup::Missing { .. }) {
+                continue; // hidden already
+            }
+            let hide = match sys::lstat_opt(root, &name) {
+                Ok(None) => sys::mknodat(root, &name, libc::S_IFCHR, 0),
+                Ok(Some(st)) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                    sys::lsetxattr(root, &name, OPAQUE_XATTR, b"y")
+                }
+                Ok(Some(_)) => Ok(()), // this layer's non-directory hides it already
+                Err(e) => Err(e),
+            };
+            hide.map_err(|e| self.io(comps, &format!("hide {name:?} of the lower layers"), e))?;
+        }
+        Ok(())
     }
 
     /// Creates `name` in `dir` with `create`; when something is already there (a path named

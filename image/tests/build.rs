@@ -432,6 +432,14 @@ fn every_instruction_checked_from_outside() {
         serde_json::from_str(&env.ok(&["history", "localhost/built-base:1", "--json"])).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 24, "{rows:#?}");
+    // the layer dirs are named by chain ID: the layers bottom first
+    let diff_ids: Vec<String> = rows
+        .iter()
+        .rev()
+        .filter_map(|r| r["layer"].as_str().map(String::from))
+        .collect();
+    let chains = chain_ids(&diff_ids);
+    let mut nth = 0;
     for (r, (h, e)) in rows.iter().rev().zip(by.iter().zip(&empty)) {
         assert_eq!(r["created_by"], *h);
         assert_eq!(r["empty_layer"], *e);
@@ -439,7 +447,8 @@ fn every_instruction_checked_from_outside() {
         if *e {
             assert_eq!(size, 0, "{h}");
         } else {
-            let hex = &r["layer"].as_str().unwrap()[7..];
+            let hex = &chains[nth][7..];
+            nth += 1;
             assert!(size > 0, "{h}");
             assert_eq!(
                 size,
@@ -587,9 +596,14 @@ fn every_instruction_checked_from_outside() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d.as_str().unwrap()[7..].to_string())
+        .map(|d| d.as_str().unwrap().to_string())
         .collect();
-    for hex in &diff_ids {
+    // layer dirs are named by chain ID
+    let chains: Vec<String> = chain_ids(&diff_ids)
+        .iter()
+        .map(|c| c[7..].to_string())
+        .collect();
+    for hex in &chains {
         let ours = env.store().join("layers").join(hex).join("fs");
         let imported = store2.join("layers").join(hex).join("fs");
         assert_same_tree(&ours, &imported);
@@ -604,7 +618,7 @@ fn every_instruction_checked_from_outside() {
     let www = env
         .store()
         .join("layers")
-        .join(&diff_ids[3])
+        .join(&chains[3])
         .join("fs/var/www");
     assert_eq!(
         xattrs(&www),

@@ -282,6 +282,22 @@ fn corpus(work: &Path) -> Vec<Case> {
             same(),
         ),
         case(
+            "symlink targets through a file and back (`a/..` lexical, as securejoin's)",
+            vec![T::new()
+                .file("a", 0o644, b"a")
+                .sym("l", "./a/../b")
+                .file("l/x", 0o644, b"x")
+                .sym("m", "/a/../d")
+                .dir("m/sub/", 0o700)
+                .hard("h", "l/x")
+                .done()],
+            // b and d are made implicitly: "now" in both, and their parent's time too
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into(), "b".into(), "d".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
             "hardlinks",
             vec![T::new()
                 .dir("real/", 0o755)
@@ -477,6 +493,55 @@ fn corpus(work: &Path) -> Vec<Case> {
             same(),
         ),
         case(
+            "an opaque marker at the root over lower layers",
+            vec![
+                T::new()
+                    .dir("d/", 0o755)
+                    .file("d/x", 0o644, b"x")
+                    .file("f", 0o644, b"f")
+                    .sym("s", "d")
+                    .node("lib", K::Fifo, 0o600, (0, 0))
+                    .dir("keep/", 0o700)
+                    .file("keep/k", 0o644, b"k")
+                    .done(),
+                T::new()
+                    .dir("d/", 0o750)
+                    .file("d/y", 0o644, b"y")
+                    .file("before", 0o644, b"before")
+                    .file("./.wh..wh..opq", 0o644, b"")
+                    .file("after", 0o644, b"after")
+                    .dir("lib/b/", 0o755)
+                    .file("f", 0o600, b"f again")
+                    .done(),
+            ],
+            // umoci's root and d get the time of the unpack (removing the lower entries in
+            // them changed it); lib is made implicitly, "now" in both
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into(), "d".into(), "lib".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
+            "an opaque marker in a directory made implicitly earlier in the layer",
+            vec![
+                T::new()
+                    .dir("d/", 0o755)
+                    .dir("d/sub/", 0o755)
+                    .file("d/sub/old", 0o644, b"old")
+                    .file("d/x", 0o644, b"x")
+                    .done(),
+                T::new()
+                    .file("d/sub/new", 0o644, b"new")
+                    .file("d/.wh..wh..opq", 0o644, b"")
+                    .done(),
+            ],
+            // umoci's d/sub gets the time of the unpack (removing d/sub/old changed it)
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["d/sub".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
             "a directory replaced by a file and back, across layers",
             vec![
                 T::new()
@@ -604,6 +669,43 @@ fn corpus(work: &Path) -> Vec<Case> {
             Expect::CapsaRefuses("climbs above the layer root"),
         ),
         case(
+            "whiteout refused: of `..` in a directory no layer has, then a directory",
+            vec![
+                T::new()
+                    .dir("b/", 0o755)
+                    .file("b/y", 0o644, b"y")
+                    .file("x", 0o644, b"x")
+                    .done(),
+                // umoci removes nodir/.. (the whole root); a/ makes it again
+                T::new()
+                    .file("nodir/.wh...", 0o644, b"")
+                    .dir("a/", 0o755)
+                    .done(),
+            ],
+            Expect::CapsaRefuses("whiteout names no file"),
+        ),
+        case(
+            "whiteout refused: of `.` in a directory no layer has",
+            vec![
+                T::new().file("x", 0o644, b"x").done(),
+                T::new().file("nodir/.wh..", 0o644, b"").done(),
+            ],
+            Expect::CapsaRefuses("whiteout names no file"),
+        ),
+        case(
+            "hostile: a whiteout of `..` in a directory that exists",
+            vec![
+                T::new()
+                    .dir("b/", 0o755)
+                    .file("b/y", 0o644, b"y")
+                    .dir("c/", 0o755)
+                    .done(),
+                // umoci removes the root (b/..), then fails to restore b's metadata
+                T::new().file("b/.wh...", 0o644, b"").done(),
+            ],
+            Expect::BothFail,
+        ),
+        case(
             "hostile: a hardlink to a host file",
             vec![T::new().hard("h", "/etc/passwd").done()],
             Expect::BothFail,
@@ -622,6 +724,15 @@ fn corpus(work: &Path) -> Vec<Case> {
             vec![T::new()
                 .file("f", 0o644, b"f")
                 .file("f/g", 0o644, b"g")
+                .done()],
+            Expect::BothFail,
+        ),
+        case(
+            "hostile: a parent through a symlink into a file (`a/x/..` is `a`)",
+            vec![T::new()
+                .file("a", 0o644, b"a")
+                .sym("s", "a/x/..")
+                .file("s/f", 0o644, b"f")
                 .done()],
             Expect::BothFail,
         ),

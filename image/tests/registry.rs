@@ -209,6 +209,137 @@ fn pull_test_images_equal_umoci_and_by_digest() {
     );
 }
 
+/// One layer over two bases, and twice in one image, pulled into one store: each image's
+/// rootfs is the layer unpacked over its own base (layer dirs go by chain ID); the layer's
+/// blob, which the store has after the first pull, is not fetched again.
+#[test]
+#[ignore = "needs docker-registry and skopeo: run hack/image-test.sh"]
+fn pull_a_layer_over_two_bases() {
+    isolate();
+    let env = Env::new("pull-two-bases");
+    let reg = Registry::start(&env.path("registry"), Auth::None);
+    let plain_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Dir("lib/", 0o700),
+        E::File("gone", 0o644, b"plain base"),
+    ]);
+    let merged_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Symlink("lib", "/usr/lib"),
+    ]);
+    let top = layer(&[
+        E::File("lib/foo", 0o644, b"foo"),
+        E::File(".wh.gone", 0o644, b""),
+    ]);
+    let top_blob = gzip(&top);
+    let (la, lb) = (env.path("layout-a"), env.path("layout-b"));
+    let a = [
+        (gzip(&plain_base), plain_base),
+        (top_blob.clone(), top.clone()),
+    ];
+    oci_layout(&la, "1", &a, &["/bin/sh"]);
+    let b = [
+        (gzip(&merged_base), merged_base),
+        (top_blob.clone(), top.clone()),
+        (top_blob.clone(), top),
+    ];
+    oci_layout(&lb, "1", &b, &["/bin/sh"]);
+    let px = proxy(reg.port);
+    let (ra, rb) = (
+        format!("127.0.0.1:{}/test/plain:1", px.port),
+        format!("127.0.0.1:{}/test/merged:1", px.port),
+    );
+    let to = |repo: &str| format!("{}/test/{repo}:1", reg.host());
+    skopeo_push(&la, "1", &to("plain"), &["--dest-tls-verify=false"]);
+    skopeo_push(&lb, "1", &to("merged"), &["--dest-tls-verify=false"]);
+    env.ok(&["pull", "--plain-http", "-q", &ra]);
+    px.requests.lock().unwrap().clear();
+    let out = env.ok(&["pull", "--plain-http", "-q", &rb]);
+    assert!(out.contains("3 layers fetched, 0 already"), "{out}");
+    let top_digest = sha(&top_blob);
+    let reqs = px.requests.lock().unwrap().join("\n");
+    assert!(
+        reqs.contains(&format!("GET /v2/test/merged/blobs/{}", sha(&b[0].0))),
+        "the new base was not fetched through the proxy: {reqs}"
+    );
+    assert!(
+        !reqs.contains(&format!("GET /v2/test/merged/blobs/{top_digest}")),
+        "the stored blob was fetched again: {reqs}"
+    );
+    let (ba, bb) = (env.path("ba"), env.path("bb"));
+    env.ok(&["bundle", &ra, ba.to_str().unwrap()]);
+    env.ok(&["bundle", &rb, bb.to_str().unwrap()]);
+    let ta = tree(&ba.join("rootfs"));
+    assert_eq!(
+        ta.keys().cloned().collect::<Vec<_>>(),
+        ["lib", "lib/foo", "usr", "usr/lib"]
+    );
+    let tb = tree(&bb.join("rootfs"));
+    assert_eq!(
+        tb.keys().cloned().collect::<Vec<_>>(),
+        ["lib", "usr", "usr/lib", "usr/lib/foo"]
+    );
+    assert_eq!(tb["lib"].kind, "symlink");
+    // plain, plain+top; merged, merged+top, merged+top+top
+    assert_eq!(fs::read_dir(env.store().join("layers")).unwrap().count(), 5);
+    env.ok(&["rm", ba.to_str().unwrap()]);
+    env.ok(&["rm", bb.to_str().unwrap()]);
+}
+
+/// An image whose middle layer is foreign (non-distributable, with a URL), pushed by skopeo
+/// as tools push such images (the manifest names the layer, the registry has no blob):
+/// the pull skips the layer with a note and does not ask the registry for it; the layers
+/// above it are there.
+#[test]
+#[ignore = "needs docker-registry and skopeo: run hack/image-test.sh"]
+fn pull_skips_a_foreign_layer() {
+    isolate();
+    let env = Env::new("pull-foreign");
+    let reg = Registry::start(&env.path("registry"), Auth::None);
+    let layers = [
+        layer(&[E::File("base", 0o644, b"base")]),
+        layer(&[
+            E::Dir("win/", 0o755),
+            E::File("win/foreign", 0o644, b"foreign"),
+        ]),
+        layer(&[E::File("win/top", 0o644, b"top")]),
+    ];
+    let layout = env.path("layout");
+    layout_with_foreign_layer(&layout, &layers, 1, false);
+    let dest = format!("{}/test/foreign:1", reg.host());
+    skopeo_push(&layout, "1", &dest, &["--dest-tls-verify=false"]);
+    let px = proxy(reg.port);
+    let r = format!("127.0.0.1:{}/test/foreign:1", px.port);
+    let o = env.run(&["pull", "--plain-http", "-q", &r]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("foreign (non-distributable) layer (urls: https://example.invalid/")
+            && err.contains("skipped"),
+        "{err}"
+    );
+    let foreign = sha(&gzip(&layers[1]));
+    let reqs = px.requests.lock().unwrap().join("\n");
+    assert!(
+        !reqs.contains(&foreign[7..]),
+        "the foreign blob was asked for: {reqs}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 layers fetched, 0 already"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let b = env.path("b");
+    env.ok(&["bundle", &r, b.to_str().unwrap()]);
+    assert_eq!(
+        tree(&b.join("rootfs")).keys().cloned().collect::<Vec<_>>(),
+        ["base", "win", "win/top"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+}
+
 /// An OCI layout holding an image index of two one-file images, linux/amd64 and linux/arm64.
 fn multi_platform_layout(dir: &Path) {
     let blobs = dir.join("blobs/sha256");

@@ -74,6 +74,63 @@ fn absolute_symlink_of_a_lower_layer_resolves_in_the_image_root() {
     assert_eq!(t["usr/lib"].mode, 0o750, "the lower dir's mode kept");
 }
 
+/// One layer (the same diff_id) over two different bases, imported into one store: each
+/// image's rootfs is that layer unpacked over its own base. Where the layer's files land
+/// depends on the layers below it (a file through a lower symlink, a whiteout of what only
+/// one base has, the attributes of implicit parents), so an unpacked layer is shared only
+/// by images with the same layers below it (its chain ID), never by diff_id alone.
+#[test]
+fn a_layer_over_two_bases_is_unpacked_over_each() {
+    let env = Env::new("layer-two-bases");
+    let plain_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Dir("lib/", 0o700),
+        E::File("gone", 0o644, b"plain base"),
+    ]);
+    let merged_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Symlink("lib", "/usr/lib"),
+    ]);
+    let top = layer(&[
+        E::File("lib/foo", 0o644, b"foo"),
+        E::File(".wh.gone", 0o644, b""),
+    ]);
+    let (a, b) = (env.path("a.docker.tar"), env.path("b.docker.tar"));
+    docker_archive(
+        &a,
+        "localhost/plain:1",
+        &[plain_base, top.clone()],
+        &["/bin/sh"],
+    );
+    docker_archive(&b, "localhost/merged:1", &[merged_base, top], &["/bin/sh"]);
+    env.ok(&["import", a.to_str().unwrap()]);
+    env.ok(&["import", b.to_str().unwrap()]);
+    let (ba, bb) = (env.path("ba"), env.path("bb"));
+    env.ok(&["bundle", "localhost/plain:1", ba.to_str().unwrap()]);
+    env.ok(&["bundle", "localhost/merged:1", bb.to_str().unwrap()]);
+    let ta = tree(&ba.join("rootfs"));
+    assert_eq!(
+        ta.keys().cloned().collect::<Vec<_>>(),
+        ["lib", "lib/foo", "usr", "usr/lib"],
+        "over the plain base"
+    );
+    assert_eq!(ta["lib"].kind, "dir");
+    let tb = tree(&bb.join("rootfs"));
+    assert_eq!(
+        tb.keys().cloned().collect::<Vec<_>>(),
+        ["lib", "usr", "usr/lib", "usr/lib/foo"],
+        "over the usrmerged base"
+    );
+    assert_eq!(tb["lib"].kind, "symlink");
+    // four layer dirs: the top layer twice, one over each base
+    let n = fs::read_dir(env.store().join("layers")).unwrap().count();
+    assert_eq!(n, 4, "layer dirs in the store");
+    env.ok(&["rm", ba.to_str().unwrap()]);
+    env.ok(&["rm", bb.to_str().unwrap()]);
+}
+
 /// Names and links that point outside stay inside the image's root, as umoci and
 /// containerd contain them: an absolute entry name, a symlink to a host path, a relative
 /// symlink that climbs past the root, `a/../b`. Hardlinks to host files find nothing there.
@@ -199,4 +256,64 @@ fn times_from_the_tar() {
     // size), which moves the atime (relatime): only the mtime is checked
     assert_eq!(times("e").0, (1_300_000_000, 0));
     assert_eq!(times("d").0, (1_600_000_000, 0));
+}
+
+/// A foreign (non-distributable) layer whose blob is not in the image is skipped with a note
+/// (the layers above it unpacked without it); the same image imported again with the blob
+/// gets the layer, and the layers above it, unpacked for real; gc then drops the stand-ins.
+#[test]
+fn foreign_layer_without_its_blob_is_skipped_with_a_note() {
+    let env = Env::new("foreign-layer");
+    let layers = [
+        layer(&[E::File("base", 0o644, b"base")]),
+        layer(&[
+            E::Dir("win/", 0o755),
+            E::File("win/foreign", 0o644, b"foreign"),
+        ]),
+        layer(&[
+            E::File("win/top", 0o644, b"top"),
+            E::File("top", 0o644, b"top"),
+        ]),
+    ];
+    let (without, with) = (env.path("without"), env.path("with"));
+    layout_with_foreign_layer(&without, &layers, 1, false);
+    layout_with_foreign_layer(&with, &layers, 1, true);
+
+    let o = env.run(&[
+        "import",
+        without.to_str().unwrap(),
+        "--name",
+        "localhost/f:1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("is a foreign (non-distributable) layer (urls: https://example.invalid/foreign.tar.gz) and its blob is not in")
+            && err.contains("skipped"),
+        "{err}"
+    );
+    let b = env.path("b");
+    env.ok(&["bundle", "localhost/f:1", b.to_str().unwrap()]);
+    assert_eq!(
+        tree(&b.join("rootfs")).keys().cloned().collect::<Vec<_>>(),
+        ["base", "top", "win", "win/top"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+
+    // the blob comes later: the layer and the one above it unpacked for real
+    let out = env.ok(&["import", with.to_str().unwrap(), "--name", "localhost/f:1"]);
+    assert!(
+        out.contains("2 layers unpacked, 1 already in the store"),
+        "{out}"
+    );
+    env.ok(&["bundle", "localhost/f:1", b.to_str().unwrap()]);
+    assert_eq!(
+        tree(&b.join("rootfs")).keys().cloned().collect::<Vec<_>>(),
+        ["base", "top", "win", "win/foreign", "win/top"]
+    );
+    env.ok(&["rm", b.to_str().unwrap()]);
+    // base, the skipped stand-in and the top over it, the real layer and the top over it
+    assert_eq!(fs::read_dir(env.store().join("layers")).unwrap().count(), 5);
+    env.ok(&["gc"]);
+    assert_eq!(fs::read_dir(env.store().join("layers")).unwrap().count(), 3);
 }

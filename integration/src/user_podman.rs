@@ -29,6 +29,9 @@ pub struct UserPodman<'a> {
     pub xdg: PathBuf,
     conf: PathBuf,
     storage_conf: PathBuf,
+    /// The cgroup.procs every command of the user starts in: set by
+    /// [`Self::delegate_cgroup_v2`] (None: the caller's cgroup).
+    procs: Option<PathBuf>,
 }
 
 impl<'a> UserPodman<'a> {
@@ -66,6 +69,7 @@ impl<'a> UserPodman<'a> {
             storage_conf: dir.join("storage.conf"),
             home,
             xdg,
+            procs: None,
         };
         let env_sh = workspace_dir().join("hack/podman-env.sh");
         run_cmd(
@@ -84,9 +88,10 @@ impl<'a> UserPodman<'a> {
         Some(p)
     }
 
-    /// `program` as the user: setpriv, a clean environment, the private configuration.
+    /// `program` as the user: setpriv, a clean environment, the private configuration
+    /// (in the delegated cgroup once there is one).
     pub fn as_user(&self, program: &str) -> Command {
-        self.as_user_in(None, program)
+        self.as_user_in(self.procs.as_deref(), program)
     }
 
     /// [`Self::as_user`], started in the cgroup whose cgroup.procs is `procs` (on cgroup v2
@@ -119,9 +124,9 @@ impl<'a> UserPodman<'a> {
     }
 
     /// `script` in bash as the user; `$P` is podman with the runtime under test, `$IMAGE`
-    /// the test image.
+    /// the test image (in the delegated cgroup once there is one).
     pub fn sh(&self, script: &str) -> Out {
-        self.sh_in(None, script)
+        self.sh_in(self.procs.as_deref(), script)
     }
 
     /// [`Self::sh`] in the cgroup whose cgroup.procs is `procs`.
@@ -130,6 +135,37 @@ impl<'a> UserPodman<'a> {
             "set -e; P=\"podman --runtime {}\"; IMAGE={IMAGE}; {script}",
             self.ctx.rt.path.display()
         )))
+    }
+
+    /// Delegates the test's cgroup parent on cgroup v2 to the user as systemd delegates a
+    /// user's subtree: the directory and its cgroup.procs, subtree_control and threads are
+    /// the user's, cpu, memory and pids enabled for its children, and a child `init` for
+    /// the user's processes (no process may sit in a cgroup whose controllers its children
+    /// use). Every later command of the user starts in `init`. Returns the delegated
+    /// directory; the Ctx guard removes the tree.
+    pub fn delegate_cgroup_v2(&mut self) -> PathBuf {
+        let base = Path::new("/sys/fs/cgroup").join(self.ctx.cg_parent.trim_start_matches('/'));
+        let init = base.join("init");
+        std::fs::create_dir_all(&init).expect("mkdir the delegated cgroup");
+        let own = |f: &Path| {
+            std::os::unix::fs::chown(f, Some(self.user.uid), Some(self.user.gid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", f.display()))
+        };
+        for d in [&base, &init] {
+            own(d);
+            for f in ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+                own(&d.join(f));
+            }
+        }
+        std::fs::write(base.join("cgroup.subtree_control"), "+cpu +memory +pids")
+            .expect("enable controllers for the delegated cgroup's children");
+        self.procs = Some(init.join("cgroup.procs"));
+        base
+    }
+
+    /// Whether the runtime under test is capsa.
+    pub fn is_capsa(&self) -> bool {
+        self.ctx.rt.is_capsa()
     }
 
     /// Where the runtime keeps its state when podman calls it without `--root`.

@@ -54,3 +54,30 @@ fn disabled_makes_no_cgroup_and_refuses_limits() {
     );
     ctx.assert_nothing_left(&id, &b);
 }
+
+/// CVE-2019-5736: `create` re-execs from a sealed view of the binary, found by its
+/// subcommand. A global flag's value (`--rootless true`, `--cgroup-manager disabled`, as
+/// podman passes them) was taken for the subcommand, and the init ran from the binary on
+/// disk.
+#[test]
+fn the_init_runs_from_the_sealed_binary_after_flags_with_values() {
+    let ctx = Ctx::new();
+    let mut flags: Vec<&[&str]> = vec![&["--rootless", "true"]];
+    if ctx.rt.is_capsa() {
+        flags.push(&["--cgroup-manager", "cgroupfs"]);
+    }
+    let on_disk = std::fs::canonicalize(&ctx.rt.path).expect("runtime path");
+    for f in flags {
+        let b = ctx.bundle().args(&["/bin/true"]);
+        b.write();
+        let id = ctx.id();
+        let dir = b.dir.to_string_lossy().into_owned();
+        let mut args = f.to_vec();
+        args.extend(["create", "--bundle", &dir, &id]);
+        ctx.rt(&args).ok();
+        let pid = ctx.state(&id)["pid"].as_i64().expect("pid");
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("the init's exe");
+        assert_ne!(exe, on_disk, "{f:?}: the init runs from the binary on disk");
+        ctx.delete_force(&id).ok();
+    }
+}

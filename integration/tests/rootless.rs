@@ -682,3 +682,60 @@ fn rootless_true_as_the_hosts_root_still_applies_limits() {
         .ok();
     assert_eq!(out.out(), limit.to_string(), "{out}");
 }
+
+/// Where mknod is refused, a device the host does not have (or, for capsa, a host node
+/// that is not the config's device) fails `create` naming it, with no container left:
+/// no state, no process, never a /dev with some of the config's devices missing.
+#[test]
+fn a_device_that_cannot_be_bound_fails_create_and_leaves_nothing() {
+    let ctx = Ctx::new();
+    let rl = Rootless::new(&ctx);
+    let absent = format!("/dev/capsa-absent-{}", ctx.tag);
+    let dev = absent.clone();
+    let b = rl.bundle("b", move |s| {
+        no_userns(s);
+        s["process"]["args"] = json!(["/bin/sleep", "1000"]);
+        s["linux"]["devices"] = json!([{ "path": dev, "type": "c", "major": 1, "minor": 3 }]);
+    });
+    // /dev/null declared as 1:7 (the host's /dev/full).
+    let b2 = rl.bundle("b2", |s| {
+        no_userns(s);
+        s["process"]["args"] = json!(["/bin/sleep", "1000"]);
+        s["linux"]["devices"] =
+            json!([{ "path": "/dev/null", "type": "c", "major": 1, "minor": 7 }]);
+    });
+    let (id, id2) = (rl.id(), rl.id());
+    let out = rl
+        .in_userns(&format!("$RT create --bundle {} {id}", b.display()))
+        .fails();
+    assert!(out.stderr.contains(&absent), "names the device: {out}");
+    if ctx.rt.is_capsa() {
+        assert!(out.stderr.contains("linux.devices"), "{out}");
+    }
+    let mismatch = rl.in_userns(&format!("$RT create --bundle {} {id2}", b2.display()));
+    if mismatch.success()
+        && ctx.rt.runc_deviation(
+            "in a user namespace runc binds the host's node whatever device the config names",
+        )
+    {
+        rl.in_userns(&format!("$RT delete -f {id2}")).ok();
+    } else {
+        let out = mismatch.fails();
+        if ctx.rt.is_capsa() {
+            assert!(out.stderr.contains("linux.devices (/dev/null)"), "{out}");
+            assert!(
+                out.stderr.contains("c 1:3"),
+                "names the host's device: {out}"
+            );
+        }
+    }
+    if let Some(r) = rl.default_root() {
+        for i in [&id, &id2] {
+            assert!(!r.join(i).exists(), "state left for {i}");
+        }
+    }
+    let out = rl.in_userns("$RT list -q").ok();
+    assert_eq!(out.stdout.trim(), "", "{out}");
+    let left = leftovers::processes(&ctx.tag, &ctx.tag);
+    assert!(left.is_empty(), "processes left: {left:?}");
+}

@@ -56,7 +56,13 @@ fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> Error {
 /// Which commands run container code: those re-exec from a sealed binary.
 const SEALED_COMMANDS: &[&str] = &["create", "run", "exec"];
 /// Global flags that take a separate value (`--root DIR`): the value is not the command.
-const FLAGS_WITH_VALUE: &[&str] = &["--root", "--log", "--log-format"];
+const FLAGS_WITH_VALUE: &[&str] = &[
+    "--root",
+    "--log",
+    "--log-format",
+    "--rootless",
+    "--cgroup-manager",
+];
 
 /// The subcommand of a capsa command line, found without parsing it all (clap runs after
 /// the re-exec).
@@ -272,6 +278,38 @@ mod tests {
             Some(OsStr::new("exec"))
         );
         assert_eq!(subcommand(&args(&["capsa", "--version"])), None);
+        // podman's runtime flags: a value that is not the command (else create ran unsealed)
+        assert_eq!(
+            subcommand(&args(&[
+                "capsa",
+                "--cgroup-manager",
+                "disabled",
+                "create",
+                "x"
+            ])),
+            Some(OsStr::new("create"))
+        );
+        assert_eq!(
+            subcommand(&args(&["capsa", "--rootless", "true", "run", "x"])),
+            Some(OsStr::new("run"))
+        );
+    }
+
+    /// A global flag taking a separate value but missing from FLAGS_WITH_VALUE makes its
+    /// value look like the command, and `create` run unsealed.
+    #[test]
+    fn every_global_flag_with_a_value_is_known() {
+        use clap::CommandFactory;
+        for a in crate::cli::Cli::command().get_arguments() {
+            let Some(long) = a.get_long() else { continue };
+            if a.get_action().takes_values() {
+                let flag = format!("--{long}");
+                assert!(
+                    FLAGS_WITH_VALUE.contains(&flag.as_str()),
+                    "{flag} takes a value: add it to FLAGS_WITH_VALUE"
+                );
+            }
+        }
     }
 
     #[test]

@@ -39,7 +39,10 @@ pub fn get(store: &Store, key: &Digest) -> Option<Digest> {
     let m = store.manifest(&e.manifest).ok()?;
     let cfg = store.config(&m.config.digest).ok()?;
     let whole = m.layers.iter().all(|l| store.has_blob(&l.digest))
-        && cfg.rootfs.diff_ids.iter().all(|d| store.has_layer(d));
+        && store
+            .chains(&cfg.rootfs.diff_ids)
+            .iter()
+            .all(|c| store.has_layer(c));
     whole.then_some(e.manifest)
 }
 

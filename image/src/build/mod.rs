@@ -478,6 +478,7 @@ impl<'a> Builder<'a> {
                     size: 0,
                     annotations: None,
                     platform: None,
+                    urls: None,
                 },
                 layers: Vec::new(),
                 annotations: None,

@@ -254,6 +254,20 @@ pub fn sha(b: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(b)))
 }
 
+/// The chain IDs of layers given by their diff_ids ("sha256:…"), bottom first: the names
+/// of their dirs in the store's layers/ (store.rs keys a layer by what is below it).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in diff_ids {
+        let c = match out.last() {
+            None => d.clone(),
+            Some(below) => sha(format!("{below} {d}").as_bytes()),
+        };
+        out.push(c);
+    }
+    out
+}
+
 pub fn gzip(b: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -325,6 +339,36 @@ pub fn oci_layout(
     )
     .unwrap();
     md
+}
+
+/// An OCI layout of `layers` (plain tars) whose layer `foreign` has the non-distributable
+/// media type and a URL; its blob is left out unless `with_blob`.
+pub fn layout_with_foreign_layer(dir: &Path, layers: &[Vec<u8>], foreign: usize, with_blob: bool) {
+    let pairs: Vec<_> = layers.iter().map(|l| (gzip(l), l.clone())).collect();
+    oci_layout(dir, "1", &pairs, &["/bin/sh"]);
+    let blobs = dir.join("blobs/sha256");
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let md = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut man: serde_json::Value =
+        serde_json::from_slice(&fs::read(blobs.join(&md[7..])).unwrap()).unwrap();
+    let l = &mut man["layers"][foreign];
+    l["mediaType"] = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".into();
+    l["urls"] = serde_json::json!(["https://example.invalid/foreign.tar.gz"]);
+    if !with_blob {
+        fs::remove_file(blobs.join(&l["digest"].as_str().unwrap()[7..])).unwrap();
+    }
+    fs::remove_file(blobs.join(&md[7..])).unwrap();
+    let bytes = serde_json::to_vec(&man).unwrap();
+    let nd = sha(&bytes);
+    fs::write(blobs.join(&nd[7..]), &bytes).unwrap();
+    let mut index = index;
+    index["manifests"][0]["digest"] = nd.into();
+    index["manifests"][0]["size"] = bytes.len().into();
+    fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
 }
 
 /// Tars a directory (an OCI layout) into an archive file with `tar`.

@@ -95,8 +95,10 @@ impl Registry {
                 token = Some(srv);
             }
         }
+        // foreign layers' URLs allowed (as Docker Hub allows them): a manifest may name a
+        // layer the registry has no blob of
         let conf = format!(
-            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}",
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{extra}validation:\n  manifests:\n    urls:\n      allow:\n        - ^https?://\n",
             d = dir.display()
         );
         std::fs::write(dir.join("config.yml"), conf).unwrap();
