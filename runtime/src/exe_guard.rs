@@ -62,6 +62,7 @@ const FLAGS_WITH_VALUE: &[&str] = &[
     "--log-format",
     "--rootless",
     "--cgroup-manager",
+    "--criu",
 ];
 
 /// The subcommand of a capsa command line, found without parsing it all (clap runs after
@@ -292,6 +293,17 @@ mod tests {
         assert_eq!(
             subcommand(&args(&["capsa", "--rootless", "true", "run", "x"])),
             Some(OsStr::new("run"))
+        );
+        // runc's global --criu PATH (the checkpoint branch added it)
+        assert_eq!(
+            subcommand(&args(&[
+                "capsa",
+                "--criu",
+                "/usr/sbin/criu",
+                "restore",
+                "x"
+            ])),
+            Some(OsStr::new("restore"))
         );
     }
 
