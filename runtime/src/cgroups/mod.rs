@@ -534,6 +534,20 @@ fn pidns_members(init: i32) -> Vec<i32> {
     pids
 }
 
+/// The cgroup of process `pid` ("self" for this one) per hierarchy, from its
+/// /proc/<pid>/cgroup, keyed by controller list ("" for cgroup2).
+pub fn memberships(pid: &str) -> std::collections::HashMap<String, String> {
+    capsa_linux::read_small(format!("/proc/{pid}/cgroup"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            Some((it.next()?.to_string(), it.next()?.to_string()))
+        })
+        .collect()
+}
+
 pub(crate) fn is_unified() -> bool {
     nix::sys::statfs::statfs(ROOT)
         .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)

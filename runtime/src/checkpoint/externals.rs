@@ -4,7 +4,6 @@
 //! by their path in the container; namespaces joined by path as external namespaces; and
 //! which of the init's stdio were pipes (`descriptors.json`), inherited again on restore.
 
-use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
@@ -113,19 +112,6 @@ fn cgroup_binds_external(spec: &Spec) -> bool {
     !crate::cgroups::is_unified_host() && !has_namespace(spec, LinuxNamespaceType::Cgroup)
 }
 
-/// The process' cgroup per hierarchy, keyed as `v1_hierarchies`.
-fn cgroups_of(pid: i32) -> HashMap<String, String> {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            Some((it.next()?.to_string(), it.next()?.to_string()))
-        })
-        .collect()
-}
-
 fn devices(spec: &Spec) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = ["null", "zero", "full", "random", "urandom", "tty"]
         .iter()
@@ -203,7 +189,7 @@ pub fn restore_mounts(
             ));
         } else if is_cgroup(m) && cgroup_binds_external(spec) {
             let dest = in_root(rootfs, m.destination());
-            let own = cgroups_of(criu);
+            let own = crate::cgroups::memberships(&criu.to_string());
             for (name, mount, key) in v1_hierarchies() {
                 let rel = own.get(&key).map(String::as_str).unwrap_or("/");
                 let src = Path::new(&mount).join(rel.trim_start_matches('/'));

@@ -257,7 +257,7 @@ fn mount_cgroup(
     let target = root
         .mkdir_all(dest, 0o755)
         .map_err(|e| merr(i, dest, "mkdir", e))?;
-    let own = own_cgroups();
+    let own = crate::cgroups::memberships("self");
     let entries = ctx.host_mounts;
     let unified_host = entries
         .iter()
@@ -400,17 +400,4 @@ fn mount_hierarchy(
             None,
         )
         .map_err(|e| merr(i, dest, &format!("bind {}", src.display()), e))
-}
-
-/// This process' cgroup per hierarchy, keyed by controller list ("" for cgroup2).
-fn own_cgroups() -> std::collections::HashMap<String, String> {
-    capsa_linux::read_small("/proc/self/cgroup")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            Some((it.next()?.to_string(), it.next()?.to_string()))
-        })
-        .collect()
 }
