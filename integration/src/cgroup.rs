@@ -163,27 +163,14 @@ fn plain_controller_dirs() -> Vec<PathBuf> {
 /// subtrees with no process in them are touched, and nothing is killed: a
 /// parent whose pid lives in another pid namespace is left alone that way.
 pub fn remove_stale_parents() {
-    let plain = plain_controller_dirs();
-    for top in &plain {
-        let Ok(rd) = fs::read_dir(top) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if test_parent_pid(&name).is_some_and(|pid| !pid_exists(pid)) {
-                let _ = fs::remove_dir_all(e.path());
-            }
+    for top in plain_controller_dirs() {
+        for dir in stale_parents(&top) {
+            let _ = fs::remove_dir_all(dir);
         }
     }
     for top in hierarchies().into_iter().map(|h| h.mount) {
-        let Ok(rd) = fs::read_dir(&top) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = test_parent_pid(&name) else {
-                continue;
-            };
-            if pid_exists(pid) {
-                continue;
-            }
-            let dirs = subtree_deepest_first(&e.path());
+        for dir in stale_parents(&top) {
+            let dirs = subtree_deepest_first(&dir);
             if dirs.iter().any(|d| !procs(d).is_empty()) {
                 continue;
             }
@@ -192,6 +179,19 @@ pub fn remove_stale_parents() {
             }
         }
     }
+}
+
+/// The test parents right under `top` whose test process is gone.
+fn stale_parents(top: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = fs::read_dir(top) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| {
+            test_parent_pid(&e.file_name().to_string_lossy()).is_some_and(|pid| !pid_exists(pid))
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 fn pid_exists(pid: u32) -> bool {
