@@ -1,16 +1,16 @@
 //! `capsa checkpoint`: dump a running container's processes with CRIU, then (unless they
 //! are left running) remove the container as `delete` does.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use rust_criu::rust_criu_protobuf::rpc::{
-    Criu_features, Criu_opts, Criu_page_server_info, Criu_req, Criu_req_type, Ext_mount_map,
+    Criu_features, Criu_page_server_info, Criu_req, Criu_req_type, Ext_mount_map,
 };
 
 use super::criu::{Criu, Notify, Spawn, MIN_VERSION};
-use super::{config_file, externals, open_dir, prepare_images, Options};
+use super::{externals, open_dir, prepare_images, Options};
 use crate::container::Container;
 use crate::state::Status;
 use crate::{cgroups, Error, Result};
@@ -41,29 +41,10 @@ pub fn checkpoint(root: &Path, id: &str, opts: &Options) -> Result<()> {
         .map(|w| open_dir(w, "open --work-path"))
         .transpose()?;
     let saved = &c.saved;
-    let mut o = Criu_opts::new();
-    o.set_images_dir_fd(images.as_raw_fd());
-    if let Some(w) = &work {
-        o.set_work_dir_fd(w.as_raw_fd());
-    }
-    o.set_log_level(4);
-    o.set_log_file("dump.log".into());
+    let mut o = opts.criu_opts(&images, work.as_ref(), "dump.log", &saved.config);
     o.set_root(saved.rootfs.display().to_string());
-    o.set_manage_cgroups(true);
-    o.set_notify_scripts(true);
     o.set_pid(pid);
-    o.set_shell_job(opts.shell_job);
     o.set_leave_running(opts.leave_running);
-    o.set_tcp_established(opts.tcp_established);
-    o.set_ext_unix_sk(opts.ext_unix_sk);
-    o.set_file_locks(opts.file_locks);
-    o.set_empty_ns(opts.empty_ns);
-    o.set_orphan_pts_master(true);
-    o.set_auto_dedup(opts.auto_dedup);
-    o.set_lazy_pages(opts.lazy_pages);
-    if let Some(f) = config_file(&saved.config) {
-        o.set_config_file(f);
-    }
     o.external = externals::dump_namespaces(&saved.config, version)?;
     // CRIU freezes through the cgroup (v2's freezer from CRIU 3.14), else with ptrace.
     if !saved.no_cgroup && (!cgroups::is_unified_host() || version >= 31400) {
@@ -82,9 +63,6 @@ pub fn checkpoint(root: &Path, id: &str, opts: &Options) -> Result<()> {
     if let Some(parent) = &opts.parent_path {
         o.set_parent_img(parent.display().to_string());
         o.set_track_mem(true);
-    }
-    if let Some(m) = opts.manage_cgroups_mode {
-        o.set_manage_cgroups_mode(m.rpc());
     }
     let kind = if opts.pre_dump {
         let mut f = Criu_features::new();

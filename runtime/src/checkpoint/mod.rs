@@ -21,7 +21,7 @@ pub use dump::checkpoint;
 pub use restore::restore;
 
 use crate::{Error, Result};
-use rust_criu::rust_criu_protobuf::rpc::Criu_cg_mode;
+use rust_criu::rust_criu_protobuf::rpc::{Criu_cg_mode, Criu_opts};
 
 /// What the command line asked of CRIU (runc's `CriuOpts`).
 #[derive(Debug, Clone, Default)]
@@ -146,6 +146,45 @@ fn prepare_images(opts: &Options) -> Result<()> {
 }
 
 /// Open a directory for CRIU (it reads it through /proc/<our pid>/fd/N), creating it.
+impl Options {
+    /// The CRIU request options a dump and a restore set alike: the image and work
+    /// dirs, the log (`log_file` in the work dir), the container's CRIU config file,
+    /// and the command line's flags that mean the same to both.
+    fn criu_opts(
+        &self,
+        images: &std::fs::File,
+        work: Option<&std::fs::File>,
+        log_file: &str,
+        spec: &oci_spec::runtime::Spec,
+    ) -> Criu_opts {
+        use std::os::fd::AsRawFd;
+        let mut o = Criu_opts::new();
+        o.set_images_dir_fd(images.as_raw_fd());
+        if let Some(w) = work {
+            o.set_work_dir_fd(w.as_raw_fd());
+        }
+        o.set_log_level(4);
+        o.set_log_file(log_file.into());
+        o.set_manage_cgroups(true);
+        o.set_notify_scripts(true);
+        o.set_shell_job(self.shell_job);
+        o.set_tcp_established(self.tcp_established);
+        o.set_ext_unix_sk(self.ext_unix_sk);
+        o.set_file_locks(self.file_locks);
+        o.set_empty_ns(self.empty_ns);
+        o.set_orphan_pts_master(true);
+        o.set_auto_dedup(self.auto_dedup);
+        o.set_lazy_pages(self.lazy_pages);
+        if let Some(m) = self.manage_cgroups_mode {
+            o.set_manage_cgroups_mode(m.rpc());
+        }
+        if let Some(f) = config_file(spec) {
+            o.set_config_file(f);
+        }
+        o
+    }
+}
+
 fn open_dir(p: &Path, what: &'static str) -> Result<std::fs::File> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(p) {

@@ -11,11 +11,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 use rust_criu::rust_criu_protobuf::rpc::{
-    Cgroup_root, Criu_opts, Criu_req, Criu_req_type, Ext_mount_map, Inherit_fd, Join_namespace,
+    Cgroup_root, Criu_req, Criu_req_type, Ext_mount_map, Inherit_fd, Join_namespace,
 };
 
 use super::criu::{Criu, Notify, Spawn, MIN_VERSION};
-use super::{config_file, externals, open_dir, Options};
+use super::{externals, open_dir, Options};
 use crate::cgroups::delegation::{self, Decision};
 use crate::cgroups::{self, Cgroup};
 use crate::container::Container;
@@ -99,37 +99,15 @@ pub fn restore(create: &CreateOptions, opts: &Options, detach: bool) -> Result<i
         .map(|w| open_dir(w, "open --work-path"))
         .transpose()?;
 
-    let mut o = Criu_opts::new();
-    o.set_images_dir_fd(images.as_raw_fd());
-    if let Some(w) = &work {
-        o.set_work_dir_fd(w.as_raw_fd());
-    }
+    let mut o = opts.criu_opts(&images, work.as_ref(), "restore.log", spec);
     o.set_evasive_devices(true);
-    o.set_log_level(4);
-    o.set_log_file("restore.log".into());
     o.set_rst_sibling(true);
     o.set_root(criu_root.path.display().to_string());
-    o.set_manage_cgroups(true);
-    o.set_notify_scripts(true);
-    o.set_shell_job(opts.shell_job);
-    o.set_ext_unix_sk(opts.ext_unix_sk);
-    o.set_tcp_established(opts.tcp_established);
-    o.set_file_locks(opts.file_locks);
-    o.set_empty_ns(opts.empty_ns);
-    o.set_orphan_pts_master(true);
-    o.set_auto_dedup(opts.auto_dedup);
-    o.set_lazy_pages(opts.lazy_pages);
     if let Some(p) = &opts.lsm_profile {
         o.set_lsm_profile(p.clone());
     }
     if let Some(c) = &opts.lsm_mount_context {
         o.set_lsm_mount_context(c.clone());
-    }
-    if let Some(f) = config_file(spec) {
-        o.set_config_file(f);
-    }
-    if let Some(m) = opts.manage_cgroups_mode {
-        o.set_manage_cgroups_mode(m.rpc());
     }
     let namespaces = externals::restore_namespaces(spec, version)?;
     for (ns, file) in &namespaces.join {
