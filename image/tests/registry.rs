@@ -218,21 +218,7 @@ fn pull_a_layer_over_two_bases() {
     isolate();
     let env = Env::new("pull-two-bases");
     let reg = Registry::start(&env.path("registry"), Auth::None);
-    let plain_base = layer(&[
-        E::Dir("usr/", 0o755),
-        E::Dir("usr/lib/", 0o755),
-        E::Dir("lib/", 0o700),
-        E::File("gone", 0o644, b"plain base"),
-    ]);
-    let merged_base = layer(&[
-        E::Dir("usr/", 0o755),
-        E::Dir("usr/lib/", 0o755),
-        E::Symlink("lib", "/usr/lib"),
-    ]);
-    let top = layer(&[
-        E::File("lib/foo", 0o644, b"foo"),
-        E::File(".wh.gone", 0o644, b""),
-    ]);
+    let (plain_base, merged_base, top) = layer_over_two_bases();
     let top_blob = gzip(&top);
     let (la, lb) = (env.path("layout-a"), env.path("layout-b"));
     let a = [

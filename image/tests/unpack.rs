@@ -82,21 +82,7 @@ fn absolute_symlink_of_a_lower_layer_resolves_in_the_image_root() {
 #[test]
 fn a_layer_over_two_bases_is_unpacked_over_each() {
     let env = Env::new("layer-two-bases");
-    let plain_base = layer(&[
-        E::Dir("usr/", 0o755),
-        E::Dir("usr/lib/", 0o755),
-        E::Dir("lib/", 0o700),
-        E::File("gone", 0o644, b"plain base"),
-    ]);
-    let merged_base = layer(&[
-        E::Dir("usr/", 0o755),
-        E::Dir("usr/lib/", 0o755),
-        E::Symlink("lib", "/usr/lib"),
-    ]);
-    let top = layer(&[
-        E::File("lib/foo", 0o644, b"foo"),
-        E::File(".wh.gone", 0o644, b""),
-    ]);
+    let (plain_base, merged_base, top) = layer_over_two_bases();
     let (a, b) = (env.path("a.docker.tar"), env.path("b.docker.tar"));
     docker_archive(
         &a,

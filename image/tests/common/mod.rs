@@ -188,6 +188,28 @@ fn hdr(kind: tar::EntryType, mode: u32) -> tar::Header {
 }
 
 /// An uncompressed layer tar from entries.
+/// A plain base (a real lib/ dir, a file `gone`), a usrmerged base (lib -> /usr/lib) and
+/// one top layer for both (lib/foo, a whiteout of `gone`): what the top layer's dir holds
+/// depends on the base it is unpacked over.
+pub fn layer_over_two_bases() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let plain_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Dir("lib/", 0o700),
+        E::File("gone", 0o644, b"plain base"),
+    ]);
+    let merged_base = layer(&[
+        E::Dir("usr/", 0o755),
+        E::Dir("usr/lib/", 0o755),
+        E::Symlink("lib", "/usr/lib"),
+    ]);
+    let top = layer(&[
+        E::File("lib/foo", 0o644, b"foo"),
+        E::File(".wh.gone", 0o644, b""),
+    ]);
+    (plain_base, merged_base, top)
+}
+
 pub fn layer(entries: &[E]) -> Vec<u8> {
     let mut t = tar::Builder::new(Vec::new());
     for e in entries {
