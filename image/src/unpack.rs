@@ -204,6 +204,10 @@ struct Unpacker<'a> {
     /// the layer dirs below this one, nearest first
     lowers: Vec<OwnedFd>,
     cached_parent: Option<Parent>,
+    /// a directory or symlink was removed: a path the cached parent was resolved through may
+    /// lead elsewhere now. The entry being made keeps its parent (umoci resolves it once,
+    /// before it replaces what stands at the entry's path); the next entry resolves anew
+    parent_stale: bool,
     creds: Creds,
     /// directories whose times are set at the end, by path in the layer
     dir_times: Vec<DirTimes>,
@@ -599,6 +603,13 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
+    /// Before each entry: a cached parent gone stale is resolved anew.
+    fn next_entry(&mut self) {
+        if std::mem::take(&mut self.parent_stale) {
+            self.cached_parent = None;
+        }
+    }
+
     /// Removes whatever is at `name` in `dir` (recursively for a directory).
     fn remove(&mut self, entry: &[OsString], dir: RawFd, name: &OsStr) -> Result<()> {
         let Some(st) = sys::lstat_opt(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
@@ -614,10 +625,10 @@ impl<'a> Unpacker<'a> {
             .map_err(|e| self.io(entry, "open for removal", e))?;
             remove_children(&d).map_err(|e| self.io(entry, "remove directory contents", e))?;
             sys::unlinkat(dir, name, true).map_err(|e| self.io(entry, "remove directory", e))?;
-            // a cached parent may have been inside what we just removed
-            self.cached_parent = None;
+            self.parent_stale = true;
         } else {
             sys::unlinkat(dir, name, false).map_err(|e| self.io(entry, "remove", e))?;
+            self.parent_stale |= st.st_mode & libc::S_IFMT == libc::S_IFLNK;
         }
         Ok(())
     }
@@ -647,6 +658,7 @@ impl<'a> Unpacker<'a> {
 
     /// One tar entry: its path checked, then handed to the step for its kind.
     fn entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<()> {
+        self.next_entry();
         let mut raw = entry.path_bytes().into_owned();
         let bad_header = |e: io::Error| Error::BadEntry {
             layer: self.layer.to_string(),
@@ -1170,6 +1182,7 @@ impl<'a> Unpacker<'a> {
 
     fn finish(&mut self) -> Result<()> {
         for (comps, tcomps) in std::mem::take(&mut self.deferred_links) {
+            self.next_entry();
             self.link(&comps, &tcomps, true)?;
         }
         // directory times last: creating entries inside changed them. In tar order: a
@@ -1522,6 +1535,7 @@ fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBu
         root,
         lowers,
         cached_parent: None,
+        parent_stale: false,
         creds,
         dir_times: Vec::new(),
         root_times: None,

@@ -590,6 +590,20 @@ fn corpus(work: &Path) -> Vec<Case> {
             }),
         ),
         case(
+            "an entry that replaces the symlink its own parent resolves through",
+            vec![T::new()
+                .sym("b", "../../..")
+                .dir("b/b/", 0o700)
+                .file("b/a", 0o644, b"a")
+                .sym("lib", "/")
+                .dir("lib/lib/", 0o750)
+                .file("lib/usr", 0o644, b"usr")
+                .done()],
+            // `b/b/`: the parent b resolves to the root, so the entry is b itself: the
+            // symlink becomes a 0700 directory and `b/a` goes into it (not to the root)
+            same(),
+        ),
+        case(
             "a directory replaced by a file and back, across layers",
             vec![
                 T::new()
