@@ -204,8 +204,8 @@ struct Unpacker<'a> {
     /// the layer dirs below this one, nearest first
     lowers: Vec<OwnedFd>,
     cached_parent: Option<Parent>,
-    /// a directory or symlink was removed: a path the cached parent was resolved through may
-    /// lead elsewhere now. The entry being made keeps its parent (umoci resolves it once,
+    /// a directory or symlink was removed, or a whiteout hid a lower entry: a path the cached
+    /// parent was resolved through may lead elsewhere now. The entry being made keeps its parent (umoci resolves it once,
     /// before it replaces what stands at the entry's path); the next entry resolves anew
     parent_stale: bool,
     creds: Creds,
@@ -685,6 +685,8 @@ impl<'a> Unpacker<'a> {
             return self.root_dir(comps, &attrs);
         };
         if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // what it hides may have been on the way to the cached parent (a lower symlink)
+            self.parent_stale = true;
             return self.whiteout(&comps);
         }
         let made = match kind {

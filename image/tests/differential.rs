@@ -604,6 +604,40 @@ fn corpus(work: &Path) -> Vec<Case> {
             same(),
         ),
         case(
+            "a whiteout of the lower symlink the entries before it went through",
+            vec![
+                T::new()
+                    .dir("d/", 0o755)
+                    .file("d/x", 0o644, b"x")
+                    .sym("s", "d")
+                    .done(),
+                T::new()
+                    .file("s/y", 0o644, b"y")
+                    .file(".wh.s", 0o644, b"")
+                    .file("s/z", 0o644, b"z")
+                    .done(),
+            ],
+            // s/y lands in d; once s is hidden, s/z makes a directory s
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into(), "s".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
+            "an opaque marker at the root named through a lower symlink to the root",
+            vec![
+                T::new().sym("s", "/").file("f", 0o644, b"f").done(),
+                T::new()
+                    .file("s/.wh..wh..opq", 0o644, b"")
+                    .dir("s/n/", 0o755)
+                    .done(),
+            ],
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into(), "s".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
             "a directory replaced by a file and back, across layers",
             vec![
                 T::new()
