@@ -110,6 +110,18 @@ impl Pending {
 
 type SharedWriter = Arc<Mutex<Option<File>>>;
 
+/// Waits for a process's output copiers, without holding the process.
+pub struct OutputDone(Arc<Pending>);
+
+impl OutputDone {
+    /// Waits until the copiers have written everything the process wrote (their pipes
+    /// reached EOF), at most `timeout`: a child left behind may hold the pipe open.
+    pub fn wait(&self, timeout: Duration) {
+        let n = self.0.n.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.0.cv.wait_timeout_while(n, timeout, |n| *n > 0);
+    }
+}
+
 pub struct ProcessIo {
     stdin: SharedWriter,
     pending: Arc<Pending>,
@@ -371,6 +383,11 @@ impl ProcessIo {
     /// CloseIO: the process sees EOF on stdin.
     pub fn close_stdin(&self) {
         self.stdin.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// A handle that waits for this process's output copiers (see `OutputDone::wait`).
+    pub fn output_done(&self) -> OutputDone {
+        OutputDone(self.pending.clone())
     }
 
     /// Waits (bounded) until the output copiers have drained, then stops a

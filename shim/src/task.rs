@@ -25,6 +25,9 @@ use crate::options::RuntimeOptions;
 use crate::process::Process;
 use crate::runtime::Runtime;
 
+/// How long an exit waits for the process's output to reach the client's fifo.
+const OUTPUT_BEFORE_EXIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct TaskService {
     pub namespace: String,
     pub events: Events,
@@ -51,30 +54,52 @@ impl TaskService {
             .ok_or_else(|| Error::NotFound(format!("container {id} does not exist")))
     }
 
-    /// The reaper's callback for a process: record the exit, tell containerd.
+    /// The reaper's callback for a process: record the exit, tell containerd. The exit is
+    /// told once the process's output is in the client's fifo (at most OUTPUT_BEFORE_EXIT
+    /// later, in a thread of its own: the reaper goes on): ctr 1.6 closes its fifos as soon
+    /// as it has the exit (task.Delete: io.Close before io.Wait), and output still on its
+    /// way from the process's pipe was lost.
     fn on_exit(&self, cid: &str, p: &Arc<Process>) -> impl FnOnce(i32) + Send + 'static {
         let (cid, p, events) = (cid.to_string(), p.clone(), self.events.clone());
         move |status| {
-            p.set_exited(status);
-            let mut st = p.lock();
-            let id = if p.exec_id.is_empty() {
-                cid.clone()
-            } else {
-                p.exec_id.clone()
+            let Some(done) = p.lock().io.as_ref().map(|io| io.output_done()) else {
+                return Self::exited(&cid, &p, &events, status);
             };
-            let ev = TaskExit {
-                container_id: cid,
-                id,
-                pid: st.pid,
-                exit_status: st.exit_status,
-                exited_at: MessageField::from_option(st.exited_at.clone()),
-                ..Default::default()
-            };
-            if st.holding {
-                st.held_exit = Some(ev);
-            } else {
-                events.send(TASK_EXIT_EVENT_TOPIC, ev);
+            let (c, pr, ev) = (cid.clone(), p.clone(), events.clone());
+            let spawned = std::thread::Builder::new()
+                .name("exit".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    done.wait(OUTPUT_BEFORE_EXIT);
+                    Self::exited(&c, &pr, &ev, status)
+                });
+            if spawned.is_err() {
+                Self::exited(&cid, &p, &events, status);
             }
+        }
+    }
+
+    /// Records the exit of `p` and sends TaskExit (or holds it back around a start).
+    fn exited(cid: &str, p: &Process, events: &Events, status: i32) {
+        p.set_exited(status);
+        let mut st = p.lock();
+        let id = if p.exec_id.is_empty() {
+            cid.to_string()
+        } else {
+            p.exec_id.clone()
+        };
+        let ev = TaskExit {
+            container_id: cid.to_string(),
+            id,
+            pid: st.pid,
+            exit_status: st.exit_status,
+            exited_at: MessageField::from_option(st.exited_at.clone()),
+            ..Default::default()
+        };
+        if st.holding {
+            st.held_exit = Some(ev);
+        } else {
+            events.send(TASK_EXIT_EVENT_TOPIC, ev);
         }
     }
 
