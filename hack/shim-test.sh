@@ -114,6 +114,8 @@ SOCK=$(bash hack/containerd-env.sh start)
 export CONTAINERD_ADDRESS=$SOCK
 ctr -a "$SOCK" -n "$SHIM_TEST_NAMESPACE" images import "$IMAGE_TAR" >&2
 export SHIM_TEST_IMAGE=localhost/shim-busybox:latest SHIM_TEST_CTRD_DIR=$CTRD_DIR
+# the test binaries' own files (runtime configs, log binaries), removed with the work dir
+export SHIM_TEST_TMP=$WORK/tests
 export SHIM_TEST_RUNTIME=${SHIM_TEST_RUNTIME:-runc}
 log "runtime: $SHIM_TEST_RUNTIME, containerd: $SOCK"
 

@@ -20,6 +20,8 @@ pub struct Imported {
     pub name: String,
     pub manifest: Digest,
     pub config: Digest,
+    /// layer blobs downloaded (a pull's; 0 for an import)
+    pub layers_fetched: usize,
     pub layers_unpacked: usize,
     pub layers_reused: usize,
     /// what the user should know: foreign layers skipped
@@ -585,6 +587,7 @@ fn stage_plan(
         name: plan.name.clone(),
         manifest: plan.manifest_digest.clone(),
         config: plan.config_digest.clone(),
+        layers_fetched: 0,
         layers_unpacked: unpacked,
         layers_reused: reused,
         notes,

@@ -257,8 +257,8 @@ fn run(cli: Cli) -> Result<()> {
             let r =
                 pull::pull(&store, &reference, &o).with_context(|| format!("pull {reference}"))?;
             println!(
-                "{}\t{}\t{} layers fetched, {} already in the store",
-                r.name, r.config, r.layers_unpacked, r.layers_reused
+                "{}\t{}\t{} layers fetched, {} unpacked, {} already in the store",
+                r.name, r.config, r.layers_fetched, r.layers_unpacked, r.layers_reused
             );
             Ok(())
         }

@@ -253,6 +253,7 @@ fn fetch_layers(
         name: plan.name.clone(),
         manifest: plan.manifest_digest.clone(),
         config: plan.config_digest.clone(),
+        layers_fetched: jobs.len(),
         layers_unpacked: plan.layers.len() - reused - skipped,
         layers_reused: reused,
         notes,

@@ -19,6 +19,7 @@ use crate::sys;
 use capsa_linux::resolve::{self, Scope};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
+use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -203,12 +204,20 @@ struct Unpacker<'a> {
     /// the layer dirs below this one, nearest first
     lowers: Vec<OwnedFd>,
     cached_parent: Option<Parent>,
+    /// a directory or symlink was removed, or a whiteout hid a lower entry: a path the cached
+    /// parent was resolved through may lead elsewhere now. The entry being made keeps its parent (umoci resolves it once,
+    /// before it replaces what stands at the entry's path); the next entry resolves anew
+    parent_stale: bool,
     creds: Creds,
     /// directories whose times are set at the end, by path in the layer
     dir_times: Vec<DirTimes>,
     /// the root's (atime, mtime), set after every other directory's
     root_times: Option<((i64, i64), (i64, i64))>,
     deferred_links: Vec<(Vec<OsString>, Vec<OsString>)>,
+    /// real paths an entry of this layer made, and their ancestors (umoci's upperPaths). A
+    /// directory of this layer that is not among them was made only to hold whiteouts: a
+    /// whiteout or an opaque marker over it removes it whole, as umoci does
+    upper: HashSet<Vec<OsString>>,
     /// file data goes through this buffer: fewer, larger writes than io::copy's 8 KiB
     buf: Vec<u8>,
 }
@@ -293,13 +302,17 @@ impl<'a> Unpacker<'a> {
 
     /// The real path in this layer of `name` in the parent `parent()` returned last.
     fn real_path(&self, name: &OsStr) -> Vec<OsString> {
-        let mut v = self
-            .cached_parent
-            .as_ref()
-            .map(|p| p.real.clone())
-            .unwrap_or_default();
+        let mut v = self.parent_real();
         v.push(name.to_os_string());
         v
+    }
+
+    /// The real path in this layer of the parent `parent()` returned last.
+    fn parent_real(&self) -> Vec<OsString> {
+        self.cached_parent
+            .as_ref()
+            .map(|p| p.real.clone())
+            .unwrap_or_default()
     }
 
     /// Whether an entry just created in the cached parent (the one `parent()` returned last)
@@ -590,6 +603,13 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
+    /// Before each entry: a cached parent gone stale is resolved anew.
+    fn next_entry(&mut self) {
+        if std::mem::take(&mut self.parent_stale) {
+            self.cached_parent = None;
+        }
+    }
+
     /// Removes whatever is at `name` in `dir` (recursively for a directory).
     fn remove(&mut self, entry: &[OsString], dir: RawFd, name: &OsStr) -> Result<()> {
         let Some(st) = sys::lstat_opt(dir, name).map_err(|e| self.io(entry, "stat", e))? else {
@@ -605,10 +625,10 @@ impl<'a> Unpacker<'a> {
             .map_err(|e| self.io(entry, "open for removal", e))?;
             remove_children(&d).map_err(|e| self.io(entry, "remove directory contents", e))?;
             sys::unlinkat(dir, name, true).map_err(|e| self.io(entry, "remove directory", e))?;
-            // a cached parent may have been inside what we just removed
-            self.cached_parent = None;
+            self.parent_stale = true;
         } else {
             sys::unlinkat(dir, name, false).map_err(|e| self.io(entry, "remove", e))?;
+            self.parent_stale |= st.st_mode & libc::S_IFMT == libc::S_IFLNK;
         }
         Ok(())
     }
@@ -638,6 +658,7 @@ impl<'a> Unpacker<'a> {
 
     /// One tar entry: its path checked, then handed to the step for its kind.
     fn entry(&mut self, entry: &mut tar::Entry<'_, impl Read>) -> Result<()> {
+        self.next_entry();
         let mut raw = entry.path_bytes().into_owned();
         let bad_header = |e: io::Error| Error::BadEntry {
             layer: self.layer.to_string(),
@@ -664,10 +685,12 @@ impl<'a> Unpacker<'a> {
             return self.root_dir(comps, &attrs);
         };
         if name.as_bytes().starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            // what it hides may have been on the way to the cached parent (a lower symlink)
+            self.parent_stale = true;
             return self.whiteout(&comps);
         }
-        match kind {
-            T::Directory => self.dir(comps, &attrs),
+        let made = match kind {
+            T::Directory => self.dir(&comps, &attrs),
             T::Regular | T::Continuous if attrs.sparse.is_some() => {
                 self.sparse_file(&comps, &attrs, entry)
             }
@@ -684,7 +707,7 @@ impl<'a> Unpacker<'a> {
                     .link_name_bytes()
                     .ok_or_else(|| self.bad(&comps, "hardlink without target"))?
                     .into_owned();
-                self.hardlink(comps, &target)
+                self.hardlink(&comps, &target)
             }
             T::Char | T::Block | T::Fifo => {
                 let t = match kind {
@@ -699,9 +722,62 @@ impl<'a> Unpacker<'a> {
                 );
                 self.node(&comps, &attrs, t, dev)
             }
-            T::XGlobalHeader => Ok(()),
+            T::XGlobalHeader => return Ok(()),
             other => Err(self.bad(&comps, format!("unsupported tar entry type {other:?}"))),
+        };
+        made?;
+        self.note_upper(&comps)
+    }
+
+    /// Records the entry `comps`, just made, and its ancestors as paths this layer wrote.
+    fn note_upper(&mut self, comps: &[OsString]) -> Result<()> {
+        let (name, parent_comps) = comps.split_last().expect("non-empty");
+        let mut real = match &self.cached_parent {
+            Some(p) if p.key == join(parent_comps) => p.real.clone(),
+            _ => self.resolve_dir(comps, parent_comps)?.0,
+        };
+        real.push(name.clone());
+        // ancestors of a path already there are there too
+        while !real.is_empty() && self.upper.insert(real.clone()) {
+            real.pop();
         }
+        Ok(())
+    }
+
+    /// Below the directory `name` of `at` (real path `real`), whose lower layers are now
+    /// hidden, removes what only served to hide them: every directory no entry of this layer
+    /// made (one made to hold whiteouts; umoci removes it with the lower one) and every
+    /// whiteout device (overlay lists those of a directory no lower one merges with as
+    /// names that cannot be opened).
+    fn clear_hidden(
+        &mut self,
+        entry: &[OsString],
+        at: RawFd,
+        name: &OsStr,
+        real: &mut Vec<OsString>,
+    ) -> Result<()> {
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let d = sys::openat(at, name, flags, 0).map_err(|e| self.io(entry, "open directory", e))?;
+        let names = sys::list_dir(&d).map_err(|e| self.io(entry, "list directory", e))?;
+        for child in names {
+            let st = sys::fstatat(d.as_raw_fd(), &child).map_err(|e| self.io(entry, "stat", e))?;
+            if is_whiteout(&st) {
+                sys::unlinkat(d.as_raw_fd(), &child, false)
+                    .map_err(|e| self.io(entry, "remove whiteout", e))?;
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                continue;
+            }
+            real.push(child);
+            let child = real.last().expect("just pushed").clone();
+            if self.upper.contains(real) {
+                self.clear_hidden(entry, d.as_raw_fd(), &child, real)?;
+            } else {
+                self.remove(entry, d.as_raw_fd(), &child)?;
+            }
+            real.pop();
+        }
+        Ok(())
     }
 
     /// The layer root's own attributes ("./" in the tar).
@@ -734,15 +810,15 @@ impl<'a> Unpacker<'a> {
         }
         let dir = self.parent(comps, parent_comps)?;
         if nb == OPAQUE_MARKER.as_bytes() {
-            if self
-                .cached_parent
-                .as_ref()
-                .is_some_and(|p| p.real.is_empty())
-            {
+            let mut real = self.parent_real();
+            if real.is_empty() {
                 return self.opaque_root(comps);
             }
-            return sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
-                .map_err(|e| self.io(comps, "mark directory opaque", e));
+            sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
+                .map_err(|e| self.io(comps, "mark directory opaque", e))?;
+            let here = sys::openat(dir, OsStr::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
+                .map_err(|e| self.io(comps, "open directory", e))?;
+            return self.clear_hidden(comps, here.as_raw_fd(), OsStr::new("."), &mut real);
         }
         if nb.starts_with(b".wh..wh.") {
             return Ok(()); // AUFS internals (.wh..wh.plnk, ...): meaningless here
@@ -756,10 +832,24 @@ impl<'a> Unpacker<'a> {
             None if !self.lower_has(comps, parent_comps, &target)? => Ok(()),
             None => sys::mknodat(dir, &target, libc::S_IFCHR, 0)
                 .map_err(|e| self.io(comps, "create whiteout device", e)),
-            // a directory of this layer: what the lower ones have below it goes
-            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+            // a directory an entry of this layer made: what the lower ones have below it goes
+            Some(st)
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR
+                    && self.upper.contains(&self.real_path(&target)) =>
+            {
                 sys::lsetxattr(dir, &target, OPAQUE_XATTR, b"y")
-                    .map_err(|e| self.io(comps, "mark directory opaque", e))
+                    .map_err(|e| self.io(comps, "mark directory opaque", e))?;
+                let mut real = self.real_path(&target);
+                let dir = sys::openat(dir, OsStr::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
+                    .map_err(|e| self.io(comps, "open directory", e))?;
+                self.clear_hidden(comps, dir.as_raw_fd(), &target, &mut real)
+            }
+            // a directory made only to hold whiteouts: it goes whole, the lower one with it
+            Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                self.remove(comps, dir, &target)?;
+                let dir = self.parent(comps, parent_comps)?;
+                sys::mknodat(dir, &target, libc::S_IFCHR, 0)
+                    .map_err(|e| self.io(comps, "create whiteout device", e))
             }
             // a whiteout already, or a non-directory of this layer, which hides the lower one
             Some(_) => Ok(()),
@@ -779,6 +869,14 @@ impl<'a> Unpacker<'a> {
                 .map_err(|e| self.io(comps, "list a lower layer's root", e))?;
             names.extend(listed);
         }
+        let root = sys::openat(
+            self.root.as_raw_fd(),
+            OsStr::new("."),
+            libc::O_PATH | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(|e| self.io(comps, "open the layer root", e))?;
+        self.clear_hidden(comps, root.as_raw_fd(), OsStr::new("."), &mut Vec::new())?;
         let root = self.root.as_raw_fd();
         for name in names {
             let found = self
@@ -822,39 +920,39 @@ impl<'a> Unpacker<'a> {
         }
     }
 
-    fn dir(&mut self, comps: Vec<OsString>, attrs: &Attrs) -> Result<()> {
+    fn dir(&mut self, comps: &[OsString], attrs: &Attrs) -> Result<()> {
         let (name, parent_comps) = comps.split_last().expect("non-empty");
-        let dir = self.parent(&comps, parent_comps)?;
+        let dir = self.parent(comps, parent_comps)?;
         let fresh = match sys::mkdirat(dir, name, attrs.mode & 0o777) {
             Ok(()) => true,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                let st = sys::lstat_opt(dir, name).map_err(|e| self.io(&comps, "stat", e))?;
+                let st = sys::lstat_opt(dir, name).map_err(|e| self.io(comps, "stat", e))?;
                 if matches!(st, Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR) {
                     false // a dir named again: keep its content, set its attributes
                 } else {
                     // a whiteout or a non-directory of this layer stood there: the lower
                     // layers' directory there is gone, the new one must not merge with it
-                    self.remove(&comps, dir, name)?;
-                    let dir = self.parent(&comps, parent_comps)?;
+                    self.remove(comps, dir, name)?;
+                    let dir = self.parent(comps, parent_comps)?;
                     sys::mkdirat(dir, name, attrs.mode & 0o777)
-                        .map_err(|e| self.io(&comps, "mkdir", e))?;
+                        .map_err(|e| self.io(comps, "mkdir", e))?;
                     sys::lsetxattr(dir, name, OPAQUE_XATTR, b"y")
-                        .map_err(|e| self.io(&comps, "mark directory opaque", e))?;
+                        .map_err(|e| self.io(comps, "mark directory opaque", e))?;
                     true
                 }
             }
-            Err(e) => return Err(self.io(&comps, "mkdir", e)),
+            Err(e) => return Err(self.io(comps, "mkdir", e)),
         };
-        let dir = self.parent(&comps, parent_comps)?;
+        let dir = self.parent(comps, parent_comps)?;
         if !fresh || self.needs_chown(attrs.uid, attrs.gid) {
             sys::lchownat(dir, name, attrs.uid, attrs.gid)
-                .map_err(|e| self.io(&comps, "set directory owner", e))?;
+                .map_err(|e| self.io(comps, "set directory owner", e))?;
         }
         if !fresh || self.needs_chmod(attrs.mode, true) {
             sys::fchmodat(dir, name, attrs.mode)
-                .map_err(|e| self.io(&comps, "set directory mode", e))?;
+                .map_err(|e| self.io(comps, "set directory mode", e))?;
         }
-        self.set_xattrs(&comps, dir, name, attrs)?;
+        self.set_xattrs(comps, dir, name, attrs)?;
         let times = (attrs.atime.unwrap_or(attrs.mtime), attrs.mtime);
         let real = self.real_path(name);
         self.dir_times.push((real, times.0, times.1));
@@ -943,20 +1041,20 @@ impl<'a> Unpacker<'a> {
 
     /// A hardlink to an entry of this layer; made at the end of the layer when its target
     /// comes later in the tar.
-    fn hardlink(&mut self, comps: Vec<OsString>, target: &[u8]) -> Result<()> {
+    fn hardlink(&mut self, comps: &[OsString], target: &[u8]) -> Result<()> {
         let parent_comps = &comps[..comps.len() - 1];
-        self.parent(&comps, parent_comps)?;
+        self.parent(comps, parent_comps)?;
         let tcomps = clean_path(target).map_err(|r| {
             self.bad(
-                &comps,
+                comps,
                 format!("hardlink target {:?}: {r}", String::from_utf8_lossy(target)),
             )
         })?;
         if tcomps.is_empty() {
-            return Err(self.bad(&comps, "hardlink to the root"));
+            return Err(self.bad(comps, "hardlink to the root"));
         }
-        if !self.link(&comps, &tcomps, false)? {
-            self.deferred_links.push((comps, tcomps));
+        if !self.link(comps, &tcomps, false)? {
+            self.deferred_links.push((comps.to_vec(), tcomps));
         }
         Ok(())
     }
@@ -1086,6 +1184,7 @@ impl<'a> Unpacker<'a> {
 
     fn finish(&mut self) -> Result<()> {
         for (comps, tcomps) in std::mem::take(&mut self.deferred_links) {
+            self.next_entry();
             self.link(&comps, &tcomps, true)?;
         }
         // directory times last: creating entries inside changed them. In tar order: a
@@ -1438,10 +1537,12 @@ fn write_entries(rd: &mut ChanReader, dest: &Path, layer: &str, lowers: &[PathBu
         root,
         lowers,
         cached_parent: None,
+        parent_stale: false,
         creds,
         dir_times: Vec::new(),
         root_times: None,
         deferred_links: Vec::new(),
+        upper: HashSet::new(),
         buf: vec![0u8; 256 << 10],
     };
     u.inherit_root()

@@ -542,6 +542,102 @@ fn corpus(work: &Path) -> Vec<Case> {
             }),
         ),
         case(
+            "an opaque marker at the root over a directory made only for an opaque marker",
+            vec![
+                T::new()
+                    .dir("a/", 0o755)
+                    .node("a/usr", K::Fifo, 0o600, (0, 0))
+                    .file("f", 0o644, b"f")
+                    .done(),
+                T::new()
+                    .file("a/.wh..wh..opq", 0o644, b"")
+                    .file("./.wh..wh..opq", 0o644, b"")
+                    .done(),
+            ],
+            // only whiteouts named a: no entry of the layer made it, so it goes (umoci)
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
+            "whiteouts of directories that only hold this layer's whiteouts; whiteouts under an opaque marker",
+            vec![
+                T::new()
+                    .dir("d/", 0o755)
+                    .dir("d/sub/", 0o755)
+                    .file("d/sub/x", 0o644, b"x")
+                    .file("d/y", 0o644, b"y")
+                    .dir("o/", 0o755)
+                    .dir("o/keep/", 0o755)
+                    .file("o/keep/k", 0o644, b"k")
+                    .dir("o/w/", 0o755)
+                    .file("o/w/x", 0o644, b"x")
+                    .done(),
+                T::new()
+                    .file("d/sub/.wh.x", 0o644, b"")
+                    .file("d/.wh.sub", 0o644, b"")
+                    .file("o/keep/new", 0o644, b"new")
+                    .file("o/keep/.wh.k", 0o644, b"")
+                    .file("o/w/.wh.x", 0o644, b"")
+                    .file("o/.wh..wh..opq", 0o644, b"")
+                    .done(),
+            ],
+            // umoci's d, o and o/keep get the time of the unpack (entries removed in them)
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["d".into(), "o".into(), "o/keep".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
+            "an entry that replaces the symlink its own parent resolves through",
+            vec![T::new()
+                .sym("b", "../../..")
+                .dir("b/b/", 0o700)
+                .file("b/a", 0o644, b"a")
+                .sym("lib", "/")
+                .dir("lib/lib/", 0o750)
+                .file("lib/usr", 0o644, b"usr")
+                .done()],
+            // `b/b/`: the parent b resolves to the root, so the entry is b itself: the
+            // symlink becomes a 0700 directory and `b/a` goes into it (not to the root)
+            same(),
+        ),
+        case(
+            "a whiteout of the lower symlink the entries before it went through",
+            vec![
+                T::new()
+                    .dir("d/", 0o755)
+                    .file("d/x", 0o644, b"x")
+                    .sym("s", "d")
+                    .done(),
+                T::new()
+                    .file("s/y", 0o644, b"y")
+                    .file(".wh.s", 0o644, b"")
+                    .file("s/z", 0o644, b"z")
+                    .done(),
+            ],
+            // s/y lands in d; once s is hidden, s/z makes a directory s
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into(), "s".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
+            "an opaque marker at the root named through a lower symlink to the root",
+            vec![
+                T::new().sym("s", "/").file("f", 0o644, b"f").done(),
+                T::new()
+                    .file("s/.wh..wh..opq", 0o644, b"")
+                    .dir("s/n/", 0o755)
+                    .done(),
+            ],
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["".into(), "s".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
             "a directory replaced by a file and back, across layers",
             vec![
                 T::new()

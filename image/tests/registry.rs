@@ -127,7 +127,7 @@ fn pull_test_images_equal_umoci_and_by_digest() {
         if name == "test-nginx" {
             // its base layer is debian's: not fetched again
             assert!(
-                out.contains("1 layers fetched, 1 already in the store"),
+                out.contains("1 layers fetched, 1 unpacked, 1 already in the store"),
                 "{out}"
             );
         }
@@ -181,7 +181,7 @@ fn pull_test_images_equal_umoci_and_by_digest() {
         &format!("{h}/test/test-nginx:bookworm"),
     ]);
     assert!(
-        out.contains("0 layers fetched, 2 already in the store"),
+        out.contains("0 layers fetched, 0 unpacked, 2 already in the store"),
         "{out}"
     );
 
@@ -243,7 +243,10 @@ fn pull_a_layer_over_two_bases() {
     env.ok(&["pull", "--plain-http", "-q", &ra]);
     px.requests.lock().unwrap().clear();
     let out = env.ok(&["pull", "--plain-http", "-q", &rb]);
-    assert!(out.contains("3 layers fetched, 0 already"), "{out}");
+    assert!(
+        out.contains("1 layers fetched, 3 unpacked, 0 already"),
+        "{out}"
+    );
     let top_digest = sha(&top_blob);
     let reqs = px.requests.lock().unwrap().join("\n");
     assert!(
@@ -313,7 +316,7 @@ fn pull_skips_a_foreign_layer() {
         "the foreign blob was asked for: {reqs}"
     );
     assert!(
-        String::from_utf8_lossy(&o.stdout).contains("2 layers fetched, 0 already"),
+        String::from_utf8_lossy(&o.stdout).contains("2 layers fetched, 2 unpacked, 0 already"),
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );

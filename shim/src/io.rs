@@ -8,6 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -92,6 +93,9 @@ fn percent_decode(s: &str) -> String {
 struct Pending {
     n: Mutex<usize>,
     cv: Condvar,
+    /// set by delete: a copier still waiting for its client to open the fifo gives up
+    /// (a client that reads the output has its end open by then)
+    abandon: AtomicBool,
 }
 
 impl Pending {
@@ -123,14 +127,56 @@ fn spawn_copier(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         .map_err(Error::io("spawn io thread"))
 }
 
-fn open_fifo_writer(path: &Path) -> Result<File> {
-    // O_RDWR never blocks waiting for the reader and keeps the fifo open
-    // while the client reconnects.
+/// Where an output copier writes.
+enum Dest {
+    File(File),
+    /// a client's fifo, opened by the copier once the client has its end open
+    Fifo(PathBuf),
+}
+
+/// The client's output sink at `path`: its fifo, or a plain file opened now.
+fn output_dest(path: &Path) -> Result<Dest> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta =
+        std::fs::metadata(path).map_err(Error::io(format!("open fifo {}", path.display())))?;
+    if meta.file_type().is_fifo() {
+        return Ok(Dest::Fifo(path.to_path_buf()));
+    }
     OpenOptions::new()
-        .read(true)
-        .write(true)
+        .append(true)
         .open(path)
-        .map_err(Error::io(format!("open fifo {}", path.display())))
+        .map(Dest::File)
+        .map_err(Error::io(format!("open {}", path.display())))
+}
+
+/// Opens the client's fifo for writing once the client has opened its read end, as the Go
+/// shim's O_WRONLY open waits for it: what the process wrote then stays in the fifo until
+/// the client reads it. (With only an O_RDWR end of our own, the output of a process that
+/// exited before the client's open went with our close: ctr opens its end in a goroutine,
+/// and `ctr run --rm` now and then printed nothing.) The second, read end keeps writes from
+/// failing while the client reconnects. None when delete gave up on the client.
+fn open_fifo_when_read(path: &Path, abandon: &AtomicBool) -> Option<(File, File)> {
+    let nonblock = || {
+        let mut o = OpenOptions::new();
+        o.custom_flags(libc::O_NONBLOCK);
+        o
+    };
+    let writer = loop {
+        match nonblock().write(true).open(path) {
+            Ok(w) => break w,
+            // ENXIO: no reader yet
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if abandon.load(Ordering::Relaxed) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return None,
+        }
+    };
+    let keep = nonblock().read(true).open(path).ok()?;
+    nix::fcntl::fcntl(&writer, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty())).ok()?;
+    Some((writer, keep))
 }
 
 fn open_log_file(path: &Path) -> Result<File> {
@@ -150,7 +196,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Copies `from` into `to` until EOF (or EIO: the pty's last slave closed).
-fn copy_out(mut from: File, mut to: File, pending: Arc<Pending>) {
+fn copy_out(mut from: File, mut to: File) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         match from.read(&mut buf) {
@@ -164,7 +210,6 @@ fn copy_out(mut from: File, mut to: File, pending: Arc<Pending>) {
             Err(_) => break,
         }
     }
-    pending.done();
 }
 
 /// Copies the client's stdin fifo into the process until the client closes
@@ -246,8 +291,8 @@ impl ProcessIo {
                 let (or, ow) = pipe()?;
                 let (er, ew) = pipe()?;
                 let file2 = file.try_clone().map_err(Error::io("dup log file"))?;
-                io.copy(File::from(or), file, "stdout")?;
-                io.copy(File::from(er), file2, "stderr")?;
+                io.copy(File::from(or), Dest::File(file), "stdout")?;
+                io.copy(File::from(er), Dest::File(file2), "stderr")?;
                 child.stdout = Some(ow);
                 child.stderr = Some(ew);
             }
@@ -259,21 +304,30 @@ impl ProcessIo {
         Ok((io, child))
     }
 
-    fn copy(&self, from: File, to: File, name: &str) -> Result<()> {
+    fn copy(&self, from: File, to: Dest, name: &str) -> Result<()> {
         self.pending.add();
         let pending = self.pending.clone();
-        spawn_copier(name, move || copy_out(from, to, pending)).inspect_err(|_| {
-            self.pending.done();
+        spawn_copier(name, move || {
+            match to {
+                Dest::File(to) => copy_out(from, to),
+                Dest::Fifo(path) => {
+                    if let Some((to, _keep)) = open_fifo_when_read(&path, &pending.abandon) {
+                        copy_out(from, to);
+                    }
+                }
+            }
+            pending.done();
         })
+        .inspect_err(|_| self.pending.done())
     }
 
     fn fifo_stream(&self, sink: &Sink, name: &str) -> Result<Option<OwnedFd>> {
         match sink {
             Sink::Null => Ok(None),
             Sink::Fifo(path) => {
-                let fifo = open_fifo_writer(path)?;
+                let dest = output_dest(path)?;
                 let (r, w) = pipe()?;
-                self.copy(File::from(r), fifo, name)?;
+                self.copy(File::from(r), dest, name)?;
                 Ok(Some(w))
             }
             _ => Err(Error::InvalidArgument(format!(
@@ -287,11 +341,10 @@ impl ProcessIo {
         let master = File::from(master);
         let dup = || master.try_clone().map_err(Error::io("dup pty master"));
         match parse_uri(&self.spec.stdout)? {
-            Sink::Fifo(path) => {
-                let fifo = open_fifo_writer(&path)?;
-                self.copy(dup()?, fifo, "console-out")?;
+            Sink::Fifo(path) => self.copy(dup()?, output_dest(&path)?, "console-out")?,
+            Sink::File(path) => {
+                self.copy(dup()?, Dest::File(open_log_file(&path)?), "console-out")?
             }
-            Sink::File(path) => self.copy(dup()?, open_log_file(&path)?, "console-out")?,
             Sink::Null => {}
             Sink::Binary(..) => {
                 return Err(Error::InvalidArgument(
@@ -324,6 +377,7 @@ impl ProcessIo {
     /// binary logger that has not exited on its own.
     pub fn wait_output(&self, timeout: Duration) {
         let p = &self.pending;
+        p.abandon.store(true, Ordering::Relaxed);
         let n = p.n.lock().unwrap_or_else(|e| e.into_inner());
         let _ = p.cv.wait_timeout_while(n, timeout, |n| *n > 0);
         self.close_stdin();
@@ -402,5 +456,49 @@ mod tests {
             _ => panic!("not binary"),
         }
         assert!(parse_uri("http://x").is_err());
+    }
+
+    /// A client reading a fifo from a moment after the process wrote and exited (ctr opens
+    /// its end in a goroutine) still gets the output.
+    #[test]
+    fn output_waits_for_a_late_fifo_reader() {
+        let dir = std::env::temp_dir().join(format!("capsa-shim-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (out, err) = (dir.join("stdout"), dir.join("stderr"));
+        for f in [&out, &err] {
+            nix::unistd::mkfifo(f, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        }
+        let spec = StdioSpec {
+            stdout: out.to_str().unwrap().into(),
+            stderr: err.to_str().unwrap().into(),
+            ..StdioSpec::default()
+        };
+        let (io, child) = ProcessIo::new(&spec, "c", "ns").unwrap();
+        // the process writes and exits before the client has opened the fifo
+        File::from(child.stdout.unwrap())
+            .write_all(b"hello\n")
+            .unwrap();
+        drop(child.stderr);
+        std::thread::sleep(Duration::from_millis(200));
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&out)
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64];
+        for _ in 0..200 {
+            match reader.read(&mut buf) {
+                Ok(0) if !got.is_empty() => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("read: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // the stderr copier, whose client never came, gives up at delete
+        io.wait_output(Duration::from_secs(5));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), "hello\n");
     }
 }

@@ -8,6 +8,7 @@
 //! process, no mount and no cgroup of the container is left.
 
 use std::io::Write;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -29,7 +30,8 @@ fn env() -> &'static Env {
         let var = |k: &str| {
             std::env::var(k).unwrap_or_else(|_| panic!("{k} is not set: run hack/shim-test.sh"))
         };
-        let dir = std::env::temp_dir().join(format!("capsa-shim-tests-{}", std::process::id()));
+        // under the work dir hack/shim-test.sh removes: the static is never dropped
+        let dir = PathBuf::from(var("SHIM_TEST_TMP")).join(std::process::id().to_string());
         std::fs::create_dir_all(&dir).unwrap();
         let runtime = std::env::var("SHIM_TEST_RUNTIME").unwrap_or_else(|_| "runc".into());
         let config = dir.join("runtime.toml");
@@ -246,6 +248,12 @@ fn in_terminal(rows: u16, cols: u16, ctr_args: &[&str]) -> (Option<i32>, String)
         ws_ypixel: 0,
     };
     let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
+    // openpty's fds are inheritable: without FD_CLOEXEC every process another test spawns
+    // meanwhile keeps this terminal open too
+    for fd in [&pty.master, &pty.slave] {
+        let cloexec = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+        nix::fcntl::fcntl(fd, cloexec).expect("FD_CLOEXEC");
+    }
     let mut cmd = ctr_cmd(ctr_args);
     cmd.stdin(pty.slave.try_clone().unwrap())
         .stdout(pty.slave.try_clone().unwrap())
@@ -329,7 +337,7 @@ fn terminal_and_resize() {
         &run_args(&["--rm", "-t"], &c.id, &["sh", "-c", script]),
     );
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("37 101"), "{out}");
+    assert!(out.contains("37 101"), "{out:?}");
     assert!(out.contains("/dev/pts/"), "{out}");
     c.finish();
 }
