@@ -2,7 +2,7 @@
 # cgv2-tests.sh: runs the cgroup integration tests (and any others named) inside a
 # throw-away QEMU VM with a pure cgroup v2 hierarchy (hack/cgv2-vm.sh).
 #
-# Usage: bash hack/cgv2-tests.sh [--init KIND] [TEST-FILE[:F1,F2]...] [-- HARNESS ARGS]
+# Usage: bash hack/cgv2-tests.sh [--init KIND] [--cgroup MODE] [TEST-FILE[:F1,F2]...] [-- HARNESS ARGS]
 #   TEST-FILE   integration/tests/<name>.rs to run; <name>:F1,F2 for only its tests whose
 #               name contains F1 or F2 (default: cgroups exec events rootless devices
 #               podman_rootless:delegated,slirp4netns checkpoint podman:checkpoint: limits,
@@ -12,6 +12,8 @@
 #               with CRIU, which works on the guest's kernel, and through podman)
 #   --init KIND the guest's PID 1 (hack/cgv2-vm.sh): `systemd` for the systemd cgroup
 #               driver's tests (default list then: systemd)
+#   --cgroup MODE the guest's hierarchy (hack/cgv2-vm.sh): v2 (default); hybrid or legacy
+#               (cgroup v1 controllers, with --init systemd) for the systemd driver on v1
 # In the guest CAPSA_REQUIRE_CRIU=1 and, under systemd, CAPSA_REQUIRE_SYSTEMD=1: a test
 # that would skip for want of CRIU or systemd fails instead.
 # Environment:
@@ -26,10 +28,11 @@ ROOT=$(pwd)
 RT=${CAPSA_RUNTIME:-$ROOT/target/release/capsa}
 export CGV2VM_TIMEOUT=${CGV2VM_TIMEOUT:-2400}
 
-tests=() extra=() init=shell
+tests=() extra=() init=shell cgmode=v2
 while [ $# -gt 0 ]; do
   case $1 in
     --init) init=${2:?--init needs a kind}; shift 2 ;;
+    --cgroup) cgmode=${2:?--cgroup needs a mode}; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     *) tests+=("$1"); shift ;;
   esac
@@ -74,6 +77,6 @@ done
 guest='modprobe -q tun && chmod 0666 /dev/net/tun || true
   rc=0; for b in "$@"; do f=; case $b in *:*) f=${b#*:}; f=${f//,/ }; b=${b%%:*} ;; esac
   echo "== $b $f" >&2; "$b" --test-threads=1 $f $CGV2_EXTRA || rc=1; done; exit $rc'
-echo "cgv2-tests: ${tests[*]} against $RT in a cgroup v2 VM (init: $init)" >&2
-exec bash hack/cgv2-vm.sh --init "$init" "$ROOT" -- env CAPSA_RUNTIME="$RT" "${require[@]}" \
+echo "cgv2-tests: ${tests[*]} against $RT in a VM (init: $init, cgroup: $cgmode)" >&2
+exec bash hack/cgv2-vm.sh --init "$init" --cgroup "$cgmode" "$ROOT" -- env CAPSA_RUNTIME="$RT" "${require[@]}" \
   CGV2_EXTRA="${extra[*]:-}" bash -c "$guest" cgv2 "${bins[@]}"

@@ -19,8 +19,12 @@
 #            systemd with D-Bus, COMMAND run by a oneshot service once basic.target and
 #            dbus.socket are up (fstab, getty and multi-user.target's services left out).
 #            Each kind is one write_init_KIND function below.
+#   --cgroup MODE  the guest's cgroup hierarchy: v2 (default, pure cgroup v2), or, with
+#            --init systemd only (systemd mounts them), hybrid (v1 controllers under
+#            /sys/fs/cgroup/<c>, cgroup2 at /sys/fs/cgroup/unified, as this CI host) or
+#            legacy (v1 only, systemd's own name=systemd hierarchy)
 #
-# Guest: cgroup_no_v1=all, cgroup2 at /sys/fs/cgroup (nsdelegate, memory_recursiveprot),
+# Guest (v2): cgroup_no_v1=all, cgroup2 at /sys/fs/cgroup (nsdelegate, memory_recursiveprot),
 # every controller in the root's cgroup.subtree_control; bpffs, devpts, mqueue, hugetlbfs;
 # lo up, no other network; modprobe works against the guest kernel's modules.
 #
@@ -47,7 +51,7 @@ STAMP=capsa-vm-1   # change when the cache's layout or the initramfs changes
 QLIB=$H/prefix/usr/lib/x86_64-linux-gnu:$H/prefix/lib/x86_64-linux-gnu
 die() { echo "cgv2-vm: $*" >&2; exit 125; }
 log() { echo "cgv2-vm: $*" >&2; }
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
+usage() { sed -n '2,24p' "$0" >&2; exit 2; }
 
 # ---------------------------------------------------------------------------- install
 # The initramfs: load the modules needed to reach the root (virtio, 9p, overlay, the
@@ -268,22 +272,35 @@ $B sync
 $B poweroff -f
 RUN
 $B hostname cgv2vm
-exec $SD --unit=cgv2vm.target
+# The host root carries /.dockerenv, so systemd believes it runs in a container and then
+# reads its switches from PID 1's argv, not /proc/cmdline: pass the kernel's on.
+exec $SD --unit=cgv2vm.target $($B tr ' ' '\n' < /proc/cmdline | $B grep -E '^(systemd\.|fstab=)')
 EOF
 }
 
 # ---------------------------------------------------------------------------- run
-INIT=shell INSTALL_ONLY=0
+INIT=shell INSTALL_ONLY=0 CGMODE=v2
 while [ $# -gt 0 ]; do
   case $1 in
     --install-only) INSTALL_ONLY=1; shift ;;
     --init) INIT=${2:?--init needs a kind}; shift 2 ;;
     --init=*) INIT=${1#--init=}; shift ;;
+    --cgroup) CGMODE=${2:?--cgroup needs a mode}; shift 2 ;;
+    --cgroup=*) CGMODE=${1#--cgroup=}; shift ;;
     -h|--help) usage ;;
     *) break ;;
   esac
 done
 declare -F "write_init_$INIT" >/dev/null || die "unknown --init kind: $INIT (known: shell, systemd)"
+# The kernel's and systemd's switches for each hierarchy (systemd 252 mounts a v1 or hybrid
+# layout itself; the shell init mounts cgroup2 only).
+case $CGMODE in
+  v2) CGAPPEND="cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" ;;
+  hybrid) CGAPPEND="systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=0" ;;
+  legacy) CGAPPEND="systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1" ;;
+  *) die "unknown --cgroup mode: $CGMODE (known: v2, hybrid, legacy)" ;;
+esac
+[ "$CGMODE" = v2 ] || [ "$INIT" = systemd ] || die "--cgroup $CGMODE needs --init systemd (the shell init mounts cgroup v2 only)"
 if [ $INSTALL_ONLY = 1 ]; then install; exit 0; fi
 [ $# -ge 3 ] && [ "$2" = -- ] || usage
 install
@@ -345,8 +362,8 @@ printf '%s\n' "$DIR" > "$RUN/ctl/dir"
   printf 'exec'; printf ' %q' "$@"; printf '\n'
 } > "$RUN/ctl/cmd"
 
-APPEND="console=ttyS0 loglevel=4 panic=-1 oops=panic mitigations=off cgroup_no_v1=all"
-APPEND+=" systemd.unified_cgroup_hierarchy=1 rdinit=/init tsc=reliable no_timer_check"
+APPEND="console=ttyS0 loglevel=4 panic=-1 oops=panic mitigations=off $CGAPPEND"
+APPEND+=" rdinit=/init tsc=reliable no_timer_check"
 # for --init systemd: the host's fstab and GPT partitions are not the guest's
 APPEND+=" fstab=no systemd.gpt_auto=no systemd.firstboot=no"
 FIFOS=("$RUN/stdout.fifo" "$RUN/stderr.fifo")

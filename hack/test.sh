@@ -27,9 +27,11 @@
 #                     subtree, checkpoint/restore with CRIU (which works on the guest's
 #                     kernel) directly and through podman (hack/cgv2-tests.sh)
 #   systemd           the same VM booted with systemd as PID 1: the --systemd-cgroup driver
+#   systemd-v1        the same tests, systemd as PID 1 on a hybrid v1 hierarchy (v1 controllers,
+#                     cgroup2 at /sys/fs/cgroup/unified)
 #   shim-cgroup-v2    the shim's ctr tests in the VM (systemd as PID 1) driving capsa: metrics
 #                     and OOM on v2, ctr checkpoint/restore, SystemdCgroup = true;
-#                     SKIP_CGV2=1 skips the three VM tiers
+#                     SKIP_CGV2=1 skips the four VM tiers
 # One tier alone: see docs/testing.md. TIERS="lint unit" runs only the tiers named (packages
 # and build always run).
 set -uo pipefail
@@ -90,6 +92,7 @@ run_tier fuzz env FUZZ_SECONDS="${FUZZ_SECONDS:-90}" bash hack/fuzz.sh
 if [ "${SKIP_CGV2:-0}" != 1 ]; then
   run_tier cgroup-v2 env CAPSA_RUNTIME="$CAPSA" bash hack/cgv2-tests.sh
   run_tier systemd env CAPSA_RUNTIME="$CAPSA" bash hack/cgv2-tests.sh --init systemd
+  run_tier systemd-v1 env CAPSA_RUNTIME="$CAPSA" bash hack/cgv2-tests.sh --init systemd --cgroup hybrid
   run_tier shim-cgroup-v2 env SHIM_TEST_RUNTIME="$CAPSA" SHIM_TEST_SHIM_BIN="$SHIM" SHIM_TEST_VM_INIT=systemd \
     bash hack/shim-test.sh --cgv2
 fi

@@ -452,3 +452,141 @@ fn missing_criu_is_named_and_changes_nothing() {
     ctx.delete_force(&id).ok();
     ctx.assert_nothing_left(&id, &b);
 }
+
+/// The pids of `pid`'s descendants (CRIU under a checkpoint), deepest last.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the comm may hold spaces, the last ')' ends it
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok());
+        if let Some(ppid) = ppid {
+            parents.push((p, ppid));
+        }
+    }
+    let mut out = vec![];
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        for &(c, pp) in &parents {
+            if pp == p {
+                out.push(c);
+                todo.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A checkpoint running in the background, killed with its CRIU when dropped.
+struct Dump(std::process::Child);
+
+impl Drop for Dump {
+    fn drop(&mut self) {
+        use nix::sys::signal::{kill, Signal};
+        for p in descendants(self.0.id()).into_iter().rev() {
+            let _ = kill(nix::unistd::Pid::from_raw(p as i32), Signal::SIGKILL);
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `--lazy-pages` checkpoint waits, its page server ready, until a restore has fetched
+/// the memory pages: maybe for ever. Meanwhile the container's other commands answer:
+/// `state`, `list`, and `delete --force` returns (runc's fails, "container init still
+/// running", CRIU holding the init). capsa held the container's lock across the dump, so
+/// they all hung; runc's own lazy-pages test, when CRIU's page server is late, deletes the
+/// container in its teardown and hung there.
+#[test]
+fn a_pending_lazy_checkpoint_blocks_no_other_command() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    if !criu::usable() {
+        return;
+    }
+    let lazy = Command::new("criu")
+        .args(["check", "--feature", "uffd-noncoop"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !lazy {
+        let why = "this kernel or criu has no lazy pages (uffd-noncoop)";
+        if std::env::var("CAPSA_REQUIRE_CRIU").as_deref() == Ok("1") {
+            panic!("CAPSA_REQUIRE_CRIU=1 but {why}");
+        }
+        integration::skip(why);
+        return;
+    }
+    let ctx = Ctx::new();
+    let id = ctx.id();
+    let (b, _count) = counting(&ctx, &id);
+    let images = ctx.path("images");
+    let work = ctx.path("dump-work");
+    let port = (40000 + std::process::id() % 20000).to_string();
+    // CRIU writes one byte to --status-fd (here our pipe, as the checkpoint's stdout)
+    // once its page server listens.
+    let (status_r, status_w) = nix::unistd::pipe().unwrap();
+    let dump = Command::new(&ctx.rt.path)
+        .arg("--root")
+        .arg(&ctx.root)
+        .arg("--log")
+        .arg(ctx.path("lazy-dump.log"))
+        .args(["checkpoint", "--lazy-pages", "--page-server"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "--status-fd",
+            "1",
+            "--image-path",
+            s(&images),
+            "--work-path",
+        ])
+        .arg(&work)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(status_w))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn the checkpoint");
+    // The checkpoint and its CRIU end with the test, whatever happens.
+    let dump = Dump(dump);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        let _ = tx.send(std::fs::File::from(status_r).read(&mut byte).ok());
+    });
+    let ready = rx.recv_timeout(integration::poll::HANG_GUARD);
+    if ready != Ok(Some(1)) {
+        drop(dump);
+        panic!(
+            "no page server ready ({ready:?})\n--- dump.log ---\n{}",
+            std::fs::read_to_string(work.join("dump.log")).unwrap_or_default()
+        );
+    }
+    // The dump waits for a lazy restore now. Each command answers (the harness' hang
+    // guard fails one that does not).
+    let out = ctx.rt(&["state", &id]).ok();
+    assert!(out.out().contains(&id), "{out}");
+    let out = ctx.rt(&["list", "-q"]).ok();
+    assert!(out.out().lines().any(|l| l == id), "{out}");
+    let deleted = ctx.rt(&["delete", "--force", &id]);
+    assert!(
+        deleted.success()
+            || ctx.rt.runc_deviation(
+                "delete --force of a container CRIU holds: container init still running"
+            ),
+        "{deleted}"
+    );
+    drop(dump);
+    if !deleted.success() {
+        ctx.delete_force(&id).ok();
+    }
+    ctx.assert_not_exist(ctx.rt(&["state", &id]), &id);
+    ctx.assert_nothing_left(&id, &b);
+}

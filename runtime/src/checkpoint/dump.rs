@@ -106,11 +106,22 @@ pub fn checkpoint(root: &Path, id: &str, opts: &Options) -> Result<()> {
         ..Default::default()
     };
     tracing::debug!("checkpoint {id}: criu {kind:?} of pid {pid}");
+    // No lock held across the dump (as runc): a --lazy-pages dump lasts until a restore
+    // has fetched every page, maybe never, and meanwhile `state`, `kill` and `delete
+    // --force` of the container must answer (runc's lazy-pages test deletes it when the
+    // page server is late; a delete ends the dump with an error).
+    let Container { dir, saved } = c;
+    drop(dir);
     criu.request(req, &spawn, |_, _| Ok(()), &mut DumpNotify { status_fd })?;
     drop((images, work));
     if !opts.leave_running && !opts.pre_dump {
-        // CRIU killed the processes: the container goes, as with `delete`.
-        c.delete(true)?;
+        // CRIU killed the processes: the container goes, as with `delete` (unless a
+        // delete came first).
+        match Container::reopen(root, saved) {
+            Ok(c) => c.delete(true)?,
+            Err(Error::NotExist(_)) => tracing::debug!("checkpoint {id}: deleted meanwhile"),
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -121,12 +121,22 @@ fn swap_v2(swap: i64, memory: i64) -> Result<i64> {
     Ok(swap - memory)
 }
 
-/// cgroup v1 shares (2..262144) to v2 weight (1..10000), as runc and crun convert them.
+/// cgroup v1 shares (2..262144) to v2 weight (1..10000): the quadratic fit crun and runc
+/// 1.3.2 use (1024, the default, is 100), the one libcgroups writes to cpu.weight, so the
+/// unit's CPUWeight and the file agree (with runc 1.1's linear one here, 1024 was 39 for
+/// systemd and 100 in the file).
 pub fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
+    const MAX_WEIGHT: u64 = 10_000;
+    match shares {
+        0 => 0,
+        1..=2 => 1,
+        262_144.. => MAX_WEIGHT,
+        _ => {
+            let l = (shares as f64).log2();
+            let w = 10f64.powf((l * l + 125.0 * l) / 612.0 - 7.0 / 34.0).ceil() as u64;
+            w.clamp(1, MAX_WEIGHT)
+        }
     }
-    1 + ((shares.max(2) - 2) * 9999) / 262142
 }
 
 fn cpu_quota(p: &mut Vec<Prop>, quota: i64, period: u64, version: u32) {
@@ -454,7 +464,7 @@ mod tests {
         assert_eq!(find(&p, "MemoryMax"), Some(&Value::U64(64 << 20)));
         assert_eq!(find(&p, "MemoryLow"), Some(&Value::U64(32 << 20)));
         assert_eq!(find(&p, "MemorySwapMax"), Some(&Value::U64(32 << 20)));
-        assert_eq!(find(&p, "CPUWeight"), Some(&Value::U64(39)));
+        assert_eq!(find(&p, "CPUWeight"), Some(&Value::U64(100)));
         assert_eq!(find(&p, "CPUQuotaPerSecUSec"), Some(&Value::U64(500_000)));
         assert_eq!(find(&p, "CPUQuotaPeriodUSec"), Some(&Value::U64(100_000)));
         assert_eq!(find(&p, "TasksMax"), Some(&Value::U64(42)));
@@ -479,9 +489,15 @@ mod tests {
 
     #[test]
     fn weights_from_shares() {
+        assert_eq!(shares_to_weight(0), 0);
         assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(3), 2);
+        assert_eq!(shares_to_weight(512), 59);
+        assert_eq!(shares_to_weight(1024), 100);
+        assert_eq!(shares_to_weight(2048), 174);
+        assert_eq!(shares_to_weight(262143), 10000);
         assert_eq!(shares_to_weight(262144), 10000);
-        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(u64::MAX), 10000);
     }
 
     #[test]
