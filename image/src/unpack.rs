@@ -286,6 +286,10 @@ impl<'a> Unpacker<'a> {
             }
         }
         let (real, fd) = self.resolve_dir(entry, comps)?;
+        // resolved through a symlink: an entry made at one of the names it went through
+        // (a directory of this layer over a lower layer's symlink, say) makes the same
+        // path lead elsewhere, so the next entry resolves it anew
+        self.parent_stale |= real.as_slice() != comps;
         let st = sys::fstat(fd.as_raw_fd()).map_err(|e| self.io(entry, "stat parent", e))?;
         let inherit = Inherit {
             setgid: st.st_mode & libc::S_ISGID != 0,

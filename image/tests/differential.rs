@@ -638,6 +638,28 @@ fn corpus(work: &Path) -> Vec<Case> {
             }),
         ),
         case(
+            "a directory made over the lower symlink its own parent went through",
+            vec![
+                T::new()
+                    .sym("usr", "/")
+                    .dir("a/", 0o755)
+                    .dir("a/b/", 0o755)
+                    .dir("lib/", 0o755)
+                    .done(),
+                T::new()
+                    .dir("usr/usr/", 0o755)
+                    .file("usr/.wh..wh..opq", 0o644, b"")
+                    .dir("a/", 0o755)
+                    .done(),
+            ],
+            // `usr/usr/` is the root's usr: a directory over the symlink; the opaque
+            // marker after it is that directory's, not the root's
+            Expect::Same(Ignore {
+                dir_mtimes: vec!["usr".into()],
+                ..Ignore::default()
+            }),
+        ),
+        case(
             "a directory replaced by a file and back, across layers",
             vec![
                 T::new()
