@@ -204,9 +204,10 @@ struct Unpacker<'a> {
     /// the layer dirs below this one, nearest first
     lowers: Vec<OwnedFd>,
     cached_parent: Option<Parent>,
-    /// a directory or symlink was removed, or a whiteout hid a lower entry: a path the cached
-    /// parent was resolved through may lead elsewhere now. The entry being made keeps its parent (umoci resolves it once,
-    /// before it replaces what stands at the entry's path); the next entry resolves anew
+    /// a directory or symlink was removed, a whiteout hid a lower entry, or the parent was
+    /// found through a symlink: the path may lead elsewhere now. The entry being made keeps
+    /// its parent and the parent's fd (umoci resolves it once, before it replaces what
+    /// stands at the entry's path); the next entry resolves anew
     parent_stale: bool,
     creds: Creds,
     /// directories whose times are set at the end, by path in the layer
@@ -820,9 +821,7 @@ impl<'a> Unpacker<'a> {
             }
             sys::lsetxattr(dir, OsStr::new("."), OPAQUE_XATTR, b"y")
                 .map_err(|e| self.io(comps, "mark directory opaque", e))?;
-            let here = sys::openat(dir, OsStr::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
-                .map_err(|e| self.io(comps, "open directory", e))?;
-            return self.clear_hidden(comps, here.as_raw_fd(), OsStr::new("."), &mut real);
+            return self.clear_hidden(comps, dir, OsStr::new("."), &mut real);
         }
         if nb.starts_with(b".wh..wh.") {
             return Ok(()); // AUFS internals (.wh..wh.plnk, ...): meaningless here
@@ -844,14 +843,11 @@ impl<'a> Unpacker<'a> {
                 sys::lsetxattr(dir, &target, OPAQUE_XATTR, b"y")
                     .map_err(|e| self.io(comps, "mark directory opaque", e))?;
                 let mut real = self.real_path(&target);
-                let dir = sys::openat(dir, OsStr::new("."), libc::O_PATH | libc::O_DIRECTORY, 0)
-                    .map_err(|e| self.io(comps, "open directory", e))?;
-                self.clear_hidden(comps, dir.as_raw_fd(), &target, &mut real)
+                self.clear_hidden(comps, dir, &target, &mut real)
             }
             // a directory made only to hold whiteouts: it goes whole, the lower one with it
             Some(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
                 self.remove(comps, dir, &target)?;
-                let dir = self.parent(comps, parent_comps)?;
                 sys::mknodat(dir, &target, libc::S_IFCHR, 0)
                     .map_err(|e| self.io(comps, "create whiteout device", e))
             }
@@ -873,15 +869,8 @@ impl<'a> Unpacker<'a> {
                 .map_err(|e| self.io(comps, "list a lower layer's root", e))?;
             names.extend(listed);
         }
-        let root = sys::openat(
-            self.root.as_raw_fd(),
-            OsStr::new("."),
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-        )
-        .map_err(|e| self.io(comps, "open the layer root", e))?;
-        self.clear_hidden(comps, root.as_raw_fd(), OsStr::new("."), &mut Vec::new())?;
         let root = self.root.as_raw_fd();
+        self.clear_hidden(comps, root, OsStr::new("."), &mut Vec::new())?;
         for name in names {
             let found = self
                 .lookup(&lower, &name)
@@ -903,8 +892,7 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Creates `name` in `dir` with `create`; when something is already there (a path named
-    /// twice in the tar), removes it and creates again. Returns the parent fd to use next
-    /// (removing may have dropped the cached one).
+    /// twice in the tar), removes it and creates again. Returns the parent's fd.
     fn create_replacing(
         &mut self,
         comps: &[OsString],
@@ -916,7 +904,6 @@ impl<'a> Unpacker<'a> {
         match create(dir, name) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
                 self.remove(comps, dir, name)?;
-                let dir = self.parent(comps, parent_comps)?;
                 create(dir, name).map_err(|e| self.io(comps, what, e))?;
                 Ok(dir)
             }
@@ -937,7 +924,6 @@ impl<'a> Unpacker<'a> {
                     // a whiteout or a non-directory of this layer stood there: the lower
                     // layers' directory there is gone, the new one must not merge with it
                     self.remove(comps, dir, name)?;
-                    let dir = self.parent(comps, parent_comps)?;
                     sys::mkdirat(dir, name, attrs.mode & 0o777)
                         .map_err(|e| self.io(comps, "mkdir", e))?;
                     sys::lsetxattr(dir, name, OPAQUE_XATTR, b"y")
@@ -947,7 +933,6 @@ impl<'a> Unpacker<'a> {
             }
             Err(e) => return Err(self.io(comps, "mkdir", e)),
         };
-        let dir = self.parent(comps, parent_comps)?;
         if !fresh || self.needs_chown(attrs.uid, attrs.gid) {
             sys::lchownat(dir, name, attrs.uid, attrs.gid)
                 .map_err(|e| self.io(comps, "set directory owner", e))?;
@@ -1068,7 +1053,6 @@ impl<'a> Unpacker<'a> {
         let (name, parent_comps) = comps.split_last().expect("non-empty");
         let dir = self.parent(comps, parent_comps)?;
         self.remove(comps, dir, name)?;
-        let dir = self.parent(comps, parent_comps)?;
         sys::mknodat(dir, name, kind | 0o600, dev).map_err(|e| self.io(comps, "mknod", e))?;
         sys::lchownat(dir, name, attrs.uid, attrs.gid)
             .and_then(|_| sys::fchmodat(dir, name, attrs.mode))
@@ -1140,7 +1124,6 @@ impl<'a> Unpacker<'a> {
             }
             self.remove(comps, dir, name)?;
         }
-        let dir = self.parent(comps, parent_comps)?;
         sys::linkat(tdir, tname, dir, name).map_err(|e| self.io(comps, "create hardlink", e))?;
         Ok(true)
     }
@@ -1157,7 +1140,6 @@ impl<'a> Unpacker<'a> {
         let (name, parent_comps) = comps.split_last().expect("non-empty");
         let dir = self.parent(comps, parent_comps)?;
         self.remove(comps, dir, name)?;
-        let dir = self.parent(comps, parent_comps)?;
         let kind = st.st_mode & libc::S_IFMT;
         let atime = (st.st_atime, st.st_atime_nsec);
         let mtime = (st.st_mtime, st.st_mtime_nsec);

@@ -106,6 +106,11 @@ impl Pending {
         *self.n.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
         self.cv.notify_all();
     }
+    /// Waits until no copier runs, at most `timeout`.
+    fn wait(&self, timeout: Duration) {
+        let n = self.n.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.cv.wait_timeout_while(n, timeout, |n| *n > 0);
+    }
 }
 
 type SharedWriter = Arc<Mutex<Option<File>>>;
@@ -117,8 +122,7 @@ impl OutputDone {
     /// Waits until the copiers have written everything the process wrote (their pipes
     /// reached EOF), at most `timeout`: a child left behind may hold the pipe open.
     pub fn wait(&self, timeout: Duration) {
-        let n = self.0.n.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self.0.cv.wait_timeout_while(n, timeout, |n| *n > 0);
+        self.0.wait(timeout)
     }
 }
 
@@ -393,10 +397,8 @@ impl ProcessIo {
     /// Waits (bounded) until the output copiers have drained, then stops a
     /// binary logger that has not exited on its own.
     pub fn wait_output(&self, timeout: Duration) {
-        let p = &self.pending;
-        p.abandon.store(true, Ordering::Relaxed);
-        let n = p.n.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = p.cv.wait_timeout_while(n, timeout, |n| *n > 0);
+        self.pending.abandon.store(true, Ordering::Relaxed);
+        self.pending.wait(timeout);
         self.close_stdin();
         if let Some(pid) = self.logger {
             let pid = nix::unistd::Pid::from_raw(pid as i32);

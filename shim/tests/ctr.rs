@@ -64,7 +64,11 @@ fn text(b: &[u8]) -> String {
 }
 
 fn ok(args: &[&str]) -> String {
-    let o = ctr(args);
+    succeeded(args, ctr(args))
+}
+
+/// The stdout of `ctr args`, which must have succeeded.
+fn succeeded(args: &[&str], o: Output) -> String {
     assert!(
         o.status.success(),
         "ctr {args:?} failed: {}{}",
@@ -893,14 +897,7 @@ fn ctr_within(secs: u32, args: &[&str]) -> Output {
 
 /// `ok` under a time limit.
 fn ok_within(secs: u32, args: &[&str]) -> String {
-    let o = ctr_within(secs, args);
-    assert!(
-        o.status.success(),
-        "ctr {args:?} failed: {}{}",
-        text(&o.stdout),
-        text(&o.stderr)
-    );
-    text(&o.stdout)
+    succeeded(args, ctr_within(secs, args))
 }
 
 #[test]
