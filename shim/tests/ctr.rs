@@ -627,6 +627,74 @@ fn blocked_waits_starve_no_other_call() {
     c.finish();
 }
 
+/// Waits arriving while other calls finish: ttrpc's count of idle workers races
+/// (containerd/ttrpc-rust#230), and a Wait that kept the worker it took could leave the
+/// connection with none, so that every later call queued until the task exited (in the
+/// CRI stress test, a pod whose StopPodSandbox never returned). Eight threads keep State
+/// calls coming on one connection while 1000 Waits on the init arrive; every
+/// State must be answered (the 20 s is a hang guard), and every Wait once the init dies.
+#[test]
+#[ignore = "needs root and containerd: run hack/shim-test.sh"]
+fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
+    use containerd_shim::protos::shim::shim::{KillRequest, StateRequest, WaitRequest};
+    use containerd_shim::protos::ttrpc::context::with_timeout;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const GUARD_NS: i64 = 20_000_000_000;
+    let c = Container::new("waitstream");
+    c.run_detached(&[], &["sleep", "1000"]);
+    let client = shim_client(&c.id);
+    let state = StateRequest {
+        id: c.id.clone(),
+        ..Default::default()
+    };
+    let stop = AtomicBool::new(false);
+    let waits = std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    client
+                        .state(with_timeout(GUARD_NS), &state)
+                        .expect("State answered amid Waits");
+                }
+            });
+        }
+        let waits: Vec<_> = (0..1000)
+            .map(|_| {
+                let (client, req) = (
+                    client.clone(),
+                    WaitRequest {
+                        id: c.id.clone(),
+                        ..Default::default()
+                    },
+                );
+                std::thread::Builder::new()
+                    .stack_size(128 * 1024)
+                    .spawn(move || client.wait(with_timeout(120_000_000_000), &req))
+                    .expect("spawn a Wait")
+            })
+            .collect();
+        stop.store(true, Ordering::Relaxed);
+        waits
+    });
+    let st = client
+        .state(with_timeout(GUARD_NS), &state)
+        .expect("State answered after 300 Waits");
+    assert_eq!(st.pid, c.pid());
+    let kill = KillRequest {
+        id: c.id.clone(),
+        signal: 9,
+        ..Default::default()
+    };
+    client
+        .kill(with_timeout(GUARD_NS), &kill)
+        .expect("Kill answered while 300 Waits block");
+    for w in waits {
+        let res = w.join().expect("wait thread").expect("Wait answered");
+        assert_eq!(res.exit_status, 137, "the init was killed by SIGKILL");
+    }
+    c.finish();
+}
+
 fn metric(m: &str, name: &str) -> String {
     m.lines()
         .find(|l| l.split_whitespace().next() == Some(name))
