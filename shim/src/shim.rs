@@ -207,13 +207,16 @@ fn serve(flags: &Flags) -> Result<()> {
     remove_socket(path);
     let listener = UnixListener::bind(path).map_err(Error::io(format!("bind {path}")))?;
     let methods = task_methods(task);
-    // Idle workers per connection: ttrpc spawns more when fewer than min wait for a
-    // request, and a worker that finishes a call ends when max already wait. No call
-    // holds a worker for long (Wait has threads of its own, see `Detached`).
+    // One idle worker per connection. ttrpc counts only the workers waiting for a
+    // request: when the waiting one takes a request the count drops below min and
+    // another is spawned; when a worker finishes and finds one already waiting (above
+    // max) it ends. That count races (see `Detached`), so no call may keep a worker for
+    // long: Wait has threads of its own. `start` insists on min < default < max, which
+    // would keep 2-3 idle threads per connection, so the listener is started directly.
     let mut server = Server::new()
-        .set_thread_count_default(2)
+        .set_thread_count_default(1)
         .set_thread_count_min(1)
-        .set_thread_count_max(3)
+        .set_thread_count_max(1)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| Error::Other(format!("ttrpc listener: {e}")))?
         .register_service(methods);

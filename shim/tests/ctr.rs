@@ -133,6 +133,22 @@ fn shim_pids(id: &str) -> Vec<u32> {
     pids
 }
 
+/// The names of the threads of the shim serving `id`.
+fn shim_threads(id: &str) -> Vec<String> {
+    let pids = shim_pids(id);
+    let [pid] = pids.as_slice() else {
+        panic!("one shim for {id}, found {pids:?}");
+    };
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim_end().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Zombie children of `parent`.
 fn zombies_of(parent: u32) -> Vec<u32> {
     let mut z = Vec::new();
@@ -632,7 +648,8 @@ fn blocked_waits_starve_no_other_call() {
 /// connection with none, so that every later call queued until the task exited (in the
 /// CRI stress test, a pod whose StopPodSandbox never returned). Eight threads keep State
 /// calls coming on one connection while 1000 Waits on the init arrive; every
-/// State must be answered (the 20 s is a hang guard), and every Wait once the init dies.
+/// State must be answered (the 20 s is a hang guard), no Wait may keep a ttrpc worker,
+/// and every Wait is answered once the init dies.
 #[test]
 #[ignore = "needs root and containerd: run hack/shim-test.sh"]
 fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
@@ -676,9 +693,23 @@ fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
         stop.store(true, Ordering::Relaxed);
         waits
     });
+    // What rules the starvation out whatever the timing: pending Waits keep no ttrpc
+    // worker. (ttrpc's threads are unnamed and so carry the name of the connection
+    // thread that made them; a handful per connection.)
+    eventually("all 1000 Waits pending in the shim, a thread each", || {
+        shim_threads(&c.id).len() >= 1000
+    });
+    let workers = shim_threads(&c.id)
+        .iter()
+        .filter(|n| *n == "client_handler")
+        .count();
+    assert!(
+        workers < 50,
+        "{workers} ttrpc threads: the pending Waits keep workers"
+    );
     let st = client
         .state(with_timeout(GUARD_NS), &state)
-        .expect("State answered after 300 Waits");
+        .expect("State answered after 1000 Waits");
     assert_eq!(st.pid, c.pid());
     let kill = KillRequest {
         id: c.id.clone(),
