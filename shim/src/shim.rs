@@ -161,12 +161,8 @@ fn task_methods(task: Arc<TaskService>) -> Methods {
 
 /// Runs a method on a thread of its own and frees the ttrpc worker at once; the reply
 /// goes out on the connection when the method returns. For Wait, which blocks until its
-/// process exits. ttrpc's count of idle workers races (containerd/ttrpc-rust#230): a
-/// worker done with a call counts itself in, finds more than max and leaves, while the
-/// worker it saw has just taken a request without the count falling below min. When
-/// that request was a Wait kept on its worker, the connection had none left and every
-/// later call on it (State, Kill, Delete) queued until the task exited: under load, a
-/// pod whose StopPodSandbox never returned.
+/// process exits: held on a worker, every pending Wait would cost the connection a
+/// worker for good (workers never end, see `serve`).
 struct Detached(Arc<dyn MethodHandler + Send + Sync>);
 
 impl MethodHandler for Detached {
@@ -207,16 +203,20 @@ fn serve(flags: &Flags) -> Result<()> {
     remove_socket(path);
     let listener = UnixListener::bind(path).map_err(Error::io(format!("bind {path}")))?;
     let methods = task_methods(task);
-    // One idle worker per connection. ttrpc counts only the workers waiting for a
-    // request: when the waiting one takes a request the count drops below min and
-    // another is spawned; when a worker finishes and finds one already waiting (above
-    // max) it ends. That count races (see `Detached`), so no call may keep a worker for
-    // long: Wait has threads of its own. `start` insists on min < default < max, which
-    // would keep 2-3 idle threads per connection, so the listener is started directly.
+    // ttrpc's worker pool, per connection: a worker that takes a request counts itself
+    // out and, if no other is left waiting, has the connection's thread spawn one; a worker
+    // done with a call counts itself back in, and ends if more than max are counted. That
+    // count races (containerd/ttrpc-rust#230): a worker counted back in next to others that
+    // are about to end ends too, and three finishing at once can all end, leaving a
+    // connection with no worker and nothing to spawn one, so that no later call on it
+    // (State, Kill, Delete) is answered: seen under the CRI stress test, about one run in
+    // ten. So workers never end (no max): a connection keeps as many as it once had calls
+    // at the same time, a few when idle, and Wait does not hold one (`Detached`). `start`
+    // insists on min < default < max, so the listener is started directly.
     let mut server = Server::new()
         .set_thread_count_default(1)
         .set_thread_count_min(1)
-        .set_thread_count_max(1)
+        .set_thread_count_max(usize::MAX)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| Error::Other(format!("ttrpc listener: {e}")))?
         .register_service(methods);
@@ -229,8 +229,8 @@ fn serve(flags: &Flags) -> Result<()> {
     tracing::info!("shim serving on {path}");
     exit.wait();
     events.flush(std::time::Duration::from_secs(5));
-    // Not server.shutdown(): it joins the connection threads, and a worker may
-    // sit in a Wait that will never return. Exiting ends them all.
+    // Not server.shutdown(): it joins the connection threads, which wait for every
+    // pending Wait's reply. Exiting ends them all.
     remove_socket(path);
     std::mem::forget(server);
     Ok(())

@@ -643,13 +643,15 @@ fn blocked_waits_starve_no_other_call() {
     c.finish();
 }
 
-/// Waits arriving while other calls finish: ttrpc's count of idle workers races
-/// (containerd/ttrpc-rust#230), and a Wait that kept the worker it took could leave the
-/// connection with none, so that every later call queued until the task exited (in the
-/// CRI stress test, a pod whose StopPodSandbox never returned). Eight threads keep State
-/// calls coming on one connection while 1000 Waits on the init arrive; every
-/// State must be answered (the 20 s is a hang guard), no Wait may keep a ttrpc worker,
-/// and every Wait is answered once the init dies.
+/// Waits arriving while other calls finish. ttrpc's count of idle workers races
+/// (containerd/ttrpc-rust#230) and could leave a connection with no worker, so that no
+/// later call on it was answered (in the CRI stress test, a pod whose StopPodSandbox never
+/// returned); the shim's workers now never end, and a Wait, which blocks for its
+/// process's life, holds none. Eight threads keep State calls coming on one connection
+/// while 1000 Waits on the init arrive; every State must be answered (the 20 s is a hang
+/// guard), no Wait may keep a ttrpc worker, and every Wait is answered once the init dies.
+/// (The race itself is too narrow to force here; the CRI stress test met it about once in
+/// ten runs before the fix.)
 #[test]
 #[ignore = "needs root and containerd: run hack/shim-test.sh"]
 fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
