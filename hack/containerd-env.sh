@@ -95,15 +95,18 @@ start() {
 
 stop() {
   if running; then
-    local ns t c C
-    for ns in $(ctr -a "$SOCK" namespaces ls -q 2>/dev/null); do
-      C=(ctr -a "$SOCK" -n "$ns")
+    local ns t c C rc
+    # Every call bounded: a hung shim must not hang the teardown.
+    for ns in $(timeout 20 ctr -a "$SOCK" namespaces ls -q 2>/dev/null); do
+      C=(timeout 20 ctr -a "$SOCK" -n "$ns")
       for t in $("${C[@]}" tasks ls -q 2>/dev/null); do
         "${C[@]}" tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
       done
       for t in $("${C[@]}" tasks ls -q 2>/dev/null); do
         for _ in 1 2 3 4 5 6 7 8 9 10; do
-          "${C[@]}" tasks delete "$t" >/dev/null 2>&1 && break || sleep 0.3
+          rc=0 && "${C[@]}" tasks delete "$t" >/dev/null 2>&1 || rc=$?
+          { [ $rc = 0 ] || [ $rc = 124 ]; } && break   # 124: timed out, hung
+          sleep 0.3
         done
       done
       for c in $("${C[@]}" containers ls -q 2>/dev/null); do

@@ -224,18 +224,22 @@ stop() {
   [ -f "$dir/config.toml" ] || die "$dir is not a cri-env dir"
   local pid=""
   [ -f "$dir/containerd.pid" ] && pid=$(cat "$dir/containerd.pid")
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && ctr -a "$sock" version >/dev/null 2>&1; then
-    local t c
-    for t in $(ctr -a "$sock" -n "$NS" tasks ls -q 2>/dev/null); do
-      ctr -a "$sock" -n "$NS" tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
+  # Every call bounded: a hung shim must not hang the teardown (its process is killed below).
+  c() { timeout 20 ctr -a "$sock" -n "$NS" "$@"; }
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && timeout 20 ctr -a "$sock" version >/dev/null 2>&1; then
+    local t rc
+    for t in $(c tasks ls -q 2>/dev/null); do
+      c tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
     done
-    for t in $(ctr -a "$sock" -n "$NS" tasks ls -q 2>/dev/null); do
+    for t in $(c tasks ls -q 2>/dev/null); do
       for _ in $(seq 1 20); do
-        ctr -a "$sock" -n "$NS" tasks delete "$t" >/dev/null 2>&1 && break || sleep 0.2
+        rc=0 && c tasks delete "$t" >/dev/null 2>&1 || rc=$?
+        { [ $rc = 0 ] || [ $rc = 124 ]; } && break   # 124: timed out, hung
+        sleep 0.2
       done
     done
-    for c in $(ctr -a "$sock" -n "$NS" containers ls -q 2>/dev/null); do
-      ctr -a "$sock" -n "$NS" containers delete "$c" >/dev/null 2>&1 || true
+    for t in $(c containers ls -q 2>/dev/null); do
+      c containers delete "$t" >/dev/null 2>&1 || true
     done
   fi
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then

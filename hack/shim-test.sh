@@ -132,13 +132,13 @@ rss_bench() {
   sleep 2 # idle
   # VmRSS counts the shared text of the binary in full in every shim; Pss divides
   # shared pages among the processes mapping them (here 3 shims of a kind).
-  printf '%-28s %-8s %10s %10s %10s\n' shim container VmRSS_kB RssAnon_kB Pss_kB
+  printf '%-28s %-8s %10s %10s %10s %8s\n' shim container VmRSS_kB RssAnon_kB Pss_kB threads
   for kind in capsa runc; do
     for i in 1 2 3; do
       pid=$(pgrep -f -- "containerd-shim-$kind-v2 .*-id rss-$kind-$i( |\$)" | head -1)
-      printf '%-28s %-8s %10s %10s %10s\n' "containerd-shim-$kind-v2" "rss-$kind-$i" \
+      printf '%-28s %-8s %10s %10s %10s %8s\n' "containerd-shim-$kind-v2" "rss-$kind-$i" \
         "$(awk '/^VmRSS/{print $2}' "/proc/$pid/status")" "$(awk '/^RssAnon/{print $2}' "/proc/$pid/status")" \
-        "$(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup")"
+        "$(awk '/^Pss:/{print $2}' "/proc/$pid/smaps_rollup")" "$(awk '/^Threads/{print $2}' "/proc/$pid/status")"
     done
   done
   for kind in capsa runc; do for i in 1 2 3; do

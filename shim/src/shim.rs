@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::shim::shim_ttrpc::create_task;
-use containerd_shim::protos::ttrpc::{MethodHandler, Server};
+use containerd_shim::protos::ttrpc::{self, MethodHandler, Request, Server, TtrpcContext};
 use containerd_shim::{api, ExitSignal, Flags, StartOpts};
 
 use crate::error::{Error, Result};
@@ -140,17 +140,45 @@ fn delete(flags: &Flags) -> Result<()> {
 type Methods = HashMap<String, Box<dyn MethodHandler + Send + Sync>>;
 
 /// The task methods under the v3 name containerd 2 uses and the v2 name of
-/// containerd 1.x.
+/// containerd 1.x; Wait, which blocks for a process's life, on a thread of its own.
 fn task_methods(task: Arc<TaskService>) -> Methods {
-    let v3 = create_task(task);
     let mut all = Methods::new();
-    for (name, handler) in v3 {
-        let Some(method) = name.strip_prefix("/containerd.task.v3.Task/") else {
-            continue;
-        };
-        all.insert(format!("/containerd.task.v2.Task/{method}"), handler);
+    for version in ["v2", "v3"] {
+        for (name, handler) in create_task(task.clone()) {
+            let Some(method) = name.strip_prefix("/containerd.task.v3.Task/") else {
+                continue;
+            };
+            let handler: Box<dyn MethodHandler + Send + Sync> = if method == "Wait" {
+                Box::new(Detached(Arc::from(handler)))
+            } else {
+                handler
+            };
+            all.insert(format!("/containerd.task.{version}.Task/{method}"), handler);
+        }
     }
     all
+}
+
+/// Runs a method on a thread of its own and frees the ttrpc worker at once; the reply
+/// goes out on the connection when the method returns. For Wait, which blocks until its
+/// process exits: held on a worker, every pending Wait would cost the connection a
+/// worker for good (workers never end, see `serve`).
+struct Detached(Arc<dyn MethodHandler + Send + Sync>);
+
+impl MethodHandler for Detached {
+    fn handler(&self, ctx: TtrpcContext, req: Request) -> ttrpc::Result<()> {
+        let inner = self.0.clone();
+        std::thread::Builder::new()
+            .name("wait".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if let Err(e) = inner.handler(ctx, req) {
+                    tracing::warn!("reply to a Wait: {e}");
+                }
+            })
+            .map(drop)
+            .map_err(|e| ttrpc::Error::Others(format!("spawn a Wait thread: {e}")))
+    }
 }
 
 fn serve(flags: &Flags) -> Result<()> {
@@ -174,18 +202,21 @@ fn serve(flags: &Flags) -> Result<()> {
     }
     remove_socket(path);
     let listener = UnixListener::bind(path).map_err(Error::io(format!("bind {path}")))?;
-    let mut methods = task_methods(task.clone());
-    methods.extend(create_task(task));
-    // One idle worker per connection. ttrpc counts only the workers waiting for a
-    // request: when the waiting one takes a request the count drops below min and
-    // another is spawned, so a Wait that blocks for the task's life never starves the
-    // rest; when a worker finishes and finds one already waiting (above max) it ends.
-    // `start` insists on min < default < max, which would keep 2-3 idle threads per
-    // connection, so the listener is started directly.
+    let methods = task_methods(task);
+    // ttrpc's worker pool, per connection: a worker that takes a request counts itself
+    // out and, if no other is left waiting, has the connection's thread spawn one; a worker
+    // done with a call counts itself back in, and ends if more than max are counted. That
+    // count races (containerd/ttrpc-rust#230): a worker counted back in next to others that
+    // are about to end ends too, and three finishing at once can all end, leaving a
+    // connection with no worker and nothing to spawn one, so that no later call on it
+    // (State, Kill, Delete) is answered: seen under the CRI stress test, about one run in
+    // ten. So workers never end (no max): a connection keeps as many as it once had calls
+    // at the same time, a few when idle, and Wait does not hold one (`Detached`). `start`
+    // insists on min < default < max, so the listener is started directly.
     let mut server = Server::new()
         .set_thread_count_default(1)
         .set_thread_count_min(1)
-        .set_thread_count_max(1)
+        .set_thread_count_max(usize::MAX)
         .add_listener(listener.into_raw_fd())
         .map_err(|e| Error::Other(format!("ttrpc listener: {e}")))?
         .register_service(methods);
@@ -198,8 +229,8 @@ fn serve(flags: &Flags) -> Result<()> {
     tracing::info!("shim serving on {path}");
     exit.wait();
     events.flush(std::time::Duration::from_secs(5));
-    // Not server.shutdown(): it joins the connection threads, and a worker may
-    // sit in a Wait that will never return. Exiting ends them all.
+    // Not server.shutdown(): it joins the connection threads, which wait for every
+    // pending Wait's reply. Exiting ends them all.
     remove_socket(path);
     std::mem::forget(server);
     Ok(())
@@ -208,5 +239,64 @@ fn serve(flags: &Flags) -> Result<()> {
 fn remove_socket(path: &str) {
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{mpsc, Mutex};
+    use std::time::Duration;
+
+    use containerd_shim::protos::ttrpc::MessageHeader;
+
+    /// Blocks until released, then replies on the connection, as a Wait does at its
+    /// process's exit.
+    struct Blocking(Mutex<mpsc::Receiver<()>>);
+
+    impl MethodHandler for Blocking {
+        fn handler(&self, ctx: TtrpcContext, _req: Request) -> ttrpc::Result<()> {
+            let _ = self.0.lock().unwrap().recv();
+            let _ = ctx.res_tx.send((ctx.mh, b"exited".to_vec()));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_detached_method_frees_its_worker_and_still_replies() {
+        let (release, blocked) = mpsc::channel();
+        let (res_tx, replies) = mpsc::channel();
+        let ctx = TtrpcContext {
+            fd: -1,
+            cancel_rx: crossbeam::channel::never(),
+            mh: MessageHeader {
+                stream_id: 7,
+                ..Default::default()
+            },
+            res_tx,
+            metadata: Default::default(),
+            timeout_nano: 0,
+            conn_ctx: Default::default(),
+        };
+        let method = Detached(Arc::new(Blocking(Mutex::new(blocked))));
+        // The worker's call, on a thread here so that a worker kept by the method is a
+        // failure and not a hung test.
+        let (freed, worker_free) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = freed.send(method.handler(ctx, Request::default()).is_ok());
+        });
+        let ok = worker_free
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the worker returns while the method still blocks");
+        assert!(ok);
+        assert!(
+            replies.try_recv().is_err(),
+            "no reply before the method ends"
+        );
+        release.send(()).unwrap();
+        let (mh, body) = replies
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the reply, once the method ends");
+        assert_eq!((mh.stream_id, body.as_slice()), (7, b"exited".as_slice()));
     }
 }

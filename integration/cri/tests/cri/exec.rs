@@ -85,6 +85,16 @@ fn attach_url(cri: &Cri, id: &str, tty: bool) -> String {
     .url
 }
 
+/// Shell that prints `stty size` once the terminal is ROWS x COLS, or after 5 s.
+/// The resize channel and stdin are separate streams with no order between
+/// them (as kubectl's are): the input line may reach the shell before the size.
+fn size_once_resized(rows: u16, cols: u16) -> String {
+    format!(
+        "n=0; until [ \"$(stty size 2>/dev/null)\" = '{rows} {cols}' ] || [ $n -ge 50 ]; \
+         do sleep 0.1; n=$((n+1)); done; stty size"
+    )
+}
+
 #[test]
 #[ignore = "needs root and a CRI containerd: run hack/cri-test.sh"]
 fn streaming_exec_with_and_without_tty() {
@@ -110,7 +120,11 @@ fn streaming_exec_with_and_without_tty() {
     let url = exec_url(
         &cri,
         &id,
-        &["sh", "-c", "read l; stty size; tty; exit 0"],
+        &[
+            "sh",
+            "-c",
+            &format!("read l; {}; tty; exit 0", size_once_resized(37, 101)),
+        ],
         true,
     );
     let mut s = Session::open(&url);
@@ -155,9 +169,12 @@ fn attach_with_and_without_tty() {
     assert!(pod.log("plain", 0).contains("stdout F got:two"));
 
     let tty = pod.run(
-        Ctr::sh("tty", "read l; stty size; tty; read l; exit 0")
-            .stdin()
-            .tty(),
+        Ctr::sh(
+            "tty",
+            &format!("read l; {}; tty; read l; exit 0", size_once_resized(33, 90)),
+        )
+        .stdin()
+        .tty(),
     );
     let mut s = Session::open(&attach_url(&cri, &tty, true));
     s.resize(90, 33);
