@@ -200,6 +200,30 @@ fn cap_mknod_cannot_open_a_host_disk() {
     }
 }
 
+/// The host's console (c 5:1) is in no default rule (runc's AllowedDevices has no such
+/// entry; capsa on cgroup v1 and with systemd allowed it until 2026-12): a container with
+/// CAP_MKNOD may make the node but not open it, so it cannot read or write the host's
+/// console. A container with a terminal gets its pty slave (136:*) at /dev/console.
+/// The open is made by a subshell, never a session leader: it could not take the console
+/// as its controlling terminal even where the open succeeded.
+#[test]
+fn the_host_console_cannot_be_opened() {
+    let ctx = Ctx::new();
+    let out = ctx.sh("mknod /dev/capsa-console c 5 1 && echo made; \
+         (exec 3</dev/capsa-console) 2>&1 && echo opened; \
+         (exec 3>/dev/capsa-console) 2>&1 && echo opened-w; echo done");
+    assert!(out.contains("made\n"), "mknod c 5:1 (CAP_MKNOD): {out}");
+    assert!(
+        !out.contains("opened"),
+        "the host's console c 5:1 was opened in the container: {out}"
+    );
+    assert_eq!(
+        out.matches("Operation not permitted").count(),
+        2,
+        "the device cgroup refuses c 5:1 (EPERM): {out}"
+    );
+}
+
 /// Device rules outlive `update`: runc sets the container's own rules again on every
 /// update (on cgroup v2 a new filter attached, the old one detached), and they are not
 /// something `update` changes, whatever `--resources` says (capsa as runc).

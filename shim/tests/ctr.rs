@@ -55,9 +55,13 @@ fn ctr_cmd(args: &[&str]) -> Command {
     c
 }
 
+/// Every ctr call is bounded: a shim that hangs fails the test, not the CI run.
 fn ctr(args: &[&str]) -> Output {
-    ctr_cmd(args).output().expect("run ctr")
+    ctr_within(CTR_LIMIT_SECS, args)
 }
+
+/// Longer than any call here takes, in the VM's software emulation too.
+const CTR_LIMIT_SECS: u32 = 180;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -244,16 +248,18 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         let id = self.id.as_str();
-        let _ = ctr(&["task", "kill", "-a", "-s", "SIGKILL", id]);
+        // Bounded without asserting: a panic while unwinding would abort the
+        // test binary.
+        let _ = ctr_bounded(20, &["task", "kill", "-a", "-s", "SIGKILL", id]);
         for _ in 0..100 {
-            let o = ctr(&["task", "delete", id]);
+            let o = ctr_bounded(20, &["task", "delete", id]);
             let err = text(&o.stderr);
             if o.status.success() || err.contains("not found") {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = ctr(&["container", "delete", id]);
+        let _ = ctr_bounded(20, &["container", "delete", id]);
     }
 }
 
@@ -977,8 +983,15 @@ fn ctr_limited(args: &[&str]) -> Output {
 
 /// ctr killed after `secs` seconds: a hang fails the test.
 fn ctr_within(secs: u32, args: &[&str]) -> Output {
+    let o = ctr_bounded(secs, args);
+    assert_ne!(o.status.code(), Some(124), "ctr {args:?} hung for {secs} s");
+    o
+}
+
+/// ctr killed after `secs` seconds; a hang shows as timeout's status 124.
+fn ctr_bounded(secs: u32, args: &[&str]) -> Output {
     let e = env();
-    let o = Command::new("timeout")
+    Command::new("timeout")
         .args([
             "-k",
             "5",
@@ -992,9 +1005,7 @@ fn ctr_within(secs: u32, args: &[&str]) -> Output {
         .args(args)
         .stdin(Stdio::null())
         .output()
-        .expect("run timeout ctr");
-    assert_ne!(o.status.code(), Some(124), "ctr {args:?} hung for {secs} s");
-    o
+        .expect("run timeout ctr")
 }
 
 /// `ok` under a time limit.

@@ -70,9 +70,10 @@ fn parse_line(l: &str) -> Option<(char, Option<i64>, Option<i64>, u8)> {
     Some((t.chars().next()?, n(major), n(minor), bits(acc)))
 }
 
-/// What every container may use besides its config's rules, allowed after them
-/// (libcgroups' defaults, runc's): the runtime's own device nodes (null, zero, full, tty,
-/// urandom, random), mknod of any device, /dev/console, /dev/pts/*, /dev/ptmx, tun/tap.
+/// What every container may use besides its config's rules, allowed after them (runc's
+/// AllowedDevices, as v2_devices::DEFAULT_RULES): the runtime's own device nodes (null,
+/// zero, full, tty, urandom, random), mknod of any device, /dev/pts/*, /dev/ptmx, tun/tap.
+/// Not the host's console (c 5:1): a container's /dev/console is a pty slave bound there.
 pub const DEFAULT_RULES: &[&str] = &[
     "c 1:3 rwm",
     "c 1:5 rwm",
@@ -82,7 +83,6 @@ pub const DEFAULT_RULES: &[&str] = &[
     "c 1:8 rwm",
     "c *:* m",
     "b *:* m",
-    "c 5:1 rwm",
     "c 136:* rwm",
     "c 5:2 rwm",
     "c 10:200 rwm",

@@ -414,7 +414,6 @@ mod tests {
             "c 1:8 rwm",
             "c 1:9 rwm",
             "c 5:0 rwm",
-            "c 5:1 rwm",
             "c 5:2 rwm",
             "c 10:200 rwm",
             "c 10:229 rw",

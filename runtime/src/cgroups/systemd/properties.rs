@@ -280,7 +280,7 @@ fn default_rule(text: &str) -> LinuxDeviceCgroup {
 }
 
 /// The config's device rules, then the defaults every container gets (/dev/null, zero,
-/// full, tty, random, urandom, console, pts, ptmx, tun; mknod of any: the cgroupfs
+/// full, tty, random, urandom, pts, ptmx, tun; mknod of any: the cgroupfs
 /// driver's), replayed in order as the kernel's v1 devices controller would (runc's
 /// emulator): `a *:* rwm` sets the default, other rules add or remove exceptions.
 /// systemd takes a deny-by-default list only.
