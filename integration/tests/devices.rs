@@ -183,21 +183,24 @@ fn cap_mknod_cannot_open_a_host_disk() {
              (exec 3</dev/capsa-disk && head -c 512 <&3 | wc -c) 2>&1 && echo opened; \
              (exec 3<>/dev/capsa-disk) 2>&1 && echo opened-rw; echo done"
         );
-        let out = ctx.sh(&script);
-        assert!(
-            out.contains("made\n"),
-            "mknod b {ma}:{mi} (CAP_MKNOD): {out}"
-        );
-        assert!(
-            !out.contains("opened"),
-            "a host disk's node b {ma}:{mi} was opened in the container: {out}"
-        );
-        assert_eq!(
-            out.matches("Operation not permitted").count(),
-            2,
-            "the device cgroup refuses b {ma}:{mi} (EPERM): {out}"
-        );
+        made_but_never_opened(&ctx.sh(&script), &format!("a host disk's node b {ma}:{mi}"));
     }
+}
+
+/// The output of a script that made a host device's node (echo made) and tried two opens
+/// of it (each echoing opened… on success): made with CAP_MKNOD, and both opens refused by
+/// the device cgroup (EPERM).
+fn made_but_never_opened(out: &str, node: &str) {
+    assert!(out.contains("made\n"), "mknod of {node} (CAP_MKNOD): {out}");
+    assert!(
+        !out.contains("opened"),
+        "{node} was opened in the container: {out}"
+    );
+    assert_eq!(
+        out.matches("Operation not permitted").count(),
+        2,
+        "the device cgroup refuses {node} (EPERM): {out}"
+    );
 }
 
 /// The host's console (c 5:1) is in no default rule (runc's AllowedDevices has no such
@@ -212,16 +215,7 @@ fn the_host_console_cannot_be_opened() {
     let out = ctx.sh("mknod /dev/capsa-console c 5 1 && echo made; \
          (exec 3</dev/capsa-console) 2>&1 && echo opened; \
          (exec 3>/dev/capsa-console) 2>&1 && echo opened-w; echo done");
-    assert!(out.contains("made\n"), "mknod c 5:1 (CAP_MKNOD): {out}");
-    assert!(
-        !out.contains("opened"),
-        "the host's console c 5:1 was opened in the container: {out}"
-    );
-    assert_eq!(
-        out.matches("Operation not permitted").count(),
-        2,
-        "the device cgroup refuses c 5:1 (EPERM): {out}"
-    );
+    made_but_never_opened(&out, "the host's console c 5:1");
 }
 
 /// Device rules outlive `update`: runc sets the container's own rules again on every

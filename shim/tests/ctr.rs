@@ -584,17 +584,42 @@ fn shim_client(id: &str) -> containerd_shim::protos::TaskClient {
     containerd_shim::protos::TaskClient::new(client)
 }
 
-/// Waits that block for a process's life hold one ttrpc worker each, on the one
-/// connection containerd keeps; every other call must still be answered (the shim keeps a
-/// single idle worker and spawns another whenever it is taken). Three Waits on execs that
-/// never end, then State and the kills on the same connection; a starved call would time
-/// out (the 20 s is a hang guard, not a measurement).
+/// Hang guard of the direct ttrpc calls that must be answered at once.
+const GUARD_NS: i64 = 20_000_000_000;
+
+/// A Wait for `exec_id` of `id` ("" for the init) on a thread of its own, answered when
+/// that process exits or after `timeout_ns`. A small stack: a test keeps 1000 pending.
+fn spawn_wait(
+    client: &containerd_shim::protos::TaskClient,
+    id: &str,
+    exec_id: &str,
+    timeout_ns: i64,
+) -> std::thread::JoinHandle<
+    containerd_shim::protos::ttrpc::Result<containerd_shim::protos::shim::shim::WaitResponse>,
+> {
+    use containerd_shim::protos::ttrpc::context::with_timeout;
+    let client = client.clone();
+    let req = containerd_shim::protos::shim::shim::WaitRequest {
+        id: id.to_string(),
+        exec_id: exec_id.to_string(),
+        ..Default::default()
+    };
+    std::thread::Builder::new()
+        .stack_size(128 * 1024)
+        .spawn(move || client.wait(with_timeout(timeout_ns), &req))
+        .expect("spawn a Wait")
+}
+
+/// Waits that block for a process's life, on the one connection containerd keeps: every
+/// other call must still be answered (a Wait runs on a thread of its own, holding no ttrpc
+/// worker; the shim keeps a single idle worker and spawns another whenever it is taken).
+/// Three Waits on execs that never end, then State and the kills on the same connection;
+/// a starved call would time out (the 20 s is a hang guard, not a measurement).
 #[test]
 #[ignore = "needs root and containerd: run hack/shim-test.sh"]
 fn blocked_waits_starve_no_other_call() {
-    use containerd_shim::protos::shim::shim::{KillRequest, StateRequest, WaitRequest};
+    use containerd_shim::protos::shim::shim::{KillRequest, StateRequest};
     use containerd_shim::protos::ttrpc::context::with_timeout;
-    const GUARD_NS: i64 = 20_000_000_000;
     let c = Container::new("waits");
     c.run_detached(&[], &["sleep", "1000"]);
     let execs = ["w1", "w2", "w3"];
@@ -604,17 +629,7 @@ fn blocked_waits_starve_no_other_call() {
     let client = shim_client(&c.id);
     let waits: Vec<_> = execs
         .iter()
-        .map(|e| {
-            let (client, req) = (
-                client.clone(),
-                WaitRequest {
-                    id: c.id.clone(),
-                    exec_id: e.to_string(),
-                    ..Default::default()
-                },
-            );
-            std::thread::spawn(move || client.wait(with_timeout(60_000_000_000), &req))
-        })
+        .map(|e| spawn_wait(&client, &c.id, e, 60_000_000_000))
         .collect();
     // Give the Waits time to reach the shim; the calls below must be answered anyway.
     std::thread::sleep(Duration::from_millis(500));
@@ -661,10 +676,9 @@ fn blocked_waits_starve_no_other_call() {
 #[test]
 #[ignore = "needs root and containerd: run hack/shim-test.sh"]
 fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
-    use containerd_shim::protos::shim::shim::{KillRequest, StateRequest, WaitRequest};
+    use containerd_shim::protos::shim::shim::{KillRequest, StateRequest};
     use containerd_shim::protos::ttrpc::context::with_timeout;
     use std::sync::atomic::{AtomicBool, Ordering};
-    const GUARD_NS: i64 = 20_000_000_000;
     let c = Container::new("waitstream");
     c.run_detached(&[], &["sleep", "1000"]);
     let client = shim_client(&c.id);
@@ -684,19 +698,7 @@ fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
             });
         }
         let waits: Vec<_> = (0..1000)
-            .map(|_| {
-                let (client, req) = (
-                    client.clone(),
-                    WaitRequest {
-                        id: c.id.clone(),
-                        ..Default::default()
-                    },
-                );
-                std::thread::Builder::new()
-                    .stack_size(128 * 1024)
-                    .spawn(move || client.wait(with_timeout(120_000_000_000), &req))
-                    .expect("spawn a Wait")
-            })
+            .map(|_| spawn_wait(&client, &c.id, "", 120_000_000_000))
             .collect();
         stop.store(true, Ordering::Relaxed);
         waits
@@ -727,7 +729,7 @@ fn waits_amid_a_stream_of_calls_never_starve_the_connection() {
     };
     client
         .kill(with_timeout(GUARD_NS), &kill)
-        .expect("Kill answered while 300 Waits block");
+        .expect("Kill answered while 1000 Waits block");
     for w in waits {
         let res = w.join().expect("wait thread").expect("Wait answered");
         assert_eq!(res.exit_status, 137, "the init was killed by SIGKILL");
